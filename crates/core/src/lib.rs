@@ -1,1 +1,44 @@
-//! chasync-core
+//! # chasync-core
+//!
+//! The chasync ingestion engine for ClickHouse. Rows flow one way:
+//!
+//! ```text
+//! Handle::send ─► queue (bounded) ─► batcher (rows | bytes | linger) ─► encoder (RowBinary)
+//!   ─► dispatcher (max_concurrency in flight) ─► sink (clickhouse crate, retries)
+//!   ─► committed, or written to the dead-letter spool
+//! ```
+//!
+//! * [`Ingestor`] / [`Pipeline`]: start with a [`Config`], send rows through cloneable
+//!   [`Handle`]s, [`Pipeline::shutdown`] to flush and stop.
+//! * Every batch has a deterministic id ([`dedup`]) sent as `insert_deduplication_token` and
+//!   `query_id`, and written into an `_insert_id` column when the table has one: a retry or a
+//!   replay lands once on tables that deduplicate.
+//! * Errors are classified by ClickHouse error code ([`ErrorKind`]); retryable ones back off
+//!   exponentially with jitter ([`RetryPolicy`]), the others go to the durable
+//!   [`DeadLetterSpool`], which [`replay()`] sends again.
+
+pub mod batch;
+pub mod config;
+pub mod dead_letter;
+pub mod dedup;
+mod dispatch;
+pub mod encode;
+pub mod error;
+pub mod ingestor;
+pub mod queue;
+pub mod replay;
+pub mod retry;
+pub mod sink;
+pub mod stats;
+
+pub use batch::Batch;
+pub use config::{Compression, Config, Secret, Timeouts};
+pub use dead_letter::{DeadLetterRecord, DeadLetterSpool, EntryKind};
+pub use dedup::StreamId;
+pub use encode::{BatchEncoder, RowBinary};
+pub use error::{Error, ErrorKind, Result};
+pub use ingestor::{Ingestor, Pipeline};
+pub use queue::{Handle, SendError, TrySendError};
+pub use replay::{ReplayReport, replay};
+pub use retry::RetryPolicy;
+pub use stats::Stats;

@@ -1,0 +1,169 @@
+//! The dispatcher: up to `max_concurrency` inserts in flight; every batch ends committed or in
+//! the dead-letter spool.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::batch::Batch;
+use crate::dead_letter::DeadLetterSpool;
+use crate::error::{Error, Result};
+use crate::sink::{Outcome, SharedSink};
+use crate::stats::Counters;
+
+/// A message to the dispatcher.
+pub(crate) enum Work {
+    Batch(Batch),
+    Flush(oneshot::Sender<Result<()>>),
+}
+
+/// What the dispatcher's tasks share.
+pub(crate) struct Shared {
+    pub sink: SharedSink,
+    pub spool: DeadLetterSpool,
+    pub counters: Arc<Counters>,
+    pub last_dead_letter_error: Mutex<Option<String>>,
+}
+
+/// Runs until the batcher closes its channel and every insert has ended.
+pub(crate) async fn run(mut rx: mpsc::Receiver<Work>, shared: Arc<Shared>, max_concurrency: usize) {
+    let limiter = Arc::new(Semaphore::new(max_concurrency));
+    let mut tasks = JoinSet::new();
+    let mut dead_at_last_flush = (0u64, 0u64);
+    while let Some(work) = rx.recv().await {
+        while let Some(done) = tasks.try_join_next() {
+            reap(done);
+        }
+        match work {
+            Work::Batch(batch) => {
+                let permit = limiter
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("the limiter is never closed");
+                let shared = shared.clone();
+                let span = tracing::info_span!(
+                    "chasync.batch",
+                    id = %batch.id,
+                    seq = batch.sequence,
+                    rows = batch.rows,
+                    table = %batch.table,
+                );
+                tasks.spawn(
+                    async move {
+                        process(batch, &shared).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+            }
+            Work::Flush(done) => {
+                while let Some(res) = tasks.join_next().await {
+                    reap(res);
+                }
+                let now = (
+                    shared.counters.batches_dead_lettered.load(Relaxed),
+                    shared.counters.rows_dead_lettered.load(Relaxed),
+                );
+                let result = if now.0 > dead_at_last_flush.0 {
+                    Err(Error::DeadLettered {
+                        batches: now.0 - dead_at_last_flush.0,
+                        rows: now.1 - dead_at_last_flush.1,
+                        spool: shared.spool.dir().to_path_buf(),
+                        last_error: shared
+                            .last_dead_letter_error
+                            .lock()
+                            .unwrap()
+                            .clone()
+                            .unwrap_or_default(),
+                    })
+                } else {
+                    Ok(())
+                };
+                dead_at_last_flush = now;
+                let _ = done.send(result);
+            }
+        }
+    }
+    while let Some(res) = tasks.join_next().await {
+        reap(res);
+    }
+}
+
+fn reap(res: std::result::Result<(), tokio::task::JoinError>) {
+    if let Err(e) = res
+        && e.is_panic()
+    {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Sends one batch and routes its outcome.
+async fn process(batch: Batch, shared: &Shared) {
+    let counters = &shared.counters;
+    if !batch.rejected.is_empty() {
+        let rows = batch.rejected.len() as u64;
+        let reason = batch.rejected[0].reason.clone();
+        let spool = shared.spool.clone();
+        let b = batch.clone();
+        let path = write_until_done(move || spool.write_rejected(&b, &b.rejected)).await;
+        counters.rows_dead_lettered.fetch_add(rows, Relaxed);
+        counters.batches_dead_lettered.fetch_add(1, Relaxed);
+        *shared.last_dead_letter_error.lock().unwrap() = Some(reason.clone());
+        tracing::warn!(rows, path = %path.display(), %reason, "rejected rows dead-lettered");
+    }
+    if batch.rows == 0 {
+        return;
+    }
+    counters.enter_flight();
+    let started = tokio::time::Instant::now();
+    let outcome = shared.sink.send(&batch, counters).await;
+    counters.leave_flight();
+    match outcome {
+        Outcome::Committed { attempts } => {
+            counters.latency.record(started.elapsed());
+            counters.rows_committed.fetch_add(batch.rows as u64, Relaxed);
+            counters
+                .bytes_committed
+                .fetch_add(batch.bytes.len() as u64, Relaxed);
+            counters.batches_committed.fetch_add(1, Relaxed);
+            tracing::debug!(attempts, "batch committed");
+        }
+        Outcome::Failed { error, attempts } => {
+            let rows = batch.rows as u64;
+            let message = error.to_string();
+            let spool = shared.spool.clone();
+            let b = batch.clone();
+            let path = write_until_done(move || spool.write_batch(&b, &error, attempts)).await;
+            counters.rows_dead_lettered.fetch_add(rows, Relaxed);
+            counters.batches_dead_lettered.fetch_add(1, Relaxed);
+            *shared.last_dead_letter_error.lock().unwrap() = Some(message.clone());
+            tracing::error!(rows, attempts, path = %path.display(), error = %message, "batch dead-lettered");
+        }
+    }
+}
+
+/// Writes to the spool, retrying every second while the disk refuses: rows are never dropped,
+/// and a spool that cannot be written stalls the engine (backpressure) instead.
+async fn write_until_done<F>(write: F) -> PathBuf
+where
+    F: Fn() -> Result<PathBuf> + Send + Sync + 'static,
+{
+    let write = Arc::new(write);
+    loop {
+        let w = write.clone();
+        match tokio::task::spawn_blocking(move || w()).await {
+            Ok(Ok(path)) => return path,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot write the dead-letter spool; retrying in 1 s");
+            }
+            Err(e) => tracing::error!(error = %e, "dead-letter writer task failed; retrying in 1 s"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

@@ -1,0 +1,152 @@
+//! Encoders: rows in, the bytes of one batch out.
+//!
+//! A batch is encoded once, as its rows arrive, into the bytes that every attempt of its insert
+//! sends. [`RowBinary`] encodes typed rows (`T: clickhouse::Row + Serialize`).
+
+pub mod rowbinary;
+
+use std::marker::PhantomData;
+
+use bytes::Bytes;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::dedup::InsertIdColumn;
+
+/// A row the encoder refused; it goes to the dead-letter spool and the batch goes on.
+#[derive(Debug, Clone)]
+pub struct RejectedRow {
+    /// Why the row could not be encoded.
+    pub reason: String,
+    /// A readable copy of the row for the dead-letter spool (e.g. a JSON line), when the
+    /// encoder can make one.
+    pub record: Option<String>,
+}
+
+/// What an encoder hands to the dispatcher for one batch.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    /// The column list for `INSERT INTO t (columns)`, empty for all columns in table order.
+    pub columns: Vec<String>,
+    /// The ClickHouse format name of `bytes`, e.g. `RowBinary`.
+    pub format: &'static str,
+    /// The encoded rows.
+    pub bytes: Bytes,
+    /// How many rows `bytes` holds.
+    pub rows: usize,
+}
+
+/// Turns rows into the encoded bytes of one batch at a time.
+///
+/// The batcher calls [`begin`](Self::begin) with the batch id before the first row of each
+/// batch, [`push`](Self::push) for every row, and [`finish`](Self::finish) when the batch is
+/// sealed.
+pub trait BatchEncoder: Send + 'static {
+    /// The row type producers send.
+    type Row: Send + 'static;
+
+    /// Starts a new batch with the given id (the value of the `_insert_id` column, if any).
+    fn begin(&mut self, batch_id: Uuid);
+
+    /// Adds one row to the current batch. A row that cannot be encoded leaves no trace in the
+    /// batch and is returned as rejected.
+    fn push(&mut self, row: Self::Row) -> Result<(), RejectedRow>;
+
+    /// Rows in the current batch.
+    fn rows(&self) -> usize;
+
+    /// Encoded bytes in the current batch (exact or a close estimate).
+    fn bytes(&self) -> usize;
+
+    /// Seals the current batch and returns its bytes.
+    fn finish(&mut self) -> Encoded;
+}
+
+/// RowBinary encoder of typed rows.
+///
+/// When the table has an `_insert_id` column that `T` does not have, every row is followed by
+/// the batch id, and `_insert_id` is appended to the column list.
+pub struct RowBinary<T> {
+    buf: Vec<u8>,
+    rows: usize,
+    columns: Vec<String>,
+    insert_id: Option<InsertIdColumn>,
+    batch_id: Uuid,
+    capacity_hint: usize,
+    _row: PhantomData<fn(T)>,
+}
+
+impl<T> RowBinary<T>
+where
+    T: clickhouse::Row + Serialize + Send + 'static,
+{
+    /// An encoder for `T`; `insert_id` is how the table stores `_insert_id`, if it does and `T`
+    /// does not carry it itself.
+    pub fn new(insert_id: Option<InsertIdColumn>) -> Self {
+        let mut columns: Vec<String> = T::COLUMN_NAMES.iter().map(|c| c.to_string()).collect();
+        let insert_id = insert_id.filter(|col| !columns.iter().any(|c| c == &col.name));
+        if let Some(col) = &insert_id {
+            columns.push(col.name.clone());
+        }
+        Self {
+            buf: Vec::new(),
+            rows: 0,
+            columns,
+            insert_id,
+            batch_id: Uuid::nil(),
+            capacity_hint: 64 * 1024,
+            _row: PhantomData,
+        }
+    }
+}
+
+impl<T> BatchEncoder for RowBinary<T>
+where
+    T: clickhouse::Row + Serialize + Send + 'static,
+{
+    type Row = T;
+
+    fn begin(&mut self, batch_id: Uuid) {
+        self.batch_id = batch_id;
+        self.rows = 0;
+        self.buf = Vec::with_capacity(self.capacity_hint);
+    }
+
+    #[inline]
+    fn push(&mut self, row: T) -> Result<(), RejectedRow> {
+        let start = self.buf.len();
+        if let Err(e) = rowbinary::serialize_into(&mut self.buf, &row) {
+            self.buf.truncate(start);
+            return Err(RejectedRow {
+                reason: e.0,
+                record: None,
+            });
+        }
+        if let Some(col) = &self.insert_id {
+            col.put(&mut self.buf, &self.batch_id);
+        }
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    fn finish(&mut self) -> Encoded {
+        let buf = std::mem::take(&mut self.buf);
+        // The next batch will likely be as large as this one.
+        self.capacity_hint = buf.len().clamp(64 * 1024, 256 << 20);
+        let rows = std::mem::take(&mut self.rows);
+        Encoded {
+            columns: self.columns.clone(),
+            format: "RowBinary",
+            bytes: Bytes::from(buf),
+            rows,
+        }
+    }
+}

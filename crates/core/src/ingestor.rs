@@ -1,0 +1,175 @@
+//! The ingestor: wires queue → batcher → dispatcher → sink, and owns their tasks.
+
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::batch::{self, Limits, Target};
+use crate::config::Config;
+use crate::dead_letter::DeadLetterSpool;
+use crate::dedup::InsertIdColumn;
+use crate::dispatch::{self, Shared};
+use crate::encode::{BatchEncoder, RowBinary};
+use crate::error::{Error, Result};
+use crate::queue::{Handle, Msg};
+use crate::sink::Sink;
+use crate::stats::{Counters, Stats};
+
+/// A running ingestion pipeline for one table, generic over how rows are encoded.
+///
+/// Most users want [`Ingestor<T>`] for typed rows.
+pub struct Pipeline<E: BatchEncoder> {
+    handle: Handle<E::Row>,
+    batcher: JoinHandle<()>,
+    dispatcher: JoinHandle<()>,
+}
+
+/// An ingestor of typed rows, encoded as RowBinary.
+///
+/// ```no_run
+/// use chasync_core::{Config, Ingestor};
+///
+/// #[derive(clickhouse::Row, serde::Serialize)]
+/// struct Event {
+///     id: u64,
+///     name: String,
+/// }
+///
+/// # async fn run() -> chasync_core::Result<()> {
+/// let mut config = Config::new("http://127.0.0.1:8123", "events");
+/// config.max_rows = 50_000;
+/// let ingestor = Ingestor::<Event>::start(config).await?;
+/// let handle = ingestor.handle();
+/// for id in 0..1_000_000 {
+///     handle.send(Event { id, name: format!("e{id}") }).await.expect("running");
+/// }
+/// let stats = ingestor.shutdown().await?;
+/// assert_eq!(stats.rows_committed + stats.rows_dead_lettered, 1_000_000);
+/// # Ok(()) }
+/// ```
+pub type Ingestor<T> = Pipeline<RowBinary<T>>;
+
+impl<T> Pipeline<RowBinary<T>>
+where
+    T: clickhouse::Row + Serialize + Send + 'static,
+{
+    /// Checks the table, then starts the pipeline's tasks on the current tokio runtime.
+    ///
+    /// Fails when the table does not exist or the server cannot be reached.
+    pub async fn start(config: Config) -> Result<Self> {
+        config.validate()?;
+        let sink = Sink::new(&config);
+        let columns = table_columns(sink.client(), &config.database, &config.table).await?;
+        let insert_id = if config.fill_insert_id {
+            columns
+                .iter()
+                .find_map(|(name, ty)| InsertIdColumn::from_column(name, ty))
+        } else {
+            None
+        };
+        Self::with_parts(config, sink, RowBinary::new(insert_id))
+    }
+}
+
+/// The (name, type) pairs of a table's columns, in order; an error if there is no such table.
+pub async fn table_columns(
+    client: &clickhouse::Client,
+    database: &str,
+    table: &str,
+) -> Result<Vec<(String, String)>> {
+    let columns: Vec<(String, String)> = client
+        .query(
+            "SELECT name, type FROM system.columns WHERE database = ? AND table = ? \
+             ORDER BY position",
+        )
+        .bind(database)
+        .bind(table)
+        .fetch_all()
+        .await?;
+    if columns.is_empty() {
+        return Err(Error::Config(format!(
+            "table {database}.{table} does not exist (or the user cannot see it)"
+        )));
+    }
+    Ok(columns)
+}
+
+impl<E: BatchEncoder> Pipeline<E> {
+    /// Starts a pipeline with a given encoder on the current tokio runtime.
+    pub fn with_encoder(config: Config, encoder: E) -> Result<Self> {
+        config.validate()?;
+        let sink = Sink::new(&config);
+        Self::with_parts(config, sink, encoder)
+    }
+
+    fn with_parts(config: Config, sink: Sink, encoder: E) -> Result<Self> {
+        let counters = Arc::new(Counters::default());
+        let (tx, rx) = mpsc::channel::<Msg<E::Row>>(config.queue_capacity);
+        // One sealed batch may wait for a free insert slot; more would only hold memory.
+        let (work_tx, work_rx) = mpsc::channel(1);
+        let shared = Arc::new(Shared {
+            sink: Arc::new(sink),
+            spool: DeadLetterSpool::new(config.dead_letter_dir.clone()),
+            counters: counters.clone(),
+            last_dead_letter_error: Mutex::new(None),
+        });
+        let batcher = tokio::spawn(batch::run(
+            rx,
+            encoder,
+            work_tx,
+            Limits {
+                max_rows: config.max_rows,
+                max_bytes: config.max_bytes,
+                linger: config.linger,
+            },
+            Target {
+                database: Arc::from(config.database.as_str()),
+                table: Arc::from(config.table.as_str()),
+                stream_id: config.stream_id,
+                first_sequence: config.first_sequence,
+            },
+            counters.clone(),
+        ));
+        let dispatcher = tokio::spawn(dispatch::run(work_rx, shared, config.max_concurrency));
+        Ok(Self {
+            handle: Handle { tx, counters },
+            batcher,
+            dispatcher,
+        })
+    }
+
+    /// A producer handle; clone it freely.
+    pub fn handle(&self) -> Handle<E::Row> {
+        self.handle.clone()
+    }
+
+    /// See [`Handle::flush`].
+    pub async fn flush(&self) -> Result<()> {
+        self.handle.flush().await
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.handle.stats()
+    }
+
+    /// Stops accepting rows, commits or dead-letters everything accepted, and returns the
+    /// final counters. Handles still held get [`Error::Closed`]-style refusals afterwards.
+    pub async fn shutdown(self) -> Result<Stats> {
+        // Err only when the batcher is already gone, which is fine.
+        let _ = self.handle.tx.send(Msg::Shutdown).await;
+        let counters = self.handle.counters.clone();
+        drop(self.handle);
+        for task in [self.batcher, self.dispatcher] {
+            if let Err(e) = task.await {
+                if e.is_panic() {
+                    std::panic::resume_unwind(e.into_panic());
+                }
+                return Err(Error::Closed);
+            }
+        }
+        Ok(counters.snapshot())
+    }
+}

@@ -1,0 +1,171 @@
+//! The bounded queue between producers and the batcher, and the producers' [`Handle`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{Error, Result};
+use crate::stats::{Counters, Stats};
+
+/// A message to the batcher.
+pub(crate) enum Msg<R> {
+    Row(R),
+    Flush(oneshot::Sender<Result<()>>),
+    Shutdown,
+}
+
+/// A cloneable producer handle of an ingestor.
+///
+/// Rows accepted by [`send`](Self::send) or [`try_send`](Self::try_send) are committed to
+/// ClickHouse or written to the dead-letter spool; none is dropped, also not when every
+/// handle is dropped (the engine then flushes what it holds and stops).
+pub struct Handle<R> {
+    pub(crate) tx: mpsc::Sender<Msg<R>>,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl<R> Clone for Handle<R> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+impl<R> fmt::Debug for Handle<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("closed", &self.tx.is_closed())
+            .finish()
+    }
+}
+
+/// `send` failed because the ingestor is shut down; the row is handed back.
+pub struct SendError<R>(pub R);
+
+/// `try_send` could not take the row; the row is handed back.
+pub enum TrySendError<R> {
+    /// The queue is full: retry later or use `send`, which waits.
+    Full(R),
+    /// The ingestor is shut down.
+    Closed(R),
+}
+
+impl<R> TrySendError<R> {
+    /// The row that was not taken.
+    pub fn into_inner(self) -> R {
+        match self {
+            Self::Full(r) | Self::Closed(r) => r,
+        }
+    }
+}
+
+impl<R> fmt::Debug for SendError<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SendError(..)")
+    }
+}
+
+impl<R> fmt::Display for SendError<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the ingestor is shut down; the row was not accepted")
+    }
+}
+
+impl<R> std::error::Error for SendError<R> {}
+
+impl<R> fmt::Debug for TrySendError<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full(_) => f.write_str("Full(..)"),
+            Self::Closed(_) => f.write_str("Closed(..)"),
+        }
+    }
+}
+
+impl<R> fmt::Display for TrySendError<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full(_) => f.write_str("the queue is full; the row was not accepted"),
+            Self::Closed(_) => f.write_str("the ingestor is shut down; the row was not accepted"),
+        }
+    }
+}
+
+impl<R> std::error::Error for TrySendError<R> {}
+
+impl<R: Send + 'static> Handle<R> {
+    /// Queues a row, waiting while the queue is full (backpressure).
+    pub async fn send(&self, row: R) -> std::result::Result<(), SendError<R>> {
+        match self.tx.send(Msg::Row(row)).await {
+            Ok(()) => {
+                self.counters.rows_accepted.fetch_add(1, Relaxed);
+                Ok(())
+            }
+            Err(mpsc::error::SendError(msg)) => Err(SendError(into_row(msg))),
+        }
+    }
+
+    /// Queues a row if there is room now; otherwise hands it back.
+    pub fn try_send(&self, row: R) -> std::result::Result<(), TrySendError<R>> {
+        match self.tx.try_send(Msg::Row(row)) {
+            Ok(()) => {
+                self.counters.rows_accepted.fetch_add(1, Relaxed);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(msg)) => Err(TrySendError::Full(into_row(msg))),
+            Err(mpsc::error::TrySendError::Closed(msg)) => {
+                Err(TrySendError::Closed(into_row(msg)))
+            }
+        }
+    }
+
+    /// Queues many rows, waiting for room as needed; on shutdown returns the rows not taken.
+    pub async fn send_all(
+        &self,
+        rows: impl IntoIterator<Item = R>,
+    ) -> std::result::Result<(), SendError<Vec<R>>> {
+        let mut rows = rows.into_iter();
+        while let Some(row) = rows.next() {
+            if let Err(SendError(row)) = self.send(row).await {
+                let mut rest = vec![row];
+                rest.extend(rows);
+                return Err(SendError(rest));
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns when every row queued before this call is committed or dead-lettered.
+    ///
+    /// Fails with [`Error::DeadLettered`] when batches were dead-lettered since the previous
+    /// flush, and with [`Error::Closed`] after shutdown.
+    pub async fn flush(&self) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Msg::Flush(done))
+            .await
+            .map_err(|_| Error::Closed)?;
+        wait.await.map_err(|_| Error::Closed)?
+    }
+
+    /// A snapshot of the ingestor's counters.
+    pub fn stats(&self) -> Stats {
+        self.counters.snapshot()
+    }
+
+    /// Whether the ingestor still accepts rows.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+fn into_row<R>(msg: Msg<R>) -> R {
+    match msg {
+        Msg::Row(r) => r,
+        _ => unreachable!("only rows are handed back"),
+    }
+}
