@@ -44,17 +44,25 @@ pub struct Batch {
 
 /// Sealing thresholds.
 #[derive(Debug, Clone)]
-pub(crate) struct Limits {
+pub struct Limits {
+    /// Seal at this many rows.
     pub max_rows: usize,
+    /// Seal at this many encoded bytes.
     pub max_bytes: usize,
+    /// Seal this long after the first row of a batch.
     pub linger: Duration,
 }
 
-/// Identity of what the batches go to.
-pub(crate) struct Target {
+/// What the batches go to, and where their ids come from.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Database of the table.
     pub database: Arc<str>,
+    /// The table.
     pub table: Arc<str>,
+    /// The stream the batch ids derive from.
     pub stream_id: StreamId,
+    /// Sequence number of the first batch.
     pub first_sequence: u64,
 }
 
@@ -65,54 +73,113 @@ struct Open {
     rejected: Vec<RejectedRow>,
 }
 
-/// Runs until the queue closes (shutdown, or every handle dropped), then seals what it holds
-/// and closes the dispatcher's channel.
-pub(crate) async fn run<E: BatchEncoder>(
-    mut rx: mpsc::Receiver<Msg<E::Row>>,
-    mut encoder: E,
-    out: mpsc::Sender<Work>,
+/// Accumulates encoded rows and seals batches on rows or bytes; the caller seals on linger
+/// (see [`Batcher::deadline`]). Synchronous: the engine runs it in its batcher task.
+pub struct Batcher<E: BatchEncoder> {
+    encoder: E,
     limits: Limits,
     target: Target,
-    counters: Arc<Counters>,
-) {
-    let mut next_seq = target.first_sequence;
-    let mut open: Option<Open> = None;
-    let mut last_columns: Option<Arc<[String]>> = None;
-    let mut inbox: Vec<Msg<E::Row>> = Vec::with_capacity(1024);
-    let linger = tokio::time::sleep(Duration::from_secs(3600));
-    tokio::pin!(linger);
+    next_seq: u64,
+    open: Option<Open>,
+    last_columns: Option<Arc<[String]>>,
+}
 
-    let seal = |open: &mut Option<Open>,
-                encoder: &mut E,
-                last_columns: &mut Option<Arc<[String]>>|
-     -> Option<Batch> {
-        let o = open.take()?;
-        let enc = encoder.finish();
-        let columns = match last_columns {
+impl<E: BatchEncoder> Batcher<E> {
+    /// A batcher with the given encoder, thresholds and target.
+    pub fn new(encoder: E, limits: Limits, target: Target) -> Self {
+        let next_seq = target.first_sequence;
+        Self {
+            encoder,
+            limits,
+            target,
+            next_seq,
+            open: None,
+            last_columns: None,
+        }
+    }
+
+    /// When the open batch must be sealed, if one is open.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.open.as_ref().map(|o| o.deadline)
+    }
+
+    /// Adds a row. Returns the batch this row filled, if any, and whether the encoder refused
+    /// the row (a refused row is kept with the open batch as rejected, for the spool).
+    pub fn push(&mut self, row: E::Row) -> (Option<Batch>, bool) {
+        if self.open.is_none() {
+            let sequence = self.next_seq;
+            self.next_seq += 1;
+            let id = self.target.stream_id.batch_id(sequence);
+            self.encoder.begin(id);
+            self.open = Some(Open {
+                id,
+                sequence,
+                deadline: Instant::now() + self.limits.linger,
+                rejected: Vec::new(),
+            });
+        }
+        let mut rejected = false;
+        if let Err(r) = self.encoder.push(row) {
+            rejected = true;
+            if let Some(o) = self.open.as_mut() {
+                o.rejected.push(r);
+            }
+        }
+        let full = self.encoder.rows() >= self.limits.max_rows
+            || self.encoder.bytes() >= self.limits.max_bytes;
+        (if full { self.seal() } else { None }, rejected)
+    }
+
+    /// Seals the open batch, if any.
+    pub fn seal(&mut self) -> Option<Batch> {
+        let o = self.open.take()?;
+        let enc = self.encoder.finish();
+        let columns = match &self.last_columns {
             Some(c) if c[..] == enc.columns[..] => c.clone(),
             _ => {
                 let c: Arc<[String]> = enc.columns.into();
-                *last_columns = Some(c.clone());
+                self.last_columns = Some(c.clone());
                 c
             }
         };
-        counters.batches_sealed.fetch_add(1, Relaxed);
         Some(Batch {
             id: o.id,
-            stream_id: target.stream_id.0,
+            stream_id: self.target.stream_id.0,
             sequence: o.sequence,
-            database: target.database.clone(),
-            table: target.table.clone(),
+            database: self.target.database.clone(),
+            table: self.target.table.clone(),
             columns,
             format: enc.format,
             bytes: enc.bytes,
             rows: enc.rows,
             rejected: o.rejected,
         })
+    }
+}
+
+/// Runs until the queue closes (shutdown, or every handle dropped), then seals what it holds
+/// and closes the dispatcher's channel.
+pub(crate) async fn run<E: BatchEncoder>(
+    mut rx: mpsc::Receiver<Msg<E::Row>>,
+    mut batcher: Batcher<E>,
+    out: mpsc::Sender<Work>,
+    counters: Arc<Counters>,
+) {
+    let mut inbox: Vec<Msg<E::Row>> = Vec::with_capacity(1024);
+    let linger = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(linger);
+    let send = |b: Batch| {
+        counters.batches_sealed.fetch_add(1, Relaxed);
+        out.send(Work::Batch(b))
     };
 
     'main: loop {
-        let timer_armed = open.is_some();
+        let deadline = batcher.deadline();
+        if let Some(d) = deadline
+            && linger.deadline() != d
+        {
+            linger.as_mut().reset(d);
+        }
         tokio::select! {
             biased;
             n = rx.recv_many(&mut inbox, 1024) => {
@@ -124,34 +191,21 @@ pub(crate) async fn run<E: BatchEncoder>(
                     match msg {
                         Msg::Row(row) => {
                             rows_out += 1;
-                            if open.is_none() {
-                                let sequence = next_seq;
-                                next_seq += 1;
-                                let id = target.stream_id.batch_id(sequence);
-                                encoder.begin(id);
-                                let deadline = Instant::now() + limits.linger;
-                                linger.as_mut().reset(deadline);
-                                open = Some(Open { id, sequence, deadline, rejected: Vec::new() });
-                            }
-                            if let Err(rejected) = encoder.push(row) {
+                            let (sealed, rejected) = batcher.push(row);
+                            if rejected {
                                 counters.rows_rejected.fetch_add(1, Relaxed);
-                                if let Some(o) = open.as_mut() {
-                                    o.rejected.push(rejected);
-                                }
                             }
-                            if encoder.rows() >= limits.max_rows || encoder.bytes() >= limits.max_bytes {
-                                if let Some(b) = seal(&mut open, &mut encoder, &mut last_columns) {
-                                    counters.rows_queued_out.fetch_add(rows_out, Relaxed);
-                                    rows_out = 0;
-                                    if out.send(Work::Batch(b)).await.is_err() {
-                                        break 'main;
-                                    }
+                            if let Some(b) = sealed {
+                                counters.rows_queued_out.fetch_add(rows_out, Relaxed);
+                                rows_out = 0;
+                                if send(b).await.is_err() {
+                                    break 'main;
                                 }
                             }
                         }
                         Msg::Flush(done) => {
-                            if let Some(b) = seal(&mut open, &mut encoder, &mut last_columns) {
-                                let _ = out.send(Work::Batch(b)).await;
+                            if let Some(b) = batcher.seal() {
+                                let _ = send(b).await;
                             }
                             let _ = out.send(Work::Flush(done)).await;
                         }
@@ -163,18 +217,99 @@ pub(crate) async fn run<E: BatchEncoder>(
                 }
                 counters.rows_queued_out.fetch_add(rows_out, Relaxed);
             }
-            _ = &mut linger, if timer_armed => {
-                if open.as_ref().is_some_and(|o| Instant::now() >= o.deadline) {
-                    if let Some(b) = seal(&mut open, &mut encoder, &mut last_columns) {
-                        if out.send(Work::Batch(b)).await.is_err() {
-                            break 'main;
-                        }
-                    }
+            _ = &mut linger, if deadline.is_some() => {
+                if let Some(b) = batcher.seal()
+                    && send(b).await.is_err()
+                {
+                    break 'main;
                 }
             }
         }
     }
-    if let Some(b) = seal(&mut open, &mut encoder, &mut last_columns) {
-        let _ = out.send(Work::Batch(b)).await;
+    if let Some(b) = batcher.seal() {
+        let _ = send(b).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encode::RowBinary;
+
+    #[derive(clickhouse::Row, serde::Serialize)]
+    struct R {
+        a: u64,
+        s: String,
+    }
+
+    fn batcher(max_rows: usize, max_bytes: usize) -> Batcher<RowBinary<R>> {
+        Batcher::new(
+            RowBinary::new(None),
+            Limits {
+                max_rows,
+                max_bytes,
+                linger: Duration::from_secs(60),
+            },
+            Target {
+                database: Arc::from("db"),
+                table: Arc::from("t"),
+                stream_id: StreamId::named("x"),
+                first_sequence: 5,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn seals_on_rows_then_bytes_with_sequential_ids() {
+        let mut b = batcher(3, usize::MAX);
+        assert!(b.deadline().is_none());
+        let mut sealed = Vec::new();
+        for a in 0..7 {
+            if let (Some(batch), false) = b.push(R { a, s: "x".into() }) {
+                sealed.push(batch);
+            }
+        }
+        assert_eq!(sealed.len(), 2);
+        assert!(b.deadline().is_some());
+        let last = b.seal().unwrap();
+        assert_eq!(last.rows, 1);
+        assert!(b.seal().is_none());
+        assert_eq!(sealed[0].rows, 3);
+        assert_eq!(sealed[0].bytes.len(), 3 * (8 + 2));
+        assert_eq!(&sealed[0].columns[..], &["a".to_string(), "s".to_string()]);
+        assert_eq!(
+            [sealed[0].sequence, sealed[1].sequence, last.sequence],
+            [5, 6, 7]
+        );
+        assert_eq!(sealed[1].id, StreamId::named("x").batch_id(6));
+
+        // 10 bytes a row: a 25-byte limit seals at the third row.
+        let mut b = batcher(usize::MAX, 25);
+        assert!(
+            b.push(R {
+                a: 1,
+                s: "x".into()
+            })
+            .0
+            .is_none()
+        );
+        assert!(
+            b.push(R {
+                a: 2,
+                s: "x".into()
+            })
+            .0
+            .is_none()
+        );
+        assert_eq!(
+            b.push(R {
+                a: 3,
+                s: "x".into()
+            })
+            .0
+            .unwrap()
+            .rows,
+            3
+        );
     }
 }

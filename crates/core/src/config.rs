@@ -179,7 +179,11 @@ impl Config {
 
     /// `db.table`, quoted for SQL.
     pub fn qualified_table(&self) -> String {
-        format!("{}.{}", quote_ident(&self.database), quote_ident(&self.table))
+        format!(
+            "{}.{}",
+            quote_ident(&self.database),
+            quote_ident(&self.table)
+        )
     }
 }
 

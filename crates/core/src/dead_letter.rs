@@ -6,7 +6,7 @@
 //! encoder refused are written as `<id>.rejected.jsonl` (one JSON object per row with its
 //! reason) next to a record of kind [`EntryKind::Rejected`]. Each file is written to a
 //! temporary name, fsynced and renamed, the record last, so a record on disk always has its
-//! whole payload. Replaying a batch (see [`crate::replay`]) sends the same bytes with the same
+//! whole payload. Replaying a batch (see [`crate::replay()`]) sends the same bytes with the same
 //! batch id as dedup token, so a batch that had in fact landed is not doubled.
 
 use std::io::Write;
@@ -170,10 +170,7 @@ impl DeadLetterSpool {
             format: "JSONEachRow".into(),
             rows: rows.len() as u64,
             bytes: payload.len() as u64,
-            error: rows
-                .first()
-                .map(|r| r.reason.clone())
-                .unwrap_or_default(),
+            error: rows.first().map(|r| r.reason.clone()).unwrap_or_default(),
             error_kind: ErrorKind::Data,
             code: None,
             attempts: 0,
@@ -265,7 +262,8 @@ mod tests {
         let spool = DeadLetterSpool::new(dir.path().join("dlq"));
         assert!(spool.list().unwrap().is_empty());
         let b = batch();
-        let err = crate::error::parse_server_error("Code: 60. DB::Exception: no table. (UNKNOWN_TABLE)");
+        let err =
+            crate::error::parse_server_error("Code: 60. DB::Exception: no table. (UNKNOWN_TABLE)");
         spool.write_batch(&b, &err, 1).unwrap();
         spool
             .write_rejected(

@@ -89,7 +89,11 @@ impl InsertIdColumn {
             InsertIdType::Uuid => crate::encode::rowbinary::put_uuid(buf, id),
             InsertIdType::String => {
                 buf.push(36);
-                buf.extend_from_slice(id.hyphenated().encode_lower(&mut Uuid::encode_buffer()).as_bytes());
+                buf.extend_from_slice(
+                    id.hyphenated()
+                        .encode_lower(&mut Uuid::encode_buffer())
+                        .as_bytes(),
+                );
             }
         }
     }

@@ -127,7 +127,9 @@ async fn process(batch: Batch, shared: &Shared) {
     match outcome {
         Outcome::Committed { attempts } => {
             counters.latency.record(started.elapsed());
-            counters.rows_committed.fetch_add(batch.rows as u64, Relaxed);
+            counters
+                .rows_committed
+                .fetch_add(batch.rows as u64, Relaxed);
             counters
                 .bytes_committed
                 .fetch_add(batch.bytes.len() as u64, Relaxed);
@@ -162,7 +164,9 @@ where
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "cannot write the dead-letter spool; retrying in 1 s");
             }
-            Err(e) => tracing::error!(error = %e, "dead-letter writer task failed; retrying in 1 s"),
+            Err(e) => {
+                tracing::error!(error = %e, "dead-letter writer task failed; retrying in 1 s")
+            }
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }

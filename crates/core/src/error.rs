@@ -28,7 +28,10 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// Whether a batch that met this error should be sent again.
     pub fn is_retryable(self) -> bool {
-        matches!(self, Self::Retryable | Self::Overload | Self::UnknownOutcome)
+        matches!(
+            self,
+            Self::Retryable | Self::Overload | Self::UnknownOutcome
+        )
     }
 }
 
@@ -196,14 +199,24 @@ pub fn parse_server_error(text: &str) -> Error {
     // The error name is the last parenthesised upper-case word.
     let name = message.rfind(" (").and_then(|i| {
         let cand = message[i + 2..].strip_suffix(')')?;
-        (!cand.is_empty() && cand.chars().all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit()))
-            .then(|| (i, cand.to_string()))
+        (!cand.is_empty()
+            && cand
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit()))
+        .then(|| (i, cand.to_string()))
     });
     let (message, name) = match name {
-        Some((i, n)) => (message[..i].trim_end_matches('.').to_string() + ".", Some(n)),
+        Some((i, n)) => (
+            message[..i].trim_end_matches('.').to_string() + ".",
+            Some(n),
+        ),
         None => (message.to_string(), None),
     };
-    Error::Server { code, name, message }
+    Error::Server {
+        code,
+        name,
+        message,
+    }
 }
 
 /// Classifies a ClickHouse error code.
@@ -222,8 +235,8 @@ pub fn classify_code(code: u32) -> ErrorKind {
         // TABLE_IS_DROPPED (while being re-created), SESSION_IS_LOCKED, KEEPER_EXCEPTION,
         // POCO_EXCEPTION, CANNOT_READ_FROM_SOCKET, CANNOT_WRITE_TO_SOCKET, TIMEOUT_EXCEEDED on
         // distributed sends, UNFINISHED, CANNOT_ASSIGN_ALTER ...
-        159 | 209 | 210 | 319 | 425 | 216 | 242 | 236 | 394 | 198 | 279 | 225 | 289 | 285
-        | 999 | 218 | 373 | 1000 | 95 | 96 | 341 | 517 => ErrorKind::Retryable,
+        159 | 209 | 210 | 319 | 425 | 216 | 242 | 236 | 394 | 198 | 279 | 225 | 289 | 285 | 999
+        | 218 | 373 | 1000 | 95 | 96 | 341 | 517 => ErrorKind::Retryable,
         // Bad data in the batch: parse and conversion errors, constraint violations.
         6 | 26 | 27 | 32 | 33 | 38 | 41 | 53 | 69 | 70 | 72 | 117 | 128 | 131 | 349 | 395 | 407
         | 469 | 76 => ErrorKind::Data,
@@ -241,7 +254,11 @@ mod tests {
             "Code: 60. DB::Exception: Table db.t does not exist. (UNKNOWN_TABLE) (version 26.9.2.1)\n",
         );
         match &e {
-            Error::Server { code, name, message } => {
+            Error::Server {
+                code,
+                name,
+                message,
+            } => {
                 assert_eq!(*code, 60);
                 assert_eq!(name.as_deref(), Some("UNKNOWN_TABLE"));
                 assert_eq!(message, "Table db.t does not exist.");

@@ -6,7 +6,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::batch::{self, Limits, Target};
+use crate::batch::{self, Batcher, Limits, Target};
 use crate::config::Config;
 use crate::dead_letter::DeadLetterSpool;
 use crate::dedup::InsertIdColumn;
@@ -115,10 +115,8 @@ impl<E: BatchEncoder> Pipeline<E> {
             counters: counters.clone(),
             last_dead_letter_error: Mutex::new(None),
         });
-        let batcher = tokio::spawn(batch::run(
-            rx,
+        let batcher = Batcher::new(
             encoder,
-            work_tx,
             Limits {
                 max_rows: config.max_rows,
                 max_bytes: config.max_bytes,
@@ -130,8 +128,8 @@ impl<E: BatchEncoder> Pipeline<E> {
                 stream_id: config.stream_id,
                 first_sequence: config.first_sequence,
             },
-            counters.clone(),
-        ));
+        );
+        let batcher = tokio::spawn(batch::run(rx, batcher, work_tx, counters.clone()));
         let dispatcher = tokio::spawn(dispatch::run(work_rx, shared, config.max_concurrency));
         Ok(Self {
             handle: Handle { tx, counters },

@@ -117,9 +117,7 @@ impl<R: Send + 'static> Handle<R> {
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Full(msg)) => Err(TrySendError::Full(into_row(msg))),
-            Err(mpsc::error::TrySendError::Closed(msg)) => {
-                Err(TrySendError::Closed(into_row(msg)))
-            }
+            Err(mpsc::error::TrySendError::Closed(msg)) => Err(TrySendError::Closed(into_row(msg))),
         }
     }
 

@@ -31,7 +31,10 @@ type Result<T = ()> = std::result::Result<T, RowBinaryError>;
 /// Appends `value` to `buf` in RowBinary. On error `buf` may hold a partial row: the caller
 /// truncates it back.
 pub fn serialize_into<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Result {
-    value.serialize(&mut RowBinarySerializer { buf, raw_bytes: false })
+    value.serialize(&mut RowBinarySerializer {
+        buf,
+        raw_bytes: false,
+    })
 }
 
 /// Appends an unsigned LEB128 integer (RowBinary's length prefix).
@@ -139,11 +142,15 @@ impl<'a, 'b> ser::Serializer for &'b mut RowBinarySerializer<'a> {
     }
 
     fn serialize_unit(self) -> Result {
-        Err(RowBinaryError("unit values `()` have no ClickHouse type".into()))
+        Err(RowBinaryError(
+            "unit values `()` have no ClickHouse type".into(),
+        ))
     }
 
     fn serialize_unit_struct(self, name: &'static str) -> Result {
-        Err(RowBinaryError(format!("unit struct `{name}` has no ClickHouse type")))
+        Err(RowBinaryError(format!(
+            "unit struct `{name}` has no ClickHouse type"
+        )))
     }
 
     fn serialize_unit_variant(self, name: &'static str, _: u32, variant: &'static str) -> Result {
@@ -175,7 +182,9 @@ impl<'a, 'b> ser::Serializer for &'b mut RowBinarySerializer<'a> {
     ) -> Result {
         // ClickHouse's Variant type: a discriminator byte, then the value.
         let idx = u8::try_from(variant_index).map_err(|_| {
-            RowBinaryError(format!("`{name}::{variant}`: Variant has at most 255 types"))
+            RowBinaryError(format!(
+                "`{name}::{variant}`: Variant has at most 255 types"
+            ))
         })?;
         self.buf.push(idx);
         value.serialize(self)
@@ -204,7 +213,9 @@ impl<'a, 'b> ser::Serializer for &'b mut RowBinarySerializer<'a> {
         variant: &'static str,
         _: usize,
     ) -> Result<Self::SerializeTupleVariant> {
-        Err(RowBinaryError(format!("tuple variant `{name}::{variant}` is unsupported")))
+        Err(RowBinaryError(format!(
+            "tuple variant `{name}::{variant}` is unsupported"
+        )))
     }
 
     #[inline]
@@ -226,7 +237,9 @@ impl<'a, 'b> ser::Serializer for &'b mut RowBinarySerializer<'a> {
         variant: &'static str,
         _: usize,
     ) -> Result<Self::SerializeStructVariant> {
-        Err(RowBinaryError(format!("struct variant `{name}::{variant}` is unsupported")))
+        Err(RowBinaryError(format!(
+            "struct variant `{name}::{variant}` is unsupported"
+        )))
     }
 
     fn is_human_readable(&self) -> bool {

@@ -1,0 +1,93 @@
+//! Encoding typed rows to RowBinary, and the batcher that seals them into batches.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chasync_core::batch::{Batcher, Limits, Target};
+use chasync_core::dedup::InsertIdColumn;
+use chasync_core::{BatchEncoder, RowBinary, StreamId};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+#[derive(clickhouse::Row, serde::Serialize, Clone)]
+struct Narrow {
+    id: u64,
+    ts: u32,
+    name: String,
+    value: f64,
+}
+
+fn rows(n: usize) -> Vec<Narrow> {
+    (0..n as u64)
+        .map(|id| Narrow {
+            id,
+            ts: 1_700_000_000 + id as u32,
+            name: format!("user-{}", id % 10_000),
+            value: id as f64 * 0.25,
+        })
+        .collect()
+}
+
+const N: usize = 100_000;
+
+fn encode(c: &mut Criterion) {
+    let data = rows(N);
+    let mut g = c.benchmark_group("rowbinary");
+    g.throughput(Throughput::Elements(N as u64));
+    g.bench_function("narrow_100k", |b| {
+        let mut enc = RowBinary::<Narrow>::new(None);
+        b.iter(|| {
+            enc.begin(uuid::Uuid::nil());
+            for r in &data {
+                enc.push(r.clone()).unwrap();
+            }
+            black_box(enc.finish())
+        })
+    });
+    g.bench_function("narrow_100k_with_insert_id", |b| {
+        let mut enc = RowBinary::<Narrow>::new(InsertIdColumn::from_column("_insert_id", "UUID"));
+        b.iter(|| {
+            enc.begin(uuid::Uuid::nil());
+            for r in &data {
+                enc.push(r.clone()).unwrap();
+            }
+            black_box(enc.finish())
+        })
+    });
+    g.finish();
+}
+
+fn batching(c: &mut Criterion) {
+    let data = rows(N);
+    let mut g = c.benchmark_group("batcher");
+    g.throughput(Throughput::Elements(N as u64));
+    g.bench_function("narrow_100k_in_10k_batches", |b| {
+        let mut batcher = Batcher::new(
+            RowBinary::<Narrow>::new(None),
+            Limits {
+                max_rows: 10_000,
+                max_bytes: 64 << 20,
+                linger: Duration::from_secs(1),
+            },
+            Target {
+                database: Arc::from("db"),
+                table: Arc::from("t"),
+                stream_id: StreamId::named("bench"),
+                first_sequence: 0,
+            },
+        );
+        b.iter(|| {
+            let mut sealed = 0;
+            for r in &data {
+                if batcher.push(r.clone()).0.is_some() {
+                    sealed += 1;
+                }
+            }
+            black_box(sealed)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, encode, batching);
+criterion_main!(benches);

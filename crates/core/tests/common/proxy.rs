@@ -1,0 +1,125 @@
+//! A fault-injecting TCP proxy between the client and the real server.
+//!
+//! Each accepted connection follows the next [`Fault`] of the plan (then [`Fault::Forward`]
+//! once the plan is used up).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Pass bytes both ways.
+    Forward,
+    /// Close the client's connection at once, before anything reaches the server.
+    ResetOnAccept,
+    /// Forward the request to the server, but cut the client off as soon as the server
+    /// starts to answer: the insert is applied, the client never learns it.
+    CutResponse,
+    /// Accept and read, never forward and never answer (a stalled server).
+    Stall,
+    /// Forward with this much delay before each chunk from the server.
+    Delay(Duration),
+}
+
+pub struct FaultProxy {
+    pub addr: SocketAddr,
+    plan: Arc<Mutex<VecDeque<Fault>>>,
+    pub accepted: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    pub async fn start(upstream: &str, plan: Vec<Fault>) -> Self {
+        let upstream: SocketAddr = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .expect("upstream host:port");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let plan = Arc::new(Mutex::new(VecDeque::from(plan)));
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (p, a) = (plan.clone(), accepted.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    return;
+                };
+                a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let fault = p.lock().unwrap().pop_front().unwrap_or(Fault::Forward);
+                tokio::spawn(handle(client, upstream, fault));
+            }
+        });
+        Self {
+            addr,
+            plan,
+            accepted,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn push(&self, fault: Fault) {
+        self.plan.lock().unwrap().push_back(fault);
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn handle(mut client: TcpStream, upstream: SocketAddr, fault: Fault) {
+    match fault {
+        Fault::ResetOnAccept => {
+            #[allow(deprecated)]
+            let _ = client.set_linger(Some(Duration::ZERO));
+            drop(client);
+        }
+        Fault::Stall => {
+            let mut buf = vec![0u8; 64 * 1024];
+            while let Ok(n) = client.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        Fault::Forward | Fault::CutResponse | Fault::Delay(_) => {
+            let Ok(server) = TcpStream::connect(upstream).await else {
+                return;
+            };
+            let (mut cr, mut cw) = client.into_split();
+            let (mut sr, mut sw) = server.into_split();
+            let up = tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                let _ = sw.shutdown().await;
+            });
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match sr.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                match fault {
+                    Fault::CutResponse => break,
+                    Fault::Delay(d) => tokio::time::sleep(d).await,
+                    _ => {}
+                }
+                if cw.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+            up.abort();
+            // Dropping both halves closes the client's connection.
+        }
+    }
+}

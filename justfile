@@ -1,0 +1,49 @@
+# chasync: the verbs people type. `./run <recipe>` installs `just` first if needed.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# ClickHouse of the project (scripts/clickhouse.sh); override with CLICKHOUSE_URL to use another.
+export CLICKHOUSE_URL := env_var_or_default("CLICKHOUSE_URL", "http://127.0.0.1:8123")
+
+default:
+    @just --list
+
+# Start the project's ClickHouse 26.9 on loopback (installs it on first use).
+clickhouse-start:
+    scripts/clickhouse.sh start
+
+# Stop the project's ClickHouse.
+clickhouse-stop:
+    scripts/clickhouse.sh stop
+
+# Is the project's ClickHouse up?
+clickhouse-status:
+    scripts/clickhouse.sh status
+
+# The main job: an example ingest of 2M rows into the project's ClickHouse (started if
+# CLICKHOUSE_URL is not set and nothing answers).
+demo rows="2000000":
+    CHASYNC_KEEP_CLICKHOUSE=1 scripts/with-clickhouse.sh cargo run --release -q -p chasync-core --example ingest -- {{rows}}
+
+# Build everything.
+build:
+    cargo build --workspace --all-targets
+
+# Format, lint and doc checks.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
+
+# All tests against a real ClickHouse (started and stopped here unless CLICKHOUSE_URL is set).
+test:
+    scripts/with-clickhouse.sh cargo test --workspace --all-targets
+    scripts/with-clickhouse.sh cargo test --workspace --doc
+    cargo bench -p chasync-benches -- --test
+
+# What CI runs: lint, then the tests.
+ci: lint test
+
+# Criterion micro-benchmarks of the hot paths.
+bench:
+    cargo bench -p chasync-benches
