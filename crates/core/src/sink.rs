@@ -49,6 +49,7 @@ pub struct Sink {
     timeouts: Timeouts,
     retry: RetryPolicy,
     settings: Vec<(String, String)>,
+    block_rows: String,
 }
 
 /// How a batch ended after all its attempts.
@@ -76,6 +77,7 @@ impl Sink {
             timeouts: config.timeouts.clone(),
             retry: config.retry.clone(),
             settings: config.settings.clone(),
+            block_rows: config.max_rows.max(1_048_449).to_string(),
         }
     }
 
@@ -117,7 +119,10 @@ impl Sink {
             .with_setting("async_insert", "0")
             .with_setting("insert_deduplicate", "1")
             .with_setting("insert_deduplication_token", id.clone())
-            .with_setting("query_id", id);
+            .with_setting("query_id", id)
+            // One batch, one insert block: the insert is atomic, so a data error proves that
+            // nothing of the batch landed.
+            .with_setting("max_insert_block_size", self.block_rows.clone());
         for (name, value) in &self.settings {
             insert = insert.with_setting(name.clone(), value.clone());
         }
