@@ -40,6 +40,43 @@ pub struct Batch {
     pub rows: usize,
     /// Rows the encoder refused while this batch was open.
     pub rejected: Vec<RejectedRow>,
+    /// Where each row starts in `bytes`, when the format allows splitting at rows.
+    pub row_offsets: Option<Arc<[u32]>>,
+}
+
+impl Batch {
+    /// Splits the batch into two halves at a row boundary, each with an id derived from this
+    /// batch's id (`id/0`, `id/1`). Only for a batch known not to have landed (the server
+    /// rejected its data: one batch is one atomic insert block). `None` when the batch has
+    /// one row or its format cannot be split.
+    pub fn split(&self) -> Option<(Batch, Batch)> {
+        let offsets = self.row_offsets.as_ref()?;
+        if self.rows < 2 || offsets.len() != self.rows {
+            return None;
+        }
+        let mid = self.rows / 2;
+        let cut = offsets[mid] as usize;
+        let half = |part: u32, rows: std::ops::Range<usize>, bytes: std::ops::Range<usize>| {
+            let base = bytes.start as u32;
+            Batch {
+                id: crate::dedup::derived_id(&self.id, part),
+                stream_id: self.stream_id,
+                sequence: self.sequence,
+                database: self.database.clone(),
+                table: self.table.clone(),
+                columns: self.columns.clone(),
+                format: self.format,
+                bytes: self.bytes.slice(bytes),
+                rows: rows.len(),
+                rejected: Vec::new(),
+                row_offsets: Some(offsets[rows].iter().map(|o| o - base).collect()),
+            }
+        };
+        Some((
+            half(0, 0..mid, 0..cut),
+            half(1, mid..self.rows, cut..self.bytes.len()),
+        ))
+    }
 }
 
 /// Sealing thresholds.
@@ -153,6 +190,7 @@ impl<E: BatchEncoder> Batcher<E> {
             bytes: enc.bytes,
             rows: enc.rows,
             rejected: o.rejected,
+            row_offsets: enc.row_offsets.map(Arc::from),
         })
     }
 }
@@ -282,6 +320,19 @@ mod tests {
             [5, 6, 7]
         );
         assert_eq!(sealed[1].id, StreamId::named("x").batch_id(6));
+
+        // Splitting halves at a row boundary with derived ids.
+        let (l, r) = sealed[0].split().unwrap();
+        assert_eq!((l.rows, r.rows), (1, 2));
+        assert_eq!(l.bytes.len() + r.bytes.len(), sealed[0].bytes.len());
+        assert_eq!(&r.bytes[..], &sealed[0].bytes[10..]);
+        assert_eq!(r.row_offsets.as_deref(), Some(&[0u32, 10][..]));
+        assert_eq!(l.id, crate::dedup::derived_id(&sealed[0].id, 0));
+        assert_ne!(l.id, r.id);
+        let (rl, rr) = r.split().unwrap();
+        assert_eq!((rl.rows, rr.rows), (1, 1));
+        assert_eq!(&rr.bytes[..], &sealed[0].bytes[20..]);
+        assert!(rr.split().is_none());
 
         // 10 bytes a row: a 25-byte limit seals at the third row.
         let mut b = batcher(usize::MAX, 25);

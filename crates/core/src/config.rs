@@ -165,6 +165,9 @@ impl Config {
         if self.max_rows == 0 || self.max_bytes == 0 {
             return bad("max_rows and max_bytes must be at least 1");
         }
+        if self.max_bytes > 1 << 30 {
+            return bad("max_bytes must be at most 1 GiB (ClickHouse prefers far smaller inserts)");
+        }
         if self.queue_capacity == 0 {
             return bad("queue_capacity must be at least 1");
         }

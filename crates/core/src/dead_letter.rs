@@ -253,6 +253,7 @@ mod tests {
             bytes: Bytes::from_static(b"\x01\x02"),
             rows: 1,
             rejected: Vec::new(),
+            row_offsets: None,
         }
     }
 

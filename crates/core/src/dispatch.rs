@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use crate::batch::Batch;
 use crate::dead_letter::DeadLetterSpool;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::sink::{Outcome, SharedSink};
 use crate::stats::Counters;
 
@@ -127,27 +127,65 @@ async fn process(batch: Batch, shared: &Shared) {
     match outcome {
         Outcome::Committed { attempts } => {
             counters.latency.record(started.elapsed());
-            counters
-                .rows_committed
-                .fetch_add(batch.rows as u64, Relaxed);
-            counters
-                .bytes_committed
-                .fetch_add(batch.bytes.len() as u64, Relaxed);
-            counters.batches_committed.fetch_add(1, Relaxed);
+            committed(&batch, counters);
             tracing::debug!(attempts, "batch committed");
         }
-        Outcome::Failed { error, attempts } => {
-            let rows = batch.rows as u64;
-            let message = error.to_string();
-            let spool = shared.spool.clone();
-            let b = batch.clone();
-            let path = write_until_done(move || spool.write_batch(&b, &error, attempts)).await;
-            counters.rows_dead_lettered.fetch_add(rows, Relaxed);
-            counters.batches_dead_lettered.fetch_add(1, Relaxed);
-            *shared.last_dead_letter_error.lock().unwrap() = Some(message.clone());
-            tracing::error!(rows, attempts, path = %path.display(), error = %message, "batch dead-lettered");
+        Outcome::Failed { error, attempts }
+            if error.kind() == ErrorKind::Data && batch.rows > 1 && batch.row_offsets.is_some() =>
+        {
+            isolate(batch, error, attempts, shared).await;
+        }
+        Outcome::Failed { error, attempts } => dead_letter(batch, error, attempts, shared).await,
+    }
+}
+
+fn committed(batch: &Batch, counters: &Counters) {
+    counters
+        .rows_committed
+        .fetch_add(batch.rows as u64, Relaxed);
+    counters
+        .bytes_committed
+        .fetch_add(batch.bytes.len() as u64, Relaxed);
+    counters.batches_committed.fetch_add(1, Relaxed);
+}
+
+/// The server rejected the data of `batch` (so nothing of it landed: one batch is one atomic
+/// insert block). Bisect: send each half under a derived id; halves that are rejected again
+/// are split again, down to single rows, which go to the spool with the server's reason.
+/// k bad rows among N cost O(k log N) inserts.
+async fn isolate(batch: Batch, error: Error, attempts: u32, shared: &Shared) {
+    tracing::info!(rows = batch.rows, %error, "server rejected the batch's data: isolating the bad rows");
+    let mut rejected = vec![(batch, error, attempts)];
+    while let Some((batch, error, attempts)) = rejected.pop() {
+        let Some((left, right)) = batch.split() else {
+            dead_letter(batch, error, attempts, shared).await;
+            continue;
+        };
+        shared.counters.batches_split.fetch_add(1, Relaxed);
+        for half in [right, left] {
+            match shared.sink.send(&half, &shared.counters).await {
+                Outcome::Committed { .. } => committed(&half, &shared.counters),
+                Outcome::Failed { error, attempts } if error.kind() == ErrorKind::Data => {
+                    rejected.push((half, error, attempts));
+                }
+                Outcome::Failed { error, attempts } => {
+                    dead_letter(half, error, attempts, shared).await
+                }
+            }
         }
     }
+}
+
+async fn dead_letter(batch: Batch, error: Error, attempts: u32, shared: &Shared) {
+    let counters = &shared.counters;
+    let rows = batch.rows as u64;
+    let message = error.to_string();
+    let spool = shared.spool.clone();
+    let path = write_until_done(move || spool.write_batch(&batch, &error, attempts)).await;
+    counters.rows_dead_lettered.fetch_add(rows, Relaxed);
+    counters.batches_dead_lettered.fetch_add(1, Relaxed);
+    *shared.last_dead_letter_error.lock().unwrap() = Some(message.clone());
+    tracing::error!(rows, attempts, path = %path.display(), error = %message, "batch dead-lettered");
 }
 
 /// Writes to the spool, retrying every second while the disk refuses: rows are never dropped,

@@ -13,6 +13,7 @@ use crate::dedup::InsertIdColumn;
 use crate::dispatch::{self, Shared};
 use crate::encode::{BatchEncoder, RowBinary};
 use crate::error::{Error, Result};
+use crate::limiter::Limiter;
 use crate::queue::{Handle, Msg};
 use crate::sink::Sink;
 use crate::stats::{Counters, Stats};
@@ -60,7 +61,8 @@ where
     /// Fails when the table does not exist or the server cannot be reached.
     pub async fn start(config: Config) -> Result<Self> {
         config.validate()?;
-        let sink = Sink::new(&config);
+        let limiter = Arc::new(Limiter::new(config.max_concurrency));
+        let sink = Sink::new(&config, limiter.clone());
         let columns = table_columns(sink.client(), &config.database, &config.table).await?;
         let insert_id = if config.fill_insert_id {
             columns
@@ -69,7 +71,7 @@ where
         } else {
             None
         };
-        Self::with_parts(config, sink, RowBinary::new(insert_id))
+        Self::with_parts(config, sink, limiter, RowBinary::new(insert_id))
     }
 }
 
@@ -100,12 +102,16 @@ impl<E: BatchEncoder> Pipeline<E> {
     /// Starts a pipeline with a given encoder on the current tokio runtime.
     pub fn with_encoder(config: Config, encoder: E) -> Result<Self> {
         config.validate()?;
-        let sink = Sink::new(&config);
-        Self::with_parts(config, sink, encoder)
+        let limiter = Arc::new(Limiter::new(config.max_concurrency));
+        let sink = Sink::new(&config, limiter.clone());
+        Self::with_parts(config, sink, limiter, encoder)
     }
 
-    fn with_parts(config: Config, sink: Sink, encoder: E) -> Result<Self> {
-        let counters = Arc::new(Counters::default());
+    fn with_parts(config: Config, sink: Sink, limiter: Arc<Limiter>, encoder: E) -> Result<Self> {
+        if let Some(warning) = crate::sink::check_open_files(&config) {
+            tracing::warn!("{warning}");
+        }
+        let counters = Arc::new(Counters::new(limiter));
         let (tx, rx) = mpsc::channel::<Msg<E::Row>>(config.queue_capacity);
         // One sealed batch may wait for a free insert slot; more would only hold memory.
         let (work_tx, work_rx) = mpsc::channel(1);

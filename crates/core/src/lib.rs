@@ -25,6 +25,7 @@ mod dispatch;
 pub mod encode;
 pub mod error;
 pub mod ingestor;
+pub mod limiter;
 pub mod queue;
 pub mod replay;
 pub mod retry;

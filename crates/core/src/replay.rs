@@ -8,6 +8,7 @@ use crate::batch::Batch;
 use crate::config::Config;
 use crate::dead_letter::{DeadLetterSpool, EntryKind};
 use crate::error::Result;
+use crate::limiter::Limiter;
 use crate::sink::{Outcome, Sink};
 use crate::stats::Counters;
 
@@ -31,8 +32,9 @@ pub struct ReplayReport {
 /// Replaying a batch that had landed after all (e.g. its answer was lost) does not duplicate
 /// it on tables that deduplicate (see [`crate::dedup`]).
 pub async fn replay(config: &Config, spool: &DeadLetterSpool) -> Result<ReplayReport> {
-    let sink = Sink::new(config);
-    let counters = Counters::default();
+    let limiter = Arc::new(Limiter::new(config.max_concurrency));
+    let sink = Sink::new(config, limiter.clone());
+    let counters = Counters::new(limiter);
     let mut report = ReplayReport::default();
     for record in spool.list()? {
         if record.kind == EntryKind::Rejected {
@@ -62,6 +64,7 @@ pub async fn replay(config: &Config, spool: &DeadLetterSpool) -> Result<ReplayRe
             bytes,
             rows: record.rows as usize,
             rejected: Vec::new(),
+            row_offsets: None,
         };
         match sink.send(&batch, &counters).await {
             Outcome::Committed { .. } => {

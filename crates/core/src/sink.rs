@@ -1,16 +1,20 @@
 //! One insert of a batch through the `clickhouse` crate, and its retries.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU32, AtomicUsize};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::batch::Batch;
-use crate::config::{Compression, Config, Timeouts, quote_ident};
+use crate::config::{Compression, Config, Timeouts, quote_ident, redact_url};
 use crate::error::{Error, Result};
+use crate::limiter::Limiter;
 use crate::retry::RetryPolicy;
 use crate::stats::Counters;
 
@@ -43,9 +47,21 @@ pub fn client_for(config: &Config, url: &str) -> clickhouse::Client {
     client
 }
 
-/// Sends batches to the configured endpoints, retrying as the policy says.
+/// One ClickHouse endpoint and its health.
+struct Endpoint {
+    client: clickhouse::Client,
+    url: String,
+    in_flight: AtomicUsize,
+    failures: AtomicU32,
+    down_until: Mutex<Option<Instant>>,
+}
+
+/// Sends batches to the configured endpoints, retrying as the policy says, within the
+/// adaptive concurrency limit.
 pub struct Sink {
-    clients: Vec<clickhouse::Client>,
+    endpoints: Vec<Endpoint>,
+    next: AtomicUsize,
+    limiter: Arc<Limiter>,
     timeouts: Timeouts,
     retry: RetryPolicy,
     settings: Vec<(String, String)>,
@@ -69,11 +85,31 @@ pub enum Outcome {
     },
 }
 
+/// How long an endpoint that failed stays out before it is probed again: 500 ms, doubling
+/// with each failure in a row, at most 30 s.
+fn endpoint_pause(failures: u32) -> Duration {
+    Duration::from_millis(500)
+        .saturating_mul(1 << failures.saturating_sub(1).min(6))
+        .min(Duration::from_secs(30))
+}
+
 impl Sink {
-    /// A sink for the endpoints of `config`.
-    pub fn new(config: &Config) -> Self {
+    /// A sink for the endpoints of `config`, sharing `limiter` with its pipeline.
+    pub fn new(config: &Config, limiter: Arc<Limiter>) -> Self {
         Self {
-            clients: config.urls.iter().map(|u| client_for(config, u)).collect(),
+            endpoints: config
+                .urls
+                .iter()
+                .map(|u| Endpoint {
+                    client: client_for(config, u),
+                    url: redact_url(u),
+                    in_flight: AtomicUsize::new(0),
+                    failures: AtomicU32::new(0),
+                    down_until: Mutex::new(None),
+                })
+                .collect(),
+            next: AtomicUsize::new(0),
+            limiter,
             timeouts: config.timeouts.clone(),
             retry: config.retry.clone(),
             settings: config.settings.clone(),
@@ -81,9 +117,64 @@ impl Sink {
         }
     }
 
+    /// The endpoint for the next attempt: the least loaded of those that are up (ties go
+    /// round-robin); when all are down, the one whose pause ends first (a probe).
+    fn pick(&self) -> usize {
+        let n = self.endpoints.len();
+        if n == 1 {
+            return 0;
+        }
+        let now = Instant::now();
+        let start = self.next.fetch_add(1, Relaxed);
+        let mut best: Option<(usize, usize)> = None;
+        let mut earliest: Option<(usize, Instant)> = None;
+        for k in 0..n {
+            let i = (start + k) % n;
+            let e = &self.endpoints[i];
+            match *e.down_until.lock().unwrap() {
+                Some(until) if until > now => {
+                    if earliest.is_none_or(|(_, t)| until < t) {
+                        earliest = Some((i, until));
+                    }
+                }
+                _ => {
+                    let load = e.in_flight.load(Relaxed);
+                    if best.is_none_or(|(_, l)| load < l) {
+                        best = Some((i, load));
+                    }
+                }
+            }
+        }
+        best.map(|(i, _)| i)
+            .or(earliest.map(|(i, _)| i))
+            .unwrap_or(0)
+    }
+
+    fn mark(&self, i: usize, result: &Result<()>) {
+        let e = &self.endpoints[i];
+        match result {
+            Ok(()) => {
+                e.failures.store(0, Relaxed);
+                *e.down_until.lock().unwrap() = None;
+            }
+            // The server answered: it is up, whatever it thought of the insert.
+            Err(Error::Server { .. }) => {
+                e.failures.store(0, Relaxed);
+                *e.down_until.lock().unwrap() = None;
+            }
+            Err(err) if err.kind().is_retryable() && self.endpoints.len() > 1 => {
+                let failures = e.failures.fetch_add(1, Relaxed) + 1;
+                let pause = endpoint_pause(failures);
+                *e.down_until.lock().unwrap() = Some(Instant::now() + pause);
+                tracing::warn!(endpoint = %e.url, ?pause, error = %err, "endpoint taken out");
+            }
+            Err(_) => {}
+        }
+    }
+
     /// The client of the first endpoint, for metadata queries.
     pub fn client(&self) -> &clickhouse::Client {
-        &self.clients[0]
+        &self.endpoints[0].client
     }
 
     /// The INSERT statement of a batch.
@@ -108,10 +199,21 @@ impl Sink {
         sql
     }
 
-    /// One attempt: the batch's bytes, its id as dedup token and query id, to one endpoint.
-    pub async fn attempt(&self, batch: &Batch, attempt: u32) -> Result<()> {
-        let n = self.clients.len();
-        let client = &self.clients[(batch.sequence as usize + attempt as usize) % n];
+    /// One attempt: the batch's bytes, its id as dedup token and query id, to one endpoint,
+    /// within the concurrency limit.
+    pub async fn attempt(&self, batch: &Batch) -> Result<()> {
+        let permit = self.limiter.acquire().await;
+        let i = self.pick();
+        let e = &self.endpoints[i];
+        e.in_flight.fetch_add(1, Relaxed);
+        let result = self.attempt_on(&e.client, batch).await;
+        e.in_flight.fetch_sub(1, Relaxed);
+        self.mark(i, &result);
+        permit.done(result.as_ref().err().map(Error::kind));
+        result
+    }
+
+    async fn attempt_on(&self, client: &clickhouse::Client, batch: &Batch) -> Result<()> {
         let id = batch.id.to_string();
         let mut insert = client
             .insert_formatted_with(Self::insert_sql(batch))
@@ -141,7 +243,7 @@ impl Sink {
     pub(crate) async fn send(&self, batch: &Batch, counters: &Counters) -> Outcome {
         let mut attempt = 1;
         loop {
-            match self.attempt(batch, attempt).await {
+            match self.attempt(batch).await {
                 Ok(()) => return Outcome::Committed { attempts: attempt },
                 Err(error) => {
                     counters.failed_attempts.fetch_add(1, Relaxed);
@@ -166,3 +268,25 @@ impl Sink {
 
 /// Shared by the dispatcher's tasks.
 pub(crate) type SharedSink = Arc<Sink>;
+
+/// The soft limit on open files of this process (`ulimit -n`), where the platform tells.
+pub fn open_files_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Warns when the connections an ingestor may open come close to `ulimit -n`.
+pub fn check_open_files(config: &Config) -> Option<String> {
+    let planned = (config.max_concurrency * config.urls.len()) as u64;
+    let limit = open_files_limit()?;
+    // Leave room for the process's other files (spool, logs, sockets of the application).
+    (planned + 64 > limit).then(|| {
+        format!(
+            "up to {planned} connections planned ({} in flight x {} endpoint(s)) against \
+             an open-files limit of {limit} (ulimit -n): raise the limit or lower max_concurrency",
+            config.max_concurrency,
+            config.urls.len()
+        )
+    })
+}

@@ -1,11 +1,15 @@
 //! Counters of an ingestor and a snapshot of them.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use crate::limiter::Limiter;
+
 /// Live counters, shared by the stages of the engine.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Counters {
+    pub limiter: Arc<Limiter>,
     pub rows_accepted: AtomicU64,
     pub rows_queued_out: AtomicU64,
     pub rows_committed: AtomicU64,
@@ -17,13 +21,36 @@ pub(crate) struct Counters {
     pub batches_dead_lettered: AtomicU64,
     pub rows_dead_lettered: AtomicU64,
     pub rows_rejected: AtomicU64,
+    pub batches_split: AtomicU64,
     pub in_flight: AtomicU64,
     pub max_in_flight: AtomicU64,
     pub latency: Histogram,
 }
 
 impl Counters {
+    pub fn new(limiter: Arc<Limiter>) -> Self {
+        Self {
+            limiter,
+            rows_accepted: AtomicU64::new(0),
+            rows_queued_out: AtomicU64::new(0),
+            rows_committed: AtomicU64::new(0),
+            bytes_committed: AtomicU64::new(0),
+            batches_committed: AtomicU64::new(0),
+            batches_sealed: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            failed_attempts: AtomicU64::new(0),
+            batches_dead_lettered: AtomicU64::new(0),
+            rows_dead_lettered: AtomicU64::new(0),
+            rows_rejected: AtomicU64::new(0),
+            batches_split: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
+            latency: Histogram::default(),
+        }
+    }
+
     pub fn snapshot(&self) -> Stats {
+        let limiter = self.limiter.stats();
         let accepted = self.rows_accepted.load(Relaxed);
         let out = self.rows_queued_out.load(Relaxed);
         Stats {
@@ -37,6 +64,12 @@ impl Counters {
             batches_dead_lettered: self.batches_dead_lettered.load(Relaxed),
             rows_dead_lettered: self.rows_dead_lettered.load(Relaxed),
             rows_rejected: self.rows_rejected.load(Relaxed),
+            batches_split: self.batches_split.load(Relaxed),
+            concurrency_limit: limiter.limit as u64,
+            min_concurrency_limit: limiter.min_limit as u64,
+            concurrency_decreases: limiter.decreases,
+            breaker_opens: limiter.breaker_opens,
+            breaker_open: limiter.breaker_open,
             queue_depth: accepted.saturating_sub(out),
             in_flight: self.in_flight.load(Relaxed),
             max_in_flight: self.max_in_flight.load(Relaxed),
@@ -79,6 +112,18 @@ pub struct Stats {
     pub rows_dead_lettered: u64,
     /// Rows the encoder refused (they are among the dead-lettered rows).
     pub rows_rejected: u64,
+    /// Batches split to isolate rows the server rejected.
+    pub batches_split: u64,
+    /// The adaptive limit of inserts in flight now (at most `max_concurrency`).
+    pub concurrency_limit: u64,
+    /// The lowest that limit has been.
+    pub min_concurrency_limit: u64,
+    /// How often overload cut the limit.
+    pub concurrency_decreases: u64,
+    /// How often the circuit breaker opened.
+    pub breaker_opens: u64,
+    /// Whether the breaker holds inserts back now.
+    pub breaker_open: bool,
     /// Rows waiting in the queue for the batcher.
     pub queue_depth: u64,
     /// Inserts in flight now.

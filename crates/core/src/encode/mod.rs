@@ -34,6 +34,9 @@ pub struct Encoded {
     pub bytes: Bytes,
     /// How many rows `bytes` holds.
     pub rows: usize,
+    /// Where each row starts in `bytes`, for formats whose rows are contiguous (RowBinary):
+    /// lets the engine split the batch to isolate rows the server rejects.
+    pub row_offsets: Option<Vec<u32>>,
 }
 
 /// Turns rows into the encoded bytes of one batch at a time.
@@ -68,7 +71,7 @@ pub trait BatchEncoder: Send + 'static {
 /// the batch id, and `_insert_id` is appended to the column list.
 pub struct RowBinary<T> {
     buf: Vec<u8>,
-    rows: usize,
+    offsets: Vec<u32>,
     columns: Vec<String>,
     insert_id: Option<InsertIdColumn>,
     batch_id: Uuid,
@@ -90,7 +93,7 @@ where
         }
         Self {
             buf: Vec::new(),
-            rows: 0,
+            offsets: Vec::new(),
             columns,
             insert_id,
             batch_id: Uuid::nil(),
@@ -108,7 +111,7 @@ where
 
     fn begin(&mut self, batch_id: Uuid) {
         self.batch_id = batch_id;
-        self.rows = 0;
+        self.offsets = Vec::new();
         self.buf = Vec::with_capacity(self.capacity_hint);
     }
 
@@ -125,12 +128,13 @@ where
         if let Some(col) = &self.insert_id {
             col.put(&mut self.buf, &self.batch_id);
         }
-        self.rows += 1;
+        // Batches are far below 4 GiB (`Config::validate` caps `max_bytes`).
+        self.offsets.push(start as u32);
         Ok(())
     }
 
     fn rows(&self) -> usize {
-        self.rows
+        self.offsets.len()
     }
 
     fn bytes(&self) -> usize {
@@ -141,12 +145,13 @@ where
         let buf = std::mem::take(&mut self.buf);
         // The next batch will likely be as large as this one.
         self.capacity_hint = buf.len().clamp(64 * 1024, 256 << 20);
-        let rows = std::mem::take(&mut self.rows);
+        let offsets = std::mem::take(&mut self.offsets);
         Encoded {
             columns: self.columns.clone(),
             format: "RowBinary",
             bytes: Bytes::from(buf),
-            rows,
+            rows: offsets.len(),
+            row_offsets: Some(offsets),
         }
     }
 }

@@ -67,6 +67,11 @@ impl FaultProxy {
         format!("http://{}", self.addr)
     }
 
+    /// Faults not met yet.
+    pub fn remaining(&self) -> usize {
+        self.plan.lock().unwrap().len()
+    }
+
     pub fn push(&self, fault: Fault) {
         self.plan.lock().unwrap().push_back(fault);
     }

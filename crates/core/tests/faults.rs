@@ -1,0 +1,278 @@
+//! Fault tolerance against the real server: network faults through a fault-injecting proxy,
+//! overload, poison rows, and a dead endpoint.
+
+mod common;
+
+use std::time::Duration;
+
+use chasync_core::{DeadLetterSpool, ErrorKind, Ingestor, RetryPolicy};
+use common::TestDb;
+use common::proxy::{Fault, FaultProxy};
+
+#[derive(clickhouse::Row, serde::Serialize, Clone)]
+struct Ev {
+    id: u64,
+    name: String,
+    value: f64,
+}
+
+fn ev(id: u64) -> Ev {
+    Ev {
+        id,
+        name: format!("n{id}"),
+        value: id as f64 / 4.0,
+    }
+}
+
+const HASH: &str = "SELECT sum(cityHash64(id, name, value)) FROM t";
+
+fn expected_hash(where_: &str, n: u64) -> String {
+    format!(
+        "SELECT sum(cityHash64(number, concat('n', toString(number)), number / 4)) \
+         FROM numbers({n}) {where_}"
+    )
+}
+
+async fn table(db: &TestDb, settings: &str) {
+    db.exec(&format!(
+        "CREATE TABLE t (id UInt64, name String, value Float64, _insert_id UUID) \
+         ENGINE = MergeTree ORDER BY id \
+         SETTINGS non_replicated_deduplication_window = 100000{settings}"
+    ))
+    .await;
+}
+
+fn retry(attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: attempts,
+        initial_backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(500),
+        multiplier: 2.0,
+    }
+}
+
+#[tokio::test]
+async fn network_faults_lose_nothing_and_double_nothing() {
+    let db = TestDb::new("netfaults").await;
+    table(&db, "").await;
+    let proxy = FaultProxy::start(&common::url(), vec![]).await;
+    let dlq = tempfile::tempdir().unwrap();
+    let mut c = db.config("t", dlq.path());
+    c.urls = vec![proxy.url()];
+    c.max_rows = 1_000;
+    c.max_concurrency = 2;
+    c.retry = retry(30);
+    c.timeouts.end = Duration::from_secs(2);
+    let ing = Ingestor::<Ev>::start(c).await.unwrap();
+    // New connections from now on meet these faults in turn, then pass.
+    tokio::time::sleep(Duration::from_millis(2500)).await; // the start-up connection expires
+    for fault in [
+        Fault::CutResponse,
+        Fault::ResetOnAccept,
+        Fault::Stall,
+        Fault::Delay(Duration::from_millis(30)),
+        Fault::CutResponse,
+        Fault::ResetOnAccept,
+        Fault::Stall,
+        Fault::CutResponse,
+    ] {
+        proxy.push(fault);
+    }
+    let h = ing.handle();
+    for i in 0..100_000 {
+        h.send(ev(i)).await.unwrap();
+    }
+    h.flush().await.unwrap();
+    let stats = ing.shutdown().await.unwrap();
+    // Every fault was met (pooled connections decide which attempt meets which).
+    assert_eq!(proxy.remaining(), 0);
+    assert!(stats.retries >= 5, "{stats:?}");
+    assert_eq!(stats.rows_dead_lettered, 0);
+    assert_eq!(db.u64("SELECT count() FROM t").await, 100_000);
+    assert_eq!(db.u64("SELECT uniqExact(id) FROM t").await, 100_000);
+    assert_eq!(
+        db.u64(HASH).await,
+        db.u64(&expected_hash("", 100_000)).await
+    );
+    // Cut answers were applied by the server; their retries were deduplicated.
+    db.exec("SYSTEM FLUSH LOGS").await;
+    let deduplicated = db
+        .u64(&format!(
+            "SELECT count() FROM system.query_log WHERE type = 'QueryFinish' \
+             AND query_kind = 'Insert' AND has(databases, '{}') \
+             AND ProfileEvents['DuplicatedInsertedBlocks'] > 0",
+            db.name
+        ))
+        .await;
+    assert!(deduplicated >= 1, "no retry was deduplicated");
+}
+
+#[tokio::test]
+async fn a_stalled_server_times_out_and_the_retry_lands_once() {
+    let db = TestDb::new("stall").await;
+    table(&db, "").await;
+    let proxy = FaultProxy::start(&common::url(), vec![]).await;
+    let dlq = tempfile::tempdir().unwrap();
+    let mut c = db.config("t", dlq.path());
+    c.urls = vec![proxy.url()];
+    c.retry = retry(5);
+    c.timeouts.end = Duration::from_millis(800);
+    let ing = Ingestor::<Ev>::start(c).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    proxy.push(Fault::Stall);
+    let h = ing.handle();
+    for i in 0..1000 {
+        h.send(ev(i)).await.unwrap();
+    }
+    h.flush().await.unwrap();
+    let stats = ing.shutdown().await.unwrap();
+    assert_eq!(stats.retries, 1, "{stats:?}");
+    assert_eq!(db.u64("SELECT count() FROM t").await, 1000);
+}
+
+#[tokio::test]
+async fn poison_rows_are_isolated_and_the_rest_lands() {
+    let db = TestDb::new("poison").await;
+    db.exec(
+        "CREATE TABLE t (id UInt64, name String, value Float64, _insert_id UUID, \
+         CONSTRAINT non_negative CHECK value >= 0) ENGINE = MergeTree ORDER BY id \
+         SETTINGS non_replicated_deduplication_window = 100000",
+    )
+    .await;
+    let poison = [7u64, 123_456, 500_000, 500_001, 999_999];
+    let dlq = tempfile::tempdir().unwrap();
+    let mut c = db.config("t", dlq.path());
+    c.max_rows = 100_000;
+    c.retry = retry(5);
+    let ing = Ingestor::<Ev>::start(c).await.unwrap();
+    let h = ing.handle();
+    let n = 1_000_000u64;
+    for i in 0..n {
+        let mut e = ev(i);
+        if poison.contains(&i) {
+            e.value = -1.0;
+        }
+        h.send(e).await.unwrap();
+    }
+    let err = h.flush().await.unwrap_err();
+    assert!(
+        matches!(err, chasync_core::Error::DeadLettered { rows: 5, .. }),
+        "{err}"
+    );
+    let stats = ing.shutdown().await.unwrap();
+    assert_eq!(stats.rows_dead_lettered, 5, "{stats:?}");
+    assert_eq!(stats.rows_committed, n - 5);
+    // O(k log N): 5 bad rows in batches of 100k, about 2 inserts per level.
+    assert!(stats.batches_split <= 5 * 17, "{stats:?}");
+    assert_eq!(db.u64("SELECT count() FROM t").await, n - 5);
+    let not_poison = format!(
+        "WHERE number NOT IN ({})",
+        poison.map(|p| p.to_string()).join(",")
+    );
+    assert_eq!(
+        db.u64(HASH).await,
+        db.u64(&expected_hash(&not_poison, n)).await
+    );
+
+    let entries = DeadLetterSpool::new(dlq.path()).list().unwrap();
+    assert_eq!(entries.len(), 5);
+    for e in &entries {
+        assert_eq!(e.rows, 1);
+        assert_eq!(e.error_kind, ErrorKind::Data);
+        assert_eq!(e.code, Some(469), "{}", e.error); // VIOLATED_CONSTRAINT
+        assert!(e.error.contains("non_negative"), "{}", e.error);
+    }
+    // Each entry holds exactly one poison row: decode its id (the first 8 bytes).
+    let spool = DeadLetterSpool::new(dlq.path());
+    let mut ids: Vec<u64> = entries
+        .iter()
+        .map(|e| {
+            let bytes = spool.payload(e).unwrap();
+            u64::from_le_bytes(bytes[..8].try_into().unwrap())
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(ids, poison);
+}
+
+#[tokio::test]
+async fn overload_shrinks_the_concurrency_limit_and_it_recovers() {
+    let db = TestDb::new("overload").await;
+    // Few parts allowed: fast small inserts outrun the merges and the server throws
+    // TOO_MANY_PARTS (252) until merges catch up.
+    table(
+        &db,
+        ", parts_to_throw_insert = 8, parts_to_delay_insert = 4, max_delay_to_insert = 1",
+    )
+    .await;
+    let dlq = tempfile::tempdir().unwrap();
+    let mut c = db.config("t", dlq.path());
+    c.max_rows = 200;
+    c.max_concurrency = 8;
+    c.queue_capacity = 1000;
+    c.retry = RetryPolicy {
+        max_attempts: 100,
+        initial_backoff: Duration::from_millis(20),
+        max_backoff: Duration::from_millis(300),
+        multiplier: 2.0,
+    };
+    let ing = Ingestor::<Ev>::start(c).await.unwrap();
+    let h = ing.handle();
+    let n = 20_000;
+    for i in 0..n {
+        h.send(ev(i)).await.unwrap();
+    }
+    h.flush().await.unwrap();
+    let stats = ing.shutdown().await.unwrap();
+    assert_eq!(stats.rows_dead_lettered, 0, "{stats:?}");
+    assert!(
+        stats.failed_attempts > 0,
+        "the server never refused: {stats:?}"
+    );
+    assert!(stats.concurrency_decreases > 0, "{stats:?}");
+    assert!(stats.min_concurrency_limit < 8, "{stats:?}");
+    assert!(
+        stats.concurrency_limit > stats.min_concurrency_limit,
+        "the limit did not recover: {stats:?}"
+    );
+    assert_eq!(db.u64("SELECT count() FROM t").await, n);
+    assert_eq!(db.u64(HASH).await, db.u64(&expected_hash("", n)).await);
+    db.exec("SYSTEM FLUSH LOGS").await;
+    let refused = db
+        .u64(&format!(
+            "SELECT count() FROM system.query_log WHERE exception_code = 252 \
+             AND has(databases, '{}')",
+            db.name
+        ))
+        .await;
+    assert!(refused > 0, "no TOO_MANY_PARTS seen by the server");
+}
+
+#[tokio::test]
+async fn a_dead_endpoint_is_taken_out_and_everything_lands_on_the_live_one() {
+    let db = TestDb::new("endpoints").await;
+    table(&db, "").await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let dlq = tempfile::tempdir().unwrap();
+    let mut c = db.config("t", dlq.path());
+    c.urls = vec![common::url(), dead.clone()];
+    c.max_rows = 1_000;
+    c.retry = retry(10);
+    let ing = Ingestor::<Ev>::start(c).await.unwrap();
+    let h = ing.handle();
+    for i in 0..50_000 {
+        h.send(ev(i)).await.unwrap();
+    }
+    h.flush().await.unwrap();
+    let stats = ing.shutdown().await.unwrap();
+    assert_eq!(stats.rows_dead_lettered, 0);
+    assert_eq!(stats.batches_committed, 50);
+    // The dead endpoint was tried, then left out while it stayed down.
+    assert!(stats.failed_attempts >= 1, "{stats:?}");
+    assert!(stats.failed_attempts < 25, "{stats:?}");
+    assert_eq!(db.u64("SELECT count() FROM t").await, 50_000);
+    assert_eq!(db.u64(HASH).await, db.u64(&expected_hash("", 50_000)).await);
+}
