@@ -60,19 +60,18 @@ where
     ///
     /// Fails when the table does not exist or the server cannot be reached.
     pub async fn start(config: Config) -> Result<Self> {
-        config.validate()?;
-        let limiter = Arc::new(Limiter::new(config.max_concurrency));
-        let sink = Sink::new(&config, limiter.clone());
-        let columns = table_columns(sink.client(), &config.database, &config.table).await?;
-        let insert_id = if config.fill_insert_id {
-            columns
-                .iter()
-                .find_map(|(name, ty)| InsertIdColumn::from_column(name, ty))
-        } else {
-            None
-        };
-        Self::with_parts(config, sink, limiter, RowBinary::new(insert_id))
+        Self::start_with(config, |table| RowBinary::new(table.insert_id.clone())).await
     }
+}
+
+/// What the engine learned about the target table at start.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    /// (name, type) of each column, in table order.
+    pub columns: Vec<(String, String)>,
+    /// The `_insert_id` column the engine fills, if the table has one (and
+    /// [`Config::fill_insert_id`] is on).
+    pub insert_id: Option<InsertIdColumn>,
 }
 
 /// The (name, type) pairs of a table's columns, in order; an error if there is no such table.
@@ -99,6 +98,23 @@ pub async fn table_columns(
 }
 
 impl<E: BatchEncoder> Pipeline<E> {
+    /// Checks the table, builds the encoder from what it learned, and starts the pipeline.
+    pub async fn start_with(config: Config, make: impl FnOnce(&TableInfo) -> E) -> Result<Self> {
+        config.validate()?;
+        let limiter = Arc::new(Limiter::new(config.max_concurrency));
+        let sink = Sink::new(&config, limiter.clone());
+        let columns = table_columns(sink.client(), &config.database, &config.table).await?;
+        let insert_id = if config.fill_insert_id {
+            columns
+                .iter()
+                .find_map(|(name, ty)| InsertIdColumn::from_column(name, ty))
+        } else {
+            None
+        };
+        let encoder = make(&TableInfo { columns, insert_id });
+        Self::with_parts(config, sink, limiter, encoder)
+    }
+
     /// Starts a pipeline with a given encoder on the current tokio runtime.
     pub fn with_encoder(config: Config, encoder: E) -> Result<Self> {
         config.validate()?;

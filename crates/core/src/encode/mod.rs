@@ -3,7 +3,10 @@
 //! A batch is encoded once, as its rows arrive, into the bytes that every attempt of its insert
 //! sends. [`RowBinary`] encodes typed rows (`T: clickhouse::Row + Serialize`).
 
+pub mod json;
 pub mod rowbinary;
+
+pub use json::JsonEachRow;
 
 use std::marker::PhantomData;
 
