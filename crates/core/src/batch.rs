@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::ack::AckState;
 use crate::dedup::StreamId;
 use crate::dispatch::Work;
 use crate::encode::{BatchEncoder, RejectedRow};
@@ -42,6 +43,8 @@ pub struct Batch {
     pub rejected: Vec<RejectedRow>,
     /// Where each row starts in `bytes`, when the format allows splitting at rows.
     pub row_offsets: Option<Arc<[u32]>>,
+    /// Acknowledgements waiting for this batch.
+    pub(crate) acks: Vec<Arc<AckState>>,
 }
 
 impl Batch {
@@ -70,6 +73,7 @@ impl Batch {
                 rows: rows.len(),
                 rejected: Vec::new(),
                 row_offsets: Some(offsets[rows].iter().map(|o| o - base).collect()),
+                acks: Vec::new(),
             }
         };
         Some((
@@ -108,6 +112,7 @@ struct Open {
     sequence: u64,
     deadline: Instant,
     rejected: Vec<RejectedRow>,
+    acks: Vec<Arc<AckState>>,
 }
 
 /// Accumulates encoded rows and seals batches on rows or bytes; the caller seals on linger
@@ -143,6 +148,14 @@ impl<E: BatchEncoder> Batcher<E> {
     /// Adds a row. Returns the batch this row filled, if any, and whether the encoder refused
     /// the row (a refused row is kept with the open batch as rejected, for the spool).
     pub fn push(&mut self, row: E::Row) -> (Option<Batch>, bool) {
+        self.push_acked(row, None)
+    }
+
+    pub(crate) fn push_acked(
+        &mut self,
+        row: E::Row,
+        ack: Option<&Arc<AckState>>,
+    ) -> (Option<Batch>, bool) {
         if self.open.is_none() {
             let sequence = self.next_seq;
             self.next_seq += 1;
@@ -153,7 +166,14 @@ impl<E: BatchEncoder> Batcher<E> {
                 sequence,
                 deadline: Instant::now() + self.limits.linger,
                 rejected: Vec::new(),
+                acks: Vec::new(),
             });
+        }
+        if let (Some(ack), Some(open)) = (ack, self.open.as_mut())
+            && !open.acks.last().is_some_and(|a| Arc::ptr_eq(a, ack))
+        {
+            ack.hold();
+            open.acks.push(ack.clone());
         }
         let mut rejected = false;
         if let Err(r) = self.encoder.push(row) {
@@ -191,6 +211,7 @@ impl<E: BatchEncoder> Batcher<E> {
             rows: enc.rows,
             rejected: o.rejected,
             row_offsets: enc.row_offsets.map(Arc::from),
+            acks: o.acks,
         })
     }
 }
@@ -227,9 +248,10 @@ pub(crate) async fn run<E: BatchEncoder>(
                 let mut rows_out = 0u64;
                 for msg in inbox.drain(..) {
                     match msg {
-                        Msg::Row(row) => {
+                        Msg::AckEnd(ack) => ack.release(None),
+                        Msg::Row(row, ack) => {
                             rows_out += 1;
-                            let (sealed, rejected) = batcher.push(row);
+                            let (sealed, rejected) = batcher.push_acked(row, ack.as_ref());
                             if rejected {
                                 counters.rows_rejected.fetch_add(1, Relaxed);
                             }

@@ -10,11 +10,16 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::ack::{Ack, AckState};
 use crate::batch::Batch;
+use crate::config::Config;
 use crate::dead_letter::DeadLetterSpool;
 use crate::error::{Error, ErrorKind, Result};
+use crate::limiter::Limiter;
+use crate::sink::Sink;
 use crate::sink::{Outcome, SharedSink};
 use crate::stats::Counters;
+use crate::stats::Stats;
 
 /// A message to the dispatcher.
 pub(crate) enum Work {
@@ -30,8 +35,105 @@ pub(crate) struct Shared {
     pub last_dead_letter_error: Mutex<Option<String>>,
 }
 
+/// Sends sealed batches to ClickHouse: at most `max_concurrency` batches in progress (each
+/// attempt within the adaptive [`crate::limiter::Limiter`]), retries, isolation of
+/// rejected rows, and the dead-letter spool. [`Pipeline`](crate::Pipeline) feeds it from its
+/// batcher; a frontend that forms batches itself (e.g. from a write-ahead log, with
+/// [`Batcher`](crate::batch::Batcher)) can [`submit`](Self::submit) them directly.
+pub struct Dispatcher {
+    tx: mpsc::Sender<Work>,
+    task: tokio::task::JoinHandle<()>,
+    counters: Arc<Counters>,
+    spool: PathBuf,
+}
+
+impl Dispatcher {
+    /// Starts a dispatcher for the endpoints, credentials, limits and spool of `config` on
+    /// the current tokio runtime. The table of each batch is the batch's own.
+    pub fn start(config: &Config) -> Result<Self> {
+        config.validate()?;
+        let limiter = Arc::new(Limiter::new(config.max_concurrency));
+        let sink = Sink::new(config, limiter.clone());
+        Ok(Self::with_sink(config, sink, limiter))
+    }
+
+    pub(crate) fn with_sink(config: &Config, sink: Sink, limiter: Arc<Limiter>) -> Self {
+        if let Some(warning) = crate::sink::check_open_files(config) {
+            tracing::warn!("{warning}");
+        }
+        let counters = Arc::new(Counters::new(limiter));
+        // One sealed batch may wait for a free slot; more would only hold memory.
+        let (tx, rx) = mpsc::channel(1);
+        let shared = Arc::new(Shared {
+            sink: Arc::new(sink),
+            spool: DeadLetterSpool::new(config.dead_letter_dir.clone()),
+            counters: counters.clone(),
+            last_dead_letter_error: Mutex::new(None),
+        });
+        let task = tokio::spawn(run(rx, shared, config.max_concurrency));
+        Self {
+            tx,
+            task,
+            counters,
+            spool: config.dead_letter_dir.clone(),
+        }
+    }
+
+    pub(crate) fn sender(&self) -> mpsc::Sender<Work> {
+        self.tx.clone()
+    }
+
+    pub(crate) fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
+    }
+
+    pub(crate) fn spool_dir(&self) -> PathBuf {
+        self.spool.clone()
+    }
+
+    /// Queues a sealed batch (waiting while all slots are busy) and returns an [`Ack`] that
+    /// resolves when it has ended: committed, or (some rows) dead-lettered.
+    pub async fn submit(&self, mut batch: Batch) -> Result<Ack> {
+        let (state, ack) = AckState::new(1, self.spool.clone());
+        batch.acks.push(state);
+        self.counters.batches_sealed.fetch_add(1, Relaxed);
+        self.tx
+            .send(Work::Batch(batch))
+            .await
+            .map_err(|_| Error::Closed)?;
+        Ok(ack)
+    }
+
+    /// Returns when every batch submitted before has ended; see [`Handle::flush`](crate::Handle::flush).
+    pub async fn flush(&self) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Work::Flush(done))
+            .await
+            .map_err(|_| Error::Closed)?;
+        wait.await.map_err(|_| Error::Closed)?
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.counters.snapshot()
+    }
+
+    /// Waits for every batch to end and stops.
+    pub async fn shutdown(self) -> Result<Stats> {
+        drop(self.tx);
+        if let Err(e) = self.task.await {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+            return Err(Error::Closed);
+        }
+        Ok(self.counters.snapshot())
+    }
+}
+
 /// Runs until the batcher closes its channel and every insert has ended.
-pub(crate) async fn run(mut rx: mpsc::Receiver<Work>, shared: Arc<Shared>, max_concurrency: usize) {
+async fn run(mut rx: mpsc::Receiver<Work>, shared: Arc<Shared>, max_concurrency: usize) {
     let limiter = Arc::new(Semaphore::new(max_concurrency));
     let mut tasks = JoinSet::new();
     let mut dead_at_last_flush = (0u64, 0u64);
@@ -103,8 +205,24 @@ fn reap(res: std::result::Result<(), tokio::task::JoinError>) {
     }
 }
 
-/// Sends one batch and routes its outcome.
-async fn process(batch: Batch, shared: &Shared) {
+/// Sends one batch, routes its outcome, and releases the acknowledgements waiting for it.
+async fn process(mut batch: Batch, shared: &Shared) {
+    let acks = std::mem::take(&mut batch.acks);
+    let mut failed = Failed::default();
+    route(batch, shared, &mut failed).await;
+    for ack in acks {
+        ack.release((failed.rows > 0).then_some((failed.rows, failed.error.as_str())));
+    }
+}
+
+/// Rows of one batch that were dead-lettered, and the last reason.
+#[derive(Default)]
+struct Failed {
+    rows: u64,
+    error: String,
+}
+
+async fn route(batch: Batch, shared: &Shared, failed: &mut Failed) {
     let counters = &shared.counters;
     if !batch.rejected.is_empty() {
         let rows = batch.rejected.len() as u64;
@@ -116,6 +234,8 @@ async fn process(batch: Batch, shared: &Shared) {
         counters.batches_dead_lettered.fetch_add(1, Relaxed);
         *shared.last_dead_letter_error.lock().unwrap() = Some(reason.clone());
         tracing::warn!(rows, path = %path.display(), %reason, "rejected rows dead-lettered");
+        failed.rows += rows;
+        failed.error = reason;
     }
     if batch.rows == 0 {
         return;
@@ -133,9 +253,11 @@ async fn process(batch: Batch, shared: &Shared) {
         Outcome::Failed { error, attempts }
             if error.kind() == ErrorKind::Data && batch.rows > 1 && batch.row_offsets.is_some() =>
         {
-            isolate(batch, error, attempts, shared).await;
+            isolate(batch, error, attempts, shared, failed).await;
         }
-        Outcome::Failed { error, attempts } => dead_letter(batch, error, attempts, shared).await,
+        Outcome::Failed { error, attempts } => {
+            dead_letter(batch, error, attempts, shared, failed).await
+        }
     }
 }
 
@@ -153,12 +275,12 @@ fn committed(batch: &Batch, counters: &Counters) {
 /// insert block). Bisect: send each half under a derived id; halves that are rejected again
 /// are split again, down to single rows, which go to the spool with the server's reason.
 /// k bad rows among N cost O(k log N) inserts.
-async fn isolate(batch: Batch, error: Error, attempts: u32, shared: &Shared) {
+async fn isolate(batch: Batch, error: Error, attempts: u32, shared: &Shared, failed: &mut Failed) {
     tracing::info!(rows = batch.rows, %error, "server rejected the batch's data: isolating the bad rows");
     let mut rejected = vec![(batch, error, attempts)];
     while let Some((batch, error, attempts)) = rejected.pop() {
         let Some((left, right)) = batch.split() else {
-            dead_letter(batch, error, attempts, shared).await;
+            dead_letter(batch, error, attempts, shared, failed).await;
             continue;
         };
         shared.counters.batches_split.fetch_add(1, Relaxed);
@@ -169,14 +291,20 @@ async fn isolate(batch: Batch, error: Error, attempts: u32, shared: &Shared) {
                     rejected.push((half, error, attempts));
                 }
                 Outcome::Failed { error, attempts } => {
-                    dead_letter(half, error, attempts, shared).await
+                    dead_letter(half, error, attempts, shared, failed).await
                 }
             }
         }
     }
 }
 
-async fn dead_letter(batch: Batch, error: Error, attempts: u32, shared: &Shared) {
+async fn dead_letter(
+    batch: Batch,
+    error: Error,
+    attempts: u32,
+    shared: &Shared,
+    failed: &mut Failed,
+) {
     let counters = &shared.counters;
     let rows = batch.rows as u64;
     let message = error.to_string();
@@ -186,6 +314,8 @@ async fn dead_letter(batch: Batch, error: Error, attempts: u32, shared: &Shared)
     counters.batches_dead_lettered.fetch_add(1, Relaxed);
     *shared.last_dead_letter_error.lock().unwrap() = Some(message.clone());
     tracing::error!(rows, attempts, path = %path.display(), error = %message, "batch dead-lettered");
+    failed.rows += rows;
+    failed.error = message;
 }
 
 /// Writes to the spool, retrying every second while the disk refuses: rows are never dropped,

@@ -1,6 +1,6 @@
 //! The ingestor: wires queue → batcher → dispatcher → sink, and owns their tasks.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::Serialize;
 use tokio::sync::mpsc;
@@ -8,15 +8,14 @@ use tokio::task::JoinHandle;
 
 use crate::batch::{self, Batcher, Limits, Target};
 use crate::config::Config;
-use crate::dead_letter::DeadLetterSpool;
 use crate::dedup::InsertIdColumn;
-use crate::dispatch::{self, Shared};
+use crate::dispatch::Dispatcher;
 use crate::encode::{BatchEncoder, RowBinary};
 use crate::error::{Error, Result};
 use crate::limiter::Limiter;
 use crate::queue::{Handle, Msg};
 use crate::sink::Sink;
-use crate::stats::{Counters, Stats};
+use crate::stats::Stats;
 
 /// A running ingestion pipeline for one table, generic over how rows are encoded.
 ///
@@ -24,7 +23,7 @@ use crate::stats::{Counters, Stats};
 pub struct Pipeline<E: BatchEncoder> {
     handle: Handle<E::Row>,
     batcher: JoinHandle<()>,
-    dispatcher: JoinHandle<()>,
+    dispatcher: Dispatcher,
 }
 
 /// An ingestor of typed rows, encoded as RowBinary.
@@ -124,19 +123,9 @@ impl<E: BatchEncoder> Pipeline<E> {
     }
 
     fn with_parts(config: Config, sink: Sink, limiter: Arc<Limiter>, encoder: E) -> Result<Self> {
-        if let Some(warning) = crate::sink::check_open_files(&config) {
-            tracing::warn!("{warning}");
-        }
-        let counters = Arc::new(Counters::new(limiter));
+        let dispatcher = Dispatcher::with_sink(&config, sink, limiter);
+        let counters = dispatcher.counters();
         let (tx, rx) = mpsc::channel::<Msg<E::Row>>(config.queue_capacity);
-        // One sealed batch may wait for a free insert slot; more would only hold memory.
-        let (work_tx, work_rx) = mpsc::channel(1);
-        let shared = Arc::new(Shared {
-            sink: Arc::new(sink),
-            spool: DeadLetterSpool::new(config.dead_letter_dir.clone()),
-            counters: counters.clone(),
-            last_dead_letter_error: Mutex::new(None),
-        });
         let batcher = Batcher::new(
             encoder,
             Limits {
@@ -151,10 +140,18 @@ impl<E: BatchEncoder> Pipeline<E> {
                 first_sequence: config.first_sequence,
             },
         );
-        let batcher = tokio::spawn(batch::run(rx, batcher, work_tx, counters.clone()));
-        let dispatcher = tokio::spawn(dispatch::run(work_rx, shared, config.max_concurrency));
+        let batcher = tokio::spawn(batch::run(
+            rx,
+            batcher,
+            dispatcher.sender(),
+            counters.clone(),
+        ));
         Ok(Self {
-            handle: Handle { tx, counters },
+            handle: Handle {
+                tx,
+                counters,
+                spool: dispatcher.spool_dir(),
+            },
             batcher,
             dispatcher,
         })
@@ -180,16 +177,13 @@ impl<E: BatchEncoder> Pipeline<E> {
     pub async fn shutdown(self) -> Result<Stats> {
         // Err only when the batcher is already gone, which is fine.
         let _ = self.handle.tx.send(Msg::Shutdown).await;
-        let counters = self.handle.counters.clone();
         drop(self.handle);
-        for task in [self.batcher, self.dispatcher] {
-            if let Err(e) = task.await {
-                if e.is_panic() {
-                    std::panic::resume_unwind(e.into_panic());
-                }
-                return Err(Error::Closed);
+        if let Err(e) = self.batcher.await {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
             }
+            return Err(Error::Closed);
         }
-        Ok(counters.snapshot())
+        self.dispatcher.shutdown().await
     }
 }

@@ -17,11 +17,12 @@
 //!   exponentially with jitter ([`RetryPolicy`]), the others go to the durable
 //!   [`DeadLetterSpool`], which [`replay()`] sends again.
 
+mod ack;
 pub mod batch;
 pub mod config;
 pub mod dead_letter;
 pub mod dedup;
-mod dispatch;
+pub mod dispatch;
 pub mod encode;
 pub mod error;
 pub mod ingestor;
@@ -32,10 +33,12 @@ pub mod retry;
 pub mod sink;
 pub mod stats;
 
+pub use ack::Ack;
 pub use batch::Batch;
 pub use config::{Compression, Config, Secret, Timeouts};
 pub use dead_letter::{DeadLetterRecord, DeadLetterSpool, EntryKind};
 pub use dedup::StreamId;
+pub use dispatch::Dispatcher;
 pub use encode::{BatchEncoder, RowBinary};
 pub use error::{Error, ErrorKind, Result};
 pub use ingestor::{Ingestor, Pipeline};

@@ -6,12 +6,15 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::ack::{Ack, AckState};
 use crate::error::{Error, Result};
 use crate::stats::{Counters, Stats};
 
 /// A message to the batcher.
 pub(crate) enum Msg<R> {
-    Row(R),
+    Row(R, Option<Arc<AckState>>),
+    /// Every row of this acknowledgement has been queued.
+    AckEnd(Arc<AckState>),
     Flush(oneshot::Sender<Result<()>>),
     Shutdown,
 }
@@ -24,6 +27,7 @@ pub(crate) enum Msg<R> {
 pub struct Handle<R> {
     pub(crate) tx: mpsc::Sender<Msg<R>>,
     pub(crate) counters: Arc<Counters>,
+    pub(crate) spool: std::path::PathBuf,
 }
 
 impl<R> Clone for Handle<R> {
@@ -31,6 +35,7 @@ impl<R> Clone for Handle<R> {
         Self {
             tx: self.tx.clone(),
             counters: self.counters.clone(),
+            spool: self.spool.clone(),
         }
     }
 }
@@ -100,7 +105,7 @@ impl<R> std::error::Error for TrySendError<R> {}
 impl<R: Send + 'static> Handle<R> {
     /// Queues a row, waiting while the queue is full (backpressure).
     pub async fn send(&self, row: R) -> std::result::Result<(), SendError<R>> {
-        match self.tx.send(Msg::Row(row)).await {
+        match self.tx.send(Msg::Row(row, None)).await {
             Ok(()) => {
                 self.counters.rows_accepted.fetch_add(1, Relaxed);
                 Ok(())
@@ -111,7 +116,7 @@ impl<R: Send + 'static> Handle<R> {
 
     /// Queues a row if there is room now; otherwise hands it back.
     pub fn try_send(&self, row: R) -> std::result::Result<(), TrySendError<R>> {
-        match self.tx.try_send(Msg::Row(row)) {
+        match self.tx.try_send(Msg::Row(row, None)) {
             Ok(()) => {
                 self.counters.rows_accepted.fetch_add(1, Relaxed);
                 Ok(())
@@ -135,6 +140,35 @@ impl<R: Send + 'static> Handle<R> {
             }
         }
         Ok(())
+    }
+
+    /// Queues rows (waiting for room as needed) and returns an [`Ack`] that resolves when
+    /// every batch holding any of them has ended: `Ok` when all were committed. Rows batch
+    /// with other producers' rows as usual; no flush is forced.
+    pub async fn send_acked(
+        &self,
+        rows: impl IntoIterator<Item = R>,
+    ) -> std::result::Result<Ack, SendError<Vec<R>>> {
+        let (state, ack) = AckState::new(1, self.spool.clone());
+        let mut rows = rows.into_iter();
+        while let Some(row) = rows.next() {
+            match self.tx.send(Msg::Row(row, Some(state.clone()))).await {
+                Ok(()) => {
+                    self.counters.rows_accepted.fetch_add(1, Relaxed);
+                }
+                Err(mpsc::error::SendError(msg)) => {
+                    let mut rest = vec![into_row(msg)];
+                    rest.extend(rows);
+                    return Err(SendError(rest));
+                }
+            }
+        }
+        if self.tx.send(Msg::AckEnd(state.clone())).await.is_err() {
+            // Shut down after the rows were queued: the engine drains them, but this marker
+            // is lost; release the hold here.
+            state.release(None);
+        }
+        Ok(ack)
     }
 
     /// Returns when every row queued before this call is committed or dead-lettered.
@@ -163,7 +197,7 @@ impl<R: Send + 'static> Handle<R> {
 
 fn into_row<R>(msg: Msg<R>) -> R {
     match msg {
-        Msg::Row(r) => r,
+        Msg::Row(r, _) => r,
         _ => unreachable!("only rows are handed back"),
     }
 }

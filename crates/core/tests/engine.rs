@@ -649,3 +649,89 @@ fn config_is_validated() {
     let err = rt.block_on(Ingestor::<Ev>::start(c)).err().unwrap();
     assert!(matches!(err, Error::Config(_)), "{err}");
 }
+
+#[tokio::test]
+async fn an_ack_resolves_once_its_rows_are_committed_or_dead_lettered() {
+    let db = TestDb::new("ack").await;
+    table(&db, None).await;
+    let dlq = tempfile::tempdir().unwrap();
+    let mut c = db.config("t", dlq.path());
+    c.max_rows = 300;
+    c.linger = Duration::from_millis(100);
+    let ing = Ingestor::<Ev>::start(c).await.unwrap();
+    let h = ing.handle();
+    let ack = h.send_acked((0..1000).map(ev)).await.unwrap();
+    ack.wait().await.unwrap();
+    // Committed means visible: no flush needed.
+    assert_eq!(db.u64("SELECT count() FROM t").await, 1000);
+    ing.shutdown().await.unwrap();
+
+    // The same through a table that refuses one column: the ack reports the dead letters.
+    let ing = Ingestor::<WithExtra>::start(db.config("t", dlq.path()))
+        .await
+        .unwrap();
+    let rows = (0..10).map(|i| WithExtra {
+        id: i,
+        name: String::new(),
+        value: 0.0,
+        ts: 0,
+        extra: String::new(),
+    });
+    let err = ing
+        .handle()
+        .send_acked(rows)
+        .await
+        .unwrap()
+        .wait()
+        .await
+        .unwrap_err();
+    match err {
+        Error::DeadLettered {
+            rows, last_error, ..
+        } => {
+            assert_eq!(rows, 10);
+            assert!(last_error.contains("extra"), "{last_error}");
+        }
+        other => panic!("{other}"),
+    }
+    ing.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_dispatcher_takes_batches_formed_elsewhere() {
+    use chasync_core::batch::{Batcher, Limits, Target};
+    let db = TestDb::new("dispatcher").await;
+    table(&db, None).await;
+    let dlq = tempfile::tempdir().unwrap();
+    let c = db.config("t", dlq.path());
+    let dispatcher = chasync_core::Dispatcher::start(&c).unwrap();
+    let mut batcher = Batcher::new(
+        chasync_core::RowBinary::<Ev>::new(None),
+        Limits {
+            max_rows: 250,
+            max_bytes: 1 << 20,
+            linger: Duration::from_secs(60),
+        },
+        Target {
+            database: db.name.as_str().into(),
+            table: "t".into(),
+            stream_id: StreamId::named("wal"),
+            first_sequence: 0,
+        },
+    );
+    let mut acks = Vec::new();
+    for i in 0..1000 {
+        if let (Some(batch), _) = batcher.push(ev(i)) {
+            acks.push(dispatcher.submit(batch.clone()).await.unwrap());
+            // The same batch twice (a replay): deduplicated by its id.
+            acks.push(dispatcher.submit(batch).await.unwrap());
+        }
+    }
+    for ack in acks {
+        ack.wait().await.unwrap();
+    }
+    let stats = dispatcher.shutdown().await.unwrap();
+    assert_eq!(stats.batches_committed, 8);
+    assert_eq!(db.u64("SELECT count() FROM t").await, 1000);
+    assert_eq!(db.u64(HASH).await, db.u64(&expected_hash(1000)).await);
+}
