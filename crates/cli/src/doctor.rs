@@ -298,10 +298,12 @@ pub async fn run(settings: &Settings, args: DoctorArgs) -> Result<u8, CliError> 
          AND query_kind = 'Insert' AND event_time >= now() - toIntervalSecond(?)",
     );
     if target.is_some() {
-        // Inserts that fail before they start have no `tables`: match the query text.
+        // Inserts that fail before they start have no `tables`: match the query text, with
+        // the table qualified, or unqualified in the query's current database.
         sql.push_str(
             " AND (has(tables, ?) OR (empty(tables) AND (position(query, ?) > 0 \
-             OR position(query, ?) > 0)))",
+             OR position(query, ?) > 0 OR (current_database = ? AND \
+             (positionCaseInsensitive(query, ?) > 0 OR positionCaseInsensitive(query, ?) > 0)))))",
         );
     }
     sql.push_str(" ORDER BY event_time DESC LIMIT ?");
@@ -314,7 +316,13 @@ pub async fn run(settings: &Settings, args: DoctorArgs) -> Result<u8, CliError> 
                 chasync_core::config::quote_ident(db),
                 chasync_core::config::quote_ident(t)
             ))
-            .bind(format!("{db}.{t}"));
+            .bind(format!("{db}.{t}"))
+            .bind(db.as_str())
+            .bind(format!("INSERT INTO {t} "))
+            .bind(format!(
+                "INSERT INTO {} ",
+                chasync_core::config::quote_ident(t)
+            ));
     }
     let insert_exceptions: Vec<InsertException> = match query_section(q.bind(args.exceptions)).await
     {
