@@ -162,7 +162,7 @@ async fn a_failed_insert_shows_in_the_exceptions_with_advice() {
     let err = db
         .client
         .query("INSERT INTO t (id, nope) VALUES (1, 2)")
-        .with_option("query_id", &query_id)
+        .with_setting("query_id", &query_id)
         .execute()
         .await
         .unwrap_err();
