@@ -3,7 +3,6 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
 
 use chasync_core::{Config, DeadLetterSpool, Ingestor, RetryPolicy, StreamId};
 use common::{TestDb, run};
@@ -203,53 +202,79 @@ async fn list_show_replay_once_and_purge() {
     );
 }
 
+/// A row the engine's encoder refuses when `id` is odd.
+#[derive(clickhouse::Row, serde::Serialize)]
+struct Picky {
+    #[serde(serialize_with = "even_only")]
+    id: u64,
+    name: String,
+}
+
+fn even_only<S: serde::Serializer>(id: &u64, s: S) -> Result<S::Ok, S::Error> {
+    if id % 2 == 1 {
+        return Err(serde::ser::Error::custom(format!("odd id {id}")));
+    }
+    s.serialize_u64(*id)
+}
+
 #[tokio::test]
 async fn rejected_rows_show_as_json_lines_and_are_not_replayed() {
+    let db = TestDb::new("rejected").await;
+    db.exec("CREATE TABLE t (id UInt64, name String) ENGINE = MergeTree ORDER BY id")
+        .await;
     let dir = tempfile::tempdir().unwrap();
-    let spool = DeadLetterSpool::new(dir.path().join("spool"));
-    let batch = chasync_core::Batch {
-        id: uuid::Uuid::new_v4(),
-        stream_id: uuid::Uuid::new_v4(),
-        sequence: 0,
-        database: Arc::from("db"),
-        table: Arc::from("t"),
-        columns: Arc::from(Vec::<String>::new()),
-        format: "RowBinary",
-        bytes: bytes::Bytes::new(),
-        rows: 0,
-        rejected: Vec::new(),
-    };
-    spool
-        .write_rejected(
-            &batch,
-            &[
-                chasync_core::encode::RejectedRow {
-                    reason: "bad value for id".into(),
-                    record: Some("{\"id\":\"x\"}".into()),
-                },
-                chasync_core::encode::RejectedRow {
-                    reason: "missing name".into(),
-                    record: None,
-                },
-            ],
-        )
-        .unwrap();
-    let id = spool.list().unwrap()[0].id.to_string();
     let d = dir.path();
+    let mut c = Config::new(common::url(), "t");
+    c.database = db.name.clone();
+    c.dead_letter_dir = d.join("spool");
+    let ing = Ingestor::<Picky>::start(c).await.unwrap();
+    for id in 0..4u64 {
+        ing.handle()
+            .send(Picky {
+                id,
+                name: format!("n{id}"),
+            })
+            .await
+            .unwrap();
+    }
+    let stats = ing.shutdown().await.unwrap();
+    assert_eq!(stats.rows_committed, 2);
+    assert_eq!(stats.rows_rejected, 2);
+    let spool = DeadLetterSpool::new(d.join("spool"));
+    let entries = spool.list().unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let id = entries[0].id.to_string();
+
+    let r = run(d, &["dlq", "list", "--dlq-dir", "spool"]);
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains(" rejected ") && l.contains(" data ")),
+        "{r:?}"
+    );
     let r = run(d, &["dlq", "show", &id, "--dlq-dir", "spool"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(r.stdout.contains("kind:        rejected"), "{r:?}");
-    assert!(r.stdout.contains("rejected rows:\n"), "{r:?}");
+    assert!(r.stdout.contains("format:      JSONEachRow"), "{r:?}");
+    let rows_part = r.stdout.split("rejected rows:\n").nth(1).unwrap();
+    let lines: Vec<serde_json::Value> = rows_part
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{r:?}");
     assert!(
-        r.stdout
-            .contains(r#"{"reason":"bad value for id","row":"{\"id\":\"x\"}"}"#),
+        lines[0]["reason"].as_str().unwrap().contains("odd id 1"),
+        "{r:?}"
+    );
+    assert!(
+        lines[1]["reason"].as_str().unwrap().contains("odd id 3"),
         "{r:?}"
     );
     let r = run(d, &["--json", "dlq", "show", &id, "--dlq-dir", "spool"]);
     let v = r.json();
     assert_eq!(v["rejected_rows"].as_array().unwrap().len(), 2);
-    assert_eq!(v["rejected_rows"][1]["reason"], "missing name");
-    // replay leaves them (nothing to send), exit 0, and says so
+    assert_eq!(v["record"]["kind"], "rejected");
+    // replay leaves them (nothing it can send), exit 0, and says so
     let r = run(d, &["dlq", "replay", "--dlq-dir", "spool"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
@@ -257,4 +282,5 @@ async fn rejected_rows_show_as_json_lines_and_are_not_replayed() {
         "{r:?}"
     );
     assert_eq!(spool.list().unwrap().len(), 1);
+    assert_eq!(db.u64("SELECT count() FROM t").await, 2);
 }
