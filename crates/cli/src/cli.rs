@@ -1,0 +1,271 @@
+//! The command line: options and subcommands (clap derive).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::settings::{parse_bytes, parse_duration};
+
+/// chasync: stream data into ClickHouse, and look after what the engine leaves behind.
+///
+/// Options are read from flags, then the environment (`CHASYNC_URL`, `CHASYNC_USER`,
+/// `CHASYNC_PASSWORD`), then the `--config` TOML file, then defaults.
+///
+/// Exit codes: 0 success; 1 error (cannot connect, server error, bad input, I/O); 2 usage
+/// error; 3 rows not committed (dead-lettered, or a replay left entries that failed again);
+/// 4 `doctor` found problems that need attention.
+#[derive(Debug, Parser)]
+#[command(name = "chasync", version, about, long_about)]
+pub struct Cli {
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalOpts {
+    /// ClickHouse HTTP URL [default: http://127.0.0.1:8123].
+    #[arg(long, env = "CHASYNC_URL", global = true)]
+    pub url: Option<String>,
+    /// ClickHouse user [default: default].
+    #[arg(long, env = "CHASYNC_USER", global = true)]
+    pub user: Option<String>,
+    /// ClickHouse password (never printed).
+    #[arg(long, env = "CHASYNC_PASSWORD", global = true, hide_env_values = true)]
+    pub password: Option<String>,
+    /// Database of tables named without one [default: default].
+    #[arg(long, global = true)]
+    pub database: Option<String>,
+    /// A TOML file with any of the options (flags and environment override it).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// No progress bars or notes on stderr; results still go to stdout.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Machine-readable JSON on stdout (errors as JSON on stderr).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// Wire compression of insert bodies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressionArg {
+    /// ClickHouse's LZ4 block compression.
+    Lz4,
+    /// Uncompressed.
+    None,
+}
+
+/// The engine's options, for commands that ingest.
+#[derive(Debug, Args, Default, Clone)]
+pub struct IngestOpts {
+    /// Seal a batch at this many rows [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub batch_rows: Option<usize>,
+    /// ... or at this many encoded bytes (`1000000`, `32MiB`, `10MB`) [default: 32MiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
+    pub batch_bytes: Option<u64>,
+    /// ... or this long after its first row (`500ms`, `2s`, `1m`) [default: 1s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub linger: Option<Duration>,
+    /// Inserts in flight at most [default: 4].
+    #[arg(long, value_name = "N")]
+    pub max_concurrency: Option<usize>,
+    /// Retries of a failed insert after the first attempt (0 = never retry) [default: 9].
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// The dead-letter spool directory [default: chasync-dlq].
+    #[arg(long, value_name = "DIR")]
+    pub dlq_dir: Option<PathBuf>,
+    /// Wire compression [default: lz4].
+    #[arg(long, value_enum)]
+    pub compression: Option<CompressionArg>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Diagnose the server (and a table) for ingestion: insert errors, connections, parts,
+    /// replicas, clusters, file-descriptor limits, with advice.
+    Doctor(DoctorArgs),
+    /// The dead-letter spool: list, show, replay, purge.
+    Dlq(DlqArgs),
+    /// Schema helpers.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+    /// Load generator: synthetic rows through the engine, with throughput and latency figures.
+    Bench(BenchArgs),
+    /// Insert NDJSON, CSV or TSV files (not implemented yet: needs the engine's runtime-schema
+    /// path).
+    Insert(InsertArgs),
+}
+
+/// `chasync doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Also check this table (`db.table`, or `table` in `--database`).
+    #[arg(long)]
+    pub table: Option<String>,
+    /// Connections the loader will open, checked against `ulimit -n` and server limits
+    /// [default: `max_concurrency` of the config file, or 4].
+    #[arg(long, value_name = "N")]
+    pub planned_connections: Option<u64>,
+    /// How many recent insert exceptions to show.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    pub exceptions: u64,
+    /// How far back to look for insert exceptions.
+    #[arg(long, default_value = "24h", value_parser = parse_duration, value_name = "DURATION")]
+    pub since: Duration,
+}
+
+/// `chasync dlq`.
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    /// The dead-letter spool directory [default: chasync-dlq].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub dlq_dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: DlqCommand,
+}
+
+/// `chasync dlq ...`.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List the entries: table, rows, bytes, error kind and code, attempts, time.
+    List,
+    /// Show one entry (an id or a unique prefix of one).
+    Show {
+        /// The entry id.
+        id: String,
+    },
+    /// Send every batch entry again with its own batch id (idempotent); committed entries are
+    /// removed.
+    Replay {
+        /// Retries of a failed insert after the first attempt [default: 9].
+        #[arg(long, value_name = "N")]
+        retries: Option<u32>,
+        /// Wire compression [default: lz4].
+        #[arg(long, value_enum)]
+        compression: Option<CompressionArg>,
+    },
+    /// Delete entries: all, or one with `--id`. Requires `--yes`.
+    Purge {
+        /// Only this entry (an id or a unique prefix of one).
+        #[arg(long)]
+        id: Option<String>,
+        /// Really delete.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// `chasync schema ...`.
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Print (or create) a Buffer table in front of a table, with the same columns.
+    Buffer(BufferArgs),
+}
+
+/// `chasync schema buffer`.
+#[derive(Debug, Args)]
+pub struct BufferArgs {
+    /// The target table (`db.table`, or `table` in `--database`).
+    #[arg(long)]
+    pub table: String,
+    /// Create the Buffer table instead of only printing its DDL.
+    #[arg(long)]
+    pub apply: bool,
+    /// Name of the Buffer table (`name` or `db.name`) [default: TABLE_buffer].
+    #[arg(long, value_name = "NAME")]
+    pub buffer_table: Option<String>,
+    /// Buffer's num_layers (independent buffers).
+    #[arg(long, default_value_t = 16)]
+    pub num_layers: u64,
+    /// Flush when all min_* are reached; seconds.
+    #[arg(long, default_value_t = 10)]
+    pub min_time: u64,
+    /// Flush when any max_* is reached; seconds.
+    #[arg(long, default_value_t = 100)]
+    pub max_time: u64,
+    /// Buffer's min_rows.
+    #[arg(long, default_value_t = 10_000)]
+    pub min_rows: u64,
+    /// Buffer's max_rows.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_rows: u64,
+    /// Buffer's min_bytes.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub min_bytes: u64,
+    /// Buffer's max_bytes.
+    #[arg(long, default_value_t = 100_000_000)]
+    pub max_bytes: u64,
+}
+
+/// `chasync bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// The table (`db.table`, or `table` in `--database`); columns `id UInt64, ts DateTime,
+    /// name String, value Float64` (and optionally `_insert_id UUID`).
+    #[arg(long)]
+    pub table: String,
+    /// Create the table if it does not exist (MergeTree with `_insert_id UUID` and
+    /// `non_replicated_deduplication_window`).
+    #[arg(long)]
+    pub create: bool,
+    /// Rows to send [default: 1000000 unless --duration].
+    #[arg(long, value_name = "N", conflicts_with = "duration")]
+    pub rows: Option<u64>,
+    /// Send for this long instead of a row count (`10s`, `1m`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Target rows per second (default: as fast as the engine takes them).
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// First `id` of the synthetic rows.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub start_id: u64,
+    /// Engine options.
+    #[command(flatten)]
+    pub ingest: IngestOpts,
+}
+
+/// Input formats of `chasync insert`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InputFormat {
+    /// One JSON object per line.
+    Ndjson,
+    /// Comma-separated values, with a header line by default.
+    Csv,
+    /// Tab-separated values (ClickHouse TabSeparated escaping), with a header line by default.
+    Tsv,
+}
+
+/// `chasync insert`.
+#[derive(Debug, Args)]
+pub struct InsertArgs {
+    /// The target table (`db.table`, or `table` in `--database`).
+    #[arg(long)]
+    pub table: String,
+    /// Input files (`-` = stdin); `.gz` and `.zst` are decompressed.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Input format [default: from the file extension; required for stdin].
+    #[arg(long, value_enum)]
+    pub format: Option<InputFormat>,
+    /// CSV/TSV input has no header line: fields map to the table's columns in order.
+    #[arg(long)]
+    pub no_header: bool,
+    /// Stop at the first malformed line instead of dead-lettering it and going on.
+    #[arg(long)]
+    pub strict: bool,
+    /// Engine options.
+    #[command(flatten)]
+    pub ingest: IngestOpts,
+}
