@@ -265,6 +265,10 @@ pub struct InsertArgs {
     /// Stop at the first malformed line instead of dead-lettering it and going on.
     #[arg(long)]
     pub strict: bool,
+    /// Ignore input fields that name no column of the table (default: such a row is refused
+    /// by the server and dead-lettered with its reason).
+    #[arg(long)]
+    pub skip_unknown_fields: bool,
     /// Engine options.
     #[command(flatten)]
     pub ingest: IngestOpts,

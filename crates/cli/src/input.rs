@@ -4,25 +4,25 @@
 //! A malformed record is reported with its place and the reader goes on; what to do with it
 //! (dead-letter it, or stop under `--strict`) is the caller's choice.
 
-// Only the readers' own tests use them until the engine's runtime-schema path lands.
-#![allow(dead_code)]
-
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use bytes::Bytes;
 
 use crate::cli::InputFormat;
 
-/// One record of an input.
+/// One record of an input, as the bytes ClickHouse will parse: an NDJSON object line, a
+/// TabSeparated line, or a CSV record (re-quoted by the CSV reader; it may span lines).
+/// Records are passed through untouched otherwise, so whatever ClickHouse wrote (integers of
+/// any width, quoted 64-bit integers, strings of bytes that are not UTF-8) loads back as it was.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Record {
-    /// An NDJSON object.
-    Object(Map<String, Value>),
-    /// CSV or TSV fields; `None` is a NULL (`\N` in TSV).
-    Fields(Vec<Option<String>>),
+pub struct Record {
+    /// The record's bytes, without the line end.
+    pub bytes: Bytes,
+    /// An NDJSON object sets `_insert_id` itself.
+    pub has_insert_id: bool,
 }
 
 /// A record that could not be read, with what was read of it.
@@ -30,7 +30,7 @@ pub enum Record {
 pub struct Malformed {
     /// Why.
     pub reason: String,
-    /// The raw text, when there is one.
+    /// The raw text (lossy for bytes that are not UTF-8), when there is one.
     pub raw: Option<String>,
 }
 
@@ -99,9 +99,12 @@ enum Inner {
         input: Box<dyn BufRead + Send>,
         line: u64,
         format: InputFormat,
-        buf: String,
+        buf: Vec<u8>,
     },
-    Csv(Box<csv::Reader<Box<dyn BufRead + Send>>>),
+    Csv {
+        reader: Box<csv::Reader<Box<dyn BufRead + Send>>>,
+        record: csv::ByteRecord,
+    },
 }
 
 impl Reader {
@@ -120,35 +123,37 @@ impl Reader {
     ) -> io::Result<Self> {
         let source: Arc<str> = Arc::from(source);
         let mut reader = match format {
-            InputFormat::Csv => {
-                let csv = csv::ReaderBuilder::new()
-                    .has_headers(header)
-                    .flexible(true)
-                    .from_reader(input);
-                Self {
-                    source,
-                    inner: Inner::Csv(Box::new(csv)),
-                    header: None,
-                }
-            }
+            InputFormat::Csv => Self {
+                source,
+                inner: Inner::Csv {
+                    reader: Box::new(
+                        csv::ReaderBuilder::new()
+                            .has_headers(header)
+                            .flexible(true)
+                            .from_reader(input),
+                    ),
+                    record: csv::ByteRecord::new(),
+                },
+                header: None,
+            },
             InputFormat::Ndjson | InputFormat::Tsv => Self {
                 source,
                 inner: Inner::Lines {
                     input,
                     line: 0,
                     format,
-                    buf: String::new(),
+                    buf: Vec::new(),
                 },
                 header: None,
             },
         };
         if header {
             reader.header = match &mut reader.inner {
-                Inner::Csv(csv) => Some(
-                    csv.headers()
+                Inner::Csv { reader: csv, .. } => Some(
+                    csv.byte_headers()
                         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?
                         .iter()
-                        .map(str::to_string)
+                        .map(|f| String::from_utf8_lossy(f).into_owned())
                         .collect(),
                 ),
                 Inner::Lines {
@@ -156,9 +161,13 @@ impl Reader {
                     ..
                 } => match reader.next() {
                     Some(Ok(Item {
-                        record: Ok(Record::Fields(f)),
-                        ..
-                    })) => Some(f.into_iter().map(Option::unwrap_or_default).collect()),
+                        record: Ok(rec), ..
+                    })) => Some(
+                        rec.bytes
+                            .split(|b| *b == b'\t')
+                            .map(|f| String::from_utf8_lossy(f).into_owned())
+                            .collect(),
+                    ),
                     Some(Ok(item)) => {
                         return Err(io::Error::new(
                             io::ErrorKind::InvalidData,
@@ -194,30 +203,21 @@ impl Iterator for Reader {
                 buf,
             } => loop {
                 buf.clear();
-                match input.read_line(buf) {
+                match input.read_until(b'\n', buf) {
                     Ok(0) => return None,
                     Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                        *line += 1;
-                        return Some(Ok(Item {
-                            source,
-                            line: *line,
-                            record: Err(Malformed {
-                                reason: "not valid UTF-8".into(),
-                                raw: None,
-                            }),
-                        }));
-                    }
                     Err(e) => return Some(Err(e)),
                 }
                 *line += 1;
-                let text = buf.trim_end_matches(['\n', '\r']);
-                if text.trim().is_empty() {
+                let mut text = &buf[..];
+                text = text.strip_suffix(b"\n").unwrap_or(text);
+                text = text.strip_suffix(b"\r").unwrap_or(text);
+                if text.trim_ascii().is_empty() {
                     continue;
                 }
                 let record = match format {
-                    InputFormat::Ndjson => parse_json_line(text),
-                    _ => parse_tsv_line(text, width),
+                    InputFormat::Ndjson => check_json_line(text),
+                    _ => check_tsv_line(text, width),
                 };
                 return Some(Ok(Item {
                     source,
@@ -225,110 +225,101 @@ impl Iterator for Reader {
                     record,
                 }));
             },
-            Inner::Csv(csv) => {
-                let mut rec = csv::StringRecord::new();
-                match csv.read_record(&mut rec) {
-                    Ok(false) => None,
-                    Ok(true) => {
-                        let line = rec.position().map_or(0, |p| p.line());
-                        let fields: Vec<Option<String>> =
-                            rec.iter().map(|f| Some(f.to_string())).collect();
-                        let record = match width {
-                            Some(w) if fields.len() != w => Err(Malformed {
-                                reason: format!("{} fields, the header has {w}", fields.len()),
-                                raw: Some(rec.iter().collect::<Vec<_>>().join(",")),
-                            }),
-                            _ => Ok(Record::Fields(fields)),
-                        };
-                        Some(Ok(Item {
-                            source,
-                            line,
-                            record,
-                        }))
-                    }
-                    Err(e) => {
-                        let line = e.position().map_or(0, |p| p.line());
-                        if let csv::ErrorKind::Io(_) = e.kind() {
-                            return Some(Err(io::Error::other(e.to_string())));
-                        }
-                        Some(Ok(Item {
-                            source,
-                            line,
-                            record: Err(Malformed {
-                                reason: e.to_string(),
-                                raw: None,
-                            }),
-                        }))
-                    }
+            Inner::Csv { reader, record } => match reader.read_byte_record(record) {
+                Ok(false) => None,
+                Ok(true) => {
+                    let line = record.position().map_or(0, |p| p.line());
+                    let result = match width {
+                        Some(w) if record.len() != w => Err(Malformed {
+                            reason: format!("{} fields, the header has {w}", record.len()),
+                            raw: Some(lossy_join(record)),
+                        }),
+                        _ => Ok(Record {
+                            bytes: write_csv(record),
+                            has_insert_id: false,
+                        }),
+                    };
+                    Some(Ok(Item {
+                        source,
+                        line,
+                        record: result,
+                    }))
                 }
-            }
+                Err(e) => {
+                    let line = e.position().map_or(0, |p| p.line());
+                    if let csv::ErrorKind::Io(_) = e.kind() {
+                        return Some(Err(io::Error::other(e.to_string())));
+                    }
+                    Some(Ok(Item {
+                        source,
+                        line,
+                        record: Err(Malformed {
+                            reason: e.to_string(),
+                            raw: None,
+                        }),
+                    }))
+                }
+            },
         }
     }
 }
 
-fn parse_json_line(text: &str) -> Result<Record, Malformed> {
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(map)) => Ok(Record::Object(map)),
-        Ok(other) => Err(Malformed {
-            reason: format!(
-                "expected a JSON object, found {}",
-                match other {
-                    Value::Array(_) => "an array",
-                    Value::String(_) => "a string",
-                    Value::Number(_) => "a number",
-                    Value::Bool(_) => "a boolean",
-                    _ => "null",
-                }
-            ),
-            raw: Some(text.to_string()),
+fn lossy_join(record: &csv::ByteRecord) -> String {
+    record
+        .iter()
+        .map(String::from_utf8_lossy)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// One CSV record as ClickHouse's CSV reads it (quoted where needed).
+fn write_csv(record: &csv::ByteRecord) -> Bytes {
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::with_capacity(record.as_slice().len() + 8));
+    w.write_byte_record(record).expect("writing to memory");
+    let mut out = w.into_inner().expect("writing to memory");
+    if out.last() == Some(&b'\n') {
+        out.pop();
+    }
+    Bytes::from(out)
+}
+
+fn check_json_line(text: &[u8]) -> Result<Record, Malformed> {
+    match chasync_core::encode::check_object(text) {
+        Ok(info) => Ok(Record {
+            bytes: Bytes::copy_from_slice(text),
+            has_insert_id: info.has_insert_id,
         }),
-        Err(e) => Err(Malformed {
-            reason: format!("invalid JSON: {e}"),
-            raw: Some(text.to_string()),
+        Err(reason) => Err(Malformed {
+            reason: format!("invalid JSON: {reason}"),
+            raw: Some(String::from_utf8_lossy(text).into_owned()),
         }),
     }
 }
 
-/// Splits a TabSeparated line and undoes its escapes (`\t`, `\n`, `\\`, ...; `\N` is NULL).
-fn parse_tsv_line(text: &str, width: Option<usize>) -> Result<Record, Malformed> {
-    let mut fields = Vec::new();
-    for raw in text.split('\t') {
-        if raw == "\\N" {
-            fields.push(None);
-            continue;
-        }
-        let mut out = String::with_capacity(raw.len());
-        let mut chars = raw.chars();
-        while let Some(c) = chars.next() {
-            if c != '\\' {
-                out.push(c);
-                continue;
-            }
-            match chars.next() {
-                Some('t') => out.push('\t'),
-                Some('n') => out.push('\n'),
-                Some('r') => out.push('\r'),
-                Some('b') => out.push('\u{8}'),
-                Some('f') => out.push('\u{c}'),
-                Some('0') => out.push('\0'),
-                Some(other) => out.push(other),
-                None => {
-                    return Err(Malformed {
-                        reason: "a backslash at the end of a field".into(),
-                        raw: Some(text.to_string()),
-                    });
-                }
-            }
-        }
-        fields.push(Some(out));
+/// Checks a TabSeparated line: its width against the header, and no dangling backslash.
+fn check_tsv_line(text: &[u8], width: Option<usize>) -> Result<Record, Malformed> {
+    let fields = text.iter().filter(|b| **b == b'\t').count() + 1;
+    let bad = |reason: String| {
+        Err(Malformed {
+            reason,
+            raw: Some(String::from_utf8_lossy(text).into_owned()),
+        })
+    };
+    if let Some(w) = width
+        && fields != w
+    {
+        return bad(format!("{fields} fields, the header has {w}"));
     }
-    match width {
-        Some(w) if fields.len() != w => Err(Malformed {
-            reason: format!("{} fields, the header has {w}", fields.len()),
-            raw: Some(text.to_string()),
-        }),
-        _ => Ok(Record::Fields(fields)),
+    let trailing = text.iter().rev().take_while(|b| **b == b'\\').count();
+    if trailing % 2 == 1 {
+        return bad("a backslash at the end of a field".into());
     }
+    Ok(Record {
+        bytes: Bytes::copy_from_slice(text),
+        has_insert_id: false,
+    })
 }
 
 #[cfg(test)]
@@ -346,8 +337,8 @@ mod tests {
         (header, r.map(Result::unwrap).collect())
     }
 
-    fn s(v: &str) -> Option<String> {
-        Some(v.to_string())
+    fn text(item: &Item) -> String {
+        String::from_utf8_lossy(&item.record.as_ref().unwrap().bytes).into_owned()
     }
 
     #[test]
@@ -373,12 +364,12 @@ mod tests {
     fn ndjson_with_malformed_lines_and_places() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.ndjson");
-        std::fs::write(&p, "{\"a\":1}\n\n{\"a\":\n[1]\n{\"a\":2}\r\n").unwrap();
+        std::fs::write(&p, b"{\"a\":1}\n\n{\"a\":\n[1]\n{\"a\":\"\xff\"}\r\n").unwrap();
         let (header, items) = read_all(&p, InputFormat::Ndjson, true);
         assert_eq!(header, None);
         assert_eq!(items.len(), 4);
         assert_eq!(items[0].line, 1);
-        assert!(matches!(&items[0].record, Ok(Record::Object(m)) if m["a"] == 1));
+        assert_eq!(text(&items[0]), "{\"a\":1}");
         assert_eq!(items[1].line, 3);
         let bad = items[1].record.as_ref().unwrap_err();
         assert!(bad.reason.starts_with("invalid JSON"), "{bad:?}");
@@ -390,10 +381,14 @@ mod tests {
                 .as_ref()
                 .unwrap_err()
                 .reason
-                .contains("an array")
+                .contains("expected a JSON object")
         );
         assert_eq!(items[3].line, 5);
-        assert!(items[3].record.is_ok());
+        // Bytes that are not UTF-8 pass through untouched.
+        assert_eq!(
+            &items[3].record.as_ref().unwrap().bytes[..],
+            b"{\"a\":\"\xff\"}"
+        );
         assert!(items[3].place().ends_with("x.ndjson:5"));
     }
 
@@ -406,11 +401,8 @@ mod tests {
         assert_eq!(header, Some(vec!["id".to_string(), "name".to_string()]));
         let lines: Vec<u64> = items.iter().map(|i| i.line).collect();
         assert_eq!(lines, vec![2, 3, 5, 6]);
-        assert_eq!(items[0].record, Ok(Record::Fields(vec![s("1"), s("a,b")])));
-        assert_eq!(
-            items[1].record,
-            Ok(Record::Fields(vec![s("2"), s("multi\nline")]))
-        );
+        assert_eq!(text(&items[0]), "1,\"a,b\"");
+        assert_eq!(text(&items[1]), "2,\"multi\nline\"");
         assert!(
             items[2]
                 .record
@@ -419,48 +411,50 @@ mod tests {
                 .reason
                 .contains("1 fields")
         );
-        assert_eq!(items[3].record, Ok(Record::Fields(vec![s("4"), s("d")])));
+        assert_eq!(text(&items[3]), "4,d");
     }
 
     #[test]
-    fn tsv_escapes_nulls_and_no_header() {
+    fn tsv_lines_pass_through_and_widths_are_checked() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.tsv");
         std::fs::write(&p, "1\ta\\tb\\nc\t\\N\n2\tx\\\\y\tz\n").unwrap();
         let (header, items) = read_all(&p, InputFormat::Tsv, false);
         assert_eq!(header, None);
-        assert_eq!(
-            items[0].record,
-            Ok(Record::Fields(vec![s("1"), s("a\tb\nc"), None]))
-        );
-        assert_eq!(
-            items[1].record,
-            Ok(Record::Fields(vec![s("2"), s("x\\y"), s("z")]))
-        );
+        assert_eq!(text(&items[0]), "1\ta\\tb\\nc\t\\N");
+        assert_eq!(text(&items[1]), "2\tx\\\\y\tz");
         // With a header, a line of the wrong width is malformed.
-        std::fs::write(&p, "a\tb\n1\t2\n3\n").unwrap();
+        std::fs::write(&p, "a\tb\n1\t2\n3\n4\t5\\\n").unwrap();
         let (header, items) = read_all(&p, InputFormat::Tsv, true);
         assert_eq!(header, Some(vec!["a".to_string(), "b".to_string()]));
         assert_eq!(items[0].line, 2);
         assert_eq!(items[1].line, 3);
         assert!(items[1].record.is_err());
+        assert!(
+            items[2]
+                .record
+                .as_ref()
+                .unwrap_err()
+                .reason
+                .contains("backslash")
+        );
     }
 
     #[test]
     fn gzip_and_zstd_by_extension() {
         let dir = tempfile::tempdir().unwrap();
-        let text = "{\"a\":1}\n{\"a\":2}\n";
+        let text_in = "{\"a\":1}\n{\"a\":2}\n";
         let gz = dir.path().join("x.ndjson.gz");
         let mut enc =
             flate2::write::GzEncoder::new(File::create(&gz).unwrap(), flate2::Compression::fast());
-        enc.write_all(text.as_bytes()).unwrap();
+        enc.write_all(text_in.as_bytes()).unwrap();
         enc.finish().unwrap();
         let zst = dir.path().join("x.ndjson.zst");
-        std::fs::write(&zst, zstd::encode_all(text.as_bytes(), 3).unwrap()).unwrap();
+        std::fs::write(&zst, zstd::encode_all(text_in.as_bytes(), 3).unwrap()).unwrap();
         for p in [gz, zst] {
             let (_, items) = read_all(&p, format_from_name(&p).unwrap(), false);
             assert_eq!(items.len(), 2, "{}", p.display());
-            assert!(matches!(&items[1].record, Ok(Record::Object(m)) if m["a"] == 2));
+            assert_eq!(text(&items[1]), "{\"a\":2}");
         }
     }
 }

@@ -157,17 +157,7 @@ impl<E: BatchEncoder> Batcher<E> {
         ack: Option<&Arc<AckState>>,
     ) -> (Option<Batch>, bool) {
         if self.open.is_none() {
-            let sequence = self.next_seq;
-            self.next_seq += 1;
-            let id = self.target.stream_id.batch_id(sequence);
-            self.encoder.begin(id);
-            self.open = Some(Open {
-                id,
-                sequence,
-                deadline: Instant::now() + self.limits.linger,
-                rejected: Vec::new(),
-                acks: Vec::new(),
-            });
+            self.open_batch();
         }
         if let (Some(ack), Some(open)) = (ack, self.open.as_mut())
             && !open.acks.last().is_some_and(|a| Arc::ptr_eq(a, ack))
@@ -185,6 +175,31 @@ impl<E: BatchEncoder> Batcher<E> {
         let full = self.encoder.rows() >= self.limits.max_rows
             || self.encoder.bytes() >= self.limits.max_bytes;
         (if full { self.seal() } else { None }, rejected)
+    }
+
+    /// Keeps input that never became a row with the open batch (opening one if needed), for
+    /// the spool. Returns a batch when rejected input piles up without rows to seal it.
+    pub fn reject(&mut self, rejected: RejectedRow) -> Option<Batch> {
+        if self.open.is_none() {
+            self.open_batch();
+        }
+        let open = self.open.as_mut()?;
+        open.rejected.push(rejected);
+        (open.rejected.len() >= self.limits.max_rows).then(|| self.seal())?
+    }
+
+    fn open_batch(&mut self) {
+        let sequence = self.next_seq;
+        self.next_seq += 1;
+        let id = self.target.stream_id.batch_id(sequence);
+        self.encoder.begin(id);
+        self.open = Some(Open {
+            id,
+            sequence,
+            deadline: Instant::now() + self.limits.linger,
+            rejected: Vec::new(),
+            acks: Vec::new(),
+        });
     }
 
     /// Seals the open batch, if any.
@@ -249,6 +264,15 @@ pub(crate) async fn run<E: BatchEncoder>(
                 for msg in inbox.drain(..) {
                     match msg {
                         Msg::AckEnd(ack) => ack.release(None),
+                        Msg::Reject(rejected) => {
+                            rows_out += 1;
+                            counters.rows_rejected.fetch_add(1, Relaxed);
+                            if let Some(b) = batcher.reject(rejected)
+                                && send(b).await.is_err()
+                            {
+                                break 'main;
+                            }
+                        }
                         Msg::Row(row, ack) => {
                             rows_out += 1;
                             let (sealed, rejected) = batcher.push_acked(row, ack.as_ref());

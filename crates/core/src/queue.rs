@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ack::{Ack, AckState};
+use crate::encode::RejectedRow;
 use crate::error::{Error, Result};
 use crate::stats::{Counters, Stats};
 
@@ -15,6 +16,8 @@ pub(crate) enum Msg<R> {
     Row(R, Option<Arc<AckState>>),
     /// Every row of this acknowledgement has been queued.
     AckEnd(Arc<AckState>),
+    /// Input that never became a row (malformed): dead-lettered with the open batch.
+    Reject(RejectedRow),
     Flush(oneshot::Sender<Result<()>>),
     Shutdown,
 }
@@ -140,6 +143,17 @@ impl<R: Send + 'static> Handle<R> {
             }
         }
         Ok(())
+    }
+
+    /// Dead-letters input that could not become a row (e.g. a malformed line), with its
+    /// reason: it goes to the spool with the batch open at the time, through the same path as
+    /// rows the encoder refuses, and counts in [`Stats::rows_dead_lettered`].
+    pub async fn reject(&self, reason: String, record: Option<String>) -> Result<()> {
+        self.counters.rows_accepted.fetch_add(1, Relaxed);
+        self.tx
+            .send(Msg::Reject(RejectedRow { reason, record }))
+            .await
+            .map_err(|_| Error::Closed)
     }
 
     /// Queues rows (waiting for room as needed) and returns an [`Ack`] that resolves when

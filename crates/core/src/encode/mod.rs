@@ -3,10 +3,12 @@
 //! A batch is encoded once, as its rows arrive, into the bytes that every attempt of its insert
 //! sends. [`RowBinary`] encodes typed rows (`T: clickhouse::Row + Serialize`).
 
+pub mod delimited;
 pub mod json;
 pub mod rowbinary;
 
-pub use json::JsonEachRow;
+pub use delimited::{DelimitedRows, Delimiter};
+pub use json::{JsonEachRow, check_object};
 
 use std::marker::PhantomData;
 
@@ -156,5 +158,31 @@ where
             rows: offsets.len(),
             row_offsets: Some(offsets),
         }
+    }
+}
+
+/// A boxed encoder is an encoder: lets one pipeline type serve encoders chosen at run time
+/// (e.g. JSONEachRow or CSV rows of `Bytes`).
+impl<R: Send + 'static> BatchEncoder for Box<dyn BatchEncoder<Row = R>> {
+    type Row = R;
+
+    fn begin(&mut self, batch_id: Uuid) {
+        (**self).begin(batch_id)
+    }
+
+    fn push(&mut self, row: R) -> Result<(), RejectedRow> {
+        (**self).push(row)
+    }
+
+    fn rows(&self) -> usize {
+        (**self).rows()
+    }
+
+    fn bytes(&self) -> usize {
+        (**self).bytes()
+    }
+
+    fn finish(&mut self) -> Encoded {
+        (**self).finish()
     }
 }
