@@ -20,9 +20,13 @@ clickhouse-stop:
 clickhouse-status:
     scripts/clickhouse.sh status
 
-# The main job: an example ingest of 2M rows into the project's ClickHouse (started if
-# CLICKHOUSE_URL is not set and nothing answers).
+# The main job: a sample data set (2M events) loaded with `chasync insert` into the project's
+# ClickHouse (started when nothing answers at CLICKHOUSE_URL), with progress and a summary.
 demo rows="2000000":
+    CHASYNC_KEEP_CLICKHOUSE=1 scripts/with-clickhouse.sh scripts/demo.sh {{rows}}
+
+# The Rust API example: 2M typed rows through `Ingestor<T>`.
+demo-rust rows="2000000":
     CHASYNC_KEEP_CLICKHOUSE=1 scripts/with-clickhouse.sh cargo run --release -q -p chasync-core --example ingest -- {{rows}}
 
 # Build everything.
