@@ -1,1 +1,5 @@
 //! chasync-core
+
+pub mod native;
+pub mod schema;
+pub mod value;
