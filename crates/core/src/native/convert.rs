@@ -51,7 +51,7 @@ pub(crate) fn write_varuint(out: &mut Vec<u8>, mut v: u64) {
 /// The length of a VarUInt.
 #[inline]
 pub(crate) fn varuint_len(v: u64) -> usize {
-    (((64 - (v | 1).leading_zeros()) + 6) / 7) as usize
+    (64 - (v | 1).leading_zeros()).div_ceil(7) as usize
 }
 
 #[inline]
@@ -117,9 +117,9 @@ impl U256 {
     fn neg(self) -> Self {
         let mut out = [0u64; 4];
         let mut carry = 1u128;
-        for i in 0..4 {
-            let t = (!self.0[i]) as u128 + carry;
-            out[i] = t as u64;
+        for (o, limb) in out.iter_mut().zip(self.0) {
+            let t = (!limb) as u128 + carry;
+            *o = t as u64;
             carry = t >> 64;
         }
         U256(out)
@@ -537,10 +537,10 @@ fn has_explicit_offset(s: &str) -> bool {
 /// Parses date/time text into a timestamp; text without an offset is read in `tz`.
 fn parse_timestamp(s: &str, tz: &TimeZone) -> Result<Timestamp, Reason> {
     let s = s.trim();
-    if has_explicit_offset(s) {
-        if let Ok(ts) = s.parse::<Timestamp>() {
-            return Ok(ts);
-        }
+    if has_explicit_offset(s)
+        && let Ok(ts) = s.parse::<Timestamp>()
+    {
+        return Ok(ts);
     }
     let dt = s.parse::<civil::DateTime>().map_err(|_| {
         "not a date/time (expected RFC 3339, YYYY-MM-DD hh:mm:ss[.fff] or epoch seconds)".to_owned()
@@ -556,7 +556,7 @@ fn is_epoch_text(s: &str) -> bool {
     !t.is_empty()
         && t.bytes().all(|b| b.is_ascii_digit() || b == b'.')
         && t.bytes().filter(|&b| b == b'.').count() <= 1
-        && !(t.len() == 8 && !t.contains('.')) // "20240101" is a date
+        && (t.len() != 8 || t.contains('.')) // "20240101" is a date
 }
 
 /// Seconds since the epoch for DateTime.

@@ -189,6 +189,8 @@ pub struct NativeBatch {
     wire_types: Vec<String>,
     nullable: Vec<bool>,
     insert_id_col: Option<usize>,
+    /// Encoded size of the insert id column: (per block, per row).
+    insert_id_cost: (usize, usize),
     blocks: Vec<Block>,
     by_shape: HashMap<Box<[u64]>, usize>,
     rows: usize,
@@ -212,7 +214,7 @@ impl NativeBatch {
     /// An empty batch for `schema`.
     pub fn new(schema: Arc<TableSchema>, opts: NativeOptions) -> Self {
         let server_tz = TimeZone::get(&schema.server_timezone).unwrap_or(TimeZone::UTC);
-        let protos = schema
+        let protos: Vec<Result<Builder, String>> = schema
             .columns
             .iter()
             .map(|c| Builder::new(&c.ty, &server_tz))
@@ -227,8 +229,23 @@ impl NativeBatch {
                 let c = &schema.columns[i];
                 c.default_kind.insertable() && holds_uuid_text(&c.ty)
             });
+        let insert_id_cost = insert_id_col.map_or((0, 0), |ci| {
+            let mut b: Builder = match &protos[ci] {
+                Ok(b) => b.clone(),
+                Err(_) => return (0, 0),
+            };
+            let v = Value::String(uuid::Uuid::nil().hyphenated().to_string());
+            let _ = b.push(&v);
+            let one = b.encoded_len();
+            let _ = b.push(&v);
+            let per_row = b.encoded_len() - one;
+            let header =
+                column_header_len(&schema.columns[ci].name, &schema.columns[ci].ty.wire_name());
+            (header + one - per_row, per_row)
+        });
         let n = schema.columns.len();
         Self {
+            insert_id_cost,
             protos,
             wire_types,
             nullable,
@@ -266,7 +283,8 @@ impl NativeBatch {
     }
 
     /// The size of the bytes [`NativeBatch::finish`] will produce, assuming the insert id
-    /// column (if the table has one) gets filled. Exact up to that column's estimate.
+    /// column (if the table has one) gets filled. Exact (the LowCardinality dictionary of
+    /// the insert id column is counted once per block).
     pub fn encoded_bytes(&self) -> usize {
         let mut total = 0;
         for b in &self.blocks {
@@ -275,9 +293,8 @@ impl NativeBatch {
                 total += column_header_len(&self.schema.columns[ci].name, &self.wire_types[ci])
                     + b.builders[k].encoded_len();
             }
-            if let Some(id) = self.insert_id_col {
-                total += column_header_len(&self.schema.columns[id].name, &self.wire_types[id])
-                    + b.rows * 37;
+            if self.insert_id_col.is_some() {
+                total += self.insert_id_cost.0 + b.rows * self.insert_id_cost.1;
             }
         }
         total
@@ -573,7 +590,7 @@ impl NativeBatch {
             self.offered += 1;
             self.shape.fill(0);
             for &(ci, values) in &cols {
-                if !(values[r].is_null() && !self.nullable[ci]) {
+                if !values[r].is_null() || self.nullable[ci] {
                     self.shape[ci / 64] |= 1 << (ci % 64);
                 }
             }
@@ -692,7 +709,7 @@ mod tests {
         assert_eq!(e.columns, ["a", "s", "arr"]);
         assert_eq!(
             before,
-            want.len() + column_header_len("_insert_id", "UUID") + 37
+            want.len() + column_header_len("_insert_id", "UUID") + 16
         );
     }
 

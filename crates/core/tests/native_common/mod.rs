@@ -168,7 +168,9 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let client = self.client.clone();
+        // A new client: the test's one may hold pooled connections of a runtime that is
+        // blocked right now (current-thread runtime), which would deadlock.
+        let client = Client::default().with_url(url());
         let sql = format!("DROP DATABASE IF EXISTS `{}` SYNC", self.name);
         // A fresh runtime on another thread, so this works inside and outside of tokio.
         let _ = std::thread::spawn(move || {
