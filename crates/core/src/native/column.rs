@@ -272,7 +272,7 @@ impl Builder {
                     }
                     Value::Object(fields) => {
                         for (k, x) in fields {
-                            keys.push(&Value::String(k.clone()))?;
+                            keys.push_key_str(k)?;
                             values.push(x)?;
                         }
                         fields.len()
@@ -371,6 +371,21 @@ impl Builder {
                 Ok(())
             }
         }
+    }
+
+    /// Appends an object key as a map key: written directly for `String` keys, otherwise
+    /// converted like a string value.
+    fn push_key_str(&mut self, k: &str) -> Result<(), Failure> {
+        if let Kind::Scalar {
+            scalar: Scalar::String,
+            data,
+        } = &mut self.kind
+        {
+            write_varuint(data, k.len() as u64);
+            data.extend_from_slice(k.as_bytes());
+            return Ok(());
+        }
+        self.push(&Value::String(k.to_owned()))
     }
 
     /// Appends the type's default value (NULL for Nullable).
