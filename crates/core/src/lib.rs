@@ -27,11 +27,14 @@ pub mod encode;
 pub mod error;
 pub mod ingestor;
 pub mod limiter;
+pub mod native;
 pub mod queue;
 pub mod replay;
 pub mod retry;
+pub mod schema;
 pub mod sink;
 pub mod stats;
+pub mod value;
 
 pub use ack::Ack;
 pub use batch::Batch;

@@ -1,0 +1,212 @@
+//! Row → Native and column → Native encoding of dynamic values, for a narrow and a wide
+//! schema. No server needed: the schemas are built with `TableSchema::from_columns`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use chasync_core::native::{NativeBatch, NativeOptions};
+use chasync_core::schema::{ColumnDef, TableSchema};
+use chasync_core::value::{ColumnBatch, DynRow, Value};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+const ROWS: usize = 10_000;
+
+/// A small deterministic generator (no dependency on rand's API).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 11
+    }
+}
+
+fn narrow_schema() -> Arc<TableSchema> {
+    Arc::new(TableSchema::from_columns(
+        "bench",
+        "narrow",
+        vec![
+            ColumnDef::new("id", "UInt64"),
+            ColumnDef::new("ts", "DateTime"),
+            ColumnDef::new("msg", "String"),
+            ColumnDef::new("value", "Float64"),
+        ],
+    ))
+}
+
+fn narrow_rows() -> Vec<DynRow> {
+    let mut g = Lcg(1);
+    (0..ROWS)
+        .map(|i| {
+            DynRow::new()
+                .with("id", i as u64)
+                .with(
+                    "ts",
+                    format!(
+                        "2024-05-{:02} 12:{:02}:{:02}",
+                        1 + i % 28,
+                        i % 60,
+                        g.next() % 60
+                    ),
+                )
+                .with(
+                    "msg",
+                    format!("event number {} of kind {}", i, g.next() % 17),
+                )
+                .with("value", (g.next() % 100_000) as f64 / 7.0)
+        })
+        .collect()
+}
+
+fn wide_schema() -> Arc<TableSchema> {
+    Arc::new(TableSchema::from_columns(
+        "bench",
+        "wide",
+        vec![
+            ColumnDef::new("id", "UInt64"),
+            ColumnDef::new("ts", "DateTime64(3, 'Europe/Berlin')"),
+            ColumnDef::new("user", "LowCardinality(String)"),
+            ColumnDef::new("country", "LowCardinality(Nullable(String))"),
+            ColumnDef::new("score", "Nullable(Float64)"),
+            ColumnDef::new("tags", "Array(String)"),
+            ColumnDef::new("attrs", "Map(String, String)"),
+            ColumnDef::new("amount", "Decimal(18, 4)"),
+            ColumnDef::new("flag", "Bool"),
+            ColumnDef::new("ip", "IPv4"),
+            ColumnDef::new("uuid", "UUID"),
+            ColumnDef::new(
+                "level",
+                "Enum8('debug' = 1, 'info' = 2, 'warn' = 3, 'error' = 4)",
+            ),
+            ColumnDef::new("counts", "Array(UInt32)"),
+            ColumnDef::new("note", "Nullable(String)"),
+            ColumnDef::new("day", "Date"),
+        ],
+    ))
+}
+
+fn wide_rows() -> Vec<DynRow> {
+    let mut g = Lcg(2);
+    let levels = ["debug", "info", "warn", "error"];
+    let countries = ["DE", "FR", "US", "JP", "BR"];
+    (0..ROWS)
+        .map(|i| {
+            let n = g.next();
+            DynRow::new()
+                .with("id", i as u64)
+                .with(
+                    "ts",
+                    format!("2024-05-{:02}T10:11:12.{:03}Z", 1 + i % 28, n % 1000),
+                )
+                .with("user", format!("user{}", n % 500))
+                .with(
+                    "country",
+                    if n.is_multiple_of(7) {
+                        Value::Null
+                    } else {
+                        countries[(n % 5) as usize].into()
+                    },
+                )
+                .with(
+                    "score",
+                    if n.is_multiple_of(3) {
+                        Value::Null
+                    } else {
+                        Value::Float((n % 1000) as f64 / 3.0)
+                    },
+                )
+                .with(
+                    "tags",
+                    Value::Array(
+                        (0..n % 4)
+                            .map(|t| Value::String(format!("tag{t}")))
+                            .collect(),
+                    ),
+                )
+                .with(
+                    "attrs",
+                    Value::Object(vec![
+                        ("k1".into(), Value::String(format!("v{}", n % 13))),
+                        ("k2".into(), "constant".into()),
+                    ]),
+                )
+                .with("amount", format!("{}.{:04}", n % 100_000, n % 10_000))
+                .with("flag", n.is_multiple_of(2))
+                .with(
+                    "ip",
+                    format!("10.{}.{}.{}", n % 256, (n >> 8) % 256, (n >> 16) % 256),
+                )
+                .with(
+                    "uuid",
+                    format!(
+                        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+                        n as u32,
+                        (n >> 32) as u16,
+                        i % 4096,
+                        n % 4096,
+                        i
+                    ),
+                )
+                .with("level", levels[(n % 4) as usize])
+                .with(
+                    "counts",
+                    Value::Array((0..n % 5).map(|c| Value::UInt(c * 3)).collect()),
+                )
+                .with(
+                    "note",
+                    if n.is_multiple_of(2) {
+                        Value::Null
+                    } else {
+                        Value::String("a note".into())
+                    },
+                )
+                .with("day", format!("2024-06-{:02}", 1 + i % 30))
+        })
+        .collect()
+}
+
+fn to_columns(rows: &[DynRow]) -> ColumnBatch {
+    let mut batch = ColumnBatch::new();
+    for (name, _) in &rows[0].fields {
+        batch.push_column(
+            name.clone(),
+            rows.iter().map(|r| r.get(name).cloned().unwrap()).collect(),
+        );
+    }
+    batch
+}
+
+fn bench_schema(c: &mut Criterion, name: &str, schema: Arc<TableSchema>, rows: Vec<DynRow>) {
+    let columns = to_columns(&rows);
+    let mut group = c.benchmark_group(format!("native_encode/{name}"));
+    group.throughput(Throughput::Elements(ROWS as u64));
+    group.bench_function("rows", |b| {
+        b.iter(|| {
+            let mut batch = NativeBatch::new(schema.clone(), NativeOptions::default());
+            for r in &rows {
+                batch.push_row(r).unwrap();
+            }
+            black_box(batch.finish(None))
+        })
+    });
+    group.bench_function("columns", |b| {
+        b.iter(|| {
+            let mut batch = NativeBatch::new(schema.clone(), NativeOptions::default());
+            let outcome = batch.push_columns(&columns).unwrap();
+            assert!(outcome.rejected.is_empty());
+            black_box(batch.finish(None))
+        })
+    });
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    bench_schema(c, "narrow", narrow_schema(), narrow_rows());
+    bench_schema(c, "wide", wide_schema(), wide_rows());
+}
+
+criterion_group!(native_encode, benches);
+criterion_main!(native_encode);

@@ -1,0 +1,546 @@
+//! Dynamic values, dynamic rows and columnar batches for tables whose schema is only known at
+//! run time.
+//!
+//! A [`Value`] is what a JSON document, a Python object or any other schemaless source produces.
+//! It carries no ClickHouse type: [`crate::native::NativeBatch`] converts it to the column's type
+//! when it is pushed. A [`DynRow`] is an ordered list of named values (one row); a
+//! [`ColumnBatch`] holds the same data column by column.
+//!
+//! JSON text can be parsed straight into these types with `serde_json::from_str::<DynRow>()`
+//! (or [`DynRow::from_json_str`]). That path keeps object keys in their order and keeps
+//! duplicate keys, which matters for `Map(K, V)` columns, and it keeps 64-bit integers exact.
+//! Converting from an already parsed [`serde_json::Value`] works too, but the key order then
+//! depends on serde_json's `preserve_order` feature and duplicate keys are already gone.
+
+use std::fmt::{self, Write as _};
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+
+/// A dynamically typed value.
+///
+/// Integers wider than 64 bits have their own variants; 256-bit integers (and decimals that
+/// must stay exact) are given as [`Value::String`] holding their decimal text, which the
+/// encoder parses exactly.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Value {
+    /// SQL `NULL` / JSON `null` / Python `None`.
+    #[default]
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A signed integer.
+    Int(i64),
+    /// An unsigned integer.
+    UInt(u64),
+    /// A signed 128-bit integer.
+    Int128(i128),
+    /// An unsigned 128-bit integer.
+    UInt128(u128),
+    /// A floating point number.
+    Float(f64),
+    /// A UTF-8 string (also the text form of big integers, decimals, dates, UUIDs, IPs, ...).
+    String(String),
+    /// Raw bytes (for `String`/`FixedString` columns; need not be UTF-8).
+    Bytes(Vec<u8>),
+    /// A list: `Array(T)`, or a `Tuple(...)` given by position.
+    Array(Vec<Value>),
+    /// Key/value pairs in order, duplicates allowed: `Map(K, V)`.
+    Map(Vec<(Value, Value)>),
+    /// A positional tuple: `Tuple(...)`.
+    Tuple(Vec<Value>),
+    /// A JSON-like object: named `Tuple(a T, ...)`, `Map(String, V)` or a `JSON` column.
+    Object(Vec<(String, Value)>),
+}
+
+impl Value {
+    /// Whether this is [`Value::Null`].
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// A short name of the variant, for error messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Int(_) | Value::UInt(_) | Value::Int128(_) | Value::UInt128(_) => "integer",
+            Value::Float(_) => "float",
+            Value::String(_) => "string",
+            Value::Bytes(_) => "bytes",
+            Value::Array(_) => "array",
+            Value::Map(_) => "map",
+            Value::Tuple(_) => "tuple",
+            Value::Object(_) => "object",
+        }
+    }
+
+    /// Appends the JSON text of this value to `out`.
+    ///
+    /// Non-finite floats become `null`; bytes that are not UTF-8 are replaced with U+FFFD;
+    /// map keys that are not strings are written as their JSON text inside a string.
+    pub fn write_json(&self, out: &mut String) {
+        match self {
+            Value::Null => out.push_str("null"),
+            Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Value::Int(v) => {
+                let _ = write!(out, "{v}");
+            }
+            Value::UInt(v) => {
+                let _ = write!(out, "{v}");
+            }
+            Value::Int128(v) => {
+                let _ = write!(out, "{v}");
+            }
+            Value::UInt128(v) => {
+                let _ = write!(out, "{v}");
+            }
+            Value::Float(v) => {
+                if v.is_finite() {
+                    let _ = write!(out, "{v}");
+                } else {
+                    out.push_str("null");
+                }
+            }
+            Value::String(s) => write_json_str(s, out),
+            Value::Bytes(b) => write_json_str(&String::from_utf8_lossy(b), out),
+            Value::Array(items) | Value::Tuple(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    item.write_json(out);
+                }
+                out.push(']');
+            }
+            Value::Map(pairs) => {
+                out.push('{');
+                for (i, (k, v)) in pairs.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    match k {
+                        Value::String(s) => write_json_str(s, out),
+                        other => {
+                            let mut key = String::new();
+                            other.write_json(&mut key);
+                            write_json_str(&key, out);
+                        }
+                    }
+                    out.push(':');
+                    v.write_json(out);
+                }
+                out.push('}');
+            }
+            Value::Object(fields) => {
+                out.push('{');
+                for (i, (k, v)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write_json_str(k, out);
+                    out.push(':');
+                    v.write_json(out);
+                }
+                out.push('}');
+            }
+        }
+    }
+
+    /// The JSON text of this value (see [`Value::write_json`]).
+    pub fn to_json_string(&self) -> String {
+        let mut out = String::new();
+        self.write_json(&mut out);
+        out
+    }
+
+    /// The JSON text of this value cut to at most `max` bytes (plus `...` when cut), for
+    /// error messages.
+    pub fn to_truncated_string(&self, max: usize) -> String {
+        let mut s = self.to_json_string();
+        if s.len() > max {
+            let mut cut = max;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            s.truncate(cut);
+            s.push_str("...");
+        }
+        s
+    }
+}
+
+fn write_json_str(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_json_string())
+    }
+}
+
+macro_rules! from_prim {
+    ($($t:ty => $var:ident as $as:ty),* $(,)?) => {$(
+        impl From<$t> for Value {
+            fn from(v: $t) -> Self {
+                Value::$var(v as $as)
+            }
+        }
+    )*};
+}
+from_prim!(
+    i8 => Int as i64, i16 => Int as i64, i32 => Int as i64, i64 => Int as i64,
+    u8 => UInt as u64, u16 => UInt as u64, u32 => UInt as u64, u64 => UInt as u64,
+    i128 => Int128 as i128, u128 => UInt128 as u128, f32 => Float as f64, f64 => Float as f64,
+);
+
+impl From<bool> for Value {
+    fn from(v: bool) -> Self {
+        Value::Bool(v)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Value::String(v.to_owned())
+    }
+}
+impl From<String> for Value {
+    fn from(v: String) -> Self {
+        Value::String(v)
+    }
+}
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+impl<T: Into<Value>> From<Vec<T>> for Value {
+    fn from(v: Vec<T>) -> Self {
+        Value::Array(v.into_iter().map(Into::into).collect())
+    }
+}
+
+impl From<serde_json::Value> for Value {
+    /// Integers stay exact (`i64`/`u64`); other numbers become [`Value::Float`].
+    /// With serde_json's `arbitrary_precision` feature, numbers that fit no `i64`/`u64`
+    /// are kept as their text ([`Value::String`]) so decimals and big integers stay exact.
+    fn from(v: serde_json::Value) -> Self {
+        match v {
+            serde_json::Value::Null => Value::Null,
+            serde_json::Value::Bool(b) => Value::Bool(b),
+            serde_json::Value::Number(n) => number_to_value(&n),
+            serde_json::Value::String(s) => Value::String(s),
+            serde_json::Value::Array(a) => Value::Array(a.into_iter().map(Value::from).collect()),
+            serde_json::Value::Object(o) => {
+                Value::Object(o.into_iter().map(|(k, v)| (k, Value::from(v))).collect())
+            }
+        }
+    }
+}
+
+fn number_to_value(n: &serde_json::Number) -> Value {
+    if let Some(u) = n.as_u64() {
+        return Value::UInt(u);
+    }
+    if let Some(i) = n.as_i64() {
+        return Value::Int(i);
+    }
+    // Any decimal text with at most 15 significant digits survives a trip through f64.
+    // Longer texts (serde_json's `arbitrary_precision`, or big integers) stay text so that
+    // the encoder parses them exactly for Decimal/Int128/Int256 and floats alike.
+    let text = n.to_string();
+    let mantissa = text.split(['e', 'E']).next().unwrap_or("");
+    let significant = mantissa
+        .bytes()
+        .filter(u8::is_ascii_digit)
+        .skip_while(|&b| b == b'0')
+        .count();
+    match n.as_f64() {
+        Some(f) if significant <= 15 => Value::Float(f),
+        _ => Value::String(text),
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Int(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::UInt(v))
+    }
+    fn visit_i128<E>(self, v: i128) -> Result<Value, E> {
+        Ok(Value::Int128(v))
+    }
+    fn visit_u128<E>(self, v: u128) -> Result<Value, E> {
+        Ok(Value::UInt128(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::Float(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_bytes<E>(self, v: &[u8]) -> Result<Value, E> {
+        Ok(Value::Bytes(v.to_vec()))
+    }
+    fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Value, E> {
+        Ok(Value::Bytes(v))
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Value::deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(0).min(4096));
+        while let Some((k, v)) = map.next_entry::<String, Value>()? {
+            fields.push((k, v));
+        }
+        Ok(Value::Object(fields))
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    /// Deserializes any self-describing data (JSON, ...) keeping object key order and
+    /// duplicate keys.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ValueVisitor)
+    }
+}
+
+/// One dynamic row: named values in the order they were given.
+///
+/// Names are matched to the table's columns when the row is pushed into a
+/// [`crate::native::NativeBatch`]; a name may appear only once.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DynRow {
+    /// The `(column name, value)` pairs.
+    pub fields: Vec<(String, Value)>,
+}
+
+impl DynRow {
+    /// An empty row.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty row with room for `n` fields.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            fields: Vec::with_capacity(n),
+        }
+    }
+
+    /// Appends a field.
+    pub fn push(&mut self, name: impl Into<String>, value: impl Into<Value>) {
+        self.fields.push((name.into(), value.into()));
+    }
+
+    /// Builder-style [`DynRow::push`].
+    pub fn with(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.push(name, value);
+        self
+    }
+
+    /// The number of fields.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// Whether the row has no fields.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// The value of the field `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    /// Parses a JSON object (keeps key order, duplicates and exact 64-bit integers).
+    pub fn from_json_str(s: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for DynRow {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Object(fields) => Ok(DynRow { fields }),
+            other => Err(de::Error::custom(format_args!(
+                "a row must be an object, got {}",
+                other.kind()
+            ))),
+        }
+    }
+}
+
+impl From<Vec<(String, Value)>> for DynRow {
+    fn from(fields: Vec<(String, Value)>) -> Self {
+        Self { fields }
+    }
+}
+
+impl FromIterator<(String, Value)> for DynRow {
+    fn from_iter<I: IntoIterator<Item = (String, Value)>>(iter: I) -> Self {
+        Self {
+            fields: iter.into_iter().collect(),
+        }
+    }
+}
+
+impl TryFrom<serde_json::Value> for DynRow {
+    type Error = String;
+
+    /// Only a JSON object is a row.
+    fn try_from(v: serde_json::Value) -> Result<Self, String> {
+        match Value::from(v) {
+            Value::Object(fields) => Ok(DynRow { fields }),
+            other => Err(format!("a row must be an object, got {}", other.kind())),
+        }
+    }
+}
+
+/// The values of one column of a [`ColumnBatch`].
+///
+/// Non-exhaustive so that typed fast paths (e.g. `Vec<u64>`) can be added later.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ColumnData {
+    /// Dynamic values, one per row.
+    Values(Vec<Value>),
+}
+
+impl ColumnData {
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        match self {
+            ColumnData::Values(v) => v.len(),
+        }
+    }
+
+    /// Whether the column has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Columnar input: named columns of equal length. A column may be left out entirely (every
+/// row then gets the server's default for it), and [`Value::Null`] in a non-`Nullable`
+/// column means "omitted" for that row.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ColumnBatch {
+    /// `(column name, values)` pairs.
+    pub columns: Vec<(String, ColumnData)>,
+}
+
+impl ColumnBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a column of dynamic values.
+    pub fn push_column(&mut self, name: impl Into<String>, values: Vec<Value>) {
+        self.columns.push((name.into(), ColumnData::Values(values)));
+    }
+
+    /// Builder-style [`ColumnBatch::push_column`].
+    pub fn with_column(mut self, name: impl Into<String>, values: Vec<Value>) -> Self {
+        self.push_column(name, values);
+        self
+    }
+
+    /// The number of rows: the length of the first column (0 without columns).
+    pub fn rows(&self) -> usize {
+        self.columns.first().map_or(0, |(_, c)| c.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_keeps_order_duplicates_and_integers() {
+        let row = DynRow::from_json_str(
+            r#"{"z":1,"a":18446744073709551615,"m":{"k":1,"k":2},"n":-9223372036854775808}"#,
+        )
+        .unwrap();
+        assert_eq!(row.fields[0].0, "z");
+        assert_eq!(row.get("a"), Some(&Value::UInt(u64::MAX)));
+        assert_eq!(row.get("n"), Some(&Value::Int(i64::MIN)));
+        assert_eq!(
+            row.get("m"),
+            Some(&Value::Object(vec![
+                ("k".into(), Value::UInt(1)),
+                ("k".into(), Value::UInt(2))
+            ]))
+        );
+        assert!(DynRow::from_json_str("[1]").is_err());
+    }
+
+    #[test]
+    fn from_serde_json_value() {
+        let v: serde_json::Value = serde_json::json!({"a": 1.5, "b": [true, null], "c": -3});
+        let row = DynRow::try_from(v).unwrap();
+        assert_eq!(row.get("a"), Some(&Value::Float(1.5)));
+        assert_eq!(
+            row.get("b"),
+            Some(&Value::Array(vec![Value::Bool(true), Value::Null]))
+        );
+        assert_eq!(row.get("c"), Some(&Value::Int(-3)));
+    }
+
+    #[test]
+    fn json_text_and_truncation() {
+        let v = Value::Object(vec![(
+            "a\"b".into(),
+            Value::Array(vec![Value::Float(f64::NAN), Value::String("x\ny".into())]),
+        )]);
+        assert_eq!(v.to_json_string(), r#"{"a\"b":[null,"x\ny"]}"#);
+        assert_eq!(
+            Value::String("é".repeat(10)).to_truncated_string(4),
+            "\"é..."
+        );
+    }
+}
