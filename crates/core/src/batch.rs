@@ -145,9 +145,9 @@ impl<E: BatchEncoder> Batcher<E> {
         self.open.as_ref().map(|o| o.deadline)
     }
 
-    /// Adds a row. Returns the batch this row filled, if any, and whether the encoder refused
-    /// the row (a refused row is kept with the open batch as rejected, for the spool).
-    pub fn push(&mut self, row: E::Row) -> (Option<Batch>, bool) {
+    /// Adds a row. Returns the batch this row filled, if any, and how many rows the encoder
+    /// refused (refused rows are kept with the open batch, for the spool).
+    pub fn push(&mut self, row: E::Row) -> (Option<Batch>, usize) {
         self.push_acked(row, None)
     }
 
@@ -155,7 +155,7 @@ impl<E: BatchEncoder> Batcher<E> {
         &mut self,
         row: E::Row,
         ack: Option<&Arc<AckState>>,
-    ) -> (Option<Batch>, bool) {
+    ) -> (Option<Batch>, usize) {
         if self.open.is_none() {
             self.open_batch();
         }
@@ -165,13 +165,10 @@ impl<E: BatchEncoder> Batcher<E> {
             ack.hold();
             open.acks.push(ack.clone());
         }
-        let mut rejected = false;
-        if let Err(r) = self.encoder.push(row) {
-            rejected = true;
-            if let Some(o) = self.open.as_mut() {
-                o.rejected.push(r);
-            }
-        }
+        let open = self.open.as_mut().expect("opened above");
+        let before = open.rejected.len();
+        self.encoder.push(row, &mut open.rejected);
+        let rejected = open.rejected.len() - before;
         let full = self.encoder.rows() >= self.limits.max_rows
             || self.encoder.bytes() >= self.limits.max_bytes;
         (if full { self.seal() } else { None }, rejected)
@@ -276,8 +273,8 @@ pub(crate) async fn run<E: BatchEncoder>(
                         Msg::Row(row, ack) => {
                             rows_out += 1;
                             let (sealed, rejected) = batcher.push_acked(row, ack.as_ref());
-                            if rejected {
-                                counters.rows_rejected.fetch_add(1, Relaxed);
+                            if rejected > 0 {
+                                counters.rows_rejected.fetch_add(rejected as u64, Relaxed);
                             }
                             if let Some(b) = sealed {
                                 counters.rows_queued_out.fetch_add(rows_out, Relaxed);
@@ -349,7 +346,7 @@ mod tests {
         assert!(b.deadline().is_none());
         let mut sealed = Vec::new();
         for a in 0..7 {
-            if let (Some(batch), false) = b.push(R { a, s: "x".into() }) {
+            if let (Some(batch), 0) = b.push(R { a, s: "x".into() }) {
                 sealed.push(batch);
             }
         }

@@ -4,16 +4,17 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::batch::{self, Batcher, Limits, Target};
 use crate::config::Config;
 use crate::dedup::InsertIdColumn;
 use crate::dispatch::Dispatcher;
-use crate::encode::{BatchEncoder, RowBinary};
+use crate::encode::{BatchEncoder, DynamicRows, RowBinary};
 use crate::error::{Error, Result};
 use crate::limiter::Limiter;
+use crate::native::NativeOptions;
 use crate::queue::{Handle, Msg};
+use crate::schema::{SchemaError, TableSchema};
 use crate::sink::Sink;
 use crate::stats::Stats;
 
@@ -22,7 +23,8 @@ use crate::stats::Stats;
 /// Most users want [`Ingestor<T>`] for typed rows.
 pub struct Pipeline<E: BatchEncoder> {
     handle: Handle<E::Row>,
-    batcher: JoinHandle<()>,
+    /// Says whether the batcher thread ended normally.
+    batcher: tokio::sync::oneshot::Receiver<bool>,
     dispatcher: Dispatcher,
 }
 
@@ -60,6 +62,47 @@ where
     /// Fails when the table does not exist or the server cannot be reached.
     pub async fn start(config: Config) -> Result<Self> {
         Self::start_with(config, |table| RowBinary::new(table.insert_id.clone())).await
+    }
+}
+
+/// An ingestor of rows whose schema is known only at run time ([`crate::DynInput`]: rows or
+/// columnar batches), encoded as Native for the table's column types.
+///
+/// ```no_run
+/// use chasync_core::{Config, DynIngestor, native::NativeOptions, value::DynRow};
+///
+/// # async fn run() -> chasync_core::Result<()> {
+/// let config = Config::new("http://127.0.0.1:8123", "events");
+/// let ingestor = DynIngestor::start_dynamic(config, NativeOptions::default()).await?;
+/// let row = DynRow::new().with("id", 1u64).with("name", "first");
+/// ingestor.handle().send(row.into()).await.expect("running");
+/// ingestor.shutdown().await?;
+/// # Ok(()) }
+/// ```
+pub type DynIngestor = Pipeline<DynamicRows>;
+
+impl Pipeline<DynamicRows> {
+    /// Reads the table's schema, then starts a dynamic pipeline. Unknown keys refresh the
+    /// schema once (columns added later are picked up).
+    pub async fn start_dynamic(config: Config, opts: NativeOptions) -> Result<Self> {
+        config.validate()?;
+        let limiter = Arc::new(Limiter::new(config.max_concurrency));
+        let sink = Sink::new(&config, limiter.clone());
+        let schema = TableSchema::fetch(sink.client(), &config.database, &config.table)
+            .await
+            .map_err(|e| match e {
+                SchemaError::UnknownTable { database, table } => Error::Config(format!(
+                    "table {database}.{table} does not exist (or the user cannot see it)"
+                )),
+                SchemaError::Query { source, .. } => source.into(),
+            })?;
+        let encoder = DynamicRows::new(
+            Arc::new(schema),
+            opts,
+            config.fill_insert_id,
+            Some(config.clone()),
+        );
+        Self::with_parts(config, sink, limiter, encoder)
     }
 }
 
@@ -140,12 +183,23 @@ impl<E: BatchEncoder> Pipeline<E> {
                 first_sequence: config.first_sequence,
             },
         );
-        let batcher = tokio::spawn(batch::run(
-            rx,
-            batcher,
-            dispatcher.sender(),
-            counters.clone(),
-        ));
+        // The batcher encodes: CPU work that should not hold up the caller's executor (an
+        // application's tasks, or Python's event loop). It gets a thread of its own.
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let run = batch::run(rx, batcher, dispatcher.sender(), counters.clone());
+        std::thread::Builder::new()
+            .name("chasync-batcher".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .expect("the batcher's runtime");
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(run)));
+                let _ = done_tx.send(result.is_ok());
+            })
+            .map_err(|e| Error::Config(format!("cannot start the batcher thread: {e}")))?;
+        let batcher = done_rx;
         Ok(Self {
             handle: Handle {
                 tx,
@@ -178,11 +232,9 @@ impl<E: BatchEncoder> Pipeline<E> {
         // Err only when the batcher is already gone, which is fine.
         let _ = self.handle.tx.send(Msg::Shutdown).await;
         drop(self.handle);
-        if let Err(e) = self.batcher.await {
-            if e.is_panic() {
-                std::panic::resume_unwind(e.into_panic());
-            }
-            return Err(Error::Closed);
+        match self.batcher.await {
+            Ok(true) => {}
+            _ => return Err(Error::Client("the batcher thread panicked".into())),
         }
         self.dispatcher.shutdown().await
     }

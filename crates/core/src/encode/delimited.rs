@@ -69,20 +69,20 @@ impl BatchEncoder for DelimitedRows {
         }
     }
 
-    fn push(&mut self, row: Bytes) -> Result<(), RejectedRow> {
+    fn push(&mut self, row: Bytes, rejected: &mut Vec<RejectedRow>) {
         let line = row.strip_suffix(b"\n").unwrap_or(&row);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if self.delimiter == Delimiter::Tsv && line.contains(&b'\n') {
-            return Err(RejectedRow {
+            rejected.push(RejectedRow {
                 reason: "a TabSeparated row cannot hold a raw newline".into(),
                 record: Some(String::from_utf8_lossy(line).into_owned()),
             });
+            return;
         }
         self.offsets.push(self.buf.len() as u32);
         self.buf.extend_from_slice(line);
         self.buf.extend_from_slice(&self.suffix);
         self.buf.push(b'\n');
-        Ok(())
     }
 
     fn rows(&self) -> usize {
@@ -117,7 +117,7 @@ mod tests {
         let id = InsertIdColumn::from_column("_insert_id", "UUID");
         let mut e = DelimitedRows::new(Delimiter::Csv, vec!["a".into(), "b".into()], id);
         e.begin(Uuid::nil());
-        e.push(Bytes::from_static(b"1,\"x\ny\"\r\n")).unwrap();
+        e.push(Bytes::from_static(b"1,\"x\ny\"\r\n"), &mut Vec::new());
         let out = e.finish();
         assert_eq!(out.columns, vec!["a", "b", "_insert_id"]);
         assert_eq!(
@@ -126,8 +126,10 @@ mod tests {
         );
         let mut e = DelimitedRows::new(Delimiter::Tsv, vec![], None);
         e.begin(Uuid::nil());
-        assert!(e.push(Bytes::from_static(b"a\nb")).is_err());
-        e.push(Bytes::from_static(b"a\tb")).unwrap();
+        let mut r = Vec::new();
+        e.push(Bytes::from_static(b"a\nb"), &mut r);
+        assert_eq!(r.len(), 1);
+        e.push(Bytes::from_static(b"a\tb"), &mut Vec::new());
         assert_eq!(&e.finish().bytes[..], b"a\tb\n");
     }
 }

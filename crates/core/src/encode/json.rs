@@ -48,13 +48,14 @@ impl BatchEncoder for JsonEachRow {
         }
     }
 
-    fn push(&mut self, row: Bytes) -> Result<(), RejectedRow> {
+    fn push(&mut self, row: Bytes, rejected: &mut Vec<RejectedRow>) {
         let trimmed = row.trim_ascii();
         if trimmed.first() != Some(&b'{') || trimmed.last() != Some(&b'}') {
-            return Err(RejectedRow {
+            rejected.push(RejectedRow {
                 reason: "a JSONEachRow row must be one JSON object".into(),
                 record: Some(String::from_utf8_lossy(&row).into_owned()),
             });
+            return;
         }
         self.offsets.push(self.buf.len() as u32);
         if self.id_prefix.is_empty() {
@@ -68,7 +69,6 @@ impl BatchEncoder for JsonEachRow {
             self.buf.extend_from_slice(inner);
         }
         self.buf.push(b'\n');
-        Ok(())
     }
 
     fn rows(&self) -> usize {
@@ -99,16 +99,18 @@ mod tests {
     fn passes_objects_through_and_injects_the_batch_id() {
         let mut e = JsonEachRow::new(None, Vec::new());
         e.begin(Uuid::nil());
-        e.push(Bytes::from_static(b" {\"a\":1} ")).unwrap();
-        assert!(e.push(Bytes::from_static(b"[1]")).is_err());
+        e.push(Bytes::from_static(b" {\"a\":1} "), &mut Vec::new());
+        let mut r = Vec::new();
+        e.push(Bytes::from_static(b"[1]"), &mut r);
+        assert_eq!(r.len(), 1);
         let out = e.finish();
         assert_eq!(&out.bytes[..], b"{\"a\":1}\n");
         assert_eq!(out.rows, 1);
 
         let mut e = JsonEachRow::new(InsertIdColumn::from_column("_insert_id", "UUID"), vec![]);
         e.begin(Uuid::nil());
-        e.push(Bytes::from_static(b"{\"a\":1}")).unwrap();
-        e.push(Bytes::from_static(b"{ }")).unwrap();
+        e.push(Bytes::from_static(b"{\"a\":1}"), &mut Vec::new());
+        e.push(Bytes::from_static(b"{ }"), &mut Vec::new());
         let out = e.finish();
         let nil = Uuid::nil();
         assert_eq!(

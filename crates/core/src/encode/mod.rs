@@ -4,10 +4,12 @@
 //! sends. [`RowBinary`] encodes typed rows (`T: clickhouse::Row + Serialize`).
 
 pub mod delimited;
+pub mod dynamic;
 pub mod json;
 pub mod rowbinary;
 
 pub use delimited::{DelimitedRows, Delimiter};
+pub use dynamic::{DynInput, DynamicRows};
 pub use json::{JsonEachRow, check_object};
 
 use std::marker::PhantomData;
@@ -56,9 +58,10 @@ pub trait BatchEncoder: Send + 'static {
     /// Starts a new batch with the given id (the value of the `_insert_id` column, if any).
     fn begin(&mut self, batch_id: Uuid);
 
-    /// Adds one row to the current batch. A row that cannot be encoded leaves no trace in the
-    /// batch and is returned as rejected.
-    fn push(&mut self, row: Self::Row) -> Result<(), RejectedRow>;
+    /// Adds one input (a row, or for columnar encoders a set of rows) to the current batch.
+    /// Rows that cannot be encoded leave no trace in the batch and are appended to
+    /// `rejected`.
+    fn push(&mut self, row: Self::Row, rejected: &mut Vec<RejectedRow>);
 
     /// Rows in the current batch.
     fn rows(&self) -> usize;
@@ -121,21 +124,21 @@ where
     }
 
     #[inline]
-    fn push(&mut self, row: T) -> Result<(), RejectedRow> {
+    fn push(&mut self, row: T, rejected: &mut Vec<RejectedRow>) {
         let start = self.buf.len();
         if let Err(e) = rowbinary::serialize_into(&mut self.buf, &row) {
             self.buf.truncate(start);
-            return Err(RejectedRow {
+            rejected.push(RejectedRow {
                 reason: e.0,
                 record: None,
             });
+            return;
         }
         if let Some(col) = &self.insert_id {
             col.put(&mut self.buf, &self.batch_id);
         }
         // Batches are far below 4 GiB (`Config::validate` caps `max_bytes`).
         self.offsets.push(start as u32);
-        Ok(())
     }
 
     fn rows(&self) -> usize {
@@ -170,8 +173,8 @@ impl<R: Send + 'static> BatchEncoder for Box<dyn BatchEncoder<Row = R>> {
         (**self).begin(batch_id)
     }
 
-    fn push(&mut self, row: R) -> Result<(), RejectedRow> {
-        (**self).push(row)
+    fn push(&mut self, row: R, rejected: &mut Vec<RejectedRow>) {
+        (**self).push(row, rejected)
     }
 
     fn rows(&self) -> usize {

@@ -1,0 +1,318 @@
+//! Rows whose schema is known only at run time (dynamic rows and columnar batches), encoded
+//! as Native for the table's column types through the same pipeline as typed rows.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use uuid::Uuid;
+
+use super::{BatchEncoder, Encoded, RejectedRow};
+use crate::config::Config;
+use crate::native::{
+    ConversionError, ConversionErrorKind, EncodedNative, NativeBatch, NativeOptions,
+};
+use crate::schema::{SchemaError, TableSchema};
+use crate::value::{ColumnBatch, ColumnData, DynRow, Value};
+
+/// One input of a dynamic pipeline: a row, or a columnar batch of rows.
+#[derive(Debug, Clone)]
+pub enum DynInput {
+    /// A row of named values.
+    Row(DynRow),
+    /// Named columns of equal length.
+    Columns(ColumnBatch),
+}
+
+impl From<DynRow> for DynInput {
+    fn from(row: DynRow) -> Self {
+        Self::Row(row)
+    }
+}
+
+impl From<ColumnBatch> for DynInput {
+    fn from(cols: ColumnBatch) -> Self {
+        Self::Columns(cols)
+    }
+}
+
+/// The least time between two schema refreshes caused by unknown keys.
+const REFRESH_EVERY: Duration = Duration::from_secs(1);
+
+/// Reads a table's schema again, from any thread (a runtime of its own on a thread of its
+/// own, so it can be called from inside the encoder).
+#[derive(Clone)]
+struct Refresher {
+    config: Config,
+}
+
+impl Refresher {
+    fn fetch(&self) -> Result<TableSchema, SchemaError> {
+        let config = self.config.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for the schema refresh");
+            let client = crate::sink::client_for(&config, &config.urls[0]);
+            rt.block_on(TableSchema::fetch(&client, &config.database, &config.table))
+        })
+        .join()
+        .expect("the schema refresh thread")
+    }
+}
+
+/// Encodes [`DynInput`]s as Native for the table's schema.
+///
+/// A key that names no column triggers one refresh of the schema (at most once a second),
+/// so columns added by `ALTER TABLE ... ADD COLUMN` are picked up without a restart; the row
+/// is tried again against the new schema. Rows that still cannot be converted are rejected
+/// with an error naming the row, column, value and target type.
+pub struct DynamicRows {
+    schema: Arc<TableSchema>,
+    opts: NativeOptions,
+    fill_insert_id: bool,
+    current: Option<NativeBatch>,
+    /// Parts of the open batch encoded under an earlier schema.
+    done: Vec<EncodedNative>,
+    batch_id: Uuid,
+    refresher: Option<Refresher>,
+    last_refresh: Option<Instant>,
+}
+
+impl DynamicRows {
+    /// An encoder for `schema`. With `refresh_from`, unknown keys trigger a schema refresh
+    /// through that configuration's first endpoint.
+    pub fn new(
+        schema: Arc<TableSchema>,
+        opts: NativeOptions,
+        fill_insert_id: bool,
+        refresh_from: Option<Config>,
+    ) -> Self {
+        Self {
+            schema,
+            opts,
+            fill_insert_id,
+            current: None,
+            done: Vec::new(),
+            batch_id: Uuid::nil(),
+            refresher: refresh_from.map(|config| Refresher { config }),
+            last_refresh: None,
+        }
+    }
+
+    /// The schema rows are encoded for now.
+    pub fn schema(&self) -> &Arc<TableSchema> {
+        &self.schema
+    }
+
+    fn current(&mut self) -> &mut NativeBatch {
+        self.current
+            .get_or_insert_with(|| NativeBatch::new(self.schema.clone(), self.opts.clone()))
+    }
+
+    fn insert_id(&self) -> Option<Uuid> {
+        self.fill_insert_id.then_some(self.batch_id)
+    }
+
+    /// On an unknown key, reads the schema again (rate-limited); true when it changed, in
+    /// which case the open part is closed and later rows use the new schema.
+    fn refresh(&mut self, err: &ConversionError) -> bool {
+        if err.kind != ConversionErrorKind::UnknownColumn {
+            return false;
+        }
+        let Some(refresher) = &self.refresher else {
+            return false;
+        };
+        if self
+            .last_refresh
+            .is_some_and(|t| t.elapsed() < REFRESH_EVERY)
+        {
+            return false;
+        }
+        self.last_refresh = Some(Instant::now());
+        match refresher.fetch() {
+            Ok(schema) if schema.columns != self.schema.columns => {
+                tracing::info!(
+                    table = %schema.qualified_name(),
+                    key = %err.column,
+                    "the table's schema changed: refreshed"
+                );
+                if let Some(part) = self.current.take()
+                    && !part.is_empty()
+                {
+                    self.done.push(part.finish(self.insert_id()));
+                }
+                self.schema = Arc::new(schema);
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "schema refresh failed");
+                false
+            }
+        }
+    }
+}
+
+fn row_json(row: &DynRow) -> String {
+    let mut out = String::from("{");
+    for (i, (k, v)) in row.fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(k).expect("string"));
+        out.push(':');
+        v.write_json(&mut out);
+    }
+    out.push('}');
+    out
+}
+
+fn column_row_json(cols: &ColumnBatch, row: usize) -> String {
+    let mut out = String::from("{");
+    let mut first = true;
+    for (name, data) in &cols.columns {
+        let value = match data {
+            ColumnData::Values(v) => v.get(row),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        };
+        if let Some(v) = value {
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push_str(&serde_json::to_string(name).expect("string"));
+            out.push(':');
+            v.write_json(&mut out);
+        }
+    }
+    out.push('}');
+    out
+}
+
+fn columns_json(cols: &ColumnBatch) -> String {
+    let mut out = String::from("{");
+    for (i, (name, data)) in cols.columns.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(name).expect("string"));
+        out.push(':');
+        match data {
+            ColumnData::Values(v) => Value::Array(v.clone()).write_json(&mut out),
+            #[allow(unreachable_patterns)]
+            _ => out.push_str("null"),
+        }
+    }
+    out.push('}');
+    out
+}
+
+impl BatchEncoder for DynamicRows {
+    type Row = DynInput;
+
+    fn begin(&mut self, batch_id: Uuid) {
+        self.batch_id = batch_id;
+        self.current = None;
+        self.done.clear();
+    }
+
+    fn push(&mut self, input: DynInput, rejected: &mut Vec<RejectedRow>) {
+        match input {
+            DynInput::Row(row) => {
+                let mut result = self.current().push_row(&row);
+                if let Err(e) = &result
+                    && self.refresh(e)
+                {
+                    result = self.current().push_row(&row);
+                }
+                if let Err(e) = result {
+                    rejected.push(RejectedRow {
+                        reason: e.to_string(),
+                        record: Some(row_json(&row)),
+                    });
+                }
+            }
+            DynInput::Columns(cols) => {
+                let mut result = self.current().push_columns(&cols);
+                if let Err(e) = &result
+                    && self.refresh(e)
+                {
+                    result = self.current().push_columns(&cols);
+                }
+                match result {
+                    Ok(outcome) => {
+                        for e in outcome.rejected {
+                            rejected.push(RejectedRow {
+                                record: Some(column_row_json(&cols, e.row)),
+                                reason: e.to_string(),
+                            });
+                        }
+                    }
+                    Err(e) => rejected.push(RejectedRow {
+                        reason: format!("columnar batch of {} rows refused: {e}", cols.rows()),
+                        record: Some(columns_json(&cols)),
+                    }),
+                }
+            }
+        }
+    }
+
+    fn rows(&self) -> usize {
+        self.done.iter().map(|p| p.rows).sum::<usize>()
+            + self.current.as_ref().map_or(0, NativeBatch::rows)
+    }
+
+    fn bytes(&self) -> usize {
+        self.done.iter().map(|p| p.bytes.len()).sum::<usize>()
+            + self.current.as_ref().map_or(0, NativeBatch::encoded_bytes)
+    }
+
+    fn finish(&mut self) -> Encoded {
+        let insert_id = self.insert_id();
+        if let Some(part) = self.current.take()
+            && (!part.is_empty() || self.done.is_empty())
+        {
+            self.done.push(part.finish(insert_id));
+        }
+        let mut parts = std::mem::take(&mut self.done);
+        if parts.len() == 1 {
+            let part = parts.pop().expect("one part");
+            return Encoded {
+                columns: part.columns,
+                format: "Native",
+                bytes: part.bytes,
+                rows: part.rows,
+                row_offsets: None,
+            };
+        }
+        // Parts under different schemas: one insert whose column list covers them all; each
+        // Native block names its own columns and the server fills the others with defaults.
+        let mut columns: Vec<String> = Vec::new();
+        for c in &self.schema.columns {
+            if parts.iter().any(|p| p.columns.contains(&c.name)) {
+                columns.push(c.name.clone());
+            }
+        }
+        for p in &parts {
+            for c in &p.columns {
+                if !columns.contains(c) {
+                    columns.push(c.clone());
+                }
+            }
+        }
+        let mut bytes = BytesMut::with_capacity(parts.iter().map(|p| p.bytes.len()).sum());
+        for p in &parts {
+            bytes.extend_from_slice(&p.bytes);
+        }
+        Encoded {
+            columns,
+            format: "Native",
+            bytes: Bytes::from(bytes),
+            rows: parts.iter().map(|p| p.rows).sum(),
+            row_offsets: None,
+        }
+    }
+}

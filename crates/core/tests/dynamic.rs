@@ -1,0 +1,175 @@
+//! Dynamic rows and columnar batches through the whole pipeline (Native), against the real
+//! server.
+
+mod common;
+
+use std::time::Duration;
+
+use chasync_core::native::NativeOptions;
+use chasync_core::value::{ColumnBatch, DynRow, Value};
+use chasync_core::{DeadLetterSpool, DynIngestor, EntryKind, StreamId};
+use common::TestDb;
+
+async fn table(db: &TestDb) {
+    db.exec(
+        "CREATE TABLE t (id UInt64, name String, ts DateTime64(3, 'Europe/Berlin'), \
+         price Decimal(10, 2), tags Array(LowCardinality(String)), \
+         created DateTime DEFAULT toDateTime('2020-01-02 03:04:05', 'UTC'), \
+         doubled UInt64 DEFAULT id * 2, _insert_id UUID) \
+         ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 1000",
+    )
+    .await;
+}
+
+fn row(i: u64) -> DynRow {
+    DynRow::new()
+        .with("id", i)
+        .with("name", format!("n{i}"))
+        .with("ts", "2026-11-24 10:00:00.250")
+        .with("price", format!("{}.25", i % 100))
+        .with("tags", vec!["a".to_string(), format!("t{}", i % 3)])
+}
+
+#[tokio::test]
+async fn dynamic_rows_land_with_defaults_and_bad_rows_are_dead_lettered() {
+    let db = TestDb::new("dyn").await;
+    table(&db).await;
+    let dlq = tempfile::tempdir().unwrap();
+    let mut c = db.config("t", dlq.path());
+    c.max_rows = 2500;
+    c.stream_id = StreamId::named("dyn");
+    let ing = DynIngestor::start_dynamic(c, NativeOptions::default())
+        .await
+        .unwrap();
+    let h = ing.handle();
+    for i in 0..10_000u64 {
+        let mut r = row(i);
+        if i == 4321 {
+            r = r.with("doubled", "not a number");
+        }
+        if i == 777 {
+            // Out of range for UInt64.
+            r.fields[0].1 = Value::Int(-7);
+        }
+        h.send(r.into()).await.unwrap();
+    }
+    let err = h.flush().await.unwrap_err();
+    assert!(
+        matches!(err, chasync_core::Error::DeadLettered { rows: 2, .. }),
+        "{err}"
+    );
+    let stats = ing.shutdown().await.unwrap();
+    assert_eq!(stats.rows_committed, 9998);
+    assert_eq!(stats.rows_rejected, 2);
+    assert_eq!(db.u64("SELECT count() FROM t").await, 9998);
+    assert_eq!(
+        db.u64("SELECT count() FROM t WHERE doubled = id * 2").await,
+        9998
+    );
+    assert_eq!(
+        db.u64("SELECT count() FROM t WHERE created = toDateTime('2020-01-02 03:04:05', 'UTC')")
+            .await,
+        9998
+    );
+    // The time zone of the column applies to the plain text.
+    assert_eq!(
+        db.u64("SELECT count() FROM t WHERE ts = toDateTime64('2026-11-24 10:00:00.250', 3, 'Europe/Berlin') AND toUnixTimestamp64Milli(ts) = 1795510800250")
+            .await,
+        9998
+    );
+    assert_eq!(
+        db.u64("SELECT count() FROM t WHERE toString(price) = concat(toString(id % 100), '.25')")
+            .await,
+        9998
+    );
+    assert_eq!(db.u64("SELECT uniqExact(_insert_id) FROM t").await, 4);
+    assert_eq!(
+        db.u64(&format!(
+            "SELECT count() FROM t WHERE _insert_id = '{}'",
+            StreamId::named("dyn").batch_id(1)
+        ))
+        .await,
+        2500
+    );
+    // The spool names row, column, value and type.
+    let spool = DeadLetterSpool::new(dlq.path());
+    let entries = spool.list().unwrap();
+    assert!(entries.iter().all(|e| e.kind == EntryKind::Rejected));
+    let text: String = entries
+        .iter()
+        .map(|e| String::from_utf8_lossy(&spool.payload(e).unwrap()).into_owned())
+        .collect();
+    assert!(text.contains("not a number"), "{text}");
+    assert!(text.contains("UInt64"), "{text}");
+    assert!(text.contains("doubled"), "{text}");
+    assert!(text.contains("-7"), "{text}");
+}
+
+#[tokio::test]
+async fn columnar_batches_land_exactly() {
+    let db = TestDb::new("dyncols").await;
+    table(&db).await;
+    let dlq = tempfile::tempdir().unwrap();
+    let ing = DynIngestor::start_dynamic(db.config("t", dlq.path()), NativeOptions::default())
+        .await
+        .unwrap();
+    let h = ing.handle();
+    for chunk in 0..10u64 {
+        let ids: Vec<Value> = (chunk * 1000..(chunk + 1) * 1000)
+            .map(Value::from)
+            .collect();
+        let names: Vec<Value> = (chunk * 1000..(chunk + 1) * 1000)
+            .map(|i| Value::from(format!("n{i}")))
+            .collect();
+        let cols = ColumnBatch::new()
+            .with_column("id", ids)
+            .with_column("name", names);
+        h.send(cols.into()).await.unwrap();
+    }
+    h.flush().await.unwrap();
+    let stats = ing.shutdown().await.unwrap();
+    assert_eq!(stats.rows_committed, 10_000);
+    assert_eq!(db.u64("SELECT count() FROM t").await, 10_000);
+    assert_eq!(
+        db.u64("SELECT sum(cityHash64(id, name, doubled)) FROM t").await,
+        db.u64("SELECT sum(cityHash64(number, concat('n', toString(number)), number * 2)) FROM numbers(10000)")
+            .await
+    );
+}
+
+#[tokio::test]
+async fn a_column_added_while_streaming_is_picked_up() {
+    let db = TestDb::new("dynalter").await;
+    table(&db).await;
+    let dlq = tempfile::tempdir().unwrap();
+    let mut c = db.config("t", dlq.path());
+    c.linger = Duration::from_secs(60);
+    let ing = DynIngestor::start_dynamic(c, NativeOptions::default())
+        .await
+        .unwrap();
+    let h = ing.handle();
+    for i in 0..100 {
+        h.send(row(i).into()).await.unwrap();
+    }
+    db.exec("ALTER TABLE t ADD COLUMN color String DEFAULT 'none'")
+        .await;
+    // Same open batch: rows with the new key need the refreshed schema.
+    for i in 100..200 {
+        h.send(row(i).with("color", "red").into()).await.unwrap();
+    }
+    h.flush().await.unwrap();
+    let stats = ing.shutdown().await.unwrap();
+    assert_eq!(stats.rows_dead_lettered, 0, "{stats:?}");
+    assert_eq!(stats.batches_committed, 1);
+    assert_eq!(db.u64("SELECT count() FROM t").await, 200);
+    assert_eq!(
+        db.u64("SELECT count() FROM t WHERE color = 'red' AND id >= 100")
+            .await,
+        100
+    );
+    assert_eq!(
+        db.u64("SELECT count() FROM t WHERE color = 'none' AND id < 100")
+            .await,
+        100
+    );
+}
