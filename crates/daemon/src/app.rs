@@ -214,7 +214,7 @@ impl App {
         }
         // Let the server say why (unknown table or database), in its own words.
         let sql = format!(
-            "SELECT 1 FROM {}.{} LIMIT 0",
+            "DESCRIBE TABLE {}.{}",
             chasync_core::config::quote_ident(db),
             chasync_core::config::quote_ident(t)
         );
