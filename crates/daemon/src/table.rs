@@ -273,8 +273,7 @@ impl Table {
         if self.closed.load(Relaxed) {
             return Err(AppendError::Closed);
         }
-        self.counters.rows.fetch_add(rows as u64, Relaxed);
-        self.counters.bytes.fetch_add(body.len() as u64, Relaxed);
+        let len = body.len() as u64;
         let (reply, rx) = oneshot::channel();
         self.ops
             .send(Op::Data {
@@ -285,7 +284,11 @@ impl Table {
             })
             .map_err(|_| AppendError::Closed)?;
         match rx.await {
-            Ok(Ok(range)) => Ok(range),
+            Ok(Ok(range)) => {
+                self.counters.rows.fetch_add(rows as u64, Relaxed);
+                self.counters.bytes.fetch_add(len, Relaxed);
+                Ok(range)
+            }
             Ok(Err(e)) => Err(AppendError::Io(e)),
             Err(_) => Err(AppendError::Closed),
         }
@@ -324,12 +327,12 @@ impl Table {
         }
     }
 
-    /// After [`drain`](Self::drain): stops the writer (its last records fsynced).
-    pub fn stop_writer(self: Arc<Self>) {
+    /// After [`drain`](Self::drain): stops the writer (its last records fsynced) and waits
+    /// for its thread.
+    pub fn stop_writer(&self) {
+        let _ = self.ops.send(Op::Stop);
         let writer = self.writer.lock().unwrap().take();
-        drop(self);
         if let Some(w) = writer {
-            // Every sender is gone once the feeder and the table are: the writer ends.
             let _ = w.join();
         }
     }

@@ -384,6 +384,8 @@ pub enum Op {
     },
     /// Stop handing rows to the feeder (the feeder then drains and stops).
     CloseInput,
+    /// Apply what came before, fsync, and end the thread.
+    Stop,
 }
 
 /// Durable rows handed to the feeder.
@@ -536,7 +538,11 @@ impl Writer {
                     Err(_) => break,
                 }
             }
+            let stop = ops.iter().any(|op| matches!(op, Op::Stop));
             self.apply(&mut ops);
+            if stop {
+                break;
+            }
         }
         if let Err(e) = self.file.sync_data() {
             tracing::error!(error = %e, "final fsync of the write-ahead log failed");
@@ -597,7 +603,7 @@ impl Writer {
                         }
                     }
                 }
-                Op::CloseInput => {}
+                Op::CloseInput | Op::Stop => {}
             }
             replies.push(op);
         }
@@ -655,7 +661,7 @@ impl Writer {
                         None => Ok(()),
                     });
                 }
-                Op::Commit { .. } => {}
+                Op::Commit { .. } | Op::Stop => {}
                 Op::CloseInput => self.feeder = None,
             }
         }

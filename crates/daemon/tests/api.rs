@@ -343,3 +343,38 @@ async fn the_seed_aiohttp_inserter_lands_its_rows() {
     assert_eq!(db.u64("SELECT count() FROM t").await, 20000);
     assert_eq!(db.u64("SELECT uniqExact(id) FROM t").await, 20000);
 }
+
+/// Rows that are valid JSON but that ClickHouse refuses (a type error) are isolated by the
+/// engine and dead-lettered; committed mode says so, durable mode had already said 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_clickhouse_refuses_are_dead_lettered_and_committed_mode_says_so() {
+    let db = TestDb::new("dead").await;
+    db.events("t").await;
+    let (_tmp, spool) = spool();
+    let d = Daemon::start(DaemonOpts::new(&spool).config("[batching]\nlinger_ms = 50\n"));
+    let http = Http::new();
+    let v1 = d.url(&format!("/v1/tables/{}.t", db.name));
+    let mut body = rows(0..10);
+    body.push_str("{\"id\":\"not a number\",\"name\":\"bad\"}\n");
+    let r = http.post(&format!("{v1}?ack=committed"), body).await;
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert!(r.body.contains("dead-letter"), "{}", r.body);
+    let r = http.post(&v1, rows(10..20)).await;
+    assert_eq!(r.status, 200);
+    let m = http.get(&d.url("/metrics")).await.body;
+    assert_eq!(metric(&m, "chasyncd_rows_dead_lettered_total"), 1.0);
+    assert_eq!(metric(&m, "chasyncd_batches_dead_lettered_total"), 1.0);
+    let (status, _) = d.terminate(Duration::from_secs(30));
+    assert!(status.success());
+    // The good rows of the same batch landed; the bad one is in the spool.
+    assert_eq!(db.ids("t").await, (0..20).collect::<Vec<_>>());
+    let entries = chasync_core::DeadLetterSpool::new(spool.join("dead-letter"))
+        .list()
+        .unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].rows, 1);
+    let payload = chasync_core::DeadLetterSpool::new(spool.join("dead-letter"))
+        .payload(&entries[0])
+        .unwrap();
+    assert!(String::from_utf8_lossy(&payload).contains("not a number"));
+}

@@ -218,7 +218,23 @@ async fn backpressure(limits: &str, expect: &str) {
     assert!(r.body.contains(expect), "{}", r.body);
     let m = http.get(&d.url("/metrics")).await.body;
     assert_eq!(metric(&m, "chasyncd_requests_total{code=\"503\"}"), 1.0);
+    let spool_at_limit = metric(&m, "chasyncd_spool_bytes");
     sw.set_down(false);
+    // It catches up, and the segments of committed batches are deleted.
+    eventually(Duration::from_secs(30), "catch-up", || async {
+        db.u64("SELECT count() FROM t").await == acked.len() as u64
+    })
+    .await;
+    eventually(Duration::from_secs(10), "segment deletion", || {
+        let http = http.clone();
+        let url = d.url("/metrics");
+        async move {
+            let m = http.get(&url).await.body;
+            metric(&m, "chasyncd_spool_bytes") <= 2048.0
+        }
+    })
+    .await;
+    eprintln!("spool: {spool_at_limit} bytes at the 503, 2 KiB at most after the catch-up");
     let (status, log) = d.terminate(Duration::from_secs(60));
     assert!(status.success(), "{log}");
     assert_eq!(db.ids("t").await, acked);
