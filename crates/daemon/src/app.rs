@@ -79,6 +79,8 @@ pub struct App {
     queue_bytes: Arc<AtomicU64>,
     wal: Arc<WalStats>,
     clients: Vec<clickhouse::Client>,
+    /// Held (locked) while the daemon runs: one daemon per spool.
+    _lock: std::fs::File,
 }
 
 impl App {
@@ -87,6 +89,14 @@ impl App {
         let spool = settings.spool_dir.clone();
         std::fs::create_dir_all(spool.join("tables"))
             .map_err(|e| format!("cannot create the spool {}: {e}", spool.display()))?;
+        let lock = std::fs::File::create(spool.join("lock"))
+            .map_err(|e| format!("cannot create {}: {e}", spool.join("lock").display()))?;
+        if lock.try_lock().is_err() {
+            return Err(format!(
+                "the spool {} is in use by another chasyncd (two daemons must never share a spool)",
+                spool.display()
+            ));
+        }
         let core = settings.core_config();
         let dispatcher = Dispatcher::start(&core).map_err(|e| e.to_string())?;
         let clients = settings
@@ -103,6 +113,7 @@ impl App {
             queue_bytes: Arc::new(AtomicU64::new(0)),
             wal: Arc::new(WalStats::default()),
             clients,
+            _lock: lock,
         });
         let mut dirs: Vec<_> = std::fs::read_dir(spool.join("tables"))
             .map_err(|e| e.to_string())?

@@ -279,3 +279,23 @@ async fn sigterm_drains_everything_acknowledged_and_exits_zero() {
     assert!(status.success());
     assert_eq!(db.u64("SELECT count() FROM t").await, 300);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_refuses_a_spool_in_use() {
+    let (_tmp, spool) = spool();
+    let d = Daemon::start(DaemonOpts::new(&spool));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chasyncd"))
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--url")
+        .arg(common::url())
+        .arg("--spool-dir")
+        .arg(&spool)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("in use by another chasyncd"), "{stderr}");
+    let (status, _) = d.terminate(Duration::from_secs(30));
+    assert!(status.success());
+}
