@@ -1,0 +1,89 @@
+//! `chasyncd`: see the crate documentation of `chasync_daemon`.
+
+use std::str::FromStr;
+
+use chasync_daemon::config::LogFormat;
+use chasync_daemon::{App, Flags, Settings};
+use clap::Parser;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+fn init_logging(format: LogFormat) {
+    // RUST_LOG as `info` or `warn,chasync_core=debug` (levels per target).
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|s| Targets::from_str(&s).ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(false),
+            )
+            .init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = int.recv() => tracing::info!("SIGINT: draining"),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let flags = Flags::parse();
+    let settings = match Settings::load(flags) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("chasyncd: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    init_logging(settings.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        let listen = settings.listen;
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(%listen, error = %e, "cannot listen");
+                return std::process::ExitCode::from(1);
+            }
+        };
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let app = match App::start(settings).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start");
+                return std::process::ExitCode::from(1);
+            }
+        };
+        tracing::info!(
+            addr = %addr,
+            urls = ?app.settings.urls.iter().map(|u| chasync_core::config::redact_url(u)).collect::<Vec<_>>(),
+            spool = %app.settings.spool_dir.display(),
+            ack = ?app.settings.ack,
+            "chasyncd listening"
+        );
+        let drained = chasync_daemon::server::serve(app, listener, shutdown_signal()).await;
+        tracing::info!(drained, "chasyncd stopped");
+        std::process::ExitCode::SUCCESS
+    })
+}

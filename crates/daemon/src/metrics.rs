@@ -1,0 +1,270 @@
+//! The daemon's own counters and the Prometheus text rendering of everything `/metrics`
+//! shows.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use chasync_core::Stats;
+
+/// Upper bounds (seconds) of the batch latency histogram.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// A cumulative Prometheus histogram.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; LATENCY_BUCKETS.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+            if s <= *b {
+                self.counts[i].fetch_add(1, Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(d.as_micros() as u64, Relaxed);
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{b}\"}} {}",
+                self.counts[i].load(Relaxed)
+            );
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_us.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// Counters of the HTTP side.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Responses of the ingest endpoints by status code.
+    pub requests: Mutex<BTreeMap<u16, u64>>,
+    /// Seal-to-end latency of batches (queueing in the engine, retries and the insert).
+    pub batch_latency: Histogram,
+}
+
+impl Metrics {
+    /// Counts one ingest response.
+    pub fn request(&self, status: u16) {
+        *self.requests.lock().unwrap().entry(status).or_default() += 1;
+    }
+}
+
+/// Gauges and per-table counters sampled at render time.
+pub struct Sample<'a> {
+    /// The engine's counters.
+    pub engine: Stats,
+    /// Bytes of accepted rows not yet in a batcher.
+    pub queue_bytes: u64,
+    /// Bytes of write-ahead log on disk.
+    pub spool_bytes: u64,
+    /// fsyncs of the WAL.
+    pub fsyncs: u64,
+    /// Data records appended to the WAL.
+    pub wal_records: u64,
+    /// Per table `(name, rows accepted, bytes accepted)`.
+    pub tables: Vec<(&'a str, u64, u64)>,
+}
+
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+    );
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Renders the Prometheus text exposition.
+pub fn render(m: &Metrics, s: &Sample) -> String {
+    let mut out = String::with_capacity(4096);
+    let e = &s.engine;
+    let _ = writeln!(
+        out,
+        "# HELP chasyncd_requests_total Ingest requests answered, by HTTP status.\n# TYPE chasyncd_requests_total counter"
+    );
+    for (code, n) in m.requests.lock().unwrap().iter() {
+        let _ = writeln!(out, "chasyncd_requests_total{{code=\"{code}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP chasyncd_rows_accepted_total Rows accepted (written to the WAL), by table.\n# TYPE chasyncd_rows_accepted_total counter"
+    );
+    for (t, rows, _) in &s.tables {
+        let _ = writeln!(
+            out,
+            "chasyncd_rows_accepted_total{{table=\"{}\"}} {rows}",
+            escape(t)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP chasyncd_bytes_accepted_total Bytes of rows accepted, by table.\n# TYPE chasyncd_bytes_accepted_total counter"
+    );
+    for (t, _, bytes) in &s.tables {
+        let _ = writeln!(
+            out,
+            "chasyncd_bytes_accepted_total{{table=\"{}\"}} {bytes}",
+            escape(t)
+        );
+    }
+    let counters: [(&str, &str, u64); 9] = [
+        (
+            "chasyncd_rows_committed_total",
+            "Rows ClickHouse committed.",
+            e.rows_committed,
+        ),
+        (
+            "chasyncd_bytes_committed_total",
+            "Bytes (uncompressed JSON) ClickHouse committed.",
+            e.bytes_committed,
+        ),
+        (
+            "chasyncd_batches_sealed_total",
+            "Batches sealed and submitted.",
+            e.batches_sealed,
+        ),
+        (
+            "chasyncd_batches_committed_total",
+            "Batches ClickHouse committed.",
+            e.batches_committed,
+        ),
+        (
+            "chasyncd_retries_total",
+            "Insert attempts after the first.",
+            e.retries,
+        ),
+        (
+            "chasyncd_failed_attempts_total",
+            "Insert attempts that failed.",
+            e.failed_attempts,
+        ),
+        (
+            "chasyncd_batches_dead_lettered_total",
+            "Batches written to the dead-letter spool.",
+            e.batches_dead_lettered,
+        ),
+        (
+            "chasyncd_rows_dead_lettered_total",
+            "Rows written to the dead-letter spool.",
+            e.rows_dead_lettered,
+        ),
+        (
+            "chasyncd_wal_fsyncs_total",
+            "fsyncs of the write-ahead log (group commits).",
+            s.fsyncs,
+        ),
+    ];
+    for (name, help, v) in counters {
+        metric(&mut out, name, "counter", help, v);
+    }
+    metric(
+        &mut out,
+        "chasyncd_wal_records_total",
+        "counter",
+        "Data records (accepted requests) appended to the write-ahead log.",
+        s.wal_records,
+    );
+    let gauges: [(&str, &str, u64); 5] = [
+        (
+            "chasyncd_queue_bytes",
+            "Bytes of accepted rows waiting for a batcher.",
+            s.queue_bytes,
+        ),
+        (
+            "chasyncd_spool_bytes",
+            "Bytes of write-ahead log on disk.",
+            s.spool_bytes,
+        ),
+        (
+            "chasyncd_inserts_in_flight",
+            "Inserts in flight.",
+            e.in_flight,
+        ),
+        (
+            "chasyncd_concurrency_limit",
+            "The adaptive limit of inserts in flight.",
+            e.concurrency_limit,
+        ),
+        (
+            "chasyncd_breaker_open",
+            "1 while the circuit breaker holds inserts back.",
+            e.breaker_open as u64,
+        ),
+    ];
+    for (name, help, v) in gauges {
+        metric(&mut out, name, "gauge", help, v);
+    }
+    m.batch_latency.render(
+        "chasyncd_batch_latency_seconds",
+        "Time from sealing a batch to its commit (or dead letter).",
+        &mut out,
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_labels_and_a_cumulative_histogram() {
+        let m = Metrics::default();
+        m.request(200);
+        m.request(200);
+        m.request(503);
+        m.batch_latency.observe(Duration::from_millis(20));
+        m.batch_latency.observe(Duration::from_secs(2));
+        let text = render(
+            &m,
+            &Sample {
+                engine: Stats {
+                    rows_committed: 42,
+                    ..Stats::default()
+                },
+                queue_bytes: 5,
+                spool_bytes: 6,
+                fsyncs: 1,
+                wal_records: 2,
+                tables: vec![("db.t\"x", 3, 30)],
+            },
+        );
+        for line in [
+            "chasyncd_requests_total{code=\"200\"} 2",
+            "chasyncd_requests_total{code=\"503\"} 1",
+            "chasyncd_rows_accepted_total{table=\"db.t\\\"x\"} 3",
+            "chasyncd_rows_committed_total 42",
+            "chasyncd_spool_bytes 6",
+            "chasyncd_batch_latency_seconds_bucket{le=\"0.01\"} 0",
+            "chasyncd_batch_latency_seconds_bucket{le=\"0.025\"} 1",
+            "chasyncd_batch_latency_seconds_bucket{le=\"2.5\"} 2",
+            "chasyncd_batch_latency_seconds_bucket{le=\"+Inf\"} 2",
+            "chasyncd_batch_latency_seconds_count 2",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+    }
+}

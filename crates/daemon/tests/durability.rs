@@ -1,0 +1,301 @@
+//! Durability of `chasyncd` against the real server: `kill -9` under load, ClickHouse down,
+//! backpressure, and the SIGTERM drain.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Daemon, DaemonOpts, Http, Switch, TestDb, eventually, metric, rows, spool};
+
+/// Loaders that send 20-row requests with fresh ids until stopped, remembering which ids
+/// were acknowledged (200).
+struct Load {
+    acked: Arc<Mutex<BTreeSet<u64>>>,
+    sent: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(url: String, loaders: u64) -> Self {
+        let acked = Arc::new(Mutex::new(BTreeSet::new()));
+        let sent = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..loaders)
+            .map(|_| {
+                let (url, acked, sent, stop) =
+                    (url.clone(), acked.clone(), sent.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let http = Http::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let first = sent.fetch_add(20, Ordering::Relaxed);
+                        match http
+                            .request("POST", &url, rows(first..first + 20), &[])
+                            .await
+                        {
+                            Ok(r) if r.status == 200 => {
+                                acked.lock().unwrap().extend(first..first + 20)
+                            }
+                            Ok(r) => panic!("unexpected {}: {}", r.status, r.body),
+                            // The daemon died under us.
+                            Err(_) => break,
+                        }
+                    }
+                })
+            })
+            .collect();
+        Self {
+            acked,
+            sent,
+            stop,
+            tasks,
+        }
+    }
+
+    async fn stop(self) -> (BTreeSet<u64>, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        let acked = self.acked.lock().unwrap().clone();
+        (acked, self.sent.load(Ordering::Relaxed))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_then_restart_lands_every_acknowledged_row_exactly_once() {
+    let db = TestDb::new("kill9").await;
+    db.events("t").await;
+    // Slow inserts (a view that sleeps 3 ms a row), so batches are in flight at the kill.
+    db.exec("CREATE TABLE slow (x UInt8) ENGINE = Null").await;
+    db.exec("CREATE MATERIALIZED VIEW mv TO slow AS SELECT sleepEachRow(0.003) AS x FROM t")
+        .await;
+    let (_tmp, spool) = spool();
+    let config = "[batching]\nmax_rows = 50\nlinger_ms = 20\n";
+    let d = Daemon::start(DaemonOpts::new(&spool).config(config));
+    let url = d.url(&format!("/v1/tables/{}.t", db.name));
+    let load = Load::start(url, 8);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    d.kill9();
+    let (acked, sent) = load.stop().await;
+    assert!(acked.len() > 500, "only {} rows acknowledged", acked.len());
+    let landed_before = db.u64("SELECT count() FROM t").await;
+    // The durable acks ran far ahead of the slow inserts: let the backlog go fast now.
+    db.exec("DROP VIEW mv").await;
+
+    // Restart on the same spool (with larger batches: the sealed ones are re-formed from
+    // their recorded row ranges whatever the limits): sealed batches go again under their
+    // ids, the rest anew.
+    let d = Daemon::start(
+        DaemonOpts::new(&spool).config("[batching]\nmax_rows = 5000\nlinger_ms = 20\n"),
+    );
+    let replay = d.log_text();
+    let batches: u64 = replay
+        .lines()
+        .find(|l| l.contains("replaying the write-ahead log"))
+        .and_then(|l| l.split("batches=").nth(1))
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no replay in\n{replay}"));
+    assert!(batches >= 1, "{replay}");
+    let (status, log) = d.terminate(Duration::from_secs(60));
+    assert!(status.success(), "{log}");
+    assert!(log.contains("drained=true"), "{log}");
+
+    let ids = db.ids("t").await;
+    let landed: BTreeSet<u64> = ids.iter().copied().collect();
+    eprintln!(
+        "sent {sent} rows, {} acknowledged, {landed_before} landed before the restart, \
+         {} after; {batches} batches replayed",
+        acked.len(),
+        ids.len()
+    );
+    assert_eq!(ids.len(), landed.len(), "duplicates landed");
+    assert!(
+        acked.is_subset(&landed),
+        "{} acknowledged rows lost",
+        acked.difference(&landed).count()
+    );
+    assert!(landed.iter().all(|id| *id < sent));
+    assert_eq!(
+        db.u64("SELECT uniqExact(id) FROM t").await,
+        db.u64("SELECT count() FROM t").await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_clickhouse_down_it_acks_durably_is_not_ready_and_catches_up() {
+    let db = TestDb::new("down").await;
+    db.events("t").await;
+    db.events("other").await;
+    let sw = Switch::start(&common::url()).await;
+    let (_tmp, spool) = spool();
+    let mut opts = DaemonOpts::new(&spool)
+        .config("[batching]\nlinger_ms = 50\n[retry]\nmax_backoff_ms = 200\n");
+    opts.urls = vec![sw.url()];
+    let d = Daemon::start(opts);
+    let http = Http::new();
+    let v1 = d.url(&format!("/v1/tables/{}.t", db.name));
+    let r = http.post(&format!("{v1}?ack=committed"), rows(0..10)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(http.get(&d.url("/ready")).await.status, 200);
+
+    sw.set_down(true);
+    let r = http.get(&d.url("/ready")).await;
+    assert_eq!(r.status, 503);
+    assert!(r.body.contains("not reachable"), "{}", r.body);
+    for k in 1..=20u64 {
+        let r = http.post(&v1, rows(k * 10..k * 10 + 10)).await;
+        assert_eq!(
+            r.status, 200,
+            "durable ack while ClickHouse is down: {}",
+            r.body
+        );
+    }
+    // A table the daemon has never seen cannot be checked: 503, retry later.
+    let r = http
+        .post(&d.url(&format!("/v1/tables/{}.other", db.name)), rows(0..1))
+        .await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.headers["retry-after"], "1");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(db.u64("SELECT count() FROM t").await, 10);
+    let m = http.get(&d.url("/metrics")).await.body;
+    assert!(metric(&m, "chasyncd_failed_attempts_total") >= 1.0, "{m}");
+    assert!(sw.refused.load(Ordering::Relaxed) >= 1);
+
+    sw.set_down(false);
+    eventually(Duration::from_secs(20), "/ready", || {
+        let http = http.clone();
+        let url = d.url("/ready");
+        async move { http.get(&url).await.status == 200 }
+    })
+    .await;
+    // It catches up by itself, without a restart or a drain.
+    eventually(Duration::from_secs(20), "catch-up", || async {
+        db.u64("SELECT count() FROM t").await == 210
+    })
+    .await;
+    let (status, log) = d.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{log}");
+    assert_eq!(db.ids("t").await, (0..210).collect::<Vec<_>>());
+}
+
+/// Over the memory or the disk limit: 503 with Retry-After, and nothing accepted is lost.
+async fn backpressure(limits: &str, expect: &str) {
+    let db = TestDb::new("press").await;
+    db.events("t").await;
+    let sw = Switch::start(&common::url()).await;
+    let (_tmp, spool) = spool();
+    let mut opts = DaemonOpts::new(&spool).config(&format!(
+        "[batching]\nmax_rows = 5\nlinger_ms = 10\n[retry]\nmax_backoff_ms = 100\n\
+         [limits]\nmax_concurrency = 1\nsegment_bytes = 1024\n{limits}"
+    ));
+    opts.urls = vec![sw.url()];
+    let d = Daemon::start(opts);
+    let http = Http::new();
+    let v1 = d.url(&format!("/v1/tables/{}.t", db.name));
+    assert_eq!(http.post(&v1, rows(0..5)).await.status, 200);
+    sw.set_down(true);
+    let mut acked: Vec<u64> = (0..5).collect();
+    let mut refused = None;
+    for k in 1..400u64 {
+        let r = http.post(&v1, rows(k * 5..k * 5 + 5)).await;
+        match r.status {
+            200 => acked.extend(k * 5..k * 5 + 5),
+            503 => {
+                refused = Some(r);
+                break;
+            }
+            s => panic!("unexpected {s}: {}", r.body),
+        }
+    }
+    let r = refused.expect("no 503 within 400 requests");
+    assert_eq!(r.headers["retry-after"], "1");
+    assert!(r.body.contains(expect), "{}", r.body);
+    let m = http.get(&d.url("/metrics")).await.body;
+    assert_eq!(metric(&m, "chasyncd_requests_total{code=\"503\"}"), 1.0);
+    let spool_at_limit = metric(&m, "chasyncd_spool_bytes");
+    sw.set_down(false);
+    // It catches up, and the segments of committed batches are deleted.
+    eventually(Duration::from_secs(30), "catch-up", || async {
+        db.u64("SELECT count() FROM t").await == acked.len() as u64
+    })
+    .await;
+    eventually(Duration::from_secs(10), "segment deletion", || {
+        let http = http.clone();
+        let url = d.url("/metrics");
+        async move {
+            let m = http.get(&url).await.body;
+            metric(&m, "chasyncd_spool_bytes") <= 2048.0
+        }
+    })
+    .await;
+    eprintln!("spool: {spool_at_limit} bytes at the 503, 2 KiB at most after the catch-up");
+    let (status, log) = d.terminate(Duration::from_secs(60));
+    assert!(status.success(), "{log}");
+    assert_eq!(db.ids("t").await, acked);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_queue_limit_it_answers_503_and_loses_nothing() {
+    backpressure("max_queue_bytes = 2000\n", "too many rows waiting").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_spool_limit_it_answers_503_and_loses_nothing() {
+    backpressure("max_spool_bytes = 6000\n", "write-ahead log is full").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_everything_acknowledged_and_exits_zero() {
+    let db = TestDb::new("drain").await;
+    db.events("t").await;
+    let (_tmp, spool) = spool();
+    // Batches would only seal after a minute: everything goes at the drain.
+    let d = Daemon::start(
+        DaemonOpts::new(&spool).config("[batching]\nlinger_ms = 60000\nmax_rows = 1000000\n"),
+    );
+    let http = Http::new();
+    let v1 = d.url(&format!("/v1/tables/{}.t", db.name));
+    for k in 0..30u64 {
+        assert_eq!(http.post(&v1, rows(k * 10..k * 10 + 10)).await.status, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(db.u64("SELECT count() FROM t").await, 0);
+    let (status, log) = d.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{log}");
+    assert!(log.contains("drained=true"), "{log}");
+    assert_eq!(db.ids("t").await, (0..300).collect::<Vec<_>>());
+    assert_eq!(db.u64("SELECT uniqExact(_insert_id) FROM t").await, 1);
+
+    // A restart finds nothing left to send.
+    let d = Daemon::start(DaemonOpts::new(&spool));
+    assert!(!d.log_text().contains("replaying"), "{}", d.log_text());
+    let (status, _) = d.terminate(Duration::from_secs(30));
+    assert!(status.success());
+    assert_eq!(db.u64("SELECT count() FROM t").await, 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_daemon_refuses_a_spool_in_use() {
+    let (_tmp, spool) = spool();
+    let d = Daemon::start(DaemonOpts::new(&spool));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chasyncd"))
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .arg("--url")
+        .arg(common::url())
+        .arg("--spool-dir")
+        .arg(&spool)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("in use by another chasyncd"), "{stderr}");
+    let (status, _) = d.terminate(Duration::from_secs(30));
+    assert!(status.success());
+}
