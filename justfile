@@ -51,3 +51,8 @@ ci: lint test
 # Criterion micro-benchmarks of the hot paths.
 bench:
     cargo bench -p chasync-benches
+
+# The end-to-end benchmark against the peers (separate processes, interleaved runs; medians).
+bench-e2e rows="2000000" runs="3":
+    cargo build --release -q -p chasync-benches --bin e2e
+    scripts/with-clickhouse.sh target/release/e2e --rows {{rows}} --runs {{runs}}
