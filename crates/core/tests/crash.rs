@@ -1,6 +1,6 @@
 //! The server crashes (SIGKILL) and comes back during a stream: nothing lost, nothing doubled.
 
-mod common;
+use chasync_testkit as common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! The engine against the real ClickHouse: batching, backpressure, concurrency, retries,
 //! dedup, `_insert_id`, the dead-letter spool and shutdown.
 
-mod common;
+use chasync_testkit as common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Fault tolerance against the real server: network faults through a fault-injecting proxy,
 //! overload, poison rows, and a dead endpoint.
 
-mod common;
+use chasync_testkit as common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! The JSONEachRow pass-through pipeline against the real server.
 
-mod common;
+use chasync_testkit as common;
 
 use bytes::Bytes;
 use chasync_core::encode::JsonEachRow;

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Daemon, DaemonOpts, Http, TestDb, metric, rows, spool};
+use common::{Daemon, DaemonDb, DaemonOpts, Http, TestDb, metric, rows, spool};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inserts_land_via_query_param_first_body_line_and_v1_with_exact_metrics() {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Daemon, DaemonOpts, Http, Switch, TestDb, eventually, metric, rows, spool};
+use common::{Daemon, DaemonDb, DaemonOpts, Http, Switch, TestDb, eventually, metric, rows, spool};
 
 /// Loaders that send 20-row requests with fresh ids until stopped, remembering which ids
 /// were acknowledged (200).

@@ -19,42 +19,18 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-/// The server under test.
-pub fn url() -> String {
-    std::env::var("CLICKHOUSE_URL").unwrap_or_else(|_| "http://127.0.0.1:8123".into())
-}
+pub use chasync_testkit::{TestDb, url};
 
-pub fn client() -> clickhouse::Client {
-    clickhouse::Client::default().with_url(url())
-}
-
-/// A database of its own for one test, dropped at the end.
-pub struct TestDb {
-    pub name: String,
-    pub client: clickhouse::Client,
-}
-
-static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-impl TestDb {
-    pub async fn new(tag: &str) -> Self {
-        let name = format!(
-            "chasyncd_test_{tag}_{}_{}_{:08x}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            rand::random::<u32>()
-        );
-        client()
-            .query(&format!("CREATE DATABASE {name}"))
-            .execute()
-            .await
-            .expect("cannot create the test database: is ClickHouse running at CLICKHOUSE_URL?");
-        let client = client().with_database(name.clone());
-        Self { name, client }
-    }
-
+/// Daemon-test tables and queries on a [`TestDb`].
+pub trait DaemonDb {
     /// `CREATE TABLE name (id UInt64, name String, _insert_id UUID)` with a dedup window.
-    pub async fn events(&self, table: &str) {
+    async fn events(&self, table: &str);
+    /// The ids in `table`, sorted.
+    async fn ids(&self, table: &str) -> Vec<u64>;
+}
+
+impl DaemonDb for TestDb {
+    async fn events(&self, table: &str) {
         self.exec(&format!(
             "CREATE TABLE {table} (id UInt64, name String, _insert_id UUID) \
              ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 10000"
@@ -62,58 +38,12 @@ impl TestDb {
         .await;
     }
 
-    pub async fn exec(&self, sql: &str) {
-        self.client
-            .query(sql)
-            .execute()
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
-    pub async fn u64(&self, sql: &str) -> u64 {
-        self.client
-            .query(sql)
-            .fetch_one::<u64>()
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-
-    pub async fn ids(&self, table: &str) -> Vec<u64> {
+    async fn ids(&self, table: &str) -> Vec<u64> {
         self.client
             .query(&format!("SELECT id FROM {table} ORDER BY id"))
             .fetch_all::<u64>()
             .await
             .unwrap()
-    }
-
-    /// Inserts that ClickHouse finished for `table`, from `system.query_log`.
-    pub async fn inserts(&self, table: &str) -> u64 {
-        self.exec("SYSTEM FLUSH LOGS").await;
-        self.u64(&format!(
-            "SELECT count() FROM system.query_log WHERE type = 'QueryFinish' \
-             AND query_kind = 'Insert' AND has(tables, '{}.{table}')",
-            self.name
-        ))
-        .await
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                let _ = client()
-                    .query(&format!("DROP DATABASE IF EXISTS {name} SYNC"))
-                    .execute()
-                    .await;
-            });
-        })
-        .join();
     }
 }
 

@@ -1,6 +1,7 @@
-//! Test support: the real ClickHouse of `scripts/clickhouse.sh`, a database per test, and a
-//! fault-injecting TCP proxy.
-#![allow(dead_code)]
+//! Test support of the chasync workspace, shared by the integration tests of every crate:
+//! the real ClickHouse under test ([`url`], [`client`]), a database of its own per test
+//! ([`TestDb`]), a fault-injecting TCP proxy ([`proxy::FaultProxy`]), and private servers that
+//! tests kill and restart ([`server::PrivateServer`]).
 
 pub mod proxy;
 pub mod server;
@@ -19,33 +20,35 @@ pub fn client() -> clickhouse::Client {
         .with_setting("async_insert", "0")
 }
 
-/// A database of its own for one test, dropped when the value is dropped.
+/// A database of its own for one test (random name), dropped when the value is dropped.
 pub struct TestDb {
+    /// The database name.
     pub name: String,
+    /// A client whose default database is this one.
     pub client: clickhouse::Client,
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl TestDb {
+    /// Creates `chasync_test_<tag>_<pid>_<n>_<random>`.
     pub async fn new(tag: &str) -> Self {
         let name = format!(
-            "chasync_test_{tag}_{}_{}",
+            "chasync_test_{tag}_{}_{}_{:08x}",
             std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ) + &format!("_{:08x}", rand::random::<u32>());
-        let client = client();
-        client
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            rand::random::<u32>()
+        );
+        client()
             .query(&format!("CREATE DATABASE {name}"))
             .execute()
             .await
-            .expect(
-                "cannot create the test database: is ClickHouse running? (just clickhouse-start)",
-            );
-        let client = client.with_database(name.clone());
+            .expect("cannot create the test database: is ClickHouse running at CLICKHOUSE_URL? (./run clickhouse-start)");
+        let client = client().with_database(name.clone());
         Self { name, client }
     }
 
+    /// Runs a statement; panics with the statement on error.
     pub async fn exec(&self, sql: &str) {
         self.client
             .query(sql)
@@ -54,6 +57,7 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
+    /// A query returning one `UInt64`.
     pub async fn u64(&self, sql: &str) -> u64 {
         self.client
             .query(sql)
@@ -62,6 +66,7 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// A query returning `String`s.
     pub async fn strings(&self, sql: &str) -> Vec<String> {
         self.client
             .query(sql)
@@ -70,12 +75,42 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
-    /// A config for `table` in this database.
+    /// The (name, type) columns of a table of this database, in order.
+    pub async fn columns(&self, table: &str) -> Vec<(String, String)> {
+        self.client
+            .query(
+                "SELECT name, type FROM system.columns WHERE database = ? AND table = ? \
+                 ORDER BY position",
+            )
+            .bind(&self.name)
+            .bind(table)
+            .fetch_all()
+            .await
+            .unwrap_or_else(|e| panic!("columns of {table}: {e}"))
+    }
+
+    /// `db.table` of a table in this database.
+    pub fn t(&self, table: &str) -> String {
+        format!("{}.{table}", self.name)
+    }
+
+    /// An engine configuration for `table` in this database, spooling to `dlq`.
     pub fn config(&self, table: &str, dlq: &std::path::Path) -> chasync_core::Config {
         let mut c = chasync_core::Config::new(url(), table);
         c.database = self.name.clone();
         c.dead_letter_dir = dlq.to_path_buf();
         c
+    }
+
+    /// Inserts into `table` that ClickHouse finished, from `system.query_log`.
+    pub async fn inserts(&self, table: &str) -> u64 {
+        self.exec("SYSTEM FLUSH LOGS").await;
+        self.u64(&format!(
+            "SELECT count() FROM system.query_log WHERE type = 'QueryFinish' \
+             AND query_kind = 'Insert' AND has(tables, '{}.{table}')",
+            self.name
+        ))
+        .await
     }
 }
 
@@ -87,7 +122,7 @@ impl Drop for TestDb {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .unwrap();
+                .expect("runtime");
             rt.block_on(async {
                 let _ = client()
                     .query(&format!("DROP DATABASE IF EXISTS {name} SYNC"))

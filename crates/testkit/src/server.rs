@@ -4,9 +4,13 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// A server of a test's own, stopped when dropped.
 pub struct PrivateServer {
+    /// Its data directory.
     pub dir: tempfile::TempDir,
+    /// Its HTTP port.
     pub http_port: u16,
+    /// Its native TCP port.
     pub tcp_port: u16,
 }
 
@@ -23,6 +27,7 @@ fn free_port() -> u16 {
 }
 
 impl PrivateServer {
+    /// Starts a server on free ports with a fresh data directory.
     pub fn start() -> Self {
         let s = Self {
             dir: tempfile::tempdir().unwrap(),
@@ -33,6 +38,7 @@ impl PrivateServer {
         s
     }
 
+    /// Its HTTP URL.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.http_port)
     }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// What the proxy does with one accepted connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
     /// Pass bytes both ways.
@@ -26,14 +27,19 @@ pub enum Fault {
     Delay(Duration),
 }
 
+/// A proxy on a loopback port of its own, in front of the real server.
 pub struct FaultProxy {
+    /// The proxy's address.
     pub addr: SocketAddr,
     plan: Arc<Mutex<VecDeque<Fault>>>,
+    /// Connections accepted so far.
     pub accepted: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl FaultProxy {
+    /// Starts a proxy to `upstream` (`http://host:port`) that meets new connections with the
+    /// faults of `plan`, in order.
     pub async fn start(upstream: &str, plan: Vec<Fault>) -> Self {
         let upstream: SocketAddr = upstream
             .trim_start_matches("http://")
@@ -63,6 +69,7 @@ impl FaultProxy {
         }
     }
 
+    /// `http://` URL of the proxy.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -72,6 +79,7 @@ impl FaultProxy {
         self.plan.lock().unwrap().len()
     }
 
+    /// Appends a fault to the plan.
     pub fn push(&self, fault: Fault) {
         self.plan.lock().unwrap().push_back(fault);
     }
