@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::ack::AckState;
 use crate::dedup::StreamId;
 use crate::dispatch::Work;
-use crate::encode::{BatchEncoder, RejectedRow};
+use crate::encode::{BatchEncoder, RejectedRow, RowSourceRef};
 use crate::queue::Msg;
 use crate::stats::Counters;
 
@@ -43,6 +43,8 @@ pub struct Batch {
     pub rejected: Vec<RejectedRow>,
     /// Where each row starts in `bytes`, when the format allows splitting at rows.
     pub row_offsets: Option<Arc<[u32]>>,
+    /// The batch's rows, when its bytes cannot be split at rows (Native).
+    pub source: Option<RowSourceRef>,
     /// Acknowledgements waiting for this batch.
     pub(crate) acks: Vec<Arc<AckState>>,
 }
@@ -53,6 +55,34 @@ impl Batch {
     /// rejected its data: one batch is one atomic insert block). `None` when the batch has
     /// one row or its format cannot be split.
     pub fn split(&self) -> Option<(Batch, Batch)> {
+        if self.rows < 2 {
+            return None;
+        }
+        if self.row_offsets.is_none()
+            && let Some(source) = &self.source
+        {
+            let mid = self.rows / 2;
+            let half = |part: u32, range: std::ops::Range<usize>| {
+                let id = crate::dedup::derived_id(&self.id, part);
+                let enc = source.0.encode(range, id);
+                Batch {
+                    id,
+                    stream_id: self.stream_id,
+                    sequence: self.sequence,
+                    database: self.database.clone(),
+                    table: self.table.clone(),
+                    columns: enc.columns.into(),
+                    format: enc.format,
+                    bytes: enc.bytes,
+                    rows: enc.rows,
+                    rejected: Vec::new(),
+                    row_offsets: None,
+                    source: enc.source,
+                    acks: Vec::new(),
+                }
+            };
+            return Some((half(0, 0..mid), half(1, mid..self.rows)));
+        }
         let offsets = self.row_offsets.as_ref()?;
         if self.rows < 2 || offsets.len() != self.rows {
             return None;
@@ -73,6 +103,7 @@ impl Batch {
                 rows: rows.len(),
                 rejected: Vec::new(),
                 row_offsets: Some(offsets[rows].iter().map(|o| o - base).collect()),
+                source: None,
                 acks: Vec::new(),
             }
         };
@@ -223,6 +254,7 @@ impl<E: BatchEncoder> Batcher<E> {
             rows: enc.rows,
             rejected: o.rejected,
             row_offsets: enc.row_offsets.map(Arc::from),
+            source: enc.source,
             acks: o.acks,
         })
     }
@@ -241,7 +273,7 @@ pub(crate) async fn run<E: BatchEncoder>(
     tokio::pin!(linger);
     let send = |b: Batch| {
         counters.batches_sealed.fetch_add(1, Relaxed);
-        out.send(Work::Batch(b))
+        out.send(Work::Batch(Box::new(b)))
     };
 
     'main: loop {

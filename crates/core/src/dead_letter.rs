@@ -254,6 +254,7 @@ mod tests {
             rows: 1,
             rejected: Vec::new(),
             row_offsets: None,
+            source: None,
             acks: Vec::new(),
         }
     }

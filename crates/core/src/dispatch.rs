@@ -23,7 +23,7 @@ use crate::stats::Stats;
 
 /// A message to the dispatcher.
 pub(crate) enum Work {
-    Batch(Batch),
+    Batch(Box<Batch>),
     Flush(oneshot::Sender<Result<()>>),
 }
 
@@ -98,7 +98,7 @@ impl Dispatcher {
         batch.acks.push(state);
         self.counters.batches_sealed.fetch_add(1, Relaxed);
         self.tx
-            .send(Work::Batch(batch))
+            .send(Work::Batch(Box::new(batch)))
             .await
             .map_err(|_| Error::Closed)?;
         Ok(ack)
@@ -143,6 +143,7 @@ async fn run(mut rx: mpsc::Receiver<Work>, shared: Arc<Shared>, max_concurrency:
         }
         match work {
             Work::Batch(batch) => {
+                let batch = *batch;
                 let permit = limiter
                     .clone()
                     .acquire_owned()
@@ -251,7 +252,9 @@ async fn route(batch: Batch, shared: &Shared, failed: &mut Failed) {
             tracing::debug!(attempts, "batch committed");
         }
         Outcome::Failed { error, attempts }
-            if error.kind() == ErrorKind::Data && batch.rows > 1 && batch.row_offsets.is_some() =>
+            if error.kind() == ErrorKind::Data
+                && batch.rows > 1
+                && (batch.row_offsets.is_some() || batch.source.is_some()) =>
         {
             isolate(batch, error, attempts, shared, failed).await;
         }

@@ -65,6 +65,7 @@ pub async fn replay(config: &Config, spool: &DeadLetterSpool) -> Result<ReplayRe
             rows: record.rows as usize,
             rejected: Vec::new(),
             row_offsets: None,
+            source: None,
             acks: Vec::new(),
         };
         match sink.send(&batch, &counters).await {

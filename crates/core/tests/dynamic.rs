@@ -1,7 +1,7 @@
 //! Dynamic rows and columnar batches through the whole pipeline (Native), against the real
 //! server.
 
-mod common;
+use chasync_testkit as common;
 
 use std::time::Duration;
 
@@ -171,5 +171,75 @@ async fn a_column_added_while_streaming_is_picked_up() {
         db.u64("SELECT count() FROM t WHERE color = 'none' AND id < 100")
             .await,
         100
+    );
+}
+
+#[tokio::test]
+async fn rows_the_server_refuses_are_isolated_in_native_batches_too() {
+    let db = TestDb::new("dynpoison").await;
+    db.exec(
+        "CREATE TABLE t (id UInt64, v Int64, _insert_id UUID, CONSTRAINT positive CHECK v >= 0) \
+         ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 1000",
+    )
+    .await;
+    let dlq = tempfile::tempdir().unwrap();
+    let mut c = db.config("t", dlq.path());
+    c.max_rows = 5000;
+    let ing = DynIngestor::start_dynamic(c, NativeOptions::default())
+        .await
+        .unwrap();
+    let h = ing.handle();
+    let poison = [13u64, 4999, 12_345];
+    let v = |i: u64| Value::Int(if poison.contains(&i) { -1 } else { i as i64 });
+    // Rows one by one, then the same through columnar batches.
+    for i in 0..10_000u64 {
+        h.send(DynRow::new().with("id", i).with("v", v(i)).into())
+            .await
+            .unwrap();
+    }
+    for chunk in 0..4u64 {
+        let ids = (10_000 + chunk * 2500..10_000 + (chunk + 1) * 2500).collect::<Vec<u64>>();
+        let cols = ColumnBatch::new()
+            .with_column("id", ids.iter().map(|i| Value::from(*i)).collect())
+            .with_column("v", ids.iter().map(|i| v(*i)).collect());
+        h.send(cols.into()).await.unwrap();
+    }
+    let err = h.flush().await.unwrap_err();
+    assert!(
+        matches!(err, chasync_core::Error::DeadLettered { rows: 3, .. }),
+        "{err}"
+    );
+    let stats = ing.shutdown().await.unwrap();
+    assert_eq!(stats.rows_committed, 20_000 - 3, "{stats:?}");
+    assert!(stats.batches_split > 0);
+    assert_eq!(db.u64("SELECT count() FROM t").await, 19_997);
+    assert_eq!(
+        db.u64("SELECT sum(cityHash64(id, v)) FROM t").await,
+        db.u64(
+            "SELECT sum(cityHash64(number, toInt64(number))) FROM numbers(20000) \
+             WHERE number NOT IN (13, 4999, 12345)"
+        )
+        .await
+    );
+    let spool = DeadLetterSpool::new(dlq.path());
+    let entries = spool.list().unwrap();
+    assert_eq!(entries.len(), 3);
+    for e in &entries {
+        assert_eq!(e.kind, EntryKind::Batch);
+        assert_eq!(e.rows, 1);
+        assert_eq!(e.format, "Native");
+        assert_eq!(e.code, Some(469), "{}", e.error);
+        assert!(e.error.contains("positive"), "{}", e.error);
+    }
+    // Each single-row entry replays to exactly its row once the constraint is dropped.
+    db.exec("ALTER TABLE t DROP CONSTRAINT positive").await;
+    let report = chasync_core::replay(&db.config("t", dlq.path()), &spool)
+        .await
+        .unwrap();
+    assert_eq!(report.rows, 3);
+    assert_eq!(
+        db.strings("SELECT toString(id) FROM t WHERE v = -1 ORDER BY id")
+            .await,
+        vec!["13", "4999", "12345"]
     );
 }

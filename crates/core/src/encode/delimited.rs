@@ -104,6 +104,7 @@ impl BatchEncoder for DelimitedRows {
             bytes: Bytes::from(std::mem::take(&mut self.buf)),
             rows: offsets.len(),
             row_offsets: Some(offsets),
+            source: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use uuid::Uuid;
 
-use super::{BatchEncoder, Encoded, RejectedRow};
+use super::{BatchEncoder, Encoded, RejectedRow, RowSource, RowSourceRef};
 use crate::config::Config;
 use crate::native::{
     ConversionError, ConversionErrorKind, EncodedNative, NativeBatch, NativeOptions,
@@ -75,6 +75,10 @@ pub struct DynamicRows {
     current: Option<NativeBatch>,
     /// Parts of the open batch encoded under an earlier schema.
     done: Vec<EncodedNative>,
+    /// The open batch's inputs and which of their rows were accepted, kept so that the engine
+    /// can encode parts of the batch again to isolate rows the server rejects.
+    inputs: Vec<DynInput>,
+    accepted: Vec<(u32, u32)>,
     batch_id: Uuid,
     refresher: Option<Refresher>,
     last_refresh: Option<Instant>,
@@ -95,6 +99,8 @@ impl DynamicRows {
             fill_insert_id,
             current: None,
             done: Vec::new(),
+            inputs: Vec::new(),
+            accepted: Vec::new(),
             batch_id: Uuid::nil(),
             refresher: refresh_from.map(|config| Refresher { config }),
             last_refresh: None,
@@ -217,6 +223,8 @@ impl BatchEncoder for DynamicRows {
         self.batch_id = batch_id;
         self.current = None;
         self.done.clear();
+        self.inputs.clear();
+        self.accepted.clear();
     }
 
     fn push(&mut self, input: DynInput, rejected: &mut Vec<RejectedRow>) {
@@ -228,11 +236,15 @@ impl BatchEncoder for DynamicRows {
                 {
                     result = self.current().push_row(&row);
                 }
-                if let Err(e) = result {
-                    rejected.push(RejectedRow {
+                match result {
+                    Ok(()) => {
+                        self.accepted.push((self.inputs.len() as u32, 0));
+                        self.inputs.push(DynInput::Row(row));
+                    }
+                    Err(e) => rejected.push(RejectedRow {
                         reason: e.to_string(),
                         record: Some(row_json(&row)),
-                    });
+                    }),
                 }
             }
             DynInput::Columns(cols) => {
@@ -244,12 +256,23 @@ impl BatchEncoder for DynamicRows {
                 }
                 match result {
                     Ok(outcome) => {
+                        let mut bad = vec![false; cols.rows()];
                         for e in outcome.rejected {
+                            if let Some(b) = bad.get_mut(e.row) {
+                                *b = true;
+                            }
                             rejected.push(RejectedRow {
                                 record: Some(column_row_json(&cols, e.row)),
                                 reason: e.to_string(),
                             });
                         }
+                        let input = self.inputs.len() as u32;
+                        self.accepted.extend(
+                            (0..cols.rows())
+                                .filter(|r| !bad[*r])
+                                .map(|r| (input, r as u32)),
+                        );
+                        self.inputs.push(DynInput::Columns(cols));
                     }
                     Err(e) => rejected.push(RejectedRow {
                         reason: format!("columnar batch of {} rows refused: {e}", cols.rows()),
@@ -271,6 +294,28 @@ impl BatchEncoder for DynamicRows {
     }
 
     fn finish(&mut self) -> Encoded {
+        let source = (!self.accepted.is_empty()).then(|| {
+            let retained = Arc::new(Retained {
+                schema: self.schema.clone(),
+                opts: self.opts.clone(),
+                fill_insert_id: self.fill_insert_id,
+                inputs: std::mem::take(&mut self.inputs),
+                accepted: std::mem::take(&mut self.accepted),
+            });
+            let rows = retained.accepted.len();
+            RowSourceRef(Arc::new(RetainedRange {
+                all: retained,
+                range: 0..rows,
+            }))
+        });
+        let mut encoded = self.finish_parts();
+        encoded.source = source;
+        encoded
+    }
+}
+
+impl DynamicRows {
+    fn finish_parts(&mut self) -> Encoded {
         let insert_id = self.insert_id();
         if let Some(part) = self.current.take()
             && (!part.is_empty() || self.done.is_empty())
@@ -286,6 +331,7 @@ impl BatchEncoder for DynamicRows {
                 bytes: part.bytes,
                 rows: part.rows,
                 row_offsets: None,
+                source: None,
             };
         }
         // Parts under different schemas: one insert whose column list covers them all; each
@@ -313,6 +359,77 @@ impl BatchEncoder for DynamicRows {
             bytes: Bytes::from(bytes),
             rows: parts.iter().map(|p| p.rows).sum(),
             row_offsets: None,
+            source: None,
+        }
+    }
+}
+
+/// The accepted rows of a sealed dynamic batch.
+struct Retained {
+    schema: Arc<TableSchema>,
+    opts: NativeOptions,
+    fill_insert_id: bool,
+    inputs: Vec<DynInput>,
+    /// (input, row within the input) of each accepted row, in batch order.
+    accepted: Vec<(u32, u32)>,
+}
+
+/// A range of the rows of a [`Retained`] batch.
+struct RetainedRange {
+    all: Arc<Retained>,
+    range: std::ops::Range<usize>,
+}
+
+impl RowSource for RetainedRange {
+    fn rows(&self) -> usize {
+        self.range.len()
+    }
+
+    fn encode(&self, range: std::ops::Range<usize>, batch_id: Uuid) -> Encoded {
+        let all = &self.all;
+        let abs = self.range.start + range.start..self.range.start + range.end;
+        let mut batch = NativeBatch::new(all.schema.clone(), all.opts.clone());
+        let picks = &all.accepted[abs.clone()];
+        let mut i = 0;
+        while i < picks.len() {
+            let (input, _) = picks[i];
+            let mut j = i;
+            while j < picks.len() && picks[j].0 == input {
+                j += 1;
+            }
+            // These rows were accepted once: they convert again (errors cannot happen, and
+            // would only drop rows already dead-lettered).
+            match &all.inputs[input as usize] {
+                DynInput::Row(row) => {
+                    let _ = batch.push_row(row);
+                }
+                DynInput::Columns(cols) => {
+                    let rows: Vec<usize> = picks[i..j].iter().map(|p| p.1 as usize).collect();
+                    let mut part = ColumnBatch::new();
+                    for (name, data) in &cols.columns {
+                        let values = match data {
+                            ColumnData::Values(v) => rows.iter().map(|r| v[*r].clone()).collect(),
+                            #[allow(unreachable_patterns)]
+                            _ => Vec::new(),
+                        };
+                        part.push_column(name.clone(), values);
+                    }
+                    let _ = batch.push_columns(&part);
+                }
+            }
+            i = j;
+        }
+        let part = batch.finish(all.fill_insert_id.then_some(batch_id));
+        Encoded {
+            columns: part.columns,
+            format: "Native",
+            bytes: part.bytes,
+            rows: part.rows,
+            row_offsets: None,
+            source: Some(RowSourceRef(Arc::new(RetainedRange {
+                all: all.clone(),
+                range: abs,
+            }))),
         }
     }
 }

@@ -87,6 +87,7 @@ impl BatchEncoder for JsonEachRow {
             bytes: Bytes::from(std::mem::take(&mut self.buf)),
             rows: offsets.len(),
             row_offsets: Some(offsets),
+            source: None,
         }
     }
 }

@@ -44,6 +44,29 @@ pub struct Encoded {
     /// Where each row starts in `bytes`, for formats whose rows are contiguous (RowBinary):
     /// lets the engine split the batch to isolate rows the server rejects.
     pub row_offsets: Option<Vec<u32>>,
+    /// For formats whose bytes cannot be split (Native): the batch's rows, to encode parts of
+    /// it again when the engine isolates rows the server rejects.
+    pub source: Option<RowSourceRef>,
+}
+
+/// The rows of a batch, kept so that any range of them can be encoded again (for formats
+/// whose bytes cannot be cut at row boundaries).
+pub trait RowSource: Send + Sync {
+    /// Rows in the source.
+    fn rows(&self) -> usize;
+    /// Encodes rows `range` (of this source) as a batch with id `batch_id`; the result's
+    /// `source` covers just that range.
+    fn encode(&self, range: std::ops::Range<usize>, batch_id: Uuid) -> Encoded;
+}
+
+/// A shared [`RowSource`].
+#[derive(Clone)]
+pub struct RowSourceRef(pub std::sync::Arc<dyn RowSource>);
+
+impl std::fmt::Debug for RowSourceRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RowSource({} rows)", self.0.rows())
+    }
 }
 
 /// Turns rows into the encoded bytes of one batch at a time.
@@ -160,6 +183,7 @@ where
             bytes: Bytes::from(buf),
             rows: offsets.len(),
             row_offsets: Some(offsets),
+            source: None,
         }
     }
 }
