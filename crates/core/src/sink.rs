@@ -290,3 +290,33 @@ pub fn check_open_files(config: &Config) -> Option<String> {
         )
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_files_limit_is_read_and_checked() {
+        let limit = open_files_limit().expect("Linux tells the open-files limit");
+        assert!(limit > 0);
+        let mut c = Config::new("http://127.0.0.1:8123", "t");
+        c.max_concurrency = 4;
+        assert_eq!(check_open_files(&c), None);
+        c.max_concurrency = limit as usize;
+        c.urls.push("http://127.0.0.1:8124".into());
+        let warning = check_open_files(&c).expect("a warning");
+        assert!(
+            warning.contains(&format!("open-files limit of {limit}")),
+            "{warning}"
+        );
+        assert!(warning.contains("2 endpoint(s)"), "{warning}");
+    }
+
+    #[test]
+    fn endpoint_pauses_grow_and_are_capped() {
+        assert_eq!(endpoint_pause(1), Duration::from_millis(500));
+        assert_eq!(endpoint_pause(2), Duration::from_secs(1));
+        assert_eq!(endpoint_pause(4), Duration::from_secs(4));
+        assert_eq!(endpoint_pause(50), Duration::from_secs(30));
+    }
+}
