@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use uuid::Uuid;
 
-use super::{BatchEncoder, Encoded, RejectedRow};
+use super::{BatchEncoder, Encoded, LineBuffer, RejectedRow};
 use crate::dedup::InsertIdColumn;
 
 /// CSV or TabSeparated.
@@ -22,8 +22,7 @@ pub enum Delimiter {
 pub struct DelimitedRows {
     delimiter: Delimiter,
     columns: Vec<String>,
-    buf: Vec<u8>,
-    offsets: Vec<u32>,
+    lines: LineBuffer,
     suffix: Vec<u8>,
     insert_id: Option<InsertIdColumn>,
 }
@@ -44,8 +43,7 @@ impl DelimitedRows {
         Self {
             delimiter,
             columns,
-            buf: Vec::new(),
-            offsets: Vec::new(),
+            lines: LineBuffer::default(),
             suffix: Vec::new(),
             insert_id,
         }
@@ -56,8 +54,7 @@ impl BatchEncoder for DelimitedRows {
     type Row = Bytes;
 
     fn begin(&mut self, batch_id: Uuid) {
-        self.buf = Vec::with_capacity(64 * 1024);
-        self.offsets.clear();
+        self.lines.begin();
         self.suffix.clear();
         if self.insert_id.is_some() {
             self.suffix.push(match self.delimiter {
@@ -79,33 +76,26 @@ impl BatchEncoder for DelimitedRows {
             });
             return;
         }
-        self.offsets.push(self.buf.len() as u32);
-        self.buf.extend_from_slice(line);
-        self.buf.extend_from_slice(&self.suffix);
-        self.buf.push(b'\n');
+        self.lines.start_row();
+        self.lines.buf.extend_from_slice(line);
+        self.lines.buf.extend_from_slice(&self.suffix);
+        self.lines.buf.push(b'\n');
     }
 
     fn rows(&self) -> usize {
-        self.offsets.len()
+        self.lines.rows()
     }
 
     fn bytes(&self) -> usize {
-        self.buf.len()
+        self.lines.buf.len()
     }
 
     fn finish(&mut self) -> Encoded {
-        let offsets = std::mem::take(&mut self.offsets);
-        Encoded {
-            columns: self.columns.clone(),
-            format: match self.delimiter {
-                Delimiter::Csv => "CSV",
-                Delimiter::Tsv => "TabSeparated",
-            },
-            bytes: Bytes::from(std::mem::take(&mut self.buf)),
-            rows: offsets.len(),
-            row_offsets: Some(offsets),
-            source: None,
-        }
+        let format = match self.delimiter {
+            Delimiter::Csv => "CSV",
+            Delimiter::Tsv => "TabSeparated",
+        };
+        self.lines.finish(self.columns.clone(), format)
     }
 }
 

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use uuid::Uuid;
 
-use super::{BatchEncoder, Encoded, RejectedRow};
+use super::{BatchEncoder, Encoded, LineBuffer, RejectedRow};
 use crate::dedup::InsertIdColumn;
 
 /// Batches JSON object rows (one object per row, without the newline) into a JSONEachRow
@@ -14,8 +14,7 @@ use crate::dedup::InsertIdColumn;
 /// When the table has an `_insert_id` column, the batch id is added to every object as its
 /// first key; rows must then not carry `_insert_id` themselves (the caller checks).
 pub struct JsonEachRow {
-    buf: Vec<u8>,
-    offsets: Vec<u32>,
+    lines: LineBuffer,
     insert_id: Option<InsertIdColumn>,
     id_prefix: Vec<u8>,
     columns: Vec<String>,
@@ -26,8 +25,7 @@ impl JsonEachRow {
     /// columns by name).
     pub fn new(insert_id: Option<InsertIdColumn>, columns: Vec<String>) -> Self {
         Self {
-            buf: Vec::new(),
-            offsets: Vec::new(),
+            lines: LineBuffer::default(),
             insert_id,
             id_prefix: Vec::new(),
             columns,
@@ -39,8 +37,7 @@ impl BatchEncoder for JsonEachRow {
     type Row = Bytes;
 
     fn begin(&mut self, batch_id: Uuid) {
-        self.buf = Vec::with_capacity(64 * 1024);
-        self.offsets.clear();
+        self.lines.begin();
         self.id_prefix.clear();
         if let Some(col) = &self.insert_id {
             self.id_prefix
@@ -57,38 +54,31 @@ impl BatchEncoder for JsonEachRow {
             });
             return;
         }
-        self.offsets.push(self.buf.len() as u32);
+        self.lines.start_row();
+        let buf = &mut self.lines.buf;
         if self.id_prefix.is_empty() {
-            self.buf.extend_from_slice(trimmed);
+            buf.extend_from_slice(trimmed);
         } else {
-            self.buf.extend_from_slice(&self.id_prefix);
+            buf.extend_from_slice(&self.id_prefix);
             let inner = trimmed[1..].trim_ascii_start();
             if inner != b"}" {
-                self.buf.push(b',');
+                buf.push(b',');
             }
-            self.buf.extend_from_slice(inner);
+            buf.extend_from_slice(inner);
         }
-        self.buf.push(b'\n');
+        buf.push(b'\n');
     }
 
     fn rows(&self) -> usize {
-        self.offsets.len()
+        self.lines.rows()
     }
 
     fn bytes(&self) -> usize {
-        self.buf.len()
+        self.lines.buf.len()
     }
 
     fn finish(&mut self) -> Encoded {
-        let offsets = std::mem::take(&mut self.offsets);
-        Encoded {
-            columns: self.columns.clone(),
-            format: "JSONEachRow",
-            bytes: Bytes::from(std::mem::take(&mut self.buf)),
-            rows: offsets.len(),
-            row_offsets: Some(offsets),
-            source: None,
-        }
+        self.lines.finish(self.columns.clone(), "JSONEachRow")
     }
 }
 

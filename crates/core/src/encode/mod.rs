@@ -188,6 +188,45 @@ where
     }
 }
 
+/// The buffer of a row-per-line text batch (JSONEachRow, CSV, TSV): the bytes and where each
+/// row starts.
+#[derive(Default)]
+pub(crate) struct LineBuffer {
+    pub buf: Vec<u8>,
+    offsets: Vec<u32>,
+}
+
+impl LineBuffer {
+    /// Empties the buffer for a new batch.
+    pub fn begin(&mut self) {
+        self.buf = Vec::with_capacity(64 * 1024);
+        self.offsets.clear();
+    }
+
+    /// Marks the start of a row at the current end of the buffer.
+    pub fn start_row(&mut self) {
+        // Batches are far below 4 GiB (`Config::validate` caps `max_bytes`).
+        self.offsets.push(self.buf.len() as u32);
+    }
+
+    pub fn rows(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// The batch, leaving the buffer empty.
+    pub fn finish(&mut self, columns: Vec<String>, format: &'static str) -> Encoded {
+        let offsets = std::mem::take(&mut self.offsets);
+        Encoded {
+            columns,
+            format,
+            bytes: Bytes::from(std::mem::take(&mut self.buf)),
+            rows: offsets.len(),
+            row_offsets: Some(offsets),
+            source: None,
+        }
+    }
+}
+
 /// A boxed encoder is an encoder: lets one pipeline type serve encoders chosen at run time
 /// (e.g. JSONEachRow or CSV rows of `Bytes`).
 impl<R: Send + 'static> BatchEncoder for Box<dyn BatchEncoder<Row = R>> {
