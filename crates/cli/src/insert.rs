@@ -305,6 +305,16 @@ fn feed(
         malformed: 0,
         stopped_at: None,
     };
+    // Records go to the engine in chunks: one hand-off per chunk, not per record.
+    let mut chunk: Vec<Bytes> = Vec::with_capacity(CHUNK);
+    let send = |chunk: &mut Vec<Bytes>| -> Result<(), CliError> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        bar.inc(chunk.iter().map(|r| r.len() as u64 + 1).sum());
+        rt.block_on(handle.send_all(chunk.drain(..)))
+            .map_err(|_| CliError::error("the engine stopped accepting rows"))
+    };
     for reader in readers {
         for item in reader {
             let Item {
@@ -323,12 +333,14 @@ fn feed(
             };
             match record {
                 Ok(r) => {
-                    bar.inc(r.bytes.len() as u64 + 1);
-                    if rt.block_on(handle.send(r.bytes)).is_err() {
-                        return Err(CliError::error("the engine stopped accepting rows"));
+                    chunk.push(r.bytes);
+                    if chunk.len() >= CHUNK {
+                        send(&mut chunk)?;
                     }
                 }
                 Err(bad) => {
+                    // Keep the order: what came before goes first.
+                    send(&mut chunk)?;
                     fed.malformed += 1;
                     if let Some(raw) = &bad.raw {
                         bar.inc(raw.len() as u64 + 1);
@@ -349,8 +361,12 @@ fn feed(
             }
         }
     }
+    send(&mut chunk)?;
     Ok(fed)
 }
+
+/// Records per hand-off to the engine.
+const CHUNK: usize = 1024;
 
 fn print_summary(s: &InsertSummary) {
     println!("table:          {}", s.table);

@@ -735,3 +735,23 @@ async fn a_dispatcher_takes_batches_formed_elsewhere() {
     assert_eq!(db.u64("SELECT count() FROM t").await, 1000);
     assert_eq!(db.u64(HASH).await, db.u64(&expected_hash(1000)).await);
 }
+
+#[tokio::test]
+async fn send_all_moves_rows_in_chunks_through_a_small_queue() {
+    let db = TestDb::new("sendall").await;
+    table(&db, None).await;
+    let dlq = tempfile::tempdir().unwrap();
+    let mut c = db.config("t", dlq.path());
+    c.queue_capacity = 8;
+    c.max_rows = 3000;
+    let ing = Ingestor::<Ev>::start(c).await.unwrap();
+    let h = ing.handle();
+    h.send_all((0..10_000).map(ev)).await.unwrap();
+    assert_eq!(h.stats().rows_accepted, 10_000);
+    let stats = ing.shutdown().await.unwrap();
+    assert_eq!(stats.rows_committed, 10_000);
+    assert_eq!(db.u64(HASH).await, db.u64(&expected_hash(10_000)).await);
+    // After shutdown every row comes back.
+    let err = h.send_all((0..5).map(ev)).await.unwrap_err();
+    assert_eq!(err.0.len(), 5);
+}
