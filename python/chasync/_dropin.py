@@ -203,6 +203,9 @@ class ClickHouseAsyncInserter:
                 if stop:
                     await self.flush()
                     return
+                # A full queue and an engine with room never suspend: let the other tasks
+                # (producers, heartbeats) run between two hand-offs.
+                await asyncio.sleep(0)
         except asyncio.CancelledError:
             ins.flush_nowait()
             raise

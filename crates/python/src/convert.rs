@@ -381,6 +381,18 @@ impl Item {
     }
 }
 
+/// Rows (or column values) converted between two offers of the GIL to other threads.
+const YIELD_EVERY: usize = 1024;
+
+/// Lets other threads (the event loop) take the GIL for a moment. Native code holding the GIL
+/// is never asked to give it up, and releasing it only to take it back at once starves the
+/// waiting thread (its timed wait restarts on every release and never asks for a switch):
+/// a short pause lets it in. Costs ~0.1 ms per [`YIELD_EVERY`] rows, only on conversions that
+/// run on a thread of their own (`background`).
+fn yield_gil(py: Python<'_>) {
+    py.detach(|| std::thread::sleep(std::time::Duration::from_micros(100)));
+}
+
 /// Runs of fewer rows with the same keys than this are sent as rows, longer ones as columns.
 const MIN_COLUMNAR_RUN: usize = 8;
 
@@ -426,6 +438,7 @@ pub fn convert_rows<'py>(
     on_error: OnError,
     chunk_rows: usize,
     first_row: usize,
+    background: bool,
 ) -> Result<Vec<Item>, PyConversion> {
     let mut out = Vec::new();
     let mut run: Option<Run<'py>> = None;
@@ -433,6 +446,9 @@ pub fn convert_rows<'py>(
     let mut types_ref: Option<&Types> = None;
     for (i, obj) in rows.enumerate() {
         let py = obj.py();
+        if background && i % YIELD_EVERY == YIELD_EVERY - 1 {
+            yield_gil(py);
+        }
         let t = match types_ref {
             Some(t) => t,
             None => {
@@ -604,7 +620,10 @@ pub enum RawColumn {
 
 /// Takes the columns of a dict: numpy arrays of numbers, booleans and datetimes by their
 /// bytes (converted later without the GIL); lists, tuples and other arrays value by value.
-pub fn take_columns(dict: &Bound<'_, PyDict>) -> Result<Vec<(String, RawColumn)>, PyConversion> {
+pub fn take_columns(
+    dict: &Bound<'_, PyDict>,
+    background: bool,
+) -> Result<Vec<(String, RawColumn)>, PyConversion> {
     let py = dict.py();
     let t = types(py).map_err(|e| PyConversion {
         row: 0,
@@ -630,7 +649,7 @@ pub fn take_columns(dict: &Bound<'_, PyDict>) -> Result<Vec<(String, RawColumn)>
                 value: String::new(),
                 reason: e.to_string(),
             })?;
-        let col = take_column(&v, t).map_err(|(row, value, reason)| PyConversion {
+        let col = take_column(&v, t, background).map_err(|(row, value, reason)| PyConversion {
             row,
             column: Some(name.clone()),
             value,
@@ -643,13 +662,20 @@ pub fn take_columns(dict: &Bound<'_, PyDict>) -> Result<Vec<(String, RawColumn)>
 
 type ColumnError = (usize, String, String);
 
-fn take_column(v: &Bound<'_, PyAny>, t: &Types) -> Result<RawColumn, ColumnError> {
+fn take_column(
+    v: &Bound<'_, PyAny>,
+    t: &Types,
+    background: bool,
+) -> Result<RawColumn, ColumnError> {
     let py = v.py();
     let whole = |reason: String| (0usize, short_repr(v, 200), reason);
     let items = |seq: &Bound<'_, PyAny>| -> Result<RawColumn, ColumnError> {
         let mut out = Vec::with_capacity(seq.len().unwrap_or(0));
         let iter = seq.try_iter().map_err(|e| whole(e.to_string()))?;
         for (i, item) in iter.enumerate() {
+            if background && i % YIELD_EVERY == YIELD_EVERY - 1 {
+                yield_gil(py);
+            }
             let item = item.map_err(|e| whole(e.to_string()))?;
             out.push(to_value(&item, t, 0).map_err(|r| (i, short_repr(&item, 200), r))?);
         }
@@ -689,7 +715,7 @@ fn take_column(v: &Bound<'_, PyAny>, t: &Types) -> Result<RawColumn, ColumnError
         && let Ok(arr) = v.call_method0(intern!(py, "to_numpy"))
         && type_module_is_numpy(&arr)
     {
-        return take_column(&arr, t);
+        return take_column(&arr, t, background);
     }
     if v.is_instance_of::<PyString>()
         || v.is_instance_of::<PyBytes>()

@@ -590,7 +590,7 @@ impl Inserter {
 
     /// Queues one row (a dict). Awaitable; resolves when the row is in the engine's queue.
     fn write<'py>(&self, py: Python<'py>, row: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
-        let items = convert::convert_rows(std::iter::once(row.clone()), self.on_error, 1, 0)
+        let items = convert::convert_rows(std::iter::once(row.clone()), self.on_error, 1, 0, false)
             .map_err(|e| e.into_pyerr(py))?;
         self.submit(py, items)
     }
@@ -598,7 +598,7 @@ impl Inserter {
     /// Queues one row if there is room now; raises `QueueFull` otherwise. Not awaitable.
     fn try_write(&self, py: Python<'_>, row: &Bound<'_, PyAny>) -> PyResult<()> {
         let r = self.running()?;
-        let items = convert::convert_rows(std::iter::once(row.clone()), self.on_error, 1, 0)
+        let items = convert::convert_rows(std::iter::once(row.clone()), self.on_error, 1, 0, false)
             .map_err(|e| e.into_pyerr(py))?;
         if r.backlog.load(SeqCst) != 0 || items.iter().any(|i| matches!(i, Item::Reject { .. })) {
             if items.iter().all(|i| matches!(i, Item::Input(_))) {
@@ -642,9 +642,14 @@ impl Inserter {
         let n = seq.len()?;
         let (on_error, chunk) = (self.on_error, self.chunk_rows);
         if n <= INLINE_ROWS {
-            let items =
-                convert::convert_rows(seq.try_iter()?.filter_map(Result::ok), on_error, chunk, 0)
-                    .map_err(|e| e.into_pyerr(py))?;
+            let items = convert::convert_rows(
+                seq.try_iter()?.filter_map(Result::ok),
+                on_error,
+                chunk,
+                0,
+                false,
+            )
+            .map_err(|e| e.into_pyerr(py))?;
             return self.submit(py, items);
         }
         let seq = seq.unbind();
@@ -654,7 +659,7 @@ impl Inserter {
                 let iter = seq
                     .try_iter()
                     .map_err(|e| WorkError::Other(e.to_string()))?;
-                convert::convert_rows(iter.filter_map(Result::ok), on_error, chunk, 0)
+                convert::convert_rows(iter.filter_map(Result::ok), on_error, chunk, 0, true)
                     .map_err(WorkError::Conversion)
             })
             .unwrap_or_else(|| Err(WorkError::Other("the interpreter is shutting down".into())))
@@ -699,7 +704,7 @@ impl Inserter {
             .max()
             .unwrap_or(0);
         if longest <= INLINE_ROWS {
-            let raw = convert::take_columns(dict).map_err(|e| e.into_pyerr(py))?;
+            let raw = convert::take_columns(dict, false).map_err(|e| e.into_pyerr(py))?;
             let items = py
                 .detach(move || finish_columns(raw, chunk))
                 .map_err(|e| e.into_pyerr(py))?;
@@ -707,7 +712,7 @@ impl Inserter {
         }
         let dict = dict.clone().unbind();
         self.submit_job(py, move || {
-            let raw = Python::try_attach(|py| convert::take_columns(dict.bind(py)))
+            let raw = Python::try_attach(|py| convert::take_columns(dict.bind(py), true))
                 .unwrap_or_else(|| {
                     Err(PyConversion {
                         row: 0,
