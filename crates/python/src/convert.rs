@@ -568,9 +568,7 @@ pub fn convert_rows<'py>(
             };
             match to_value(&v, t, 0) {
                 Ok(v) => {
-                    let mut col = Vec::new();
-                    col.push(v);
-                    cols.push(col);
+                    cols.push(vec![v]);
                 }
                 Err(reason) => {
                     fail(Some(name), reason, &mut out).map_err(|mut e| {
@@ -744,7 +742,7 @@ pub fn numpy_values(dtype: &str, bytes: &[u8]) -> Result<Vec<Value>, String> {
     let size: usize = size
         .parse()
         .map_err(|_| format!("unsupported numpy dtype {dtype}"))?;
-    if size == 0 || bytes.len() % size != 0 {
+    if size == 0 || !bytes.len().is_multiple_of(size) {
         return Err(format!("numpy buffer does not fit dtype {dtype}"));
     }
     macro_rules! num {
