@@ -44,6 +44,16 @@ test:
     scripts/with-clickhouse.sh cargo test --workspace --all-targets
     scripts/with-clickhouse.sh cargo test --workspace --doc
     cargo bench -p chasync-benches -- --test
+    scripts/with-clickhouse.sh scripts/test-python.sh
+
+# The Python package's tests (pytest, release build, cached venv) against a real ClickHouse.
+test-python *args:
+    scripts/with-clickhouse.sh scripts/test-python.sh {{args}}
+
+# The Python benchmark: the drop-in and columnar inputs next to the original class and
+# clickhouse-connect, on the same rows and server.
+bench-python rows="1000000":
+    scripts/with-clickhouse.sh scripts/bench-python.sh {{rows}}
 
 # What CI runs: lint, then the tests.
 ci: lint test

@@ -303,7 +303,7 @@ pub(crate) async fn run<E: BatchEncoder>(
                             }
                         }
                         Msg::Row(row, ack) => {
-                            rows_out += 1;
+                            rows_out += E::input_rows(&row);
                             let (sealed, rejected) = batcher.push_acked(row, ack.as_ref());
                             if rejected > 0 {
                                 counters.rows_rejected.fetch_add(rejected as u64, Relaxed);

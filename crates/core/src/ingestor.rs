@@ -205,6 +205,7 @@ impl<E: BatchEncoder> Pipeline<E> {
                 tx,
                 counters,
                 spool: dispatcher.spool_dir(),
+                count: E::input_rows,
             },
             batcher,
             dispatcher,

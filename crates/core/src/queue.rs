@@ -31,6 +31,8 @@ pub struct Handle<R> {
     pub(crate) tx: mpsc::Sender<Msg<R>>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) spool: std::path::PathBuf,
+    /// Rows in one input (see [`crate::BatchEncoder::input_rows`]).
+    pub(crate) count: fn(&R) -> u64,
 }
 
 impl<R> Clone for Handle<R> {
@@ -39,6 +41,7 @@ impl<R> Clone for Handle<R> {
             tx: self.tx.clone(),
             counters: self.counters.clone(),
             spool: self.spool.clone(),
+            count: self.count,
         }
     }
 }
@@ -108,9 +111,10 @@ impl<R> std::error::Error for TrySendError<R> {}
 impl<R: Send + 'static> Handle<R> {
     /// Queues a row, waiting while the queue is full (backpressure).
     pub async fn send(&self, row: R) -> std::result::Result<(), SendError<R>> {
+        let n = (self.count)(&row);
         match self.tx.send(Msg::Row(row, None)).await {
             Ok(()) => {
-                self.counters.rows_accepted.fetch_add(1, Relaxed);
+                self.counters.rows_accepted.fetch_add(n, Relaxed);
                 Ok(())
             }
             Err(mpsc::error::SendError(msg)) => Err(SendError(into_row(msg))),
@@ -119,9 +123,10 @@ impl<R: Send + 'static> Handle<R> {
 
     /// Queues a row if there is room now; otherwise hands it back.
     pub fn try_send(&self, row: R) -> std::result::Result<(), TrySendError<R>> {
+        let n = (self.count)(&row);
         match self.tx.try_send(Msg::Row(row, None)) {
             Ok(()) => {
-                self.counters.rows_accepted.fetch_add(1, Relaxed);
+                self.counters.rows_accepted.fetch_add(n, Relaxed);
                 Ok(())
             }
             Err(mpsc::error::TrySendError::Full(msg)) => Err(TrySendError::Full(into_row(msg))),
@@ -149,8 +154,8 @@ impl<R: Send + 'static> Handle<R> {
             for permit in permits {
                 match rows.next() {
                     Some(row) => {
+                        sent += (self.count)(&row);
                         permit.send(Msg::Row(row, None));
-                        sent += 1;
                     }
                     None => break,
                 }
@@ -181,9 +186,10 @@ impl<R: Send + 'static> Handle<R> {
         let (state, ack) = AckState::new(1, self.spool.clone());
         let mut rows = rows.into_iter();
         while let Some(row) = rows.next() {
+            let n = (self.count)(&row);
             match self.tx.send(Msg::Row(row, Some(state.clone()))).await {
                 Ok(()) => {
-                    self.counters.rows_accepted.fetch_add(1, Relaxed);
+                    self.counters.rows_accepted.fetch_add(n, Relaxed);
                 }
                 Err(mpsc::error::SendError(msg)) => {
                     let mut rest = vec![into_row(msg)];

@@ -243,3 +243,50 @@ async fn rows_the_server_refuses_are_isolated_in_native_batches_too() {
         vec!["13", "4999", "12345"]
     );
 }
+
+#[tokio::test]
+async fn columnar_batches_count_rows_and_a_refused_batch_spools_every_row() {
+    let db = TestDb::new("dyncount").await;
+    table(&db).await;
+    let dlq = tempfile::tempdir().unwrap();
+    let ing = DynIngestor::start_dynamic(db.config("t", dlq.path()), NativeOptions::default())
+        .await
+        .unwrap();
+    let h = ing.handle();
+    let ids: Vec<Value> = (0..1000u64).map(Value::from).collect();
+    h.send(ColumnBatch::new().with_column("id", ids).into())
+        .await
+        .unwrap();
+    // A key that names no column refuses the whole batch: all 3 rows go to the spool.
+    let bad = ColumnBatch::new()
+        .with_column("id", vec![Value::UInt(1), Value::UInt(2), Value::UInt(3)])
+        .with_column("nope", vec![Value::UInt(7), Value::UInt(8), Value::UInt(9)]);
+    h.send(bad.into()).await.unwrap();
+    let err = h.flush().await.unwrap_err();
+    assert!(
+        matches!(err, chasync_core::Error::DeadLettered { rows: 3, .. }),
+        "{err}"
+    );
+    let stats = ing.shutdown().await.unwrap();
+    assert_eq!(stats.rows_accepted, 1003);
+    assert_eq!(stats.rows_committed, 1000);
+    assert_eq!(stats.rows_rejected, 3);
+    assert_eq!(stats.rows_dead_lettered, 3);
+    assert_eq!(stats.queue_depth, 0);
+    assert_eq!(db.u64("SELECT count() FROM t").await, 1000);
+    let spool = DeadLetterSpool::new(dlq.path());
+    let text: String = spool
+        .list()
+        .unwrap()
+        .iter()
+        .map(|e| String::from_utf8_lossy(&spool.payload(e).unwrap()).into_owned())
+        .collect();
+    assert_eq!(text.lines().count(), 3, "{text}");
+    for (id, nope) in [(1, 7), (2, 8), (3, 9)] {
+        assert!(
+            text.contains(&format!("{{\\\"id\\\":{id},\\\"nope\\\":{nope}}}")),
+            "{text}"
+        );
+    }
+    assert!(text.contains("nope"), "{text}");
+}

@@ -274,12 +274,39 @@ impl BatchEncoder for DynamicRows {
                         );
                         self.inputs.push(DynInput::Columns(cols));
                     }
-                    Err(e) => rejected.push(RejectedRow {
-                        reason: format!("columnar batch of {} rows refused: {e}", cols.rows()),
-                        record: Some(columns_json(&cols)),
-                    }),
+                    // The whole batch is refused (unknown or non-insertable column, columns
+                    // of different lengths): every row goes to the spool with the reason, so
+                    // the counters count rows, not batches.
+                    Err(e) => {
+                        let n = cols.columns.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
+                        if n == 0 {
+                            rejected.push(RejectedRow {
+                                reason: format!("columnar batch refused: {e}"),
+                                record: Some(columns_json(&cols)),
+                            });
+                        }
+                        for row in 0..n {
+                            rejected.push(RejectedRow {
+                                reason: format!(
+                                    "columnar batch of {} rows refused: {e}",
+                                    cols.rows()
+                                ),
+                                record: Some(column_row_json(&cols, row)),
+                            });
+                        }
+                    }
                 }
             }
+        }
+    }
+
+    fn input_rows(input: &DynInput) -> u64
+    where
+        Self: Sized,
+    {
+        match input {
+            DynInput::Row(_) => 1,
+            DynInput::Columns(cols) => cols.rows() as u64,
         }
     }
 

@@ -94,6 +94,16 @@ pub trait BatchEncoder: Send + 'static {
 
     /// Seals the current batch and returns its bytes.
     fn finish(&mut self) -> Encoded;
+
+    /// How many rows one input holds, for the counters ([`crate::Stats::rows_accepted`],
+    /// [`crate::Stats::queue_depth`]): 1 unless an input can carry several rows (a columnar
+    /// batch).
+    fn input_rows(_row: &Self::Row) -> u64
+    where
+        Self: Sized,
+    {
+        1
+    }
 }
 
 /// RowBinary encoder of typed rows.

@@ -1,0 +1,347 @@
+"""Rows per second into ClickHouse from Python: chasync next to the class it replaces and
+clickhouse-connect, on the same rows, table and server, in one run.
+
+    python benches/python/bench_python.py --rows 1000000 --repeat 2
+
+CLICKHOUSE_URL (default http://127.0.0.1:8123) names the server. Every measurement starts on
+an empty table and ends when the server holds every row (checked with count()); the figure
+is rows / wall-clock seconds. Building the input (the dicts, the columns, the Arrow table)
+is not timed; converting it to what a client takes (tuples for clickhouse-connect) is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+import urllib.parse
+import urllib.request
+from typing import Any, Callable, Dict, List, Optional
+
+URL = os.environ.get("CLICKHOUSE_URL", "http://127.0.0.1:8123").rstrip("/")
+DB = f"chasync_bench_py_{os.getpid()}"
+TABLE = "events"
+COLUMNS = ["id", "user", "value", "ts", "kind"]
+
+
+def query(sql: str) -> str:
+    req = urllib.request.Request(f"{URL}/?database={DB}", data=sql.encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=300) as r:
+        return r.read().decode()
+
+
+def count() -> int:
+    return int(query(f"SELECT count() FROM {TABLE}").strip())
+
+
+def checksum() -> int:
+    return int(query(f"SELECT sum(cityHash64(id, user, value, ts, kind)) FROM {TABLE}").strip())
+
+
+def expected_checksum(n: int) -> int:
+    return int(
+        query(
+            "SELECT sum(cityHash64(number, concat('u', toString(number % 1000)), number * 0.5, "
+            "toDateTime(1700000000 + number, 'UTC'), ['a', 'b', 'c'][number % 3 + 1])) "
+            f"FROM numbers({n})"
+        ).strip()
+    )
+
+
+def row(i: int) -> Dict[str, Any]:
+    return {
+        "id": i,
+        "user": f"u{i % 1000}",
+        "value": i * 0.5,
+        "ts": 1_700_000_000 + i,
+        "kind": "abc"[i % 3],
+    }
+
+
+# --- The class chasync replaces, recreated as its article gives it (aiohttp + JSONEachRow) ---
+
+import aiohttp  # noqa: E402
+from aiohttp import ClientTimeout, TCPConnector  # noqa: E402
+
+seed_logger = logging.getLogger("seed")
+
+
+class SeedClickHouseAsyncInserter:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        database: str,
+        table: str,
+        max_concurrency: int = 8,
+        batch_size: int = 50_000,
+        timeout_sec: int = 30,
+        retries: int = 3,
+    ):
+        self.base_url = f"http://{host}:{port}"
+        self.database = database
+        self.table = table
+        self.batch_size = batch_size
+        self.semaphore = asyncio.Semaphore(max_concurrency)
+        self.timeout = ClientTimeout(total=timeout_sec, connect=5)
+        self.connector = TCPConnector(
+            limit=max_concurrency * 2, keepalive_timeout=60, enable_cleanup_closed=True
+        )
+        self.session: Optional[aiohttp.ClientSession] = None
+        self.retries = retries
+
+    async def __aenter__(self):
+        self.session = aiohttp.ClientSession(
+            connector=self.connector,
+            timeout=self.timeout,
+            headers={"Content-Type": "application/json"},
+        )
+        return self
+
+    async def __aexit__(self, exc_type, exc_val, exc_tb):
+        if self.session:
+            await self.session.close()
+
+    async def _execute_insert(self, batch: List[Dict[str, Any]]) -> bool:
+        if not batch:
+            return True
+        query = f"INSERT INTO {self.database}.{self.table} FORMAT JSONEachRow"
+        payload = "\n".join(json.dumps(row, ensure_ascii=False) for row in batch)
+        for attempt in range(self.retries):
+            try:
+                async with self.semaphore:
+                    async with self.session.post(
+                        f"{self.base_url}/?query={query}", data=payload.encode("utf-8")
+                    ) as response:
+                        if response.status == 200:
+                            return True
+                        error_body = await response.text()
+                        seed_logger.warning(
+                            f"Insert failed (attempt {attempt + 1}/{self.retries}): "
+                            f"{response.status} - {error_body}"
+                        )
+            except asyncio.TimeoutError:
+                seed_logger.error(f"HTTP timeout on attempt {attempt + 1}")
+            except aiohttp.ClientError as e:
+                seed_logger.error(f"Client transport error on attempt {attempt + 1}: {e}")
+            if attempt < self.retries - 1:
+                delay = min(2**attempt + 0.5, 10.0)
+                await asyncio.sleep(delay)
+        return False
+
+    async def stream_insert(self, data_stream: asyncio.Queue) -> None:
+        buffer = []
+        while True:
+            try:
+                record = await asyncio.wait_for(data_stream.get(), timeout=1.0)
+                buffer.append(record)
+                if len(buffer) >= self.batch_size:
+                    success = await self._execute_insert(buffer)
+                    if not success:
+                        seed_logger.critical("Batch insert failed after retries; routing to DLQ")
+                    buffer.clear()
+            except asyncio.TimeoutError:
+                if buffer:
+                    await self._execute_insert(buffer)
+                    buffer.clear()
+
+
+# --- Measurements ---------------------------------------------------------------------------
+
+
+async def wait_for_count(n: int, timeout: float = 300.0) -> None:
+    deadline = time.perf_counter() + timeout
+    while count() < n:
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"only {count()} of {n} rows arrived")
+        await asyncio.sleep(0.02)
+
+
+async def pipeline(make_inserter: Callable[[], Any], rows: List[dict], sentinel: bool) -> None:
+    """The article's shape: a producer task fills a bounded asyncio.Queue, stream_insert
+    drains it."""
+    queue: asyncio.Queue = asyncio.Queue(maxsize=20_000)
+
+    async def producer():
+        for r in rows:
+            await queue.put(r)
+        if sentinel:
+            await queue.put(None)
+
+    async with make_inserter() as ins:
+        prod = asyncio.create_task(producer())
+        consumer = asyncio.create_task(ins.stream_insert(queue))
+        await prod
+        if sentinel:
+            await consumer
+        else:
+            # The original never returns: wait until the server has every row, then stop it.
+            await wait_for_count(len(rows))
+            consumer.cancel()
+    await wait_for_count(len(rows))
+
+
+def host_port():
+    u = urllib.parse.urlparse(URL)
+    return u.hostname, u.port or 8123
+
+
+async def run_seed(rows, data):
+    h, p = host_port()
+    await pipeline(lambda: SeedClickHouseAsyncInserter(h, p, DB, TABLE), rows, sentinel=False)
+
+
+async def run_dropin(rows, data):
+    import chasync
+
+    h, p = host_port()
+    await pipeline(
+        lambda: chasync.ClickHouseAsyncInserter(h, p, DB, TABLE, dlq_dir=data["dlq"]),
+        rows,
+        sentinel=True,
+    )
+
+
+async def run_write_many(rows, data):
+    import chasync
+
+    async with chasync.Inserter(URL, TABLE, database=DB, dlq_dir=data["dlq"]) as ins:
+        await ins.write_many(rows)
+
+
+async def run_dict_of_lists(rows, data):
+    import chasync
+
+    async with chasync.Inserter(URL, TABLE, database=DB, dlq_dir=data["dlq"]) as ins:
+        await ins.write_columns(data["columns"])
+
+
+async def run_numpy(rows, data):
+    import chasync
+
+    async with chasync.Inserter(URL, TABLE, database=DB, dlq_dir=data["dlq"]) as ins:
+        await ins.write_columns(data["numpy"])
+
+
+async def run_arrow(rows, data):
+    import chasync
+
+    async with chasync.Inserter(URL, TABLE, database=DB, dlq_dir=data["dlq"]) as ins:
+        await ins.write_columns(data["arrow"])
+
+
+async def run_cc_rows(rows, data):
+    import clickhouse_connect
+
+    h, p = host_port()
+    client = await clickhouse_connect.get_async_client(host=h, port=p, database=DB)
+    try:
+        batch = 50_000
+        for lo in range(0, len(rows), batch):
+            part = [tuple(r.values()) for r in rows[lo : lo + batch]]
+            await client.insert(TABLE, part, column_names=COLUMNS)
+    finally:
+        await client.close()
+
+
+async def run_cc_arrow(rows, data):
+    import clickhouse_connect
+
+    h, p = host_port()
+    client = await clickhouse_connect.get_async_client(host=h, port=p, database=DB)
+    try:
+        await client.insert_arrow(TABLE, data["arrow"])
+    finally:
+        await client.close()
+
+
+CASES = [
+    ("original class (aiohttp + JSONEachRow), queue of dicts", run_seed),
+    ("chasync.ClickHouseAsyncInserter (drop-in), queue of dicts", run_dropin),
+    ("chasync.Inserter.write_many(list of dicts)", run_write_many),
+    ("chasync.Inserter.write_columns(dict of lists)", run_dict_of_lists),
+    ("chasync.Inserter.write_columns(dict of numpy arrays)", run_numpy),
+    ("chasync.Inserter.write_columns(pyarrow.Table)", run_arrow),
+    ("clickhouse-connect async insert(rows as tuples, 50k per call)", run_cc_rows),
+    ("clickhouse-connect async insert_arrow(pyarrow.Table)", run_cc_arrow),
+]
+
+
+async def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--only", help="run the cases whose name contains this text")
+    args = ap.parse_args()
+    import numpy as np
+    import pyarrow as pa
+
+    n = args.rows
+    rows = [row(i) for i in range(n)]
+    columns = {c: [r[c] for r in rows] for c in COLUMNS}
+    data = {
+        "columns": columns,
+        "numpy": {
+            "id": np.arange(n, dtype=np.uint64),
+            "user": columns["user"],
+            "value": np.arange(n, dtype=np.float64) * 0.5,
+            "ts": 1_700_000_000 + np.arange(n, dtype=np.int64),
+            "kind": columns["kind"],
+        },
+        "arrow": pa.table(
+            {
+                "id": pa.array(columns["id"], pa.uint64()),
+                "user": columns["user"],
+                "value": columns["value"],
+                "ts": pa.array(columns["ts"], pa.uint32()),
+                "kind": columns["kind"],
+            }
+        ),
+        "dlq": f"/tmp/{DB}-dlq",
+    }
+    query_root = urllib.request.Request(URL, data=f"CREATE DATABASE {DB}".encode(), method="POST")
+    urllib.request.urlopen(query_root).read()
+    try:
+        query(
+            f"CREATE TABLE {TABLE} (id UInt64, user String, value Float64, ts DateTime('UTC'), "
+            "kind LowCardinality(String)) ENGINE = MergeTree ORDER BY id"
+        )
+        want = expected_checksum(n)
+        version = query("SELECT version()").strip()
+        print(
+            f"# {n} rows, best of {args.repeat}; ClickHouse {version} at {URL}; "
+            f"Python {platform.python_version()}; {os.cpu_count()} CPUs",
+            flush=True,
+        )
+        results = []
+        for name, fn in CASES:
+            if args.only and args.only not in name:
+                continue
+            times = []
+            for _ in range(args.repeat):
+                query(f"TRUNCATE TABLE {TABLE}")
+                t0 = time.perf_counter()
+                await fn(rows, data)
+                times.append(time.perf_counter() - t0)
+                got = count()
+                if got != n or checksum() != want:
+                    print(f"{name}: WRONG RESULT ({got} rows)", file=sys.stderr)
+                    return 1
+            best = min(times)
+            results.append((name, n / best, statistics.median(times)))
+            print(f"{name:66s} {n / best:>12,.0f} rows/s  (best {best:.2f} s)", flush=True)
+        return 0
+    finally:
+        urllib.request.urlopen(
+            urllib.request.Request(URL, data=f"DROP DATABASE IF EXISTS {DB}".encode(), method="POST")
+        ).read()
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,887 @@
+//! Python objects to the engine's values.
+//!
+//! | Python | [`Value`] | lands in |
+//! |---|---|---|
+//! | `None` | `Null` | NULL, or the column's default when it is not `Nullable` |
+//! | `bool` | `Bool` | Bool, integers |
+//! | `int` | `Int`/`UInt` (64 bit), `Int128`/`UInt128`, else its decimal text | any integer width up to 256 bits, Decimal, Float |
+//! | `float` | `Float` | Float32/64, Decimal |
+//! | `str` | `String` | String, and anything ClickHouse can read from text |
+//! | `bytes`, `bytearray`, `memoryview` | `Bytes` | String, FixedString (need not be UTF-8), UUID/IPv6 (16 bytes) |
+//! | `datetime` | ISO text; naive ones are read in the column's time zone, aware ones keep their instant | DateTime, DateTime64, Date |
+//! | `date`, `time` | ISO text | Date, Date32, DateTime*, String |
+//! | `timedelta` | `Float` seconds | numbers |
+//! | `Decimal`, `UUID`, `IPv4Address`, `IPv6Address` | their text (exact) | Decimal*, UUID, IPv4, IPv6, String |
+//! | `enum.Enum` | its value | |
+//! | `list`, `set` | `Array` | Array, positional Tuple, Map (as a list of pairs) |
+//! | `tuple` | `Tuple`; a named tuple becomes an object with its field names | Tuple, Array |
+//! | `dict` | `Object` (all keys `str`) or `Map` | Map, named Tuple, JSON |
+//! | numpy scalars | their Python value (`datetime64` as ISO text, `NaT` as `None`) | |
+//! | numpy arrays (nested) | `Array` | Array |
+
+use chasync_core::DynInput;
+use chasync_core::value::{ColumnBatch, DynRow, Value};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString,
+    PyTuple, PyType,
+};
+
+use crate::errors::PyConversion;
+
+/// Python types the converter recognises by identity (their type object's address).
+pub struct Types {
+    datetime: Py<PyType>,
+    date: Py<PyType>,
+    time: Py<PyType>,
+    timedelta: Py<PyType>,
+    decimal: Py<PyType>,
+    uuid: Py<PyType>,
+    ipv4: Py<PyType>,
+    ipv6: Py<PyType>,
+    enum_: Py<PyType>,
+    addr: [usize; 7],
+}
+
+static TYPES: PyOnceLock<Types> = PyOnceLock::new();
+
+/// The recognised types (imported once).
+pub fn types(py: Python<'_>) -> PyResult<&Types> {
+    TYPES.get_or_try_init(py, || {
+        let get = |module: &str, name: &str| -> PyResult<Py<PyType>> {
+            Ok(py
+                .import(module)?
+                .getattr(name)?
+                .cast_into::<PyType>()?
+                .unbind())
+        };
+        let datetime = get("datetime", "datetime")?;
+        let date = get("datetime", "date")?;
+        let time = get("datetime", "time")?;
+        let timedelta = get("datetime", "timedelta")?;
+        let decimal = get("decimal", "Decimal")?;
+        let uuid = get("uuid", "UUID")?;
+        let ipv4 = get("ipaddress", "IPv4Address")?;
+        let ipv6 = get("ipaddress", "IPv6Address")?;
+        let enum_ = get("enum", "Enum")?;
+        let addr = [
+            datetime.as_ptr() as usize,
+            date.as_ptr() as usize,
+            time.as_ptr() as usize,
+            decimal.as_ptr() as usize,
+            uuid.as_ptr() as usize,
+            ipv4.as_ptr() as usize,
+            ipv6.as_ptr() as usize,
+        ];
+        Ok(Types {
+            datetime,
+            date,
+            time,
+            timedelta,
+            decimal,
+            uuid,
+            ipv4,
+            ipv6,
+            enum_,
+            addr,
+        })
+    })
+}
+
+const MAX_DEPTH: u32 = 64;
+
+/// `repr(obj)` cut to about `max` characters (for error messages and the spool).
+pub fn short_repr(obj: &Bound<'_, PyAny>, max: usize) -> String {
+    let text = obj
+        .repr()
+        .ok()
+        .and_then(|r| r.to_cow().ok().map(|c| c.into_owned()))
+        .unwrap_or_else(|| "<unrepresentable>".to_owned());
+    if text.chars().count() > max {
+        let mut t: String = text.chars().take(max).collect();
+        t.push_str("...");
+        t
+    } else {
+        text
+    }
+}
+
+fn text(obj: &Bound<'_, PyAny>) -> Result<String, String> {
+    let s = obj.str().map_err(|e| e.to_string())?;
+    s.to_cow()
+        .map(|c| c.into_owned())
+        .map_err(|e| e.to_string())
+}
+
+fn int_value(obj: &Bound<'_, PyAny>) -> Result<Value, String> {
+    if let Ok(v) = obj.extract::<i64>() {
+        return Ok(Value::Int(v));
+    }
+    if let Ok(v) = obj.extract::<u64>() {
+        return Ok(Value::UInt(v));
+    }
+    if let Ok(v) = obj.extract::<i128>() {
+        return Ok(Value::Int128(v));
+    }
+    if let Ok(v) = obj.extract::<u128>() {
+        return Ok(Value::UInt128(v));
+    }
+    // Wider than 128 bits: the decimal text, which the encoder parses exactly (Int256 ...).
+    text(obj).map(Value::String)
+}
+
+fn dict_value(d: &Bound<'_, PyDict>, t: &Types, depth: u32) -> Result<Value, String> {
+    let mut fields: Vec<(String, Value)> = Vec::with_capacity(d.len());
+    let mut pairs: Option<Vec<(Value, Value)>> = None;
+    for (k, v) in d.iter() {
+        let v = to_value(&v, t, depth + 1)?;
+        match (&mut pairs, k.cast_exact::<PyString>()) {
+            (None, Ok(s)) => fields.push((s.to_cow().map_err(|e| e.to_string())?.into_owned(), v)),
+            (None, Err(_)) => {
+                // A key that is not a string: a Map with typed keys.
+                let mut p: Vec<(Value, Value)> = std::mem::take(&mut fields)
+                    .into_iter()
+                    .map(|(k, v)| (Value::String(k), v))
+                    .collect();
+                p.push((to_value(&k, t, depth + 1)?, v));
+                pairs = Some(p);
+            }
+            (Some(p), _) => p.push((to_value(&k, t, depth + 1)?, v)),
+        }
+    }
+    Ok(match pairs {
+        Some(p) => Value::Map(p),
+        None => Value::Object(fields),
+    })
+}
+
+fn seq_values<'py>(
+    items: impl Iterator<Item = Bound<'py, PyAny>>,
+    t: &Types,
+    depth: u32,
+) -> Result<Vec<Value>, String> {
+    items.map(|v| to_value(&v, t, depth + 1)).collect()
+}
+
+fn type_module_is_numpy(obj: &Bound<'_, PyAny>) -> bool {
+    obj.get_type()
+        .getattr(intern!(obj.py(), "__module__"))
+        .ok()
+        .and_then(|m| m.cast_into::<PyString>().ok())
+        .and_then(|m| {
+            m.to_cow()
+                .ok()
+                .map(|m| m == "numpy" || m.starts_with("numpy."))
+        })
+        .unwrap_or(false)
+}
+
+/// Converts one Python value.
+pub fn to_value(obj: &Bound<'_, PyAny>, t: &Types, depth: u32) -> Result<Value, String> {
+    if depth > MAX_DEPTH {
+        return Err("nested too deeply".to_owned());
+    }
+    let py = obj.py();
+    // Exact built-in types first: the common case costs a pointer comparison.
+    if let Ok(s) = obj.cast_exact::<PyString>() {
+        return Ok(Value::String(
+            s.to_cow().map_err(|e| e.to_string())?.into_owned(),
+        ));
+    }
+    if obj.is_exact_instance_of::<PyInt>() {
+        return int_value(obj);
+    }
+    if let Ok(f) = obj.cast_exact::<PyFloat>() {
+        return Ok(Value::Float(f.value()));
+    }
+    if obj.is_none() {
+        return Ok(Value::Null);
+    }
+    if let Ok(b) = obj.cast_exact::<PyBool>() {
+        return Ok(Value::Bool(b.is_true()));
+    }
+    let tp = obj.get_type_ptr() as usize;
+    if tp == t.addr[0] || tp == t.addr[1] || tp == t.addr[2] {
+        let iso = obj
+            .call_method0(intern!(py, "isoformat"))
+            .map_err(|e| e.to_string())?;
+        return text(&iso).map(Value::String);
+    }
+    if let Ok(d) = obj.cast_exact::<PyDict>() {
+        return dict_value(d, t, depth);
+    }
+    if let Ok(l) = obj.cast_exact::<PyList>() {
+        return seq_values(l.iter(), t, depth).map(Value::Array);
+    }
+    if let Ok(tu) = obj.cast_exact::<PyTuple>() {
+        return seq_values(tu.iter(), t, depth).map(Value::Tuple);
+    }
+    if let Ok(b) = obj.cast_exact::<PyBytes>() {
+        return Ok(Value::Bytes(b.as_bytes().to_vec()));
+    }
+    if t.addr[3..].contains(&tp) {
+        return text(obj).map(Value::String);
+    }
+    slow_value(obj, t, depth)
+}
+
+/// Subclasses, numpy scalars and the rarer types.
+fn slow_value(obj: &Bound<'_, PyAny>, t: &Types, depth: u32) -> Result<Value, String> {
+    let py = obj.py();
+    let is = |ty: &Py<PyType>| obj.is_instance(ty.bind(py)).unwrap_or(false);
+    if is(&t.enum_) {
+        let v = obj
+            .getattr(intern!(py, "value"))
+            .map_err(|e| e.to_string())?;
+        return to_value(&v, t, depth + 1);
+    }
+    if obj.is_instance_of::<PyBool>() {
+        return Ok(Value::Bool(obj.is_truthy().map_err(|e| e.to_string())?));
+    }
+    if obj.is_instance_of::<PyInt>() {
+        return int_value(obj);
+    }
+    if obj.is_instance_of::<PyFloat>() {
+        return obj
+            .extract::<f64>()
+            .map(Value::Float)
+            .map_err(|e| e.to_string());
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Value::String(
+            s.to_cow().map_err(|e| e.to_string())?.into_owned(),
+        ));
+    }
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Value::Bytes(b.as_bytes().to_vec()));
+    }
+    if let Ok(b) = obj.cast::<PyByteArray>() {
+        return Ok(Value::Bytes(b.to_vec()));
+    }
+    if is(&t.datetime) || is(&t.date) || is(&t.time) {
+        let iso = obj
+            .call_method0(intern!(py, "isoformat"))
+            .map_err(|e| e.to_string())?;
+        return text(&iso).map(Value::String);
+    }
+    if is(&t.timedelta) {
+        return obj
+            .call_method0(intern!(py, "total_seconds"))
+            .and_then(|s| s.extract::<f64>())
+            .map(Value::Float)
+            .map_err(|e| e.to_string());
+    }
+    if is(&t.decimal) || is(&t.uuid) || is(&t.ipv4) || is(&t.ipv6) {
+        return text(obj).map(Value::String);
+    }
+    if let Ok(d) = obj.cast::<PyDict>() {
+        return dict_value(d, t, depth);
+    }
+    if let Ok(tu) = obj.cast::<PyTuple>() {
+        // A named tuple: an object with its field names (for named Tuple columns).
+        if let Ok(fields) = obj.getattr(intern!(py, "_fields"))
+            && let Ok(fields) = fields.extract::<Vec<String>>()
+            && fields.len() == tu.len()
+        {
+            let mut out = Vec::with_capacity(fields.len());
+            for (name, v) in fields.into_iter().zip(tu.iter()) {
+                out.push((name, to_value(&v, t, depth + 1)?));
+            }
+            return Ok(Value::Object(out));
+        }
+        return seq_values(tu.iter(), t, depth).map(Value::Tuple);
+    }
+    if let Ok(l) = obj.cast::<PyList>() {
+        return seq_values(l.iter(), t, depth).map(Value::Array);
+    }
+    if let Ok(s) = obj.cast::<PySet>() {
+        return seq_values(s.iter(), t, depth).map(Value::Array);
+    }
+    if let Ok(s) = obj.cast::<PyFrozenSet>() {
+        return seq_values(s.iter(), t, depth).map(Value::Array);
+    }
+    if obj
+        .get_type()
+        .name()
+        .map(|n| n == "memoryview")
+        .unwrap_or(false)
+    {
+        return obj
+            .call_method0(intern!(py, "tobytes"))
+            .map_err(|e| e.to_string())?
+            .cast::<PyBytes>()
+            .map(|b| Value::Bytes(b.as_bytes().to_vec()))
+            .map_err(|e| e.to_string());
+    }
+    if type_module_is_numpy(obj) {
+        let name = obj
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+        if name == "datetime64" {
+            let s = text(obj)?;
+            return Ok(if s == "NaT" {
+                Value::Null
+            } else {
+                Value::String(s)
+            });
+        }
+        if name == "ndarray" {
+            let l = obj
+                .call_method0(intern!(py, "tolist"))
+                .map_err(|e| e.to_string())?;
+            return to_value(&l, t, depth + 1);
+        }
+        if let Ok(item) = obj.call_method0(intern!(py, "item"))
+            && !item.is(obj)
+        {
+            return to_value(&item, t, depth + 1);
+        }
+    }
+    let name = obj
+        .get_type()
+        .qualname()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".to_owned());
+    Err(format!("unsupported Python type {name}"))
+}
+
+/// What to do with a row the frontend cannot convert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnError {
+    /// Raise `ConversionError`; nothing of the call is taken.
+    Raise,
+    /// Dead-letter the row with its reason (through the engine's spool); the others go on.
+    DeadLetter,
+}
+
+/// One unit of work for the engine.
+pub enum Item {
+    /// Rows for the queue.
+    Input(DynInput),
+    /// A row that could not be converted, for the dead-letter spool.
+    Reject {
+        /// Why.
+        reason: String,
+        /// A readable copy of the row.
+        record: String,
+    },
+}
+
+impl Item {
+    /// The rows it holds.
+    pub fn rows(&self) -> usize {
+        match self {
+            Item::Input(DynInput::Row(_)) | Item::Reject { .. } => 1,
+            Item::Input(DynInput::Columns(c)) => c.rows(),
+        }
+    }
+}
+
+/// Rows (or column values) converted between two offers of the GIL to other threads.
+const YIELD_EVERY: usize = 1024;
+
+/// Lets other threads (the event loop) take the GIL for a moment. Native code holding the GIL
+/// is never asked to give it up, and releasing it only to take it back at once starves the
+/// waiting thread (its timed wait restarts on every release and never asks for a switch):
+/// a short pause lets it in. Costs ~0.1 ms per [`YIELD_EVERY`] rows, only on conversions that
+/// run on a thread of their own (`background`).
+fn yield_gil(py: Python<'_>) {
+    py.detach(|| std::thread::sleep(std::time::Duration::from_micros(100)));
+}
+
+/// Runs of fewer rows with the same keys than this are sent as rows, longer ones as columns.
+const MIN_COLUMNAR_RUN: usize = 8;
+
+/// Consecutive rows with the same keys in the same order, kept column by column (one key
+/// string per column instead of one per row).
+struct Run<'py> {
+    keys: Vec<Bound<'py, PyAny>>,
+    names: Vec<String>,
+    cols: Vec<Vec<Value>>,
+    len: usize,
+}
+
+impl<'py> Run<'py> {
+    fn close(self, out: &mut Vec<Item>) {
+        if self.len >= MIN_COLUMNAR_RUN {
+            let mut batch = ColumnBatch::new();
+            for (name, values) in self.names.into_iter().zip(self.cols) {
+                batch.push_column(name, values);
+            }
+            out.push(Item::Input(DynInput::Columns(batch)));
+        } else {
+            let mut rows: Vec<DynRow> = (0..self.len)
+                .map(|_| DynRow::with_capacity(self.names.len()))
+                .collect();
+            for (name, values) in self.names.iter().zip(self.cols) {
+                for (row, v) in rows.iter_mut().zip(values) {
+                    row.push(name.clone(), v);
+                }
+            }
+            out.extend(rows.into_iter().map(|r| Item::Input(DynInput::Row(r))));
+        }
+    }
+}
+
+fn same_key(k: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>) -> bool {
+    k.is(key) || (k.is_exact_instance_of::<PyString>() && k.eq(key).unwrap_or(false))
+}
+
+/// Converts rows (dicts) into engine inputs: runs of rows with the same keys become columnar
+/// batches of at most `chunk_rows` rows, the others single rows.
+pub fn convert_rows<'py>(
+    rows: impl Iterator<Item = Bound<'py, PyAny>>,
+    on_error: OnError,
+    chunk_rows: usize,
+    first_row: usize,
+    background: bool,
+) -> Result<Vec<Item>, PyConversion> {
+    let mut out = Vec::new();
+    let mut run: Option<Run<'py>> = None;
+    let mut buf: Vec<Value> = Vec::new();
+    let mut types_ref: Option<&Types> = None;
+    for (i, obj) in rows.enumerate() {
+        let py = obj.py();
+        if background && i % YIELD_EVERY == YIELD_EVERY - 1 {
+            yield_gil(py);
+        }
+        let t = match types_ref {
+            Some(t) => t,
+            None => {
+                let t = types(py).map_err(|e| PyConversion {
+                    row: first_row + i,
+                    column: None,
+                    value: String::new(),
+                    reason: e.to_string(),
+                })?;
+                types_ref = Some(t);
+                t
+            }
+        };
+        let fail = |column: Option<String>, reason: String, out: &mut Vec<Item>| {
+            let err = PyConversion {
+                row: first_row + i,
+                column,
+                value: String::new(),
+                reason,
+            };
+            match on_error {
+                OnError::Raise => Err(err),
+                OnError::DeadLetter => {
+                    out.push(Item::Reject {
+                        reason: match &err.column {
+                            Some(c) => format!("column `{c}`: {}", err.reason),
+                            None => err.reason.clone(),
+                        },
+                        record: short_repr(&obj, 10_000),
+                    });
+                    Ok(())
+                }
+            }
+        };
+        let Ok(dict) = obj.cast::<PyDict>() else {
+            let reason = format!(
+                "a row must be a dict, got {}",
+                obj.get_type()
+                    .qualname()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            );
+            fail(None, reason, &mut out).map_err(|mut e| {
+                e.value = short_repr(&obj, 200);
+                e
+            })?;
+            continue;
+        };
+        // Try the open run: same keys in the same order.
+        if let Some(r) = &run
+            && dict.len() == r.keys.len()
+        {
+            buf.clear();
+            let mut matched = true;
+            for (j, (k, v)) in dict.iter().enumerate() {
+                if !same_key(&k, &r.keys[j]) {
+                    matched = false;
+                    break;
+                }
+                match to_value(&v, t, 0) {
+                    Ok(v) => buf.push(v),
+                    Err(reason) => {
+                        let col = r.names[j].clone();
+                        fail(Some(col), reason, &mut out).map_err(|mut e| {
+                            e.value = short_repr(&v, 200);
+                            e
+                        })?;
+                        buf.clear();
+                        break;
+                    }
+                }
+            }
+            if matched {
+                if buf.len() == r.keys.len() {
+                    let r = run.as_mut().expect("open run");
+                    for (col, v) in r.cols.iter_mut().zip(buf.drain(..)) {
+                        col.push(v);
+                    }
+                    r.len += 1;
+                    if r.len >= chunk_rows {
+                        run.take().expect("open run").close(&mut out);
+                    }
+                }
+                continue;
+            }
+        }
+        // A new run starts with this row.
+        if let Some(r) = run.take() {
+            r.close(&mut out);
+        }
+        let n = dict.len();
+        let mut keys = Vec::with_capacity(n);
+        let mut names = Vec::with_capacity(n);
+        let mut cols = Vec::with_capacity(n);
+        let mut ok = true;
+        for (k, v) in dict.iter() {
+            let name = match k.cast::<PyString>() {
+                Ok(s) => s
+                    .to_cow()
+                    .map(|c| c.into_owned())
+                    .map_err(|e| e.to_string()),
+                Err(_) => Err(format!(
+                    "a column name must be a str, got {}",
+                    short_repr(&k, 50)
+                )),
+            };
+            let name = match name {
+                Ok(n) => n,
+                Err(reason) => {
+                    fail(None, reason, &mut out).map_err(|mut e| {
+                        e.value = short_repr(&k, 200);
+                        e
+                    })?;
+                    ok = false;
+                    break;
+                }
+            };
+            match to_value(&v, t, 0) {
+                Ok(v) => {
+                    cols.push(vec![v]);
+                }
+                Err(reason) => {
+                    fail(Some(name), reason, &mut out).map_err(|mut e| {
+                        e.value = short_repr(&v, 200);
+                        e
+                    })?;
+                    ok = false;
+                    break;
+                }
+            }
+            keys.push(k);
+            names.push(name);
+        }
+        if ok {
+            let r = Run {
+                keys,
+                names,
+                cols,
+                len: 1,
+            };
+            if chunk_rows <= 1 {
+                r.close(&mut out);
+            } else {
+                run = Some(r);
+            }
+        }
+    }
+    if let Some(r) = run.take() {
+        r.close(&mut out);
+    }
+    Ok(out)
+}
+
+/// One column of columnar input, taken from Python and ready to become values without the
+/// GIL where possible.
+pub enum RawColumn {
+    /// Values already converted.
+    Values(Vec<Value>),
+    /// A 1-D numpy array of a fixed-width type: its dtype text (`<i8`, `<M8[ns]` ...) and bytes.
+    Numpy {
+        /// `dtype.str`.
+        dtype: String,
+        /// `arr.tobytes()`.
+        bytes: Vec<u8>,
+    },
+}
+
+/// Takes the columns of a dict: numpy arrays of numbers, booleans and datetimes by their
+/// bytes (converted later without the GIL); lists, tuples and other arrays value by value.
+pub fn take_columns(
+    dict: &Bound<'_, PyDict>,
+    background: bool,
+) -> Result<Vec<(String, RawColumn)>, PyConversion> {
+    let py = dict.py();
+    let t = types(py).map_err(|e| PyConversion {
+        row: 0,
+        column: None,
+        value: String::new(),
+        reason: e.to_string(),
+    })?;
+    let mut out = Vec::with_capacity(dict.len());
+    for (k, v) in dict.iter() {
+        let name: String = k
+            .cast::<PyString>()
+            .map_err(|_| PyConversion {
+                row: 0,
+                column: None,
+                value: short_repr(&k, 200),
+                reason: "a column name must be a str".to_owned(),
+            })?
+            .to_cow()
+            .map(|c| c.into_owned())
+            .map_err(|e| PyConversion {
+                row: 0,
+                column: None,
+                value: String::new(),
+                reason: e.to_string(),
+            })?;
+        let col = take_column(&v, t, background).map_err(|(row, value, reason)| PyConversion {
+            row,
+            column: Some(name.clone()),
+            value,
+            reason,
+        })?;
+        out.push((name, col));
+    }
+    Ok(out)
+}
+
+type ColumnError = (usize, String, String);
+
+fn take_column(
+    v: &Bound<'_, PyAny>,
+    t: &Types,
+    background: bool,
+) -> Result<RawColumn, ColumnError> {
+    let py = v.py();
+    let whole = |reason: String| (0usize, short_repr(v, 200), reason);
+    let items = |seq: &Bound<'_, PyAny>| -> Result<RawColumn, ColumnError> {
+        let mut out = Vec::with_capacity(seq.len().unwrap_or(0));
+        let iter = seq.try_iter().map_err(|e| whole(e.to_string()))?;
+        for (i, item) in iter.enumerate() {
+            if background && i % YIELD_EVERY == YIELD_EVERY - 1 {
+                yield_gil(py);
+            }
+            let item = item.map_err(|e| whole(e.to_string()))?;
+            out.push(to_value(&item, t, 0).map_err(|r| (i, short_repr(&item, 200), r))?);
+        }
+        Ok(RawColumn::Values(out))
+    };
+    if v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>() {
+        return items(v);
+    }
+    if type_module_is_numpy(v) && v.hasattr(intern!(py, "dtype")).unwrap_or(false) {
+        let ndim: usize = v
+            .getattr(intern!(py, "ndim"))
+            .and_then(|n| n.extract())
+            .unwrap_or(0);
+        let dtype: String = v
+            .getattr(intern!(py, "dtype"))
+            .and_then(|d| d.getattr(intern!(py, "str")))
+            .and_then(|s| s.extract())
+            .map_err(|e| whole(e.to_string()))?;
+        let kind = dtype.as_bytes().get(1).copied().unwrap_or(b'O');
+        if ndim == 1 && matches!(kind, b'b' | b'i' | b'u' | b'f' | b'M') && dtype != "<f2" {
+            let bytes = v
+                .call_method0(intern!(py, "tobytes"))
+                .map_err(|e| whole(e.to_string()))?;
+            let bytes = bytes.cast::<PyBytes>().map_err(|e| whole(e.to_string()))?;
+            return Ok(RawColumn::Numpy {
+                dtype,
+                bytes: bytes.as_bytes().to_vec(),
+            });
+        }
+        let list = v
+            .call_method0(intern!(py, "tolist"))
+            .map_err(|e| whole(e.to_string()))?;
+        return items(&list);
+    }
+    // pandas Series and the like.
+    if v.hasattr(intern!(py, "to_numpy")).unwrap_or(false)
+        && let Ok(arr) = v.call_method0(intern!(py, "to_numpy"))
+        && type_module_is_numpy(&arr)
+    {
+        return take_column(&arr, t, background);
+    }
+    if v.is_instance_of::<PyString>()
+        || v.is_instance_of::<PyBytes>()
+        || v.is_instance_of::<PyDict>()
+    {
+        return Err(whole(
+            "a column must be a list, tuple or array of values".to_owned(),
+        ));
+    }
+    items(v)
+}
+
+/// Values of a numpy array's bytes (no GIL needed).
+pub fn numpy_values(dtype: &str, bytes: &[u8]) -> Result<Vec<Value>, String> {
+    let b = dtype.as_bytes();
+    if b.len() < 3 {
+        return Err(format!("unsupported numpy dtype {dtype}"));
+    }
+    let big = b[0] == b'>';
+    let kind = b[1];
+    let rest = &dtype[2..];
+    let (size, unit) = match rest.find('[') {
+        Some(i) => (&rest[..i], Some(rest[i + 1..].trim_end_matches(']'))),
+        None => (rest, None),
+    };
+    let size: usize = size
+        .parse()
+        .map_err(|_| format!("unsupported numpy dtype {dtype}"))?;
+    if size == 0 || !bytes.len().is_multiple_of(size) {
+        return Err(format!("numpy buffer does not fit dtype {dtype}"));
+    }
+    macro_rules! num {
+        ($t:ty, $conv:expr) => {{
+            bytes
+                .chunks_exact(size)
+                .map(|c| {
+                    let a: [u8; std::mem::size_of::<$t>()] = c.try_into().expect("width");
+                    let x = if big {
+                        <$t>::from_be_bytes(a)
+                    } else {
+                        <$t>::from_le_bytes(a)
+                    };
+                    #[allow(clippy::redundant_closure_call)]
+                    ($conv)(x)
+                })
+                .collect()
+        }};
+    }
+    Ok(match (kind, size) {
+        (b'b', 1) => bytes.iter().map(|&x| Value::Bool(x != 0)).collect(),
+        (b'i', 1) => num!(i8, |x: i8| Value::Int(x as i64)),
+        (b'i', 2) => num!(i16, |x: i16| Value::Int(x as i64)),
+        (b'i', 4) => num!(i32, |x: i32| Value::Int(x as i64)),
+        (b'i', 8) => num!(i64, Value::Int),
+        (b'u', 1) => num!(u8, |x: u8| Value::UInt(x as u64)),
+        (b'u', 2) => num!(u16, |x: u16| Value::UInt(x as u64)),
+        (b'u', 4) => num!(u32, |x: u32| Value::UInt(x as u64)),
+        (b'u', 8) => num!(u64, Value::UInt),
+        (b'f', 4) => num!(f32, |x: f32| Value::Float(x as f64)),
+        (b'f', 8) => num!(f64, Value::Float),
+        (b'M', 8) => {
+            let nanos_per: i128 = match unit.unwrap_or("") {
+                "s" => 1_000_000_000,
+                "ms" => 1_000_000,
+                "us" => 1_000,
+                "ns" => 1,
+                "D" => 86_400_000_000_000,
+                "m" => 60_000_000_000,
+                "h" => 3_600_000_000_000,
+                other => return Err(format!("unsupported datetime64 unit {other:?}")),
+            };
+            let ticks: Vec<i64> = num!(i64, |x: i64| x);
+            let mut out = Vec::with_capacity(ticks.len());
+            for x in ticks {
+                if x == i64::MIN {
+                    out.push(Value::Null); // NaT
+                } else {
+                    out.push(Value::String(civil_text(x as i128 * nanos_per)?));
+                }
+            }
+            out
+        }
+        _ => return Err(format!("unsupported numpy dtype {dtype}")),
+    })
+}
+
+/// The wall-clock text (no offset: read in the column's time zone) of nanoseconds since the
+/// epoch, e.g. `2026-11-24T10:00:00.25`.
+pub fn civil_text(nanos: i128) -> Result<String, String> {
+    let ts = jiff::Timestamp::from_nanosecond(nanos).map_err(|e| e.to_string())?;
+    Ok(jiff::tz::TimeZone::UTC.to_datetime(ts).to_string())
+}
+
+/// The RFC 3339 text of an instant (nanoseconds since the epoch), e.g.
+/// `2026-11-24T09:00:00.25Z`.
+pub fn instant_text(nanos: i128) -> Result<String, String> {
+    let ts = jiff::Timestamp::from_nanosecond(nanos).map_err(|e| e.to_string())?;
+    Ok(ts.to_string())
+}
+
+/// Splits columns of equal length into columnar batches of at most `chunk_rows` rows.
+pub fn chunk_columns(cols: Vec<(String, Vec<Value>)>, chunk_rows: usize) -> Vec<ColumnBatch> {
+    let n = cols.first().map_or(0, |(_, v)| v.len());
+    if n == 0 {
+        return Vec::new();
+    }
+    let chunk_rows = chunk_rows.max(1);
+    if n <= chunk_rows {
+        let mut b = ColumnBatch::new();
+        for (name, v) in cols {
+            b.push_column(name, v);
+        }
+        return vec![b];
+    }
+    let mut batches: Vec<ColumnBatch> = (0..n.div_ceil(chunk_rows))
+        .map(|_| ColumnBatch::new())
+        .collect();
+    for (name, values) in cols {
+        let mut it = values.into_iter();
+        for b in batches.iter_mut() {
+            b.push_column(name.clone(), it.by_ref().take(chunk_rows).collect());
+        }
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numpy_bytes() {
+        let b: Vec<u8> = [1i64, -2, 3].iter().flat_map(|x| x.to_le_bytes()).collect();
+        assert_eq!(
+            numpy_values("<i8", &b).unwrap(),
+            [Value::Int(1), Value::Int(-2), Value::Int(3)]
+        );
+        let b: Vec<u8> = [1.5f64].iter().flat_map(|x| x.to_be_bytes()).collect();
+        assert_eq!(numpy_values(">f8", &b).unwrap(), [Value::Float(1.5)]);
+        assert_eq!(
+            numpy_values("|b1", &[0, 1]).unwrap(),
+            [Value::Bool(false), Value::Bool(true)]
+        );
+        let b: Vec<u8> = [1_000i64, i64::MIN]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        assert_eq!(
+            numpy_values("<M8[ms]", &b).unwrap(),
+            [Value::String("1970-01-01T00:00:01".into()), Value::Null]
+        );
+        assert!(numpy_values("<c16", &[0; 16]).is_err());
+    }
+
+    #[test]
+    fn chunks() {
+        let cols = vec![
+            ("a".to_owned(), (0..5).map(Value::from).collect::<Vec<_>>()),
+            ("b".to_owned(), (10..15).map(Value::from).collect()),
+        ];
+        let b = chunk_columns(cols, 2);
+        assert_eq!(b.len(), 3);
+        assert_eq!(b[2].rows(), 1);
+        assert_eq!(
+            b[1].columns[1].1,
+            chasync_core::value::ColumnData::Values(vec![Value::Int(12), Value::Int(13)])
+        );
+        assert_eq!(civil_text(250_000_000).unwrap(), "1970-01-01T00:00:00.25");
+        assert_eq!(instant_text(0).unwrap(), "1970-01-01T00:00:00Z");
+    }
+}

@@ -1,0 +1,870 @@
+//! The `Inserter` class: configuration from keyword options, conversion of the inputs, and
+//! their hand-off to the engine (the async bridge).
+//!
+//! # The bridge
+//!
+//! Every write converts its input when it is *called* (Python objects are read under the GIL;
+//! big inputs are converted on a blocking thread, see below) and is then ordered behind every
+//! earlier write. When nothing is waiting, the rows go straight into the engine's queue
+//! (`try_send`) and the call returns an already finished awaitable ([`crate::Ready`]): no trip
+//! through the event loop, no thread hop. When the queue is full (backpressure) or earlier
+//! writes are still waiting, the rows go to a hand-off task on the tokio runtime of
+//! `pyo3-async-runtimes`, which waits for room in the queue; the call returns an asyncio
+//! future (`future_into_py`) that resolves when the rows are in the queue. Awaiting never
+//! blocks the event loop.
+//!
+//! Cancelling the awaitable does not take the rows back: once a write was called, its rows
+//! are committed or dead-lettered (by the time `close()` returns).
+//!
+//! # The GIL
+//!
+//! `write_many` with more than [`INLINE_ROWS`] rows and `write_columns` with long columns
+//! are converted on a tokio blocking thread that holds the GIL only while it reads Python
+//! objects (the event loop keeps running between its turns), then releases it for the rest
+//! (numpy buffers, grouping, chunking). Arrow input is imported under the GIL (no copy) and
+//! converted entirely without it. Sending into the engine's queue happens without the GIL.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chasync_core::native::NativeOptions;
+use chasync_core::{
+    Compression, Config, DynIngestor, DynInput, Error as CoreError, Handle, Secret, Stats,
+    StreamId, TrySendError,
+};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyString, PyTuple};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::convert::{self, Item, OnError, RawColumn};
+use crate::errors::{self, ClosedError, ConfigError, PyConversion, QueueFull};
+use crate::{Ready, arrow};
+
+/// Inputs up to this many rows (or columns up to this length) are converted in the call
+/// itself; longer ones on a blocking thread so the event loop keeps running.
+pub const INLINE_ROWS: usize = 4096;
+
+/// Why a hand-off failed.
+enum WorkError {
+    Core(CoreError),
+    Conversion(PyConversion),
+    Other(String),
+}
+
+impl WorkError {
+    fn into_pyerr(self, py: Python<'_>) -> PyErr {
+        match self {
+            WorkError::Core(e) => errors::to_pyerr(py, e),
+            WorkError::Conversion(c) => c.into_pyerr(py),
+            WorkError::Other(m) => errors::Error::new_err(m),
+        }
+    }
+}
+
+type Converted = Result<Vec<Item>, WorkError>;
+
+enum Payload {
+    Ready(Vec<Item>),
+    Pending(tokio::task::JoinHandle<Converted>),
+}
+
+enum Work {
+    Items(Payload, Option<oneshot::Sender<Result<(), WorkError>>>),
+    Flush(Option<oneshot::Sender<chasync_core::Result<()>>>),
+    Close(oneshot::Sender<(chasync_core::Result<()>, chasync_core::Result<Stats>)>),
+}
+
+#[derive(Clone)]
+struct Running {
+    handle: Handle<DynInput>,
+    work: mpsc::UnboundedSender<Work>,
+    /// Work items sent to the hand-off task and not finished: while not 0, new writes queue
+    /// behind them (order).
+    backlog: Arc<AtomicUsize>,
+}
+
+enum State {
+    Idle,
+    Starting,
+    Running(Running),
+    Closed(Option<Handle<DynInput>>),
+}
+
+async fn send_items(handle: &Handle<DynInput>, items: Vec<Item>) -> Result<(), WorkError> {
+    for item in items {
+        match item {
+            Item::Input(input) => handle
+                .send(input)
+                .await
+                .map_err(|_| WorkError::Core(CoreError::Closed))?,
+            Item::Reject { reason, record } => handle
+                .reject(reason, Some(record))
+                .await
+                .map_err(WorkError::Core)?,
+        }
+    }
+    Ok(())
+}
+
+/// The hand-off task: sends work in order; owns the pipeline and shuts it down at `close()`
+/// (or when the `Inserter` is dropped without one).
+async fn hand_off(
+    pipeline: DynIngestor,
+    mut rx: mpsc::UnboundedReceiver<Work>,
+    backlog: Arc<AtomicUsize>,
+) {
+    let handle = pipeline.handle();
+    while let Some(work) = rx.recv().await {
+        match work {
+            Work::Items(payload, done) => {
+                let result = match payload {
+                    Payload::Ready(items) => send_items(&handle, items).await,
+                    Payload::Pending(job) => match job.await {
+                        Ok(Ok(items)) => send_items(&handle, items).await,
+                        Ok(Err(e)) => Err(e),
+                        Err(e) => Err(WorkError::Other(format!("conversion failed: {e}"))),
+                    },
+                };
+                backlog.fetch_sub(1, SeqCst);
+                if let Some(done) = done {
+                    let _ = done.send(result);
+                }
+            }
+            Work::Flush(done) => {
+                // Rows handed over before are in the queue already; wait for the outcome
+                // off this task so that later writes are not held up.
+                let h = handle.clone();
+                backlog.fetch_sub(1, SeqCst);
+                tokio::spawn(async move {
+                    let r = h.flush().await;
+                    if let Some(done) = done {
+                        let _ = done.send(r);
+                    }
+                });
+            }
+            Work::Close(done) => {
+                let flushed = handle.flush().await;
+                drop(handle);
+                let stats = pipeline.shutdown().await;
+                let _ = done.send((flushed, stats));
+                return;
+            }
+        }
+    }
+    // Every sender is gone without close(): commit what the engine holds, then stop.
+    drop(handle);
+    if let Err(e) = pipeline.shutdown().await {
+        tracing::error!(error = %e, "chasync inserter dropped without close(); shutdown failed");
+    }
+}
+
+/// Tries to queue items at once; returns those that did not fit (from the first that did
+/// not, in order).
+fn try_send_all(handle: &Handle<DynInput>, items: Vec<Item>) -> Result<Vec<Item>, CoreError> {
+    let mut it = items.into_iter();
+    while let Some(item) = it.next() {
+        match item {
+            Item::Input(input) => match handle.try_send(input) {
+                Ok(()) => {}
+                Err(TrySendError::Full(input)) => {
+                    let mut rest = vec![Item::Input(input)];
+                    rest.extend(it);
+                    return Ok(rest);
+                }
+                Err(TrySendError::Closed(_)) => return Err(CoreError::Closed),
+            },
+            reject @ Item::Reject { .. } => {
+                let mut rest = vec![reject];
+                rest.extend(it);
+                return Ok(rest);
+            }
+        }
+    }
+    Ok(Vec::new())
+}
+
+fn config_err(msg: impl Into<String>) -> PyErr {
+    ConfigError::new_err(msg.into())
+}
+
+fn secs(name: &str, v: &Bound<'_, PyAny>) -> PyResult<Duration> {
+    let s: f64 = v
+        .extract()
+        .map_err(|_| config_err(format!("{name} must be a number of seconds")))?;
+    Duration::try_from_secs_f64(s)
+        .map_err(|_| config_err(format!("{name} must be a non-negative number of seconds")))
+}
+
+fn count(name: &str, v: &Bound<'_, PyAny>) -> PyResult<usize> {
+    v.extract::<usize>()
+        .map_err(|_| config_err(format!("{name} must be a non-negative integer")))
+}
+
+fn flag(name: &str, v: &Bound<'_, PyAny>) -> PyResult<bool> {
+    v.extract::<bool>()
+        .map_err(|_| config_err(format!("{name} must be True or False")))
+}
+
+/// The keyword options `Inserter` accepts, for the error message.
+const OPTIONS: &str = "compression, batch_rows, batch_bytes, linger, queue_capacity, \
+    max_concurrency, max_attempts, retries, initial_backoff, max_backoff, backoff_multiplier, \
+    dlq_dir, urls, endpoints, connect_timeout, send_timeout, timeout, stream_id, \
+    first_sequence, fill_insert_id, settings, skip_unknown_keys, preserve_row_order, \
+    insert_id_column, on_conversion_error";
+
+fn urls(v: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    if let Ok(s) = v.cast::<PyString>() {
+        return Ok(vec![s.to_cow()?.into_owned()]);
+    }
+    v.extract::<Vec<String>>()
+        .map_err(|_| config_err("a URL must be a str or a list of str"))
+}
+
+fn apply_options(
+    config: &mut Config,
+    native: &mut NativeOptions,
+    on_error: &mut OnError,
+    options: &Bound<'_, PyDict>,
+) -> PyResult<()> {
+    for (k, v) in options.iter() {
+        let key: String = k.extract()?;
+        let none = v.is_none();
+        match key.as_str() {
+            "compression" => {
+                config.compression = match v.extract::<Option<String>>()?.as_deref() {
+                    Some("lz4") => Compression::Lz4,
+                    Some("none") | None => Compression::None,
+                    Some(other) => {
+                        return Err(config_err(format!(
+                            "compression must be 'lz4' or 'none', not {other:?}"
+                        )));
+                    }
+                }
+            }
+            "batch_rows" | "max_rows" => config.max_rows = count(&key, &v)?,
+            "batch_bytes" | "max_bytes" => config.max_bytes = count(&key, &v)?,
+            "linger" => config.linger = secs(&key, &v)?,
+            "queue_capacity" => config.queue_capacity = count(&key, &v)?,
+            "max_concurrency" => config.max_concurrency = count(&key, &v)?,
+            "max_attempts" | "retries" => {
+                config.retry.max_attempts = u32::try_from(count(&key, &v)?)
+                    .map_err(|_| config_err(format!("{key} is too large")))?
+            }
+            "initial_backoff" => config.retry.initial_backoff = secs(&key, &v)?,
+            "max_backoff" => config.retry.max_backoff = secs(&key, &v)?,
+            "backoff_multiplier" => {
+                config.retry.multiplier = v
+                    .extract()
+                    .map_err(|_| config_err("backoff_multiplier must be a number"))?
+            }
+            "dlq_dir" | "dead_letter_dir" => {
+                if !none {
+                    let p: std::path::PathBuf = v
+                        .extract()
+                        .map_err(|_| config_err(format!("{key} must be a path")))?;
+                    config.dead_letter_dir = p;
+                }
+            }
+            "urls" | "endpoints" => {
+                if !none {
+                    config.urls.extend(urls(&v)?);
+                }
+            }
+            "connect_timeout" => config.timeouts.connect = secs(&key, &v)?,
+            "send_timeout" => config.timeouts.send = secs(&key, &v)?,
+            "timeout" | "insert_timeout" => config.timeouts.end = secs(&key, &v)?,
+            "stream_id" => {
+                if !none {
+                    let name: String = v
+                        .extract()
+                        .map_err(|_| config_err("stream_id must be a str"))?;
+                    config.stream_id = StreamId::named(&name);
+                }
+            }
+            "first_sequence" => {
+                config.first_sequence = v
+                    .extract()
+                    .map_err(|_| config_err("first_sequence must be a non-negative integer"))?
+            }
+            "fill_insert_id" => config.fill_insert_id = flag(&key, &v)?,
+            "settings" => {
+                if !none {
+                    let d = v
+                        .cast::<PyDict>()
+                        .map_err(|_| config_err("settings must be a dict"))?;
+                    for (sk, sv) in d.iter() {
+                        config
+                            .settings
+                            .push((sk.extract()?, sv.str()?.to_cow()?.into_owned()));
+                    }
+                }
+            }
+            "skip_unknown_keys" => native.skip_unknown_keys = flag(&key, &v)?,
+            "preserve_row_order" => native.preserve_row_order = flag(&key, &v)?,
+            "insert_id_column" => native.insert_id_column = v.extract()?,
+            "on_conversion_error" => {
+                *on_error = match v.extract::<String>()?.as_str() {
+                    "raise" => OnError::Raise,
+                    "dead_letter" => OnError::DeadLetter,
+                    other => {
+                        return Err(config_err(format!(
+                            "on_conversion_error must be 'raise' or 'dead_letter', not {other:?}"
+                        )));
+                    }
+                }
+            }
+            other => {
+                return Err(config_err(format!(
+                    "unknown option {other:?}; the options are: {OPTIONS}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The dict of a [`Stats`] snapshot.
+fn stats_dict<'py>(
+    py: Python<'py>,
+    stats: &Stats,
+    spool: &std::path::Path,
+) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(stats) {
+        for (k, v) in map {
+            match v {
+                serde_json::Value::Bool(b) => d.set_item(k, b)?,
+                serde_json::Value::Number(n) => match n.as_u64() {
+                    Some(u) => d.set_item(k, u)?,
+                    None => d.set_item(k, n.as_f64().unwrap_or(f64::NAN))?,
+                },
+                other => d.set_item(k, other.to_string())?,
+            }
+        }
+    }
+    d.set_item("dead_letter_dir", spool.display().to_string())?;
+    Ok(d)
+}
+
+/// Streams rows into one ClickHouse table through the chasync engine.
+#[pyclass(module = "chasync._native")]
+pub struct Inserter {
+    config: Config,
+    native: NativeOptions,
+    on_error: OnError,
+    chunk_rows: usize,
+    state: Arc<Mutex<State>>,
+}
+
+impl Inserter {
+    fn running(&self) -> PyResult<Running> {
+        match &*self.state.lock().expect("state") {
+            State::Running(r) => Ok(r.clone()),
+            State::Idle => Err(ClosedError::new_err(
+                "the inserter is not started: use `async with` or `await inserter.start()`",
+            )),
+            State::Starting => Err(ClosedError::new_err(
+                "the inserter is still starting: await start() first",
+            )),
+            State::Closed(_) => Err(ClosedError::new_err("the inserter is closed")),
+        }
+    }
+
+    fn enqueue<'py>(
+        &self,
+        py: Python<'py>,
+        r: &Running,
+        payload: Payload,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (tx, rx) = oneshot::channel();
+        r.backlog.fetch_add(1, SeqCst);
+        if r.work.send(Work::Items(payload, Some(tx))).is_err() {
+            r.backlog.fetch_sub(1, SeqCst);
+            return Err(ClosedError::new_err("the inserter is closed"));
+        }
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            match rx.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(Python::attach(|py| e.into_pyerr(py))),
+                Err(_) => Err(ClosedError::new_err("the inserter is closed")),
+            }
+        })
+    }
+
+    /// Hands converted items over: straight into the queue when nothing waits before them
+    /// and there is room, else through the hand-off task.
+    fn submit<'py>(&self, py: Python<'py>, items: Vec<Item>) -> PyResult<Bound<'py, PyAny>> {
+        let r = self.running()?;
+        if items.is_empty() {
+            return Ok(Bound::new(py, Ready)?.into_any());
+        }
+        if r.backlog.load(SeqCst) == 0 {
+            let handle = r.handle.clone();
+            let rest = py
+                .detach(move || try_send_all(&handle, items))
+                .map_err(|e| errors::to_pyerr(py, e))?;
+            if rest.is_empty() {
+                return Ok(Bound::new(py, Ready)?.into_any());
+            }
+            return self.enqueue(py, &r, Payload::Ready(rest));
+        }
+        self.enqueue(py, &r, Payload::Ready(items))
+    }
+
+    /// Runs `job` on a blocking thread (attached to Python only while `job` reads Python
+    /// objects) and queues its result in order.
+    fn submit_job<'py>(
+        &self,
+        py: Python<'py>,
+        job: impl FnOnce() -> Converted + Send + 'static,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let r = self.running()?;
+        let handle = pyo3_async_runtimes::tokio::get_runtime().spawn_blocking(job);
+        self.enqueue(py, &r, Payload::Pending(handle))
+    }
+
+    /// The start of the engine, or `None` when it runs already.
+    fn start_future(
+        &self,
+        py: Python<'_>,
+    ) -> PyResult<Option<impl Future<Output = PyResult<()>> + Send + 'static>> {
+        {
+            let mut state = self.state.lock().expect("state");
+            match &*state {
+                State::Idle => *state = State::Starting,
+                State::Running(_) => return Ok(None),
+                State::Starting => {
+                    return Err(errors::Error::new_err("the inserter is already starting"));
+                }
+                State::Closed(_) => return Err(ClosedError::new_err("the inserter is closed")),
+            }
+        }
+        let _ = crate::logging::sync_log_level(py);
+        let config = self.config.clone();
+        let native = self.native.clone();
+        let state = self.state.clone();
+        // Spawned, so that cancelling the awaitable cannot leave the state half-way.
+        let task = pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
+            match DynIngestor::start_dynamic(config, native).await {
+                Ok(pipeline) => {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    let backlog = Arc::new(AtomicUsize::new(0));
+                    let handle = pipeline.handle();
+                    tokio::spawn(hand_off(pipeline, rx, backlog.clone()));
+                    *state.lock().expect("state") = State::Running(Running {
+                        handle,
+                        work: tx,
+                        backlog,
+                    });
+                    Ok(())
+                }
+                Err(e) => {
+                    *state.lock().expect("state") = State::Idle;
+                    Err(e)
+                }
+            }
+        });
+        Ok(Some(async move {
+            match task.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(errors::to_pyerr_attached(e)),
+                Err(e) => Err(PyRuntimeError::new_err(format!("start failed: {e}"))),
+            }
+        }))
+    }
+
+    fn close_future(
+        &self,
+    ) -> Option<impl Future<Output = PyResult<Option<(Stats, std::path::PathBuf)>>> + Send + 'static>
+    {
+        let mut state = self.state.lock().expect("state");
+        let r = match std::mem::replace(&mut *state, State::Closed(None)) {
+            State::Running(r) => r,
+            State::Closed(h) => {
+                *state = State::Closed(h);
+                return None;
+            }
+            State::Idle | State::Starting => return None,
+        };
+        *state = State::Closed(Some(r.handle.clone()));
+        drop(state);
+        let spool = self.config.dead_letter_dir.clone();
+        let (tx, rx) = oneshot::channel();
+        let sent = r.work.send(Work::Close(tx)).is_ok();
+        Some(async move {
+            if !sent {
+                return Ok(None);
+            }
+            // The hand-off task finishes close even if this future is cancelled.
+            let (flushed, stats) = rx
+                .await
+                .map_err(|_| PyRuntimeError::new_err("the chasync hand-off task ended"))?;
+            let stats = stats.map_err(errors::to_pyerr_attached)?;
+            flushed.map_err(errors::to_pyerr_attached)?;
+            Ok(Some((stats, spool)))
+        })
+    }
+}
+
+#[pymethods]
+impl Inserter {
+    /// Creates an inserter (it connects in `start()` / `async with`).
+    #[new]
+    #[pyo3(signature = (url, table, *, database=None, user=None, password=None, **options))]
+    fn new(
+        url: &Bound<'_, PyAny>,
+        table: String,
+        database: Option<String>,
+        user: Option<String>,
+        password: Option<String>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let mut u = urls(url)?;
+        if u.is_empty() {
+            return Err(config_err("at least one URL is needed"));
+        }
+        let mut config = Config::new(u.remove(0), table);
+        config.urls.extend(u);
+        if let Some(db) = database {
+            config.database = db;
+        }
+        config.user = user;
+        config.password = password.map(Secret::new);
+        let mut native = NativeOptions::default();
+        let mut on_error = OnError::Raise;
+        if let Some(options) = options {
+            apply_options(&mut config, &mut native, &mut on_error, options)?;
+        }
+        config.validate().map_err(|e| config_err(e.to_string()))?;
+        // Columnar pieces of at most ~64k rows that add up to the batch size.
+        let k = config.max_rows.div_ceil(65_536).max(1);
+        let chunk_rows = config.max_rows.div_ceil(k).max(1);
+        Ok(Self {
+            config,
+            native,
+            on_error,
+            chunk_rows,
+            state: Arc::new(Mutex::new(State::Idle)),
+        })
+    }
+
+    /// Reads the table's schema and starts the engine. Awaitable.
+    fn start<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let fut = self.start_future(py)?;
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            if let Some(f) = fut {
+                f.await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let fut = slf.borrow().start_future(py)?;
+        let this = slf.unbind();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            if let Some(f) = fut {
+                f.await?;
+            }
+            Ok(this)
+        })
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _args: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let fut = self.close_future();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            if let Some(f) = fut {
+                f.await?;
+            }
+            Ok(false)
+        })
+    }
+
+    /// Queues one row (a dict). Awaitable; resolves when the row is in the engine's queue.
+    fn write<'py>(&self, py: Python<'py>, row: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let items = convert::convert_rows(std::iter::once(row.clone()), self.on_error, 1, 0, false)
+            .map_err(|e| e.into_pyerr(py))?;
+        self.submit(py, items)
+    }
+
+    /// Queues one row if there is room now; raises `QueueFull` otherwise. Not awaitable.
+    fn try_write(&self, py: Python<'_>, row: &Bound<'_, PyAny>) -> PyResult<()> {
+        let r = self.running()?;
+        let items = convert::convert_rows(std::iter::once(row.clone()), self.on_error, 1, 0, false)
+            .map_err(|e| e.into_pyerr(py))?;
+        if r.backlog.load(SeqCst) != 0 || items.iter().any(|i| matches!(i, Item::Reject { .. })) {
+            if items.iter().all(|i| matches!(i, Item::Input(_))) {
+                return Err(QueueFull::new_err(
+                    "earlier writes are still waiting for room",
+                ));
+            }
+            // A rejected row goes through the hand-off task, in order.
+            let (tx, _) = oneshot::channel();
+            r.backlog.fetch_add(1, SeqCst);
+            if r.work
+                .send(Work::Items(Payload::Ready(items), Some(tx)))
+                .is_err()
+            {
+                r.backlog.fetch_sub(1, SeqCst);
+                return Err(ClosedError::new_err("the inserter is closed"));
+            }
+            return Ok(());
+        }
+        let rest = try_send_all(&r.handle, items).map_err(|e| errors::to_pyerr(py, e))?;
+        if rest.is_empty() {
+            Ok(())
+        } else {
+            Err(QueueFull::new_err("the queue is full"))
+        }
+    }
+
+    /// Queues many rows (a list, tuple or iterable of dicts), converted in one call.
+    /// Awaitable; resolves when every row is in the engine's queue.
+    fn write_many<'py>(
+        &self,
+        py: Python<'py>,
+        rows: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let seq: Bound<'py, PyAny> =
+            if rows.is_instance_of::<PyList>() || rows.is_instance_of::<PyTuple>() {
+                rows.clone()
+            } else {
+                PyList::new(py, rows.try_iter()?.collect::<PyResult<Vec<_>>>()?)?.into_any()
+            };
+        let n = seq.len()?;
+        let (on_error, chunk) = (self.on_error, self.chunk_rows);
+        if n <= INLINE_ROWS {
+            let items = convert::convert_rows(
+                seq.try_iter()?.filter_map(Result::ok),
+                on_error,
+                chunk,
+                0,
+                false,
+            )
+            .map_err(|e| e.into_pyerr(py))?;
+            return self.submit(py, items);
+        }
+        let seq = seq.unbind();
+        self.submit_job(py, move || {
+            Python::try_attach(|py| {
+                let seq = seq.bind(py);
+                let iter = seq
+                    .try_iter()
+                    .map_err(|e| WorkError::Other(e.to_string()))?;
+                convert::convert_rows(iter.filter_map(Result::ok), on_error, chunk, 0, true)
+                    .map_err(WorkError::Conversion)
+            })
+            .unwrap_or_else(|| Err(WorkError::Other("the interpreter is shutting down".into())))
+        })
+    }
+
+    /// Queues columnar data: a dict of equal-length lists / tuples / numpy arrays, or any
+    /// object with `__arrow_c_stream__` (pyarrow Table / RecordBatch / RecordBatchReader,
+    /// polars DataFrame, ...). Awaitable.
+    fn write_columns<'py>(
+        &self,
+        py: Python<'py>,
+        data: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let chunk = self.chunk_rows;
+        if arrow::is_arrow(data) {
+            self.running()?;
+            let batches = arrow::import_stream(data)?;
+            return self.submit_job(py, move || {
+                let mut items = Vec::new();
+                for b in &batches {
+                    let cols = arrow::batch_columns(b).map_err(WorkError::Other)?;
+                    items.extend(
+                        convert::chunk_columns(cols, chunk)
+                            .into_iter()
+                            .map(|c| Item::Input(DynInput::Columns(c))),
+                    );
+                }
+                Ok(items)
+            });
+        }
+        let Ok(dict) = data.cast::<PyDict>() else {
+            return Err(errors::ConversionError::new_err(format!(
+                "write_columns takes a dict of columns or an object with __arrow_c_stream__, not {}",
+                data.get_type().qualname()?
+            )));
+        };
+        let longest = dict
+            .values()
+            .iter()
+            .map(|v| v.len().unwrap_or(0))
+            .max()
+            .unwrap_or(0);
+        if longest <= INLINE_ROWS {
+            let raw = convert::take_columns(dict, false).map_err(|e| e.into_pyerr(py))?;
+            let items = py
+                .detach(move || finish_columns(raw, chunk))
+                .map_err(|e| e.into_pyerr(py))?;
+            return self.submit(py, items);
+        }
+        let dict = dict.clone().unbind();
+        self.submit_job(py, move || {
+            let raw = Python::try_attach(|py| convert::take_columns(dict.bind(py), true))
+                .unwrap_or_else(|| {
+                    Err(PyConversion {
+                        row: 0,
+                        column: None,
+                        value: String::new(),
+                        reason: "the interpreter is shutting down".into(),
+                    })
+                })
+                .map_err(WorkError::Conversion)?;
+            finish_columns(raw, chunk).map_err(WorkError::Conversion)
+        })
+    }
+
+    /// Waits until every row written before is committed or dead-lettered. Raises
+    /// `DeadLettered` when rows were dead-lettered since the previous flush. Awaitable.
+    fn flush<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let r = match &*self.state.lock().expect("state") {
+            State::Running(r) => r.clone(),
+            State::Idle => return Ok(Bound::new(py, Ready)?.into_any()),
+            _ => return Err(ClosedError::new_err("the inserter is closed")),
+        };
+        let (tx, rx) = oneshot::channel();
+        r.backlog.fetch_add(1, SeqCst);
+        if r.work.send(Work::Flush(Some(tx))).is_err() {
+            r.backlog.fetch_sub(1, SeqCst);
+            return Err(ClosedError::new_err("the inserter is closed"));
+        }
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            match rx.await {
+                Ok(r) => r.map_err(errors::to_pyerr_attached),
+                Err(_) => Err(ClosedError::new_err("the inserter is closed")),
+            }
+        })
+    }
+
+    /// Asks the engine to seal and send what it holds now, without waiting (the outcome
+    /// shows in `stats()` and at `close()`).
+    fn flush_nowait(&self) -> PyResult<()> {
+        if let State::Running(r) = &*self.state.lock().expect("state") {
+            r.backlog.fetch_add(1, SeqCst);
+            if r.work.send(Work::Flush(None)).is_err() {
+                r.backlog.fetch_sub(1, SeqCst);
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes, stops the engine and returns the final stats (a dict); raises `DeadLettered`
+    /// when rows were dead-lettered since the last flush (the engine is closed all the same).
+    /// Awaitable; a second call returns `None`.
+    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let fut = self.close_future();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let Some(f) = fut else {
+                return Ok(None);
+            };
+            match f.await? {
+                Some((stats, spool)) => {
+                    Python::attach(|py| Ok(Some(stats_dict(py, &stats, &spool)?.unbind())))
+                }
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// A snapshot of the engine's counters (a dict).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let stats = match &*self.state.lock().expect("state") {
+            State::Running(r) => r.handle.stats(),
+            State::Closed(Some(h)) => h.stats(),
+            _ => Stats::default(),
+        };
+        stats_dict(py, &stats, &self.config.dead_letter_dir)
+    }
+
+    /// The dead-letter spool directory.
+    #[getter]
+    fn dead_letter_dir(&self) -> String {
+        self.config.dead_letter_dir.display().to_string()
+    }
+
+    /// `database.table`.
+    #[getter]
+    fn target(&self) -> String {
+        format!("{}.{}", self.config.database, self.config.table)
+    }
+
+    /// Rows per columnar piece handed to the engine.
+    #[getter]
+    fn chunk_rows(&self) -> usize {
+        self.chunk_rows
+    }
+
+    /// Whether the engine runs (started and not closed).
+    #[getter(running)]
+    fn is_running(&self) -> bool {
+        matches!(&*self.state.lock().expect("state"), State::Running(_))
+    }
+
+    /// Whether `close()` was called.
+    #[getter]
+    fn closed(&self) -> bool {
+        matches!(&*self.state.lock().expect("state"), State::Closed(_))
+    }
+
+    fn __repr__(&self) -> String {
+        let state = match &*self.state.lock().expect("state") {
+            State::Idle => "idle",
+            State::Starting => "starting",
+            State::Running(_) => "running",
+            State::Closed(_) => "closed",
+        };
+        format!(
+            "<chasync.Inserter {}.{} {state}>",
+            self.config.database, self.config.table
+        )
+    }
+}
+
+/// Numpy buffers to values, lengths checked, split into columnar pieces.
+fn finish_columns(raw: Vec<(String, RawColumn)>, chunk: usize) -> Result<Vec<Item>, PyConversion> {
+    let mut cols = Vec::with_capacity(raw.len());
+    for (name, col) in raw {
+        let values = match col {
+            RawColumn::Values(v) => v,
+            RawColumn::Numpy { dtype, bytes } => {
+                convert::numpy_values(&dtype, &bytes).map_err(|reason| PyConversion {
+                    row: 0,
+                    column: Some(name.clone()),
+                    value: dtype.clone(),
+                    reason,
+                })?
+            }
+        };
+        cols.push((name, values));
+    }
+    if let Some((first, v)) = cols.first() {
+        let n = v.len();
+        if let Some((name, other)) = cols.iter().find(|(_, c)| c.len() != n) {
+            return Err(PyConversion {
+                row: 0,
+                column: Some(name.clone()),
+                value: String::new(),
+                reason: format!(
+                    "columns differ in length: `{first}` has {n} values, `{name}` {}",
+                    other.len()
+                ),
+            });
+        }
+    }
+    Ok(convert::chunk_columns(cols, chunk)
+        .into_iter()
+        .map(|c| Item::Input(DynInput::Columns(c)))
+        .collect())
+}
