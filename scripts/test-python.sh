@@ -31,9 +31,11 @@ fi
 echo "test-python: building and installing the package (release)" >&2
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$repo/python"
 
+# The installed package is what is tested: run pytest's own script (not `python -m pytest`,
+# which would put the source tree, without the compiled module, first on sys.path).
 cd "$repo/python"
 status=0
-"$venv/bin/python" -m pytest -p no:cacheprovider "$@" || status=$?
+"$venv/bin/pytest" -p no:cacheprovider "$@" || status=$?
 if [ "$status" = 5 ]; then
   echo "test-python: pytest collected no tests; that is a failure here" >&2
   exit 1
