@@ -381,16 +381,43 @@ impl Item {
     }
 }
 
-/// Rows (or column values) converted between two offers of the GIL to other threads.
-const YIELD_EVERY: usize = 1024;
+/// Lets other threads (the event loop) take the GIL now and then during a long conversion on
+/// a thread of its own. Native code holding the GIL is never asked to give it up, and releasing
+/// it only to take it back at once starves the waiting thread (its timed wait restarts on every
+/// release and never asks for a switch): a short pause lets it in. At most 0.1 ms per 2 ms of
+/// work (~5%), only for conversions that run in the background.
+pub struct Yielder {
+    on: bool,
+    n: u32,
+    last: std::time::Instant,
+}
 
-/// Lets other threads (the event loop) take the GIL for a moment. Native code holding the GIL
-/// is never asked to give it up, and releasing it only to take it back at once starves the
-/// waiting thread (its timed wait restarts on every release and never asks for a switch):
-/// a short pause lets it in. Costs ~0.1 ms per [`YIELD_EVERY`] rows, only on conversions that
-/// run on a thread of their own (`background`).
-fn yield_gil(py: Python<'_>) {
-    py.detach(|| std::thread::sleep(std::time::Duration::from_micros(100)));
+impl Yielder {
+    /// A yielder; `background` false makes it do nothing (conversions on the loop's thread).
+    pub fn new(background: bool) -> Self {
+        Self {
+            on: background,
+            n: 0,
+            last: std::time::Instant::now(),
+        }
+    }
+
+    /// Call once per converted item.
+    #[inline]
+    pub fn tick(&mut self, py: Python<'_>) {
+        if !self.on {
+            return;
+        }
+        self.n += 1;
+        if self.n < 256 {
+            return;
+        }
+        self.n = 0;
+        if self.last.elapsed() >= std::time::Duration::from_millis(2) {
+            py.detach(|| std::thread::sleep(std::time::Duration::from_micros(100)));
+            self.last = std::time::Instant::now();
+        }
+    }
 }
 
 /// Runs of fewer rows with the same keys than this are sent as rows, longer ones as columns.
@@ -441,14 +468,13 @@ pub fn convert_rows<'py>(
     background: bool,
 ) -> Result<Vec<Item>, PyConversion> {
     let mut out = Vec::new();
+    let mut yielder = Yielder::new(background);
     let mut run: Option<Run<'py>> = None;
     let mut buf: Vec<Value> = Vec::new();
     let mut types_ref: Option<&Types> = None;
     for (i, obj) in rows.enumerate() {
         let py = obj.py();
-        if background && i % YIELD_EVERY == YIELD_EVERY - 1 {
-            yield_gil(py);
-        }
+        yielder.tick(py);
         let t = match types_ref {
             Some(t) => t,
             None => {
@@ -669,11 +695,10 @@ fn take_column(
     let whole = |reason: String| (0usize, short_repr(v, 200), reason);
     let items = |seq: &Bound<'_, PyAny>| -> Result<RawColumn, ColumnError> {
         let mut out = Vec::with_capacity(seq.len().unwrap_or(0));
+        let mut yielder = Yielder::new(background);
         let iter = seq.try_iter().map_err(|e| whole(e.to_string()))?;
         for (i, item) in iter.enumerate() {
-            if background && i % YIELD_EVERY == YIELD_EVERY - 1 {
-                yield_gil(py);
-            }
+            yielder.tick(py);
             let item = item.map_err(|e| whole(e.to_string()))?;
             out.push(to_value(&item, t, 0).map_err(|r| (i, short_repr(&item, 200), r))?);
         }
