@@ -26,6 +26,10 @@
 //!   JSONEachRow's `input_format_null_as_default`: the server computes the default. A `null`
 //!   nested in an array, map or tuple becomes the type's default value.
 //! * `MATERIALIZED` and `ALIAS` columns are never sent; a row that sets one is an error.
+//! * An `Enum` column without a DEFAULT expression is the exception to leaving columns out:
+//!   the server fills such a column of a Native block with 0, which is no element of the enum
+//!   (26.9), so a row that leaves it out gets the enum's smallest value sent explicitly, which
+//!   is what JSONEachRow stores for an omitted field.
 //! * `LowCardinality` columns are sent dictionary encoded.
 //! * `JSON` columns are sent as `String` columns holding JSON text; the server converts them
 //!   (`input_format_native_allow_types_conversion`, on by default).
@@ -188,6 +192,10 @@ pub struct NativeBatch {
     protos: Vec<Result<Builder, String>>,
     wire_types: Vec<String>,
     nullable: Vec<bool>,
+    /// Values sent for columns a row leaves out, where the server's own filling would be
+    /// wrong: a Native block without an `Enum` column stores 0 there (ClickHouse 26.9), which
+    /// is no element of the enum, while JSONEachRow stores the enum's smallest value.
+    implicit: Arc<[Option<Value>]>,
     insert_id_col: Option<usize>,
     /// Encoded size of the insert id column: (per block, per row).
     insert_id_cost: (usize, usize),
@@ -221,6 +229,28 @@ impl NativeBatch {
             .collect();
         let wire_types = schema.columns.iter().map(|c| c.ty.wire_name()).collect();
         let nullable = schema.columns.iter().map(|c| c.ty.is_nullable()).collect();
+        let implicit = schema
+            .columns
+            .iter()
+            .map(|c| {
+                if c.default_kind != DefaultKind::None {
+                    return None;
+                }
+                match &c.ty {
+                    ColumnType::Enum8(items) => items
+                        .iter()
+                        .map(|(_, v)| *v)
+                        .min()
+                        .map(|v| Value::Int(v.into())),
+                    ColumnType::Enum16(items) => items
+                        .iter()
+                        .map(|(_, v)| *v)
+                        .min()
+                        .map(|v| Value::Int(v.into())),
+                    _ => None,
+                }
+            })
+            .collect();
         let insert_id_col = opts
             .insert_id_column
             .as_deref()
@@ -249,6 +279,7 @@ impl NativeBatch {
             protos,
             wire_types,
             nullable,
+            implicit,
             insert_id_col,
             blocks: Vec::new(),
             by_shape: HashMap::new(),
@@ -427,7 +458,17 @@ impl NativeBatch {
             }
         }
         if result.is_ok() {
-            result = self.push_shaped(row_no, |ci| &row.fields[slots[ci] as usize - 1].1);
+            let implicit = self.implicit.clone();
+            for (ci, v) in implicit.iter().enumerate() {
+                if v.is_some() && self.shape[ci / 64] & (1 << (ci % 64)) == 0 {
+                    self.shape[ci / 64] |= 1 << (ci % 64);
+                    slots[ci] = u32::MAX;
+                }
+            }
+            result = self.push_shaped(row_no, |ci| match slots[ci] {
+                u32::MAX => implicit[ci].as_ref().expect("an implicit value"),
+                s => &row.fields[s as usize - 1].1,
+            });
         }
         self.clear_slots(&mut slots);
         self.slots = slots;
@@ -586,6 +627,8 @@ impl NativeBatch {
             return Err(e);
         }
         let mut outcome = ColumnsOutcome::default();
+        let implicit = self.implicit.clone();
+        let nullable = self.nullable.clone();
         for r in 0..n {
             self.offered += 1;
             self.shape.fill(0);
@@ -594,7 +637,20 @@ impl NativeBatch {
                     self.shape[ci / 64] |= 1 << (ci % 64);
                 }
             }
-            let pushed = self.push_shaped(r, |ci| &cols[slots[ci] as usize - 1].1[r]);
+            for (ci, v) in implicit.iter().enumerate() {
+                if v.is_some() {
+                    self.shape[ci / 64] |= 1 << (ci % 64);
+                }
+            }
+            let pushed = self.push_shaped(r, |ci| {
+                if slots[ci] != 0 {
+                    let v = &cols[slots[ci] as usize - 1].1[r];
+                    if !v.is_null() || nullable[ci] {
+                        return v;
+                    }
+                }
+                implicit[ci].as_ref().expect("an implicit value")
+            });
             match pushed {
                 Ok(()) => outcome.accepted += 1,
                 Err(e) => outcome.rejected.push(e),
