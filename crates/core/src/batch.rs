@@ -14,7 +14,7 @@ use crate::ack::AckState;
 use crate::dedup::StreamId;
 use crate::dispatch::Work;
 use crate::encode::{BatchEncoder, RejectedRow, RowSourceRef};
-use crate::queue::Msg;
+use crate::queue::{Msg, RowGate};
 use crate::stats::Counters;
 
 /// The unit that moves from the batcher to the dispatcher and, if need be, to the
@@ -267,6 +267,7 @@ pub(crate) async fn run<E: BatchEncoder>(
     mut batcher: Batcher<E>,
     out: mpsc::Sender<Work>,
     counters: Arc<Counters>,
+    gate: Arc<RowGate>,
 ) {
     let mut inbox: Vec<Msg<E::Row>> = Vec::with_capacity(1024);
     let linger = tokio::time::sleep(Duration::from_secs(3600));
@@ -303,7 +304,9 @@ pub(crate) async fn run<E: BatchEncoder>(
                             }
                         }
                         Msg::Row(row, ack) => {
-                            rows_out += E::input_rows(&row);
+                            let n = E::input_rows(&row);
+                            rows_out += n;
+                            gate.release(n);
                             let (sealed, rejected) = batcher.push_acked(row, ack.as_ref());
                             if rejected > 0 {
                                 counters.rows_rejected.fetch_add(rejected as u64, Relaxed);

@@ -13,7 +13,7 @@ use crate::encode::{BatchEncoder, DynamicRows, RowBinary};
 use crate::error::{Error, Result};
 use crate::limiter::Limiter;
 use crate::native::NativeOptions;
-use crate::queue::{Handle, Msg};
+use crate::queue::{Handle, Msg, RowGate};
 use crate::schema::{SchemaError, TableSchema};
 use crate::sink::Sink;
 use crate::stats::Stats;
@@ -186,7 +186,14 @@ impl<E: BatchEncoder> Pipeline<E> {
         // The batcher encodes: CPU work that should not hold up the caller's executor (an
         // application's tasks, or Python's event loop). It gets a thread of its own.
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        let run = batch::run(rx, batcher, dispatcher.sender(), counters.clone());
+        let gate = Arc::new(RowGate::new(config.queue_capacity));
+        let run = batch::run(
+            rx,
+            batcher,
+            dispatcher.sender(),
+            counters.clone(),
+            gate.clone(),
+        );
         std::thread::Builder::new()
             .name("chasync-batcher".into())
             .spawn(move || {
@@ -206,6 +213,7 @@ impl<E: BatchEncoder> Pipeline<E> {
                 counters,
                 spool: dispatcher.spool_dir(),
                 count: E::input_rows,
+                gate,
             },
             batcher,
             dispatcher,

@@ -33,6 +33,64 @@ pub struct Handle<R> {
     pub(crate) spool: std::path::PathBuf,
     /// Rows in one input (see [`crate::BatchEncoder::input_rows`]).
     pub(crate) count: fn(&R) -> u64,
+    /// Bounds the rows of multi-row inputs (columnar batches) waiting in the queue.
+    pub(crate) gate: Arc<RowGate>,
+}
+
+/// The queue's bound in rows for inputs that carry many rows at once (a columnar batch is one
+/// message but many rows): such an input takes as many permits as it has rows (at most the
+/// capacity) before it is queued, and the batcher gives them back when it takes the input.
+/// Single-row inputs are bounded by the channel's capacity alone, so the hot path of typed
+/// rows pays nothing for it.
+#[derive(Debug)]
+pub(crate) struct RowGate {
+    rows: tokio::sync::Semaphore,
+    capacity: u64,
+}
+
+impl RowGate {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            rows: tokio::sync::Semaphore::new(capacity),
+            capacity: capacity as u64,
+        }
+    }
+
+    fn permits(&self, n: u64) -> u32 {
+        n.min(self.capacity).min(u32::MAX as u64) as u32
+    }
+
+    /// Waits for room for an input of `n` rows.
+    async fn admit(&self, n: u64) {
+        if n > 1 {
+            self.rows
+                .acquire_many(self.permits(n))
+                .await
+                .expect("the row gate is never closed")
+                .forget();
+        }
+    }
+
+    /// Takes room for an input of `n` rows if there is some now.
+    fn try_admit(&self, n: u64) -> bool {
+        if n <= 1 {
+            return true;
+        }
+        match self.rows.try_acquire_many(self.permits(n)) {
+            Ok(p) => {
+                p.forget();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Gives back the room of an input of `n` rows (taken out of the queue, or not queued).
+    pub(crate) fn release(&self, n: u64) {
+        if n > 1 {
+            self.rows.add_permits(self.permits(n) as usize);
+        }
+    }
 }
 
 impl<R> Clone for Handle<R> {
@@ -42,6 +100,7 @@ impl<R> Clone for Handle<R> {
             counters: self.counters.clone(),
             spool: self.spool.clone(),
             count: self.count,
+            gate: self.gate.clone(),
         }
     }
 }
@@ -112,25 +171,42 @@ impl<R: Send + 'static> Handle<R> {
     /// Queues a row, waiting while the queue is full (backpressure).
     pub async fn send(&self, row: R) -> std::result::Result<(), SendError<R>> {
         let n = (self.count)(&row);
+        self.gate.admit(n).await;
         match self.tx.send(Msg::Row(row, None)).await {
             Ok(()) => {
                 self.counters.rows_accepted.fetch_add(n, Relaxed);
                 Ok(())
             }
-            Err(mpsc::error::SendError(msg)) => Err(SendError(into_row(msg))),
+            Err(mpsc::error::SendError(msg)) => {
+                self.gate.release(n);
+                Err(SendError(into_row(msg)))
+            }
         }
     }
 
     /// Queues a row if there is room now; otherwise hands it back.
     pub fn try_send(&self, row: R) -> std::result::Result<(), TrySendError<R>> {
         let n = (self.count)(&row);
+        if !self.gate.try_admit(n) {
+            return Err(if self.tx.is_closed() {
+                TrySendError::Closed(row)
+            } else {
+                TrySendError::Full(row)
+            });
+        }
         match self.tx.try_send(Msg::Row(row, None)) {
             Ok(()) => {
                 self.counters.rows_accepted.fetch_add(n, Relaxed);
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Full(msg)) => Err(TrySendError::Full(into_row(msg))),
-            Err(mpsc::error::TrySendError::Closed(msg)) => Err(TrySendError::Closed(into_row(msg))),
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                self.gate.release(n);
+                Err(TrySendError::Full(into_row(msg)))
+            }
+            Err(mpsc::error::TrySendError::Closed(msg)) => {
+                self.gate.release(n);
+                Err(TrySendError::Closed(into_row(msg)))
+            }
         }
     }
 
@@ -154,7 +230,9 @@ impl<R: Send + 'static> Handle<R> {
             for permit in permits {
                 match rows.next() {
                     Some(row) => {
-                        sent += (self.count)(&row);
+                        let n = (self.count)(&row);
+                        self.gate.admit(n).await;
+                        sent += n;
                         permit.send(Msg::Row(row, None));
                     }
                     None => break,
@@ -187,11 +265,13 @@ impl<R: Send + 'static> Handle<R> {
         let mut rows = rows.into_iter();
         while let Some(row) = rows.next() {
             let n = (self.count)(&row);
+            self.gate.admit(n).await;
             match self.tx.send(Msg::Row(row, Some(state.clone()))).await {
                 Ok(()) => {
                     self.counters.rows_accepted.fetch_add(n, Relaxed);
                 }
                 Err(mpsc::error::SendError(msg)) => {
+                    self.gate.release(n);
                     let mut rest = vec![into_row(msg)];
                     rest.extend(rows);
                     return Err(SendError(rest));
@@ -234,5 +314,28 @@ fn into_row<R>(msg: Msg<R>) -> R {
     match msg {
         Msg::Row(r, _) => r,
         _ => unreachable!("only rows are handed back"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RowGate;
+
+    #[tokio::test]
+    async fn the_row_gate_bounds_multi_row_inputs_only() {
+        let gate = RowGate::new(1000);
+        // Single rows never touch it.
+        assert!(gate.try_admit(1));
+        assert_eq!(gate.rows.available_permits(), 1000);
+        assert!(gate.try_admit(800));
+        assert!(!gate.try_admit(300), "only 200 rows of room left");
+        assert!(gate.try_admit(1));
+        // An input larger than the whole queue takes all of it (once there is all of it).
+        gate.release(800);
+        gate.admit(5000).await;
+        assert_eq!(gate.rows.available_permits(), 0);
+        assert!(!gate.try_admit(2));
+        gate.release(5000);
+        assert_eq!(gate.rows.available_permits(), 1000);
     }
 }
