@@ -52,7 +52,7 @@ async fn main() {
     let rows: u64 = arg(&args, "--rows").map_or(2_000_000, |v| v.parse().expect("--rows"));
     if let Some(one) = arg(&args, "--one") {
         let result = run_one(&one, rows).await;
-        println!("{}", serde_json_line(&result));
+        println!("{}", kv_line(&result));
         return;
     }
     let runs: usize = arg(&args, "--runs").map_or(3, |v| v.parse().expect("--runs"));
@@ -168,7 +168,7 @@ fn report(rows: u64, runs: usize, order: &[String], results: &BTreeMap<String, V
     eprintln!("written: target/e2e/results.md, target/e2e/results.json");
 }
 
-fn serde_json_line(m: &BTreeMap<String, f64>) -> String {
+fn kv_line(m: &BTreeMap<String, f64>) -> String {
     let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k}={v}")).collect();
     parts.join(" ")
 }
