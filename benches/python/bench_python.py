@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import platform
@@ -22,7 +21,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List
 
 URL = os.environ.get("CLICKHOUSE_URL", "http://127.0.0.1:8123").rstrip("/")
 DB = f"chasync_bench_py_{os.getpid()}"
@@ -66,90 +65,7 @@ def row(i: int) -> Dict[str, Any]:
 
 # --- The class chasync replaces, recreated as its article gives it (aiohttp + JSONEachRow) ---
 
-import aiohttp  # noqa: E402
-from aiohttp import ClientTimeout, TCPConnector  # noqa: E402
-
-seed_logger = logging.getLogger("seed")
-
-
-class SeedClickHouseAsyncInserter:
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        database: str,
-        table: str,
-        max_concurrency: int = 8,
-        batch_size: int = 50_000,
-        timeout_sec: int = 30,
-        retries: int = 3,
-    ):
-        self.base_url = f"http://{host}:{port}"
-        self.database = database
-        self.table = table
-        self.batch_size = batch_size
-        self.semaphore = asyncio.Semaphore(max_concurrency)
-        self.timeout = ClientTimeout(total=timeout_sec, connect=5)
-        self.connector = TCPConnector(
-            limit=max_concurrency * 2, keepalive_timeout=60, enable_cleanup_closed=True
-        )
-        self.session: Optional[aiohttp.ClientSession] = None
-        self.retries = retries
-
-    async def __aenter__(self):
-        self.session = aiohttp.ClientSession(
-            connector=self.connector,
-            timeout=self.timeout,
-            headers={"Content-Type": "application/json"},
-        )
-        return self
-
-    async def __aexit__(self, exc_type, exc_val, exc_tb):
-        if self.session:
-            await self.session.close()
-
-    async def _execute_insert(self, batch: List[Dict[str, Any]]) -> bool:
-        if not batch:
-            return True
-        query = f"INSERT INTO {self.database}.{self.table} FORMAT JSONEachRow"
-        payload = "\n".join(json.dumps(row, ensure_ascii=False) for row in batch)
-        for attempt in range(self.retries):
-            try:
-                async with self.semaphore:
-                    async with self.session.post(
-                        f"{self.base_url}/?query={query}", data=payload.encode("utf-8")
-                    ) as response:
-                        if response.status == 200:
-                            return True
-                        error_body = await response.text()
-                        seed_logger.warning(
-                            f"Insert failed (attempt {attempt + 1}/{self.retries}): "
-                            f"{response.status} - {error_body}"
-                        )
-            except asyncio.TimeoutError:
-                seed_logger.error(f"HTTP timeout on attempt {attempt + 1}")
-            except aiohttp.ClientError as e:
-                seed_logger.error(f"Client transport error on attempt {attempt + 1}: {e}")
-            if attempt < self.retries - 1:
-                delay = min(2**attempt + 0.5, 10.0)
-                await asyncio.sleep(delay)
-        return False
-
-    async def stream_insert(self, data_stream: asyncio.Queue) -> None:
-        buffer = []
-        while True:
-            try:
-                record = await asyncio.wait_for(data_stream.get(), timeout=1.0)
-                buffer.append(record)
-                if len(buffer) >= self.batch_size:
-                    success = await self._execute_insert(buffer)
-                    if not success:
-                        seed_logger.critical("Batch insert failed after retries; routing to DLQ")
-                    buffer.clear()
-            except asyncio.TimeoutError:
-                if buffer:
-                    await self._execute_insert(buffer)
-                    buffer.clear()
+from seed_inserter import ClickHouseAsyncInserter as SeedClickHouseAsyncInserter  # noqa: E402
 
 
 # --- Measurements ---------------------------------------------------------------------------

@@ -324,7 +324,10 @@ async fn the_seed_aiohttp_inserter_lands_its_rows() {
     let (_tmp, spool) = spool();
     let d = Daemon::start(DaemonOpts::new(&spool).config("[batching]\nlinger_ms = 100\n"));
     let port = d.addr.rsplit(':').next().unwrap().to_string();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/seed_inserter.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../benches/python/seed_inserter.py"
+    );
     let out = tokio::process::Command::new(&python)
         .arg(script)
         .arg("127.0.0.1")
