@@ -34,13 +34,17 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM/SIGINT handlers at once (so a signal that comes right after start-up
+/// drains instead of killing the process) and returns the future that resolves on the first.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining"),
-        _ = int.recv() => tracing::info!("SIGINT: draining"),
+    async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = int.recv() => tracing::info!("SIGINT: draining"),
+        }
     }
 }
 
@@ -59,6 +63,8 @@ fn main() -> std::process::ExitCode {
         .build()
         .expect("tokio runtime");
     rt.block_on(async move {
+        // Before anything can announce that the daemon is up.
+        let shutdown = shutdown_signal();
         let listen = settings.listen;
         let listener = match tokio::net::TcpListener::bind(listen).await {
             Ok(l) => l,
@@ -82,7 +88,7 @@ fn main() -> std::process::ExitCode {
             ack = ?app.settings.ack,
             "chasyncd listening"
         );
-        let drained = chasync_daemon::server::serve(app, listener, shutdown_signal()).await;
+        let drained = chasync_daemon::server::serve(app, listener, shutdown).await;
         tracing::info!(drained, "chasyncd stopped");
         std::process::ExitCode::SUCCESS
     })
