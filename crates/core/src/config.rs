@@ -190,18 +190,10 @@ impl Config {
     }
 }
 
-/// Quotes a ClickHouse identifier with backticks.
+/// Quotes a ClickHouse identifier with backticks (see [`crate::schema::quote_ident`]).
 pub fn quote_ident(name: &str) -> String {
     let mut out = String::with_capacity(name.len() + 2);
-    out.push('`');
-    for c in name.chars() {
-        match c {
-            '`' => out.push_str("\\`"),
-            '\\' => out.push_str("\\\\"),
-            c => out.push(c),
-        }
-    }
-    out.push('`');
+    crate::schema::quote_ident(name, &mut out);
     out
 }
 

@@ -287,14 +287,7 @@ fn write_ident(s: &str, out: &mut String) {
     if plain {
         out.push_str(s);
     } else {
-        out.push('`');
-        for c in s.chars() {
-            if c == '`' || c == '\\' {
-                out.push('\\');
-            }
-            out.push(c);
-        }
-        out.push('`');
+        quote_ident(s, out);
     }
 }
 
