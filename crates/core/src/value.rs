@@ -442,12 +442,18 @@ impl TryFrom<serde_json::Value> for DynRow {
 
 /// The values of one column of a [`ColumnBatch`].
 ///
-/// Non-exhaustive so that typed fast paths (e.g. `Vec<u64>`) can be added later.
+/// [`ColumnData::Values`] holds any dynamic values; [`ColumnData::Typed`] holds values of one
+/// primitive type in a flat buffer (as Arrow and numpy keep them), which the Native encoder
+/// writes with tight loops (a copy when the column's type matches) instead of one [`Value`]
+/// at a time. Both mean the same: a typed cell converts exactly like the [`Value`] that
+/// [`TypedColumn::value`] gives for it.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum ColumnData {
     /// Dynamic values, one per row.
     Values(Vec<Value>),
+    /// Values of one primitive type, with an optional null map.
+    Typed(TypedColumn),
 }
 
 impl ColumnData {
@@ -455,12 +461,445 @@ impl ColumnData {
     pub fn len(&self) -> usize {
         match self {
             ColumnData::Values(v) => v.len(),
+            ColumnData::Typed(t) => t.len(),
         }
     }
 
     /// Whether the column has no rows.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The value of row `row` (cloned or materialised), `None` past the end.
+    pub fn value(&self, row: usize) -> Option<Value> {
+        match self {
+            ColumnData::Values(v) => v.get(row).cloned(),
+            ColumnData::Typed(t) => (row < t.len()).then(|| t.value(row)),
+        }
+    }
+
+    /// Whether row `row` is NULL.
+    pub fn is_null(&self, row: usize) -> bool {
+        match self {
+            ColumnData::Values(v) => v.get(row).is_some_and(Value::is_null),
+            ColumnData::Typed(t) => t.is_null(row),
+        }
+    }
+
+    /// Whether any row is NULL.
+    pub fn has_nulls(&self) -> bool {
+        match self {
+            ColumnData::Values(v) => v.iter().any(Value::is_null),
+            ColumnData::Typed(t) => t.null_count() > 0,
+        }
+    }
+
+    /// The rows `rows` (indices, in that order) as a new column of the same kind.
+    pub fn take(&self, rows: &[usize]) -> ColumnData {
+        match self {
+            ColumnData::Values(v) => {
+                ColumnData::Values(rows.iter().map(|r| v[*r].clone()).collect())
+            }
+            ColumnData::Typed(t) => ColumnData::Typed(t.take(rows)),
+        }
+    }
+
+    /// The rows `range` as a new column of the same kind.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> ColumnData {
+        match self {
+            ColumnData::Values(v) => ColumnData::Values(v[range].to_vec()),
+            ColumnData::Typed(t) => ColumnData::Typed(t.slice(range)),
+        }
+    }
+
+    /// Every row as a dynamic value.
+    pub fn to_values(&self) -> Vec<Value> {
+        match self {
+            ColumnData::Values(v) => v.clone(),
+            ColumnData::Typed(t) => (0..t.len()).map(|r| t.value(r)).collect(),
+        }
+    }
+}
+
+impl From<Vec<Value>> for ColumnData {
+    fn from(v: Vec<Value>) -> Self {
+        ColumnData::Values(v)
+    }
+}
+
+impl From<TypedColumn> for ColumnData {
+    fn from(t: TypedColumn) -> Self {
+        ColumnData::Typed(t)
+    }
+}
+
+/// Variable-length values in Arrow's layout: value `i` is `data[offsets[i]..offsets[i + 1]]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Strings {
+    /// `len + 1` non-decreasing offsets into `data`, the first one 0.
+    pub offsets: Vec<u64>,
+    /// The bytes of all values, one after the other.
+    pub data: Vec<u8>,
+}
+
+impl Strings {
+    /// No values.
+    pub fn new() -> Self {
+        Self {
+            offsets: vec![0],
+            data: Vec::new(),
+        }
+    }
+
+    /// No values, with room for `n` values of `bytes` bytes in all.
+    pub fn with_capacity(n: usize, bytes: usize) -> Self {
+        let mut offsets = Vec::with_capacity(n + 1);
+        offsets.push(0);
+        Self {
+            offsets,
+            data: Vec::with_capacity(bytes),
+        }
+    }
+
+    /// Appends one value.
+    #[inline]
+    pub fn push(&mut self, v: &[u8]) {
+        self.data.extend_from_slice(v);
+        self.offsets.push(self.data.len() as u64);
+    }
+
+    /// The number of values.
+    pub fn len(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+
+    /// Whether there are no values.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Value `i`.
+    #[inline]
+    pub fn get(&self, i: usize) -> &[u8] {
+        &self.data[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+
+    fn take(&self, rows: &[usize]) -> Strings {
+        let mut out = Strings::with_capacity(rows.len(), 0);
+        for &r in rows {
+            out.push(self.get(r));
+        }
+        out
+    }
+
+    fn slice(&self, range: std::ops::Range<usize>) -> Strings {
+        let lo = self.offsets[range.start];
+        let hi = self.offsets[range.end];
+        Strings {
+            offsets: self.offsets[range.start..=range.end]
+                .iter()
+                .map(|o| o - lo)
+                .collect(),
+            data: self.data[lo as usize..hi as usize].to_vec(),
+        }
+    }
+}
+
+impl<S: AsRef<[u8]>> FromIterator<S> for Strings {
+    fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
+        let mut out = Strings::new();
+        for s in iter {
+            out.push(s.as_ref());
+        }
+        out
+    }
+}
+
+/// The values of a [`TypedColumn`]: one primitive type, in a flat buffer.
+///
+/// The comments say which [`Value`] each cell stands for (see [`TypedColumn::value`]).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum TypedData {
+    /// Booleans ([`Value::Bool`]).
+    Bool(Vec<bool>),
+    /// [`Value::Int`].
+    Int8(Vec<i8>),
+    /// [`Value::Int`].
+    Int16(Vec<i16>),
+    /// [`Value::Int`].
+    Int32(Vec<i32>),
+    /// [`Value::Int`].
+    Int64(Vec<i64>),
+    /// [`Value::UInt`].
+    UInt8(Vec<u8>),
+    /// [`Value::UInt`].
+    UInt16(Vec<u16>),
+    /// [`Value::UInt`].
+    UInt32(Vec<u32>),
+    /// [`Value::UInt`].
+    UInt64(Vec<u64>),
+    /// [`Value::Float`].
+    Float32(Vec<f32>),
+    /// [`Value::Float`].
+    Float64(Vec<f64>),
+    /// UTF-8 text ([`Value::String`]).
+    String(Strings),
+    /// Bytes ([`Value::Bytes`]).
+    Binary(Strings),
+    /// Points in time: `ticks` of 10^-`precision` seconds since 1970-01-01 00:00:00
+    /// (`precision` 0, 3, 6 or 9). With `zoned` they are instants (RFC 3339 text with `Z`);
+    /// without, wall-clock times read in the column's time zone (text without an offset), as
+    /// Arrow timestamps with and without a time zone.
+    Timestamp {
+        /// The values.
+        ticks: Vec<i64>,
+        /// Decimal digits of the unit: 0 (s), 3 (ms), 6 (us) or 9 (ns).
+        precision: u8,
+        /// Whether the ticks are instants (`true`) or wall-clock times (`false`).
+        zoned: bool,
+    },
+    /// Calendar dates as days since 1970-01-01 (`YYYY-MM-DD` text).
+    Date32(Vec<i32>),
+}
+
+/// One column of values of one primitive type ([`TypedData`]) and an optional null map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypedColumn {
+    /// The values (any value where the row is NULL).
+    pub data: TypedData,
+    /// One byte per row, 1 where the row is NULL ([`Value::Null`]), 0 elsewhere: the layout
+    /// of a Native null map. `None`: no NULLs.
+    pub nulls: Option<Vec<u8>>,
+}
+
+macro_rules! typed_from {
+    ($($t:ty => $var:ident),* $(,)?) => {$(
+        impl From<Vec<$t>> for TypedColumn {
+            fn from(v: Vec<$t>) -> Self {
+                TypedColumn::new(TypedData::$var(v))
+            }
+        }
+        impl From<Vec<$t>> for ColumnData {
+            fn from(v: Vec<$t>) -> Self {
+                ColumnData::Typed(v.into())
+            }
+        }
+    )*};
+}
+typed_from!(
+    bool => Bool, i8 => Int8, i16 => Int16, i32 => Int32, i64 => Int64, u8 => UInt8,
+    u16 => UInt16, u32 => UInt32, u64 => UInt64, f32 => Float32, f64 => Float64,
+);
+
+impl From<Strings> for TypedColumn {
+    /// UTF-8 text.
+    fn from(s: Strings) -> Self {
+        TypedColumn::new(TypedData::String(s))
+    }
+}
+
+impl From<Strings> for ColumnData {
+    /// UTF-8 text.
+    fn from(s: Strings) -> Self {
+        ColumnData::Typed(s.into())
+    }
+}
+
+fn take_vec<T: Copy>(v: &[T], rows: &[usize]) -> Vec<T> {
+    rows.iter().map(|r| v[*r]).collect()
+}
+
+const NANOS_PER: [i128; 10] = [
+    1_000_000_000,
+    100_000_000,
+    10_000_000,
+    1_000_000,
+    100_000,
+    10_000,
+    1_000,
+    100,
+    10,
+    1,
+];
+
+impl TypedColumn {
+    /// A column without NULLs.
+    pub fn new(data: TypedData) -> Self {
+        Self { data, nulls: None }
+    }
+
+    /// Sets the null map (see [`TypedColumn::nulls`]); a map without a 1 is dropped.
+    pub fn with_nulls(mut self, nulls: Vec<u8>) -> Self {
+        self.nulls = nulls.iter().any(|&b| b != 0).then_some(nulls);
+        self
+    }
+
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        match &self.data {
+            TypedData::Bool(v) => v.len(),
+            TypedData::Int8(v) => v.len(),
+            TypedData::Int16(v) => v.len(),
+            TypedData::Int32(v) => v.len(),
+            TypedData::Int64(v) => v.len(),
+            TypedData::UInt8(v) => v.len(),
+            TypedData::UInt16(v) => v.len(),
+            TypedData::UInt32(v) => v.len(),
+            TypedData::UInt64(v) => v.len(),
+            TypedData::Float32(v) => v.len(),
+            TypedData::Float64(v) => v.len(),
+            TypedData::String(s) | TypedData::Binary(s) => s.len(),
+            TypedData::Timestamp { ticks, .. } => ticks.len(),
+            TypedData::Date32(v) => v.len(),
+        }
+    }
+
+    /// Whether the column has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether row `row` is NULL.
+    #[inline]
+    pub fn is_null(&self, row: usize) -> bool {
+        self.nulls
+            .as_ref()
+            .is_some_and(|n| n.get(row).is_some_and(|&b| b != 0))
+    }
+
+    /// The number of NULL rows.
+    pub fn null_count(&self) -> usize {
+        self.nulls
+            .as_ref()
+            .map_or(0, |n| n.iter().filter(|&&b| b != 0).count())
+    }
+
+    /// The value row `row` stands for; panics past the end.
+    pub fn value(&self, row: usize) -> Value {
+        if self.is_null(row) {
+            return Value::Null;
+        }
+        match &self.data {
+            TypedData::Bool(v) => Value::Bool(v[row]),
+            TypedData::Int8(v) => Value::Int(v[row].into()),
+            TypedData::Int16(v) => Value::Int(v[row].into()),
+            TypedData::Int32(v) => Value::Int(v[row].into()),
+            TypedData::Int64(v) => Value::Int(v[row]),
+            TypedData::UInt8(v) => Value::UInt(v[row].into()),
+            TypedData::UInt16(v) => Value::UInt(v[row].into()),
+            TypedData::UInt32(v) => Value::UInt(v[row].into()),
+            TypedData::UInt64(v) => Value::UInt(v[row]),
+            TypedData::Float32(v) => Value::Float(v[row].into()),
+            TypedData::Float64(v) => Value::Float(v[row]),
+            TypedData::String(s) => Value::String(String::from_utf8_lossy(s.get(row)).into_owned()),
+            TypedData::Binary(s) => Value::Bytes(s.get(row).to_vec()),
+            TypedData::Timestamp {
+                ticks,
+                precision,
+                zoned,
+            } => {
+                let nanos = ticks[row] as i128 * NANOS_PER[(*precision).min(9) as usize];
+                match jiff::Timestamp::from_nanosecond(nanos) {
+                    Ok(ts) if *zoned => Value::String(ts.to_string()),
+                    Ok(ts) => Value::String(jiff::tz::TimeZone::UTC.to_datetime(ts).to_string()),
+                    // Out of range for any date/time column: text that says so.
+                    Err(_) => Value::String(format!(
+                        "{} ticks of 1e-{precision} s (out of range)",
+                        ticks[row]
+                    )),
+                }
+            }
+            TypedData::Date32(v) => {
+                let d = jiff::Span::new()
+                    .try_days(v[row])
+                    .and_then(|span| jiff::civil::date(1970, 1, 1).checked_add(span));
+                match d {
+                    Ok(d) => Value::String(d.to_string()),
+                    Err(_) => Value::String(format!("{} days (out of range)", v[row])),
+                }
+            }
+        }
+    }
+
+    /// The rows `rows` (indices, in that order) as a new column.
+    pub fn take(&self, rows: &[usize]) -> TypedColumn {
+        let data = match &self.data {
+            TypedData::Bool(v) => TypedData::Bool(take_vec(v, rows)),
+            TypedData::Int8(v) => TypedData::Int8(take_vec(v, rows)),
+            TypedData::Int16(v) => TypedData::Int16(take_vec(v, rows)),
+            TypedData::Int32(v) => TypedData::Int32(take_vec(v, rows)),
+            TypedData::Int64(v) => TypedData::Int64(take_vec(v, rows)),
+            TypedData::UInt8(v) => TypedData::UInt8(take_vec(v, rows)),
+            TypedData::UInt16(v) => TypedData::UInt16(take_vec(v, rows)),
+            TypedData::UInt32(v) => TypedData::UInt32(take_vec(v, rows)),
+            TypedData::UInt64(v) => TypedData::UInt64(take_vec(v, rows)),
+            TypedData::Float32(v) => TypedData::Float32(take_vec(v, rows)),
+            TypedData::Float64(v) => TypedData::Float64(take_vec(v, rows)),
+            TypedData::String(s) => TypedData::String(s.take(rows)),
+            TypedData::Binary(s) => TypedData::Binary(s.take(rows)),
+            TypedData::Timestamp {
+                ticks,
+                precision,
+                zoned,
+            } => TypedData::Timestamp {
+                ticks: take_vec(ticks, rows),
+                precision: *precision,
+                zoned: *zoned,
+            },
+            TypedData::Date32(v) => TypedData::Date32(take_vec(v, rows)),
+        };
+        TypedColumn {
+            data,
+            nulls: self.nulls.as_ref().map(|n| take_vec(n, rows)),
+        }
+        .normalized()
+    }
+
+    /// The rows `range` as a new column.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> TypedColumn {
+        let r = range.clone();
+        let data = match &self.data {
+            TypedData::Bool(v) => TypedData::Bool(v[r].to_vec()),
+            TypedData::Int8(v) => TypedData::Int8(v[r].to_vec()),
+            TypedData::Int16(v) => TypedData::Int16(v[r].to_vec()),
+            TypedData::Int32(v) => TypedData::Int32(v[r].to_vec()),
+            TypedData::Int64(v) => TypedData::Int64(v[r].to_vec()),
+            TypedData::UInt8(v) => TypedData::UInt8(v[r].to_vec()),
+            TypedData::UInt16(v) => TypedData::UInt16(v[r].to_vec()),
+            TypedData::UInt32(v) => TypedData::UInt32(v[r].to_vec()),
+            TypedData::UInt64(v) => TypedData::UInt64(v[r].to_vec()),
+            TypedData::Float32(v) => TypedData::Float32(v[r].to_vec()),
+            TypedData::Float64(v) => TypedData::Float64(v[r].to_vec()),
+            TypedData::String(s) => TypedData::String(s.slice(r)),
+            TypedData::Binary(s) => TypedData::Binary(s.slice(r)),
+            TypedData::Timestamp {
+                ticks,
+                precision,
+                zoned,
+            } => TypedData::Timestamp {
+                ticks: ticks[r].to_vec(),
+                precision: *precision,
+                zoned: *zoned,
+            },
+            TypedData::Date32(v) => TypedData::Date32(v[r].to_vec()),
+        };
+        TypedColumn {
+            data,
+            nulls: self.nulls.as_ref().map(|n| n[range].to_vec()),
+        }
+        .normalized()
+    }
+
+    fn normalized(mut self) -> Self {
+        if self
+            .nulls
+            .as_ref()
+            .is_some_and(|n| n.iter().all(|&b| b == 0))
+        {
+            self.nulls = None;
+        }
+        self
     }
 }
 
@@ -482,6 +921,17 @@ impl ColumnBatch {
     /// Appends a column of dynamic values.
     pub fn push_column(&mut self, name: impl Into<String>, values: Vec<Value>) {
         self.columns.push((name.into(), ColumnData::Values(values)));
+    }
+
+    /// Appends a column of any kind (dynamic values or a [`TypedColumn`]).
+    pub fn push_data(&mut self, name: impl Into<String>, data: impl Into<ColumnData>) {
+        self.columns.push((name.into(), data.into()));
+    }
+
+    /// Builder-style [`ColumnBatch::push_data`].
+    pub fn with_data(mut self, name: impl Into<String>, data: impl Into<ColumnData>) -> Self {
+        self.push_data(name, data);
+        self
     }
 
     /// Builder-style [`ColumnBatch::push_column`].

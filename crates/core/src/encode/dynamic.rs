@@ -13,7 +13,7 @@ use crate::native::{
     ConversionError, ConversionErrorKind, EncodedNative, NativeBatch, NativeOptions,
 };
 use crate::schema::{SchemaError, TableSchema};
-use crate::value::{ColumnBatch, ColumnData, DynRow, Value};
+use crate::value::{ColumnBatch, DynRow, Value};
 
 /// One input of a dynamic pipeline: a row, or a columnar batch of rows.
 #[derive(Debug, Clone)]
@@ -179,12 +179,7 @@ fn column_row_json(cols: &ColumnBatch, row: usize) -> String {
     let mut out = String::from("{");
     let mut first = true;
     for (name, data) in &cols.columns {
-        let value = match data {
-            ColumnData::Values(v) => v.get(row),
-            #[allow(unreachable_patterns)]
-            _ => None,
-        };
-        if let Some(v) = value {
+        if let Some(v) = data.value(row) {
             if !first {
                 out.push(',');
             }
@@ -206,11 +201,7 @@ fn columns_json(cols: &ColumnBatch) -> String {
         }
         out.push_str(&serde_json::to_string(name).expect("string"));
         out.push(':');
-        match data {
-            ColumnData::Values(v) => Value::Array(v.clone()).write_json(&mut out),
-            #[allow(unreachable_patterns)]
-            _ => out.push_str("null"),
-        }
+        Value::Array(data.to_values()).write_json(&mut out);
     }
     out.push('}');
     out
@@ -433,13 +424,13 @@ impl RowSource for RetainedRange {
                 DynInput::Columns(cols) => {
                     let rows: Vec<usize> = picks[i..j].iter().map(|p| p.1 as usize).collect();
                     let mut part = ColumnBatch::new();
+                    let contiguous = rows.windows(2).all(|w| w[1] == w[0] + 1);
                     for (name, data) in &cols.columns {
-                        let values = match data {
-                            ColumnData::Values(v) => rows.iter().map(|r| v[*r].clone()).collect(),
-                            #[allow(unreachable_patterns)]
-                            _ => Vec::new(),
+                        let data = match (contiguous, rows.first(), rows.last()) {
+                            (true, Some(&lo), Some(&hi)) => data.slice(lo..hi + 1),
+                            _ => data.take(&rows),
                         };
-                        part.push_column(name.clone(), values);
+                        part.push_data(name.clone(), data);
                     }
                     let _ = batch.push_columns(&part);
                 }

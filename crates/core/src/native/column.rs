@@ -2,13 +2,15 @@
 //! its Native streams (null map, offsets, data, dictionary).
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
 use jiff::tz::TimeZone;
 
-use super::convert::{Reason, Scalar, U256, varuint_len, write_varuint};
+use super::convert::{Reason, Scalar, U256, varuint_len, write_str_bytes, write_varuint};
+use super::typed::encode_range;
 use crate::schema::ColumnType;
-use crate::value::Value;
+use crate::value::{ColumnData, TypedColumn, TypedData, Value};
 
 /// A failure inside a column tree: the innermost value and type that failed.
 #[derive(Debug)]
@@ -373,6 +375,118 @@ impl Builder {
         }
     }
 
+    /// Appends rows `range` of a column. A row that fails is reported in `fails` (row, what
+    /// failed); it may leave part of itself behind, so a caller that sees failures rolls the
+    /// builder back (see [`Builder::mark`]).
+    pub(crate) fn push_data_range(
+        &mut self,
+        data: &ColumnData,
+        range: Range<usize>,
+        fails: &mut Vec<(usize, Failure)>,
+    ) {
+        match data {
+            ColumnData::Values(v) => {
+                for r in range {
+                    if let Err(f) = self.push(&v[r]) {
+                        fails.push((r, f));
+                    }
+                }
+            }
+            ColumnData::Typed(t) => self.push_typed(t, range, fails),
+        }
+    }
+
+    /// [`Builder::push_data_range`] of a typed column: tight loops where the node is a
+    /// scalar, a `Nullable` scalar or a `LowCardinality`; cell by cell (through
+    /// [`TypedColumn::value`]) elsewhere.
+    fn push_typed(
+        &mut self,
+        col: &TypedColumn,
+        range: Range<usize>,
+        fails: &mut Vec<(usize, Failure)>,
+    ) {
+        let ty = &self.type_name;
+        match &mut self.kind {
+            Kind::Scalar { scalar, data } => {
+                let mut reasons = Vec::new();
+                match &col.nulls {
+                    Some(n) if n[range.clone()].iter().any(|&b| b != 0) => {
+                        // NULL in a scalar: the type's default (as `push` does).
+                        for (r, is_null) in runs(&n[range.clone()], range.start) {
+                            if is_null {
+                                for _ in r {
+                                    scalar.encode_default(data);
+                                }
+                            } else {
+                                encode_range(scalar, col, r, data, &mut reasons);
+                            }
+                        }
+                    }
+                    _ => encode_range(scalar, col, range, data, &mut reasons),
+                }
+                fails.extend(
+                    reasons
+                        .into_iter()
+                        .map(|(r, reason)| (r, fail(&col.value(r), ty, reason))),
+                );
+            }
+            Kind::Nullable { nulls, inner } => match &col.nulls {
+                None => {
+                    nulls.resize(nulls.len() + range.len(), 0);
+                    inner.push_typed(col, range, fails);
+                }
+                Some(n) => {
+                    nulls.extend(n[range.clone()].iter().map(|&b| (b != 0) as u8));
+                    for (r, is_null) in runs(&n[range.clone()], range.start) {
+                        if is_null {
+                            for _ in r {
+                                inner.push_default();
+                            }
+                        } else {
+                            inner.push_typed(col, r, fails);
+                        }
+                    }
+                }
+            },
+            Kind::LowCardinality(lc) => {
+                let lc = &mut **lc;
+                let mut reasons = Vec::new();
+                for r in range {
+                    if col.is_null(r) {
+                        lc.push_default();
+                        continue;
+                    }
+                    lc.scratch.clear();
+                    match (&lc.scalar, &col.data) {
+                        (Scalar::String, TypedData::String(s) | TypedData::Binary(s)) => {
+                            write_str_bytes(&mut lc.scratch, s.get(r))
+                        }
+                        (scalar, _) => {
+                            let before = reasons.len();
+                            encode_range(scalar, col, r..r + 1, &mut lc.scratch, &mut reasons);
+                            if reasons.len() != before {
+                                continue;
+                            }
+                        }
+                    }
+                    lc.push_scratch();
+                }
+                fails.extend(
+                    reasons
+                        .into_iter()
+                        .map(|(r, reason)| (r, fail(&col.value(r), ty, reason))),
+                );
+            }
+            _ => {
+                for r in range {
+                    if let Err(f) = self.push(&col.value(r)) {
+                        fails.push((r, f));
+                    }
+                }
+            }
+        }
+    }
+
     /// Appends an object key as a map key: written directly for `String` keys, otherwise
     /// converted like a string value.
     fn push_key_str(&mut self, k: &str) -> Result<(), Failure> {
@@ -562,6 +676,22 @@ impl Builder {
             Kind::LowCardinality(lc) => lc.write_data(out),
         }
     }
+}
+
+/// The runs of equal null-ness of a null map: (rows, whether NULL), rows counted from `base`.
+fn runs(nulls: &[u8], base: usize) -> impl Iterator<Item = (Range<usize>, bool)> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        if i >= nulls.len() {
+            return None;
+        }
+        let is_null = nulls[i] != 0;
+        let start = i;
+        while i < nulls.len() && (nulls[i] != 0) == is_null {
+            i += 1;
+        }
+        Some((base + start..base + i, is_null))
+    })
 }
 
 fn write_offsets(offsets: &[u64], out: &mut Vec<u8>) {

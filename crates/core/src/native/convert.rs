@@ -55,7 +55,7 @@ pub(crate) fn varuint_len(v: u64) -> usize {
 }
 
 #[inline]
-fn write_str_bytes(out: &mut Vec<u8>, b: &[u8]) {
+pub(crate) fn write_str_bytes(out: &mut Vec<u8>, b: &[u8]) {
     write_varuint(out, b.len() as u64);
     out.extend_from_slice(b);
 }
@@ -505,12 +505,12 @@ fn with_text<R>(v: &Value, sink: impl FnOnce(&[u8]) -> R) -> Result<R, Reason> {
     }
 }
 
-const DATE_MIN_DAYS: i64 = 0;
-const DATE_MAX_DAYS: i64 = 65535;
-const DATE32_MIN_DAYS: i64 = -25567; // 1900-01-01
-const DATE32_MAX_DAYS: i64 = 120529; // 2299-12-31
-const DT64_MIN_SECS: i64 = -2208988800; // 1900-01-01 00:00:00 UTC
-const DT64_MAX_SECS: i64 = 10413791999; // 2299-12-31 23:59:59 UTC
+pub(crate) const DATE_MIN_DAYS: i64 = 0;
+pub(crate) const DATE_MAX_DAYS: i64 = 65535;
+pub(crate) const DATE32_MIN_DAYS: i64 = -25567; // 1900-01-01
+pub(crate) const DATE32_MAX_DAYS: i64 = 120529; // 2299-12-31
+pub(crate) const DT64_MIN_SECS: i64 = -2208988800; // 1900-01-01 00:00:00 UTC
+pub(crate) const DT64_MAX_SECS: i64 = 10413791999; // 2299-12-31 23:59:59 UTC
 
 fn days_from_civil(d: civil::Date) -> i64 {
     // civil::Date - 1970-01-01 in days.
@@ -629,7 +629,7 @@ fn date_days(v: &Value, tz: &TimeZone, day_range: (i64, i64)) -> Result<i64, Rea
     }
 }
 
-const POW10: [i64; 10] = [
+pub(crate) const POW10: [i64; 10] = [
     1,
     10,
     100,

@@ -38,6 +38,7 @@
 
 mod column;
 mod convert;
+mod typed;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -568,26 +569,30 @@ impl NativeBatch {
         self.blocks.len() - 1
     }
 
-    /// Adds columnar input row by row. Rows that fail are left out and reported in
+    /// Adds columnar input. Rows that fail are left out and reported in
     /// [`ColumnsOutcome::rejected`]; the others are added. `Err` (nothing added) when the
     /// batch itself is malformed: columns of different lengths, an unknown column (unless
     /// skipped), a column given twice, a column that cannot be inserted, or one of an
     /// unsupported type.
+    ///
+    /// When every row gives the same columns (no NULL in a column that is not `Nullable`),
+    /// the batch is encoded column by column into one block, typed columns
+    /// ([`ColumnData::Typed`]) with tight loops; otherwise row by row, like
+    /// [`NativeBatch::push_row`].
     pub fn push_columns(&mut self, batch: &ColumnBatch) -> Result<ColumnsOutcome, ConversionError> {
         let n = batch.rows();
-        let mut cols: Vec<(usize, &[Value])> = Vec::with_capacity(batch.columns.len());
+        let mut cols: Vec<(usize, &ColumnData)> = Vec::with_capacity(batch.columns.len());
         let mut slots = std::mem::take(&mut self.slots);
         self.shape.fill(0);
         let mut result = Ok(());
         for (name, data) in &batch.columns {
-            let ColumnData::Values(values) = data;
-            if values.len() != n {
+            if data.len() != n {
                 result = Err(ConversionError {
                     row: 0,
                     column: name.clone(),
                     value: String::new(),
                     target_type: String::new(),
-                    reason: format!("the column has {} values, the first one {n}", values.len()),
+                    reason: format!("the column has {} values, the first one {n}", data.len()),
                     kind: ConversionErrorKind::ColumnLengths,
                 });
                 break;
@@ -610,15 +615,15 @@ impl NativeBatch {
                 break;
             };
             // Check insertability with a non-null probe so that NULL does not hide it.
-            let probe = values
-                .iter()
-                .find(|v| !v.is_null())
-                .unwrap_or(&Value::Bool(true));
-            if let Err(e) = self.admit(0, ci, probe, &slots) {
+            let probe = (0..n)
+                .find(|&r| !data.is_null(r))
+                .and_then(|r| data.value(r))
+                .unwrap_or(Value::Bool(true));
+            if let Err(e) = self.admit(0, ci, &probe, &slots) {
                 result = Err(e);
                 break;
             }
-            cols.push((ci, values));
+            cols.push((ci, data));
             slots[ci] = cols.len() as u32;
         }
         if let Err(e) = result {
@@ -626,6 +631,143 @@ impl NativeBatch {
             self.slots = slots;
             return Err(e);
         }
+        let same_shape = cols
+            .iter()
+            .all(|&(ci, data)| self.nullable[ci] || !data.has_nulls());
+        let outcome = if same_shape {
+            self.push_columns_whole(n, &cols, &slots)
+        } else {
+            self.push_columns_by_row(n, &cols, &slots)
+        };
+        for &(ci, _) in &cols {
+            slots[ci] = 0;
+        }
+        self.slots = slots;
+        Ok(outcome)
+    }
+
+    /// Columnar input whose rows all give the same columns: one block, column by column.
+    /// A first pass encodes every row; when some fail, the block is rolled back and a second
+    /// pass encodes the rows that did not fail.
+    fn push_columns_whole(
+        &mut self,
+        n: usize,
+        cols: &[(usize, &ColumnData)],
+        slots: &[u32],
+    ) -> ColumnsOutcome {
+        let mut outcome = ColumnsOutcome::default();
+        self.offered += n;
+        if n == 0 {
+            return outcome;
+        }
+        self.shape.fill(0);
+        for &(ci, _) in cols {
+            self.shape[ci / 64] |= 1 << (ci % 64);
+        }
+        for (ci, v) in self.implicit.iter().enumerate() {
+            if v.is_some() {
+                self.shape[ci / 64] |= 1 << (ci % 64);
+            }
+        }
+        let implicit = self.implicit.clone();
+        let bi = self.block_for_shape();
+        let block = &mut self.blocks[bi];
+        self.marks.clear();
+        for b in &block.builders {
+            b.mark(&mut self.marks);
+        }
+        // (row, builder, failure)
+        let mut fails = Vec::new();
+        let mut scratch = Vec::new();
+        let mut push_all =
+            |block: &mut Block, ranges: &[std::ops::Range<usize>], fails: &mut Vec<_>| {
+                let rows: usize = ranges.iter().map(|r| r.len()).sum();
+                for k in 0..block.cols.len() {
+                    let ci = block.cols[k];
+                    let builder = &mut block.builders[k];
+                    if slots[ci] != 0 {
+                        let data = cols[slots[ci] as usize - 1].1;
+                        for r in ranges {
+                            builder.push_data_range(data, r.clone(), &mut scratch);
+                        }
+                        fails.extend(scratch.drain(..).map(|(r, f)| (r, k, f)));
+                    } else {
+                        let v = implicit[ci].as_ref().expect("an implicit value");
+                        builder
+                            .push_repeated(v, rows)
+                            .expect("BUG: an implicit value converts");
+                    }
+                }
+            };
+        push_all(block, std::slice::from_ref(&(0..n)), &mut fails);
+        let mut good = n;
+        if !fails.is_empty() {
+            let mut it = self.marks.iter();
+            for b in &mut block.builders {
+                b.rollback(&mut it);
+            }
+            // One error per row: the first column (in table order) that failed.
+            fails.sort_by_key(|(r, k, _)| (*r, *k));
+            fails.dedup_by_key(|(r, _, _)| *r);
+            let mut ranges = Vec::new();
+            let mut start = 0;
+            for (r, _, _) in &fails {
+                if *r > start {
+                    ranges.push(start..*r);
+                }
+                start = r + 1;
+            }
+            if start < n {
+                ranges.push(start..n);
+            }
+            good = n - fails.len();
+            let mut again = Vec::new();
+            push_all(block, &ranges, &mut again);
+            debug_assert!(again.is_empty(), "BUG: rows that converted once fail");
+            for (r, k, f) in fails {
+                outcome.rejected.push(ConversionError {
+                    row: r,
+                    column: self.schema.columns[block.cols[k]].name.clone(),
+                    value: f.value,
+                    target_type: f.target_type,
+                    reason: f.reason,
+                    kind: ConversionErrorKind::InvalidValue,
+                });
+            }
+        }
+        block.rows += good;
+        self.rows += good;
+        outcome.accepted = good;
+        if block.rows == 0 {
+            let b = self
+                .blocks
+                .pop()
+                .expect("BUG: the new block is the last one");
+            self.by_shape.remove(&b.shape);
+        }
+        outcome
+    }
+
+    /// Columnar input whose rows differ in the columns they give (NULL in a column that is
+    /// not `Nullable` leaves it to its default): row by row.
+    fn push_columns_by_row(
+        &mut self,
+        n: usize,
+        cols: &[(usize, &ColumnData)],
+        slots: &[u32],
+    ) -> ColumnsOutcome {
+        let owned: Vec<std::borrow::Cow<'_, [Value]>> = cols
+            .iter()
+            .map(|(_, data)| match data {
+                ColumnData::Values(v) => std::borrow::Cow::Borrowed(&v[..]),
+                other => std::borrow::Cow::Owned(other.to_values()),
+            })
+            .collect();
+        let cols: Vec<(usize, &[Value])> = cols
+            .iter()
+            .zip(&owned)
+            .map(|((ci, _), v)| (*ci, &v[..]))
+            .collect();
         let mut outcome = ColumnsOutcome::default();
         let implicit = self.implicit.clone();
         let nullable = self.nullable.clone();
@@ -656,11 +798,7 @@ impl NativeBatch {
                 Err(e) => outcome.rejected.push(e),
             }
         }
-        for &(ci, _) in &cols {
-            slots[ci] = 0;
-        }
-        self.slots = slots;
-        Ok(outcome)
+        outcome
     }
 
     /// Finishes the batch: the `INSERT` column list and the Native bytes. `insert_id` fills

@@ -1,0 +1,725 @@
+//! Typed columns ([`TypedColumn`]: flat buffers of one primitive type) into the Native image
+//! of a scalar column type, with tight loops per (source, target) pair.
+//!
+//! Every cell converts exactly as the [`Value`](crate::value::Value) that
+//! [`TypedColumn::value`] gives for it would: the loops take the cases they can decide from
+//! the number alone (same type: a copy; another width: a range check; timestamps in UTC: a
+//! division) and hand every other cell to the value path ([`Scalar::encode`]), which also
+//! words the error of a cell that does not fit.
+
+use std::ops::Range;
+
+use jiff::tz::TimeZone;
+
+use super::convert::{
+    DATE_MAX_DAYS, DATE_MIN_DAYS, DATE32_MAX_DAYS, DATE32_MIN_DAYS, DT64_MAX_SECS, DT64_MIN_SECS,
+    POW10, Reason, Scalar, write_str_bytes,
+};
+use crate::value::{TypedColumn, TypedData};
+
+/// A primitive number as the loops see it.
+trait Num: Copy {
+    const N: usize;
+    fn put(self, out: &mut [u8]);
+    fn as_i128(self) -> i128;
+    fn as_f64(self) -> f64;
+}
+
+macro_rules! num {
+    ($($t:ty),*) => {$(
+        impl Num for $t {
+            const N: usize = std::mem::size_of::<$t>();
+            #[inline(always)]
+            fn put(self, out: &mut [u8]) {
+                out.copy_from_slice(&self.to_le_bytes());
+            }
+            #[inline(always)]
+            fn as_i128(self) -> i128 {
+                self as i128
+            }
+            #[inline(always)]
+            fn as_f64(self) -> f64 {
+                self as f64
+            }
+        }
+    )*};
+}
+num!(i8, i16, i32, i64, u8, u16, u32, u64, f32, f64);
+
+impl Num for bool {
+    const N: usize = 1;
+    #[inline(always)]
+    fn put(self, out: &mut [u8]) {
+        out[0] = self as u8;
+    }
+    #[inline(always)]
+    fn as_i128(self) -> i128 {
+        self as i128
+    }
+    #[inline(always)]
+    fn as_f64(self) -> f64 {
+        self as u8 as f64
+    }
+}
+
+/// Appends the little-endian images of `src` (a copy on little-endian machines).
+fn copy_le<T: Num>(src: &[T], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + src.len() * T::N, 0);
+    for (c, x) in out[start..].chunks_exact_mut(T::N).zip(src) {
+        x.put(c);
+    }
+}
+
+/// The cells the loops leave to the value path.
+struct Slow<'a> {
+    scalar: &'a Scalar,
+    col: &'a TypedColumn,
+    fails: &'a mut Vec<(usize, Reason)>,
+}
+
+impl Slow<'_> {
+    #[cold]
+    fn cell(&mut self, row: usize, out: &mut Vec<u8>) {
+        if let Err(reason) = self.scalar.encode(&self.col.value(row), out) {
+            self.fails.push((row, reason));
+        }
+    }
+}
+
+/// Writes `x` as a `W`-byte integer (two's complement, sign-extended beyond 16 bytes).
+#[inline(always)]
+fn put_int<const W: usize>(x: i128, out: &mut Vec<u8>) {
+    let b = x.to_le_bytes();
+    if W <= 16 {
+        out.extend_from_slice(&b[..W]);
+    } else {
+        out.extend_from_slice(&b);
+        out.extend_from_slice(&[if x < 0 { 0xff } else { 0 }; 16]);
+    }
+}
+
+fn int_bounds(width: u8, signed: bool) -> (i128, i128) {
+    match (width, signed) {
+        (16.., true) => (i128::MIN, i128::MAX),
+        (16.., false) => (0, i128::MAX),
+        (w, true) => {
+            let bits = w as u32 * 8;
+            (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1)
+        }
+        (w, false) => (0, (1i128 << (w as u32 * 8)) - 1),
+    }
+}
+
+fn ints_to_int<T: Num, const W: usize>(
+    src: &[T],
+    base: usize,
+    (lo, hi): (i128, i128),
+    out: &mut Vec<u8>,
+    slow: &mut Slow<'_>,
+) {
+    out.reserve(src.len() * W);
+    for (i, &x) in src.iter().enumerate() {
+        let v = x.as_i128();
+        if v < lo || v > hi {
+            slow.cell(base + i, out);
+        } else {
+            put_int::<W>(v, out);
+        }
+    }
+}
+
+fn floats_to_int<T: Num, const W: usize>(
+    src: &[T],
+    base: usize,
+    (lo, hi): (i128, i128),
+    out: &mut Vec<u8>,
+    slow: &mut Slow<'_>,
+) {
+    out.reserve(src.len() * W);
+    for (i, &x) in src.iter().enumerate() {
+        let f = x.as_f64();
+        if f.fract() == 0.0 && f.abs() < 1.7e38 {
+            let v = f as i128;
+            if v >= lo && v <= hi {
+                put_int::<W>(v, out);
+                continue;
+            }
+        }
+        slow.cell(base + i, out);
+    }
+}
+
+fn to_int<T: Num>(
+    src: &[T],
+    base: usize,
+    float: bool,
+    width: u8,
+    signed: bool,
+    out: &mut Vec<u8>,
+    slow: &mut Slow<'_>,
+) {
+    let b = int_bounds(width, signed);
+    macro_rules! go {
+        ($w:literal) => {
+            if float {
+                floats_to_int::<T, $w>(src, base, b, out, slow)
+            } else {
+                ints_to_int::<T, $w>(src, base, b, out, slow)
+            }
+        };
+    }
+    match width {
+        1 => go!(1),
+        2 => go!(2),
+        4 => go!(4),
+        8 => go!(8),
+        16 => go!(16),
+        _ => go!(32),
+    }
+}
+
+fn to_f64<T: Num>(src: &[T], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + src.len() * 8, 0);
+    for (c, x) in out[start..].chunks_exact_mut(8).zip(src) {
+        c.copy_from_slice(&x.as_f64().to_le_bytes());
+    }
+}
+
+fn to_f32<T: Num>(src: &[T], base: usize, out: &mut Vec<u8>, slow: &mut Slow<'_>) {
+    out.reserve(src.len() * 4);
+    for (i, &x) in src.iter().enumerate() {
+        let f = x.as_f64();
+        let g = f as f32;
+        if g.is_infinite() && f.is_finite() {
+            slow.cell(base + i, out);
+        } else {
+            out.extend_from_slice(&g.to_le_bytes());
+        }
+    }
+}
+
+/// Integers (or whole floats) in `lo..=hi`, written as `W` bytes; others to the value path.
+fn ranged<T: Num, const W: usize>(
+    src: &[T],
+    base: usize,
+    float: bool,
+    (lo, hi): (i64, i64),
+    out: &mut Vec<u8>,
+    slow: &mut Slow<'_>,
+) {
+    out.reserve(src.len() * W);
+    for (i, &x) in src.iter().enumerate() {
+        let v = if float {
+            let f = x.as_f64();
+            if f.fract() != 0.0 {
+                slow.cell(base + i, out);
+                continue;
+            }
+            f as i128
+        } else {
+            x.as_i128()
+        };
+        if v >= lo as i128 && v <= hi as i128 {
+            out.extend_from_slice(&(v as i64).to_le_bytes()[..W]);
+        } else {
+            slow.cell(base + i, out);
+        }
+    }
+}
+
+fn to_bool<T: Num>(src: &[T], base: usize, out: &mut Vec<u8>, slow: &mut Slow<'_>) {
+    out.reserve(src.len());
+    for (i, &x) in src.iter().enumerate() {
+        let f = x.as_f64();
+        if f == 0.0 || f == 1.0 {
+            out.push(f as u8);
+        } else {
+            slow.cell(base + i, out);
+        }
+    }
+}
+
+fn is_utc(tz: &TimeZone) -> bool {
+    *tz == TimeZone::UTC
+        || matches!(
+            tz.iana_name(),
+            Some(
+                "UTC"
+                    | "Etc/UTC"
+                    | "UCT"
+                    | "Etc/UCT"
+                    | "GMT"
+                    | "Etc/GMT"
+                    | "Universal"
+                    | "Etc/Universal"
+                    | "Zulu"
+                    | "Etc/Zulu"
+            )
+        )
+}
+
+/// Appends the Native images of rows `range` of `col` for `scalar`. The rows must not be
+/// NULL. A row that does not convert leaves nothing and is reported in `fails`.
+pub(crate) fn encode_range(
+    scalar: &Scalar,
+    col: &TypedColumn,
+    range: Range<usize>,
+    out: &mut Vec<u8>,
+    fails: &mut Vec<(usize, Reason)>,
+) {
+    let base = range.start;
+    let mut slow = Slow { scalar, col, fails };
+    macro_rules! numeric {
+        (|$src:ident, $float:ident| $body:expr) => {
+            match &col.data {
+                TypedData::Bool(v) => {
+                    let ($src, $float) = (&v[range.clone()], false);
+                    $body
+                }
+                TypedData::Int8(v) => {
+                    let ($src, $float) = (&v[range.clone()], false);
+                    $body
+                }
+                TypedData::Int16(v) => {
+                    let ($src, $float) = (&v[range.clone()], false);
+                    $body
+                }
+                TypedData::Int32(v) => {
+                    let ($src, $float) = (&v[range.clone()], false);
+                    $body
+                }
+                TypedData::Int64(v) => {
+                    let ($src, $float) = (&v[range.clone()], false);
+                    $body
+                }
+                TypedData::UInt8(v) => {
+                    let ($src, $float) = (&v[range.clone()], false);
+                    $body
+                }
+                TypedData::UInt16(v) => {
+                    let ($src, $float) = (&v[range.clone()], false);
+                    $body
+                }
+                TypedData::UInt32(v) => {
+                    let ($src, $float) = (&v[range.clone()], false);
+                    $body
+                }
+                TypedData::UInt64(v) => {
+                    let ($src, $float) = (&v[range.clone()], false);
+                    $body
+                }
+                TypedData::Float32(v) => {
+                    let ($src, $float) = (&v[range.clone()], true);
+                    $body
+                }
+                TypedData::Float64(v) => {
+                    let ($src, $float) = (&v[range.clone()], true);
+                    $body
+                }
+                _ => false,
+            }
+        };
+    }
+    let done = match scalar {
+        Scalar::Int { width, signed } => {
+            // The same type: a copy.
+            let same = match (&col.data, width, signed) {
+                (TypedData::Int8(v), 1, true) => Some(copy_le(&v[range.clone()], out)),
+                (TypedData::Int16(v), 2, true) => Some(copy_le(&v[range.clone()], out)),
+                (TypedData::Int32(v), 4, true) => Some(copy_le(&v[range.clone()], out)),
+                (TypedData::Int64(v), 8, true) => Some(copy_le(&v[range.clone()], out)),
+                (TypedData::UInt8(v), 1, false) => Some(copy_le(&v[range.clone()], out)),
+                (TypedData::UInt16(v), 2, false) => Some(copy_le(&v[range.clone()], out)),
+                (TypedData::UInt32(v), 4, false) => Some(copy_le(&v[range.clone()], out)),
+                (TypedData::UInt64(v), 8, false) => Some(copy_le(&v[range.clone()], out)),
+                _ => None,
+            };
+            same.is_some()
+                || numeric!(|src, float| {
+                    to_int(src, base, float, *width, *signed, out, &mut slow);
+                    true
+                })
+        }
+        Scalar::Float64 => match &col.data {
+            TypedData::Float64(v) => {
+                copy_le(&v[range.clone()], out);
+                true
+            }
+            _ => numeric!(|src, _float| {
+                to_f64(src, out);
+                true
+            }),
+        },
+        Scalar::Float32 => match &col.data {
+            TypedData::Float32(v) => {
+                copy_le(&v[range.clone()], out);
+                true
+            }
+            _ => numeric!(|src, _float| {
+                to_f32(src, base, out, &mut slow);
+                true
+            }),
+        },
+        Scalar::Bool => match &col.data {
+            TypedData::Bool(v) => {
+                copy_le(&v[range.clone()], out);
+                true
+            }
+            _ => numeric!(|src, _float| {
+                to_bool(src, base, out, &mut slow);
+                true
+            }),
+        },
+        Scalar::String => match &col.data {
+            TypedData::String(s) | TypedData::Binary(s) => {
+                let lo = s.offsets[range.start] as usize;
+                let hi = s.offsets[range.end] as usize;
+                out.reserve(hi - lo + range.len());
+                for r in range.clone() {
+                    write_str_bytes(out, s.get(r));
+                }
+                true
+            }
+            _ => false,
+        },
+        Scalar::FixedString(n) => match &col.data {
+            TypedData::String(s) | TypedData::Binary(s) => {
+                out.reserve(range.len() * n);
+                for r in range.clone() {
+                    let b = s.get(r);
+                    if b.len() <= *n {
+                        out.extend_from_slice(b);
+                        out.resize(out.len() + n - b.len(), 0);
+                    } else {
+                        slow.cell(r, out);
+                    }
+                }
+                true
+            }
+            _ => false,
+        },
+        Scalar::DateTime(tz) => match &col.data {
+            TypedData::Timestamp {
+                ticks,
+                precision,
+                zoned,
+            } if *precision <= 9 && (*zoned || is_utc(tz)) => {
+                let per = POW10[*precision as usize];
+                out.reserve(range.len() * 4);
+                for (i, &t) in ticks[range.clone()].iter().enumerate() {
+                    // Negative ticks round towards zero in the value path: leave them to it.
+                    match u32::try_from(t / per) {
+                        Ok(s) if t >= 0 => out.extend_from_slice(&s.to_le_bytes()),
+                        _ => slow.cell(base + i, out),
+                    }
+                }
+                true
+            }
+            TypedData::UInt32(v) => {
+                copy_le(&v[range.clone()], out);
+                true
+            }
+            TypedData::Bool(_) => false,
+            _ => numeric!(|src, float| {
+                ranged::<_, 4>(src, base, float, (0, u32::MAX as i64), out, &mut slow);
+                true
+            }),
+        },
+        Scalar::DateTime64 { precision, tz } => match &col.data {
+            TypedData::Timestamp {
+                ticks,
+                precision: from,
+                zoned,
+            } if *from <= 9 && *precision <= 9 && (*zoned || is_utc(tz)) => {
+                let scale = POW10[*precision as usize];
+                let (up, down) = if from <= precision {
+                    (POW10[(precision - from) as usize], 1)
+                } else {
+                    (1, POW10[(from - precision) as usize])
+                };
+                out.reserve(range.len() * 8);
+                for (i, &t) in ticks[range.clone()].iter().enumerate() {
+                    let v = if down > 1 {
+                        Some(t.div_euclid(down))
+                    } else {
+                        t.checked_mul(up)
+                    };
+                    match v {
+                        Some(v)
+                            if (DT64_MIN_SECS..=DT64_MAX_SECS).contains(&v.div_euclid(scale)) =>
+                        {
+                            out.extend_from_slice(&v.to_le_bytes())
+                        }
+                        _ => slow.cell(base + i, out),
+                    }
+                }
+                true
+            }
+            TypedData::Float32(_) | TypedData::Float64(_) | TypedData::Bool(_) => false,
+            _ => {
+                let scale = POW10[*precision as usize];
+                numeric!(|src, _float| {
+                    out.reserve(src.len() * 8);
+                    for (i, &x) in src.iter().enumerate() {
+                        let secs = x.as_i128();
+                        let ticks = (DT64_MIN_SECS as i128..=DT64_MAX_SECS as i128)
+                            .contains(&secs)
+                            .then(|| (secs as i64).checked_mul(scale))
+                            .flatten();
+                        match ticks {
+                            Some(t) => out.extend_from_slice(&t.to_le_bytes()),
+                            None => slow.cell(base + i, out),
+                        }
+                    }
+                    true
+                })
+            }
+        },
+        Scalar::Date(_) => match &col.data {
+            TypedData::Date32(v) => {
+                ranged::<_, 2>(
+                    &v[range.clone()],
+                    base,
+                    false,
+                    (DATE_MIN_DAYS, DATE_MAX_DAYS),
+                    out,
+                    &mut slow,
+                );
+                true
+            }
+            TypedData::Timestamp { .. } | TypedData::Bool(_) => false,
+            _ => numeric!(|src, float| {
+                ranged::<_, 2>(
+                    src,
+                    base,
+                    float,
+                    (DATE_MIN_DAYS, DATE_MAX_DAYS),
+                    out,
+                    &mut slow,
+                );
+                true
+            }),
+        },
+        Scalar::Date32(_) => match &col.data {
+            TypedData::Date32(v) => {
+                ranged::<_, 4>(
+                    &v[range.clone()],
+                    base,
+                    false,
+                    (DATE32_MIN_DAYS, DATE32_MAX_DAYS),
+                    out,
+                    &mut slow,
+                );
+                true
+            }
+            TypedData::Timestamp { .. } | TypedData::Bool(_) => false,
+            _ => numeric!(|src, float| {
+                ranged::<_, 4>(
+                    src,
+                    base,
+                    float,
+                    (DATE32_MIN_DAYS, DATE32_MAX_DAYS),
+                    out,
+                    &mut slow,
+                );
+                true
+            }),
+        },
+        _ => false,
+    };
+    if !done {
+        for r in range {
+            slow.cell(r, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::native::{NativeBatch, NativeOptions};
+    use crate::schema::{ColumnDef, TableSchema};
+    use crate::value::{ColumnBatch, ColumnData, DynRow, Strings, TypedColumn, TypedData};
+
+    const TYPES: &[&str] = &[
+        "UInt8",
+        "UInt16",
+        "UInt32",
+        "UInt64",
+        "Int8",
+        "Int16",
+        "Int32",
+        "Int64",
+        "Int128",
+        "UInt128",
+        "Int256",
+        "UInt256",
+        "Float32",
+        "Float64",
+        "Bool",
+        "String",
+        "FixedString(3)",
+        "DateTime",
+        "DateTime('Asia/Tokyo')",
+        "DateTime64(3)",
+        "DateTime64(6, 'UTC')",
+        "DateTime64(0, 'Europe/Berlin')",
+        "DateTime64(9)",
+        "Date",
+        "Date32",
+        "Decimal(10, 2)",
+        "Enum8('a' = 1, 'b' = 2)",
+        "UUID",
+        "IPv4",
+        "Nullable(UInt32)",
+        "Nullable(Int64)",
+        "Nullable(String)",
+        "Nullable(DateTime64(9))",
+        "Nullable(Float64)",
+        "LowCardinality(String)",
+        "LowCardinality(Nullable(String))",
+        "LowCardinality(UInt32)",
+        "Array(UInt8)",
+    ];
+
+    fn data() -> Vec<TypedData> {
+        let strings = [
+            "a",
+            "abcd",
+            "1",
+            "2023-11-14 22:13:20",
+            "",
+            "b",
+            "2020-01-01",
+            "00112233-4455-6677-8899-aabbccddeeff",
+        ];
+        let ts = vec![
+            0,
+            1_700_000_000_123,
+            -1,
+            -1_500,
+            4_294_967_295_000,
+            4_294_967_296_000,
+            10_413_791_999_999,
+            i64::MAX,
+        ];
+        vec![
+            TypedData::Bool(vec![true, false, true, true, false, false, true, false]),
+            TypedData::Int8(vec![-128, -1, 0, 1, 127, 2, 3, 4]),
+            TypedData::Int16(vec![-300, -1, 0, 1, 300, 2, 18262, 4]),
+            TypedData::Int32(vec![i32::MIN, -1, 0, 1, i32::MAX, 65535, 65536, -25567]),
+            TypedData::Int64(vec![
+                i64::MIN,
+                -1,
+                0,
+                1,
+                255,
+                65535,
+                4_294_967_295,
+                i64::MAX,
+            ]),
+            TypedData::UInt8(vec![0, 1, 2, 255, 128, 127, 3, 4]),
+            TypedData::UInt16(vec![0, 1, 2, 65535, 256, 255, 18262, 4]),
+            TypedData::UInt32(vec![0, 1, 2, u32::MAX, 256, 1_700_000_000, 65536, 4]),
+            TypedData::UInt64(vec![0, 1, 255, 256, u32::MAX as u64, u64::MAX, 1 << 63, 7]),
+            TypedData::Float64(vec![0.0, 1.0, -1.5, 2.0, 1e10, 1e300, f64::INFINITY, -0.0]),
+            TypedData::Float32(vec![0.0, 1.0, -1.5, 2.0, 1e10, 3e38, f32::INFINITY, 7.0]),
+            TypedData::String(strings.iter().collect()),
+            TypedData::Binary(strings.iter().collect()),
+            TypedData::Timestamp {
+                ticks: ts.clone(),
+                precision: 3,
+                zoned: true,
+            },
+            TypedData::Timestamp {
+                ticks: ts.clone(),
+                precision: 3,
+                zoned: false,
+            },
+            TypedData::Timestamp {
+                ticks: ts.iter().map(|t| t / 1000).collect(),
+                precision: 0,
+                zoned: false,
+            },
+            TypedData::Timestamp {
+                ticks: ts.iter().map(|t| t.saturating_mul(1_000_000)).collect(),
+                precision: 9,
+                zoned: true,
+            },
+            TypedData::Date32(vec![0, 18262, -1, 65535, 65536, -25567, 200_000, i32::MIN]),
+        ]
+    }
+
+    fn encode(ty: &str, cols: ColumnBatch) -> (Vec<u8>, Vec<String>) {
+        let schema = Arc::new(TableSchema::from_columns(
+            "db",
+            "t",
+            vec![ColumnDef::new("c", ty)],
+        ));
+        let mut b = NativeBatch::new(schema, NativeOptions::default());
+        let outcome = b.push_columns(&cols).unwrap();
+        let errors = outcome.rejected.iter().map(|e| e.to_string()).collect();
+        (b.finish(None).bytes.to_vec(), errors)
+    }
+
+    fn encode_rows(ty: &str, values: &[crate::value::Value]) -> (Vec<u8>, Vec<String>) {
+        let schema = Arc::new(TableSchema::from_columns(
+            "db",
+            "t",
+            vec![ColumnDef::new("c", ty)],
+        ));
+        let mut b = NativeBatch::new(schema, NativeOptions::default());
+        let mut errors = Vec::new();
+        for v in values {
+            if let Err(e) = b.push_row(&DynRow::new().with("c", v.clone())) {
+                errors.push(e.to_string());
+            }
+        }
+        (b.finish(None).bytes.to_vec(), errors)
+    }
+
+    /// Every typed column encodes exactly like its values, into every type: the same bytes
+    /// and the same rejected rows with the same reasons (with and without NULLs).
+    #[test]
+    fn typed_columns_encode_like_their_values() {
+        let mut checked = 0;
+        for ty in TYPES {
+            for d in data() {
+                for nulls in [None, Some(vec![0u8, 1, 0, 0, 1, 0, 0, 0])] {
+                    let mut col = TypedColumn::new(d.clone());
+                    if let Some(n) = nulls {
+                        col = col.with_nulls(n);
+                    }
+                    let values = ColumnData::Typed(col.clone()).to_values();
+                    let typed = encode(ty, ColumnBatch::new().with_data("c", col.clone()));
+                    let dynamic = encode(ty, ColumnBatch::new().with_column("c", values.clone()));
+                    assert_eq!(typed, dynamic, "{ty} from {d:?}");
+                    // And the columnar path is the row path.
+                    let rows = encode_rows(ty, &values);
+                    assert_eq!(typed, rows, "{ty} from {d:?} (rows)");
+                    // A slice converts like the same rows.
+                    let part = encode(ty, ColumnBatch::new().with_data("c", col.slice(2..7)));
+                    let part_rows = encode_rows(ty, &values[2..7]);
+                    assert_eq!(part.0, part_rows.0, "{ty} from {d:?} (slice)");
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, TYPES.len() * data().len() * 2);
+    }
+
+    #[test]
+    fn exact_types_are_copies() {
+        let ids: Vec<u64> = (0..1000).collect();
+        let (bytes, errors) = encode("UInt64", ColumnBatch::new().with_data("c", ids.clone()));
+        assert!(errors.is_empty());
+        let le: Vec<u8> = ids.iter().flat_map(|x| x.to_le_bytes()).collect();
+        assert!(bytes.ends_with(&le));
+        let s: Strings = ["x", "yz"].iter().collect();
+        let (bytes, _) = encode("String", ColumnBatch::new().with_data("c", s));
+        assert!(bytes.ends_with(b"\x01x\x02yz"));
+    }
+}
