@@ -1,7 +1,9 @@
 //! Arrow input through the [Arrow PyCapsule interface]: any object with
 //! `__arrow_c_stream__` (pyarrow `Table`/`RecordBatch`/`RecordBatchReader`, polars
 //! `DataFrame`, ...) is imported without a copy through the C stream interface, and its
-//! columns become engine values without the GIL.
+//! columns become engine columns without the GIL: numbers, booleans, strings, binaries,
+//! timestamps and dates as typed columns (one copy of the buffers, no per-cell values; the
+//! engine writes them to Native with tight loops), everything else as values.
 //!
 //! This is the one module of the crate with `unsafe` code: taking the stream out of its
 //! capsule.
@@ -15,7 +17,7 @@ use arrow_array::ffi_stream::{FFI_ArrowArrayStream, RecordBatchStreamReader};
 use arrow_array::types::*;
 use arrow_array::{Array, ArrowPrimitiveType, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
-use chasync_core::value::Value;
+use chasync_core::value::{ColumnBatch, ColumnData, Strings, TypedColumn, TypedData, Value};
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -52,19 +54,178 @@ pub fn import_stream(obj: &Bound<'_, PyAny>) -> PyResult<Vec<RecordBatch>> {
         .map_err(|e| PyValueError::new_err(format!("cannot read the Arrow stream: {e}")))
 }
 
-/// The columns of a record batch as engine values.
-pub fn batch_columns(batch: &RecordBatch) -> Result<Vec<(String, Vec<Value>)>, String> {
-    batch
-        .schema()
-        .fields()
-        .iter()
-        .zip(batch.columns())
-        .map(|(f, a)| {
-            values(a.as_ref())
-                .map(|v| (f.name().clone(), v))
-                .map_err(|e| format!("column `{}`: {e}", f.name()))
-        })
-        .collect()
+/// A record batch as columnar batches of at most `chunk_rows` rows (slicing an Arrow array
+/// costs nothing; each piece is converted on its own).
+pub fn batch_chunks(batch: &RecordBatch, chunk_rows: usize) -> Result<Vec<ColumnBatch>, String> {
+    let n = batch.num_rows();
+    let chunk_rows = chunk_rows.max(1);
+    let schema = batch.schema();
+    let mut out = Vec::with_capacity(n.div_ceil(chunk_rows));
+    let mut lo = 0;
+    while lo < n {
+        let len = chunk_rows.min(n - lo);
+        let mut cols = ColumnBatch::new();
+        for (f, a) in schema.fields().iter().zip(batch.columns()) {
+            let data = column_data(a.slice(lo, len).as_ref())
+                .map_err(|e| format!("column `{}`: {e}", f.name()))?;
+            cols.push_data(f.name().clone(), data);
+        }
+        out.push(cols);
+        lo += len;
+    }
+    Ok(out)
+}
+
+/// The null map of an array (1 = NULL), `None` without NULLs.
+fn null_map(arr: &dyn Array) -> Option<Vec<u8>> {
+    let nulls = arr.logical_nulls()?;
+    if nulls.null_count() == 0 {
+        return None;
+    }
+    Some((0..arr.len()).map(|i| nulls.is_null(i) as u8).collect())
+}
+
+fn strings<'a>(n: usize, value: impl Fn(usize) -> &'a [u8]) -> Strings {
+    let mut s = Strings::with_capacity(n, 0);
+    for i in 0..n {
+        s.push(value(i));
+    }
+    s
+}
+
+/// Arrow's offsets + data, rebased to start at 0.
+fn offset_strings<O: Copy + Into<i64>>(offsets: &[O], data: &[u8]) -> Strings {
+    let first = offsets.first().map_or(0, |o| (*o).into());
+    let last = offsets.last().map_or(0, |o| (*o).into());
+    Strings {
+        offsets: offsets
+            .iter()
+            .map(|o| ((*o).into() - first) as u64)
+            .collect(),
+        data: data[first as usize..last as usize].to_vec(),
+    }
+}
+
+fn precision(unit: &TimeUnit) -> u8 {
+    match unit {
+        TimeUnit::Second => 0,
+        TimeUnit::Millisecond => 3,
+        TimeUnit::Microsecond => 6,
+        TimeUnit::Nanosecond => 9,
+    }
+}
+
+/// A whole Arrow array as an engine column: typed where the layout allows, values otherwise.
+pub fn column_data(arr: &dyn Array) -> Result<ColumnData, String> {
+    use DataType as D;
+    macro_rules! prim {
+        ($t:ty) => {
+            TypedColumn::from(arr.as_primitive::<$t>().values().to_vec()).data
+        };
+    }
+    let data = match arr.data_type() {
+        D::Boolean => TypedData::Bool(arr.as_boolean().values().iter().collect()),
+        D::Int8 => prim!(Int8Type),
+        D::Int16 => prim!(Int16Type),
+        D::Int32 => prim!(Int32Type),
+        D::Int64 => prim!(Int64Type),
+        D::UInt8 => prim!(UInt8Type),
+        D::UInt16 => prim!(UInt16Type),
+        D::UInt32 => prim!(UInt32Type),
+        D::UInt64 => prim!(UInt64Type),
+        D::Float32 => prim!(Float32Type),
+        D::Float64 => prim!(Float64Type),
+        D::Utf8 => {
+            let a = arr.as_string::<i32>();
+            TypedData::String(offset_strings(a.value_offsets(), a.value_data()))
+        }
+        D::LargeUtf8 => {
+            let a = arr.as_string::<i64>();
+            TypedData::String(offset_strings(a.value_offsets(), a.value_data()))
+        }
+        D::Utf8View => {
+            let a = arr.as_string_view();
+            TypedData::String(strings(a.len(), |i| a.value(i).as_bytes()))
+        }
+        D::Binary => {
+            let a = arr.as_binary::<i32>();
+            TypedData::Binary(offset_strings(a.value_offsets(), a.value_data()))
+        }
+        D::LargeBinary => {
+            let a = arr.as_binary::<i64>();
+            TypedData::Binary(offset_strings(a.value_offsets(), a.value_data()))
+        }
+        D::BinaryView => {
+            let a = arr.as_binary_view();
+            TypedData::Binary(strings(a.len(), |i| a.value(i)))
+        }
+        D::FixedSizeBinary(_) => {
+            let a = arr.as_fixed_size_binary();
+            TypedData::Binary(strings(a.len(), |i| a.value(i)))
+        }
+        D::Date32 => TypedData::Date32(arr.as_primitive::<Date32Type>().values().to_vec()),
+        D::Date64 => TypedData::Timestamp {
+            ticks: arr.as_primitive::<Date64Type>().values().to_vec(),
+            precision: 3,
+            zoned: false,
+        },
+        D::Timestamp(unit, tz) => {
+            let ticks = match unit {
+                TimeUnit::Second => arr.as_primitive::<TimestampSecondType>().values().to_vec(),
+                TimeUnit::Millisecond => arr
+                    .as_primitive::<TimestampMillisecondType>()
+                    .values()
+                    .to_vec(),
+                TimeUnit::Microsecond => arr
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .values()
+                    .to_vec(),
+                TimeUnit::Nanosecond => arr
+                    .as_primitive::<TimestampNanosecondType>()
+                    .values()
+                    .to_vec(),
+            };
+            TypedData::Timestamp {
+                ticks,
+                precision: precision(unit),
+                zoned: tz.is_some(),
+            }
+        }
+        D::Dictionary(_, _) => {
+            // Dictionary-encoded (pandas/polars categoricals): the dictionary converted once,
+            // then picked by key.
+            let a = arr.as_any_dictionary();
+            let dict = column_data(a.values().as_ref())?;
+            let ColumnData::Typed(dict) = dict else {
+                return Ok(ColumnData::Values(values(arr)?));
+            };
+            if dict.is_empty() || dict.nulls.is_some() {
+                return Ok(ColumnData::Values(values(arr)?));
+            }
+            let nulls = null_map(arr);
+            let mut keys = a.normalized_keys();
+            for (i, k) in keys.iter_mut().enumerate() {
+                if nulls.as_ref().is_some_and(|n| n[i] != 0) || *k >= dict.len() {
+                    if nulls.as_ref().is_some_and(|n| n[i] != 0) {
+                        *k = 0;
+                    } else {
+                        return Err("dictionary key out of range".to_owned());
+                    }
+                }
+            }
+            let mut col = dict.take(&keys);
+            if let Some(n) = nulls {
+                col = col.with_nulls(n);
+            }
+            return Ok(ColumnData::Typed(col));
+        }
+        _ => return Ok(ColumnData::Values(values(arr)?)),
+    };
+    let mut col = TypedColumn::new(data);
+    if let Some(n) = null_map(arr) {
+        col = col.with_nulls(n);
+    }
+    Ok(ColumnData::Typed(col))
 }
 
 fn prim<T: ArrowPrimitiveType>(
@@ -335,9 +496,122 @@ mod tests {
     use std::sync::Arc;
 
     use arrow_array::builder::{Int32Builder, ListBuilder};
-    use arrow_array::{DictionaryArray, Int64Array, StringArray, TimestampMillisecondArray};
+    use arrow_array::{
+        ArrayRef, BinaryArray, BooleanArray, Date32Array, Date64Array, DictionaryArray,
+        FixedSizeBinaryArray, Float32Array, Int64Array, LargeStringArray, StringArray,
+        StringViewArray, TimestampMicrosecondArray, TimestampMillisecondArray,
+        TimestampNanosecondArray, TimestampSecondArray, UInt8Array,
+    };
 
     use super::*;
+
+    /// Typed columns from Arrow stand for exactly the values the value path gives, whole
+    /// and sliced.
+    #[test]
+    fn typed_columns_are_the_values() {
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(vec![
+                Some(1),
+                None,
+                Some(-3),
+                Some(i64::MAX),
+            ])),
+            Arc::new(UInt8Array::from(vec![0, 255, 7, 8])),
+            Arc::new(Float32Array::from(vec![
+                Some(1.5),
+                Some(-0.0),
+                None,
+                Some(3.0),
+            ])),
+            Arc::new(BooleanArray::from(vec![
+                Some(true),
+                None,
+                Some(false),
+                Some(true),
+            ])),
+            Arc::new(StringArray::from(vec![
+                Some("a"),
+                None,
+                Some("ccc"),
+                Some(""),
+            ])),
+            Arc::new(LargeStringArray::from(vec!["x", "yy", "zzz", "é"])),
+            Arc::new(StringViewArray::from(vec![
+                Some("a long string beyond twelve bytes"),
+                None,
+                Some("b"),
+                Some("c"),
+            ])),
+            Arc::new(BinaryArray::from(vec![
+                Some(&b"\xff\x00"[..]),
+                None,
+                Some(&b"b"[..]),
+                Some(&b""[..]),
+            ])),
+            Arc::new(
+                FixedSizeBinaryArray::try_from_iter(
+                    vec![vec![1u8, 2], vec![3, 4], vec![5, 6], vec![7, 8]].into_iter(),
+                )
+                .unwrap(),
+            ),
+            Arc::new(Date32Array::from(vec![
+                Some(0),
+                Some(18262),
+                None,
+                Some(-1),
+            ])),
+            Arc::new(Date64Array::from(vec![0, 1_500, -1, 86_400_000])),
+            Arc::new(TimestampSecondArray::from(vec![0, 1_700_000_000, -1, 5])),
+            Arc::new(
+                TimestampMillisecondArray::from(vec![Some(1_500), None, Some(-1), Some(0)])
+                    .with_timezone(Arc::from("UTC")),
+            ),
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![1, 2, 1_700_000_000_123_456, -7])
+                    .with_timezone(Arc::from("Europe/Berlin")),
+            ),
+            Arc::new(TimestampNanosecondArray::from(vec![
+                1,
+                2,
+                3,
+                1_700_000_000_123_456_789,
+            ])),
+            Arc::new(
+                vec![Some("a"), None, Some("b"), Some("a")]
+                    .into_iter()
+                    .collect::<DictionaryArray<Int32Type>>(),
+            ),
+        ];
+        for a in arrays {
+            let whole = column_data(a.as_ref()).unwrap();
+            assert!(
+                matches!(whole, ColumnData::Typed(_)),
+                "{} is typed",
+                a.data_type()
+            );
+            assert_eq!(
+                whole.to_values(),
+                values(a.as_ref()).unwrap(),
+                "{}",
+                a.data_type()
+            );
+            let part = a.slice(1, 2);
+            assert_eq!(
+                column_data(part.as_ref()).unwrap().to_values(),
+                values(part.as_ref()).unwrap(),
+                "{} sliced",
+                a.data_type()
+            );
+        }
+        // Nested types stay values.
+        let mut lb = ListBuilder::new(Int32Builder::new());
+        lb.values().append_value(1);
+        lb.append(true);
+        assert!(matches!(
+            column_data(&lb.finish()).unwrap(),
+            ColumnData::Values(_)
+        ));
+    }
 
     #[test]
     fn primitives_strings_lists_dictionaries_timestamps() {

@@ -20,7 +20,9 @@
 //! | numpy arrays (nested) | `Array` | Array |
 
 use chasync_core::DynInput;
-use chasync_core::value::{ColumnBatch, DynRow, Value};
+use chasync_core::value::{
+    ColumnBatch, ColumnData, DynRow, Strings, TypedColumn, TypedData, Value,
+};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -633,6 +635,8 @@ pub fn convert_rows<'py>(
 pub enum RawColumn {
     /// Values already converted.
     Values(Vec<Value>),
+    /// A list of one kind of item, converted in one loop.
+    Typed(TypedColumn),
     /// A 1-D numpy array of a fixed-width type: its dtype text (`<i8`, `<M8[ns]` ...) and bytes.
     Numpy {
         /// `dtype.str`.
@@ -643,7 +647,9 @@ pub enum RawColumn {
 }
 
 /// Takes the columns of a dict: numpy arrays of numbers, booleans and datetimes by their
-/// bytes (converted later without the GIL); lists, tuples and other arrays value by value.
+/// bytes (converted later without the GIL); lists and tuples whose items are all ints, all
+/// floats, all str or all bools (and `None`) into typed columns in one loop; other lists,
+/// tuples and arrays value by value.
 pub fn take_columns(
     dict: &Bound<'_, PyDict>,
     background: bool,
@@ -705,6 +711,9 @@ fn take_column(
         Ok(RawColumn::Values(out))
     };
     if v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>() {
+        if let Some(col) = typed_list(v, background).map_err(whole)? {
+            return Ok(RawColumn::Typed(col));
+        }
         return items(v);
     }
     if type_module_is_numpy(v) && v.hasattr(intern!(py, "dtype")).unwrap_or(false) {
@@ -731,6 +740,9 @@ fn take_column(
         let list = v
             .call_method0(intern!(py, "tolist"))
             .map_err(|e| whole(e.to_string()))?;
+        if let Some(col) = typed_list(&list, background).map_err(whole)? {
+            return Ok(RawColumn::Typed(col));
+        }
         return items(&list);
     }
     // pandas Series and the like.
@@ -751,8 +763,171 @@ fn take_column(
     items(v)
 }
 
-/// Values of a numpy array's bytes (no GIL needed).
-pub fn numpy_values(dtype: &str, bytes: &[u8]) -> Result<Vec<Value>, String> {
+/// The items of a list converted into one typed vector.
+enum Acc {
+    Empty,
+    I64(Vec<i64>),
+    U64(Vec<u64>),
+    F64(Vec<f64>),
+    Str(Strings),
+    Bool(Vec<bool>),
+}
+
+impl Acc {
+    /// Starts the vector with the first item that is not `None`, after `nones` of them.
+    fn start(item: &Bound<'_, PyAny>, cap: usize, nones: usize) -> Option<Acc> {
+        let mut acc = if item.is_exact_instance_of::<PyInt>() {
+            Acc::I64(Vec::with_capacity(cap))
+        } else if item.is_exact_instance_of::<PyFloat>() {
+            Acc::F64(Vec::with_capacity(cap))
+        } else if item.is_exact_instance_of::<PyString>() {
+            Acc::Str(Strings::with_capacity(cap, cap * 8))
+        } else if item.is_exact_instance_of::<PyBool>() {
+            Acc::Bool(Vec::with_capacity(cap))
+        } else {
+            return None;
+        };
+        for _ in 0..nones {
+            acc.push_null();
+        }
+        Some(acc)
+    }
+
+    fn push_null(&mut self) {
+        match self {
+            Acc::Empty => {}
+            Acc::I64(v) => v.push(0),
+            Acc::U64(v) => v.push(0),
+            Acc::F64(v) => v.push(0.0),
+            Acc::Str(s) => s.push(b""),
+            Acc::Bool(v) => v.push(false),
+        }
+    }
+
+    /// Appends an item; `false` when it is not of the vector's kind.
+    #[inline]
+    fn push(&mut self, item: &Bound<'_, PyAny>) -> bool {
+        match self {
+            Acc::I64(v) => {
+                if !item.is_exact_instance_of::<PyInt>() {
+                    return false;
+                }
+                if let Ok(x) = item.extract::<i64>() {
+                    v.push(x);
+                    return true;
+                }
+                // Beyond i64: unsigned, if nothing so far is negative.
+                let Ok(x) = item.extract::<u64>() else {
+                    return false;
+                };
+                if v.iter().any(|&y| y < 0) {
+                    return false;
+                }
+                let mut u: Vec<u64> = Vec::with_capacity(v.capacity());
+                u.extend(v.iter().map(|&y| y as u64));
+                u.push(x);
+                *self = Acc::U64(u);
+                true
+            }
+            Acc::U64(v) => {
+                if !item.is_exact_instance_of::<PyInt>() {
+                    return false;
+                }
+                match item.extract::<u64>() {
+                    Ok(x) => {
+                        v.push(x);
+                        true
+                    }
+                    Err(_) => false,
+                }
+            }
+            Acc::F64(v) => match item.cast_exact::<PyFloat>() {
+                Ok(f) => {
+                    v.push(f.value());
+                    true
+                }
+                Err(_) => false,
+            },
+            Acc::Str(s) => match item.cast_exact::<PyString>() {
+                Ok(t) => match t.encode_utf8() {
+                    Ok(b) => {
+                        s.push(b.as_bytes());
+                        true
+                    }
+                    Err(_) => false,
+                },
+                Err(_) => false,
+            },
+            Acc::Bool(v) => match item.cast_exact::<PyBool>() {
+                Ok(b) => {
+                    v.push(b.is_true());
+                    true
+                }
+                Err(_) => false,
+            },
+            Acc::Empty => false,
+        }
+    }
+
+    fn finish(self) -> Option<TypedData> {
+        Some(match self {
+            Acc::Empty => return None,
+            Acc::I64(v) => TypedData::Int64(v),
+            Acc::U64(v) => TypedData::UInt64(v),
+            Acc::F64(v) => TypedData::Float64(v),
+            Acc::Str(s) => TypedData::String(s),
+            Acc::Bool(v) => TypedData::Bool(v),
+        })
+    }
+}
+
+/// A list or tuple whose items are all `int` (64-bit), all `float`, all `str` or all
+/// `bool` (exact types; `None` anywhere is NULL), converted in one loop into a typed column.
+/// `None` when an item is of another kind (or every item is `None`): the caller converts
+/// the list value by value, which gives the same result more slowly.
+fn typed_list(seq: &Bound<'_, PyAny>, background: bool) -> Result<Option<TypedColumn>, String> {
+    let py = seq.py();
+    let n = seq.len().map_err(|e| e.to_string())?;
+    let mut acc = Acc::Empty;
+    let mut nones = 0usize;
+    let mut nulls: Option<Vec<u8>> = None;
+    let mut yielder = Yielder::new(background);
+    let iter = seq.try_iter().map_err(|e| e.to_string())?;
+    for (i, item) in iter.enumerate() {
+        yielder.tick(py);
+        let item = item.map_err(|e| e.to_string())?;
+        if item.is_none() {
+            nulls.get_or_insert_with(|| vec![0; n.max(i + 1)])[i] = 1;
+            match acc {
+                Acc::Empty => nones += 1,
+                ref mut a => a.push_null(),
+            }
+            continue;
+        }
+        if let Acc::Empty = acc {
+            match Acc::start(&item, n, nones) {
+                Some(a) => acc = a,
+                None => return Ok(None),
+            }
+        }
+        if !acc.push(&item) {
+            return Ok(None);
+        }
+    }
+    let Some(data) = acc.finish() else {
+        return Ok(None);
+    };
+    let mut col = TypedColumn::new(data);
+    if let Some(mut nulls) = nulls {
+        nulls.truncate(col.len());
+        col = col.with_nulls(nulls);
+    }
+    Ok(Some(col))
+}
+
+/// A numpy array's bytes as a typed column (no GIL needed): numbers, booleans and
+/// `datetime64` (wall-clock times; `NaT` is NULL).
+pub fn numpy_column(dtype: &str, bytes: &[u8]) -> Result<TypedColumn, String> {
     let b = dtype.as_bytes();
     if b.len() < 3 {
         return Err(format!("unsupported numpy dtype {dtype}"));
@@ -771,55 +946,61 @@ pub fn numpy_values(dtype: &str, bytes: &[u8]) -> Result<Vec<Value>, String> {
         return Err(format!("numpy buffer does not fit dtype {dtype}"));
     }
     macro_rules! num {
-        ($t:ty, $conv:expr) => {{
-            bytes
-                .chunks_exact(size)
+        ($t:ty) => {{
+            let v: Vec<$t> = bytes
+                .chunks_exact(std::mem::size_of::<$t>())
                 .map(|c| {
                     let a: [u8; std::mem::size_of::<$t>()] = c.try_into().expect("width");
-                    let x = if big {
+                    if big {
                         <$t>::from_be_bytes(a)
                     } else {
                         <$t>::from_le_bytes(a)
-                    };
-                    #[allow(clippy::redundant_closure_call)]
-                    ($conv)(x)
+                    }
                 })
-                .collect()
+                .collect();
+            v
         }};
     }
     Ok(match (kind, size) {
-        (b'b', 1) => bytes.iter().map(|&x| Value::Bool(x != 0)).collect(),
-        (b'i', 1) => num!(i8, |x: i8| Value::Int(x as i64)),
-        (b'i', 2) => num!(i16, |x: i16| Value::Int(x as i64)),
-        (b'i', 4) => num!(i32, |x: i32| Value::Int(x as i64)),
-        (b'i', 8) => num!(i64, Value::Int),
-        (b'u', 1) => num!(u8, |x: u8| Value::UInt(x as u64)),
-        (b'u', 2) => num!(u16, |x: u16| Value::UInt(x as u64)),
-        (b'u', 4) => num!(u32, |x: u32| Value::UInt(x as u64)),
-        (b'u', 8) => num!(u64, Value::UInt),
-        (b'f', 4) => num!(f32, |x: f32| Value::Float(x as f64)),
-        (b'f', 8) => num!(f64, Value::Float),
+        (b'b', 1) => TypedColumn::from(bytes.iter().map(|&x| x != 0).collect::<Vec<bool>>()),
+        (b'i', 1) => num!(i8).into(),
+        (b'i', 2) => num!(i16).into(),
+        (b'i', 4) => num!(i32).into(),
+        (b'i', 8) => num!(i64).into(),
+        (b'u', 1) => bytes.to_vec().into(),
+        (b'u', 2) => num!(u16).into(),
+        (b'u', 4) => num!(u32).into(),
+        (b'u', 8) => num!(u64).into(),
+        (b'f', 4) => num!(f32).into(),
+        (b'f', 8) => num!(f64).into(),
         (b'M', 8) => {
-            let nanos_per: i128 = match unit.unwrap_or("") {
-                "s" => 1_000_000_000,
-                "ms" => 1_000_000,
-                "us" => 1_000,
-                "ns" => 1,
-                "D" => 86_400_000_000_000,
-                "m" => 60_000_000_000,
-                "h" => 3_600_000_000_000,
+            let (precision, mul): (u8, i64) = match unit.unwrap_or("") {
+                "s" => (0, 1),
+                "ms" => (3, 1),
+                "us" => (6, 1),
+                "ns" => (9, 1),
+                "D" => (0, 86_400),
+                "h" => (0, 3_600),
+                "m" => (0, 60),
                 other => return Err(format!("unsupported datetime64 unit {other:?}")),
             };
-            let ticks: Vec<i64> = num!(i64, |x: i64| x);
-            let mut out = Vec::with_capacity(ticks.len());
-            for x in ticks {
-                if x == i64::MIN {
-                    out.push(Value::Null); // NaT
+            let mut ticks = num!(i64);
+            let nulls: Vec<u8> = ticks.iter().map(|&x| (x == i64::MIN) as u8).collect();
+            for t in ticks.iter_mut() {
+                if *t == i64::MIN {
+                    *t = 0; // NaT
                 } else {
-                    out.push(Value::String(civil_text(x as i128 * nanos_per)?));
+                    *t = t
+                        .checked_mul(mul)
+                        .ok_or_else(|| format!("datetime64 value out of range: {t} {unit:?}"))?;
                 }
             }
-            out
+            TypedColumn::new(TypedData::Timestamp {
+                ticks,
+                precision,
+                zoned: false,
+            })
+            .with_nulls(nulls)
         }
         _ => return Err(format!("unsupported numpy dtype {dtype}")),
     })
@@ -840,7 +1021,7 @@ pub fn instant_text(nanos: i128) -> Result<String, String> {
 }
 
 /// Splits columns of equal length into columnar batches of at most `chunk_rows` rows.
-pub fn chunk_columns(cols: Vec<(String, Vec<Value>)>, chunk_rows: usize) -> Vec<ColumnBatch> {
+pub fn chunk_columns(cols: Vec<(String, ColumnData)>, chunk_rows: usize) -> Vec<ColumnBatch> {
     let n = cols.first().map_or(0, |(_, v)| v.len());
     if n == 0 {
         return Vec::new();
@@ -849,17 +1030,27 @@ pub fn chunk_columns(cols: Vec<(String, Vec<Value>)>, chunk_rows: usize) -> Vec<
     if n <= chunk_rows {
         let mut b = ColumnBatch::new();
         for (name, v) in cols {
-            b.push_column(name, v);
+            b.push_data(name, v);
         }
         return vec![b];
     }
     let mut batches: Vec<ColumnBatch> = (0..n.div_ceil(chunk_rows))
         .map(|_| ColumnBatch::new())
         .collect();
-    for (name, values) in cols {
-        let mut it = values.into_iter();
-        for b in batches.iter_mut() {
-            b.push_column(name.clone(), it.by_ref().take(chunk_rows).collect());
+    for (name, data) in cols {
+        match data {
+            ColumnData::Values(values) => {
+                let mut it = values.into_iter();
+                for b in batches.iter_mut() {
+                    b.push_column(name.clone(), it.by_ref().take(chunk_rows).collect());
+                }
+            }
+            other => {
+                for (i, b) in batches.iter_mut().enumerate() {
+                    let lo = i * chunk_rows;
+                    b.push_data(name.clone(), other.slice(lo..(lo + chunk_rows).min(n)));
+                }
+            }
         }
     }
     batches
@@ -868,6 +1059,10 @@ pub fn chunk_columns(cols: Vec<(String, Vec<Value>)>, chunk_rows: usize) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn numpy_values(dtype: &str, bytes: &[u8]) -> Result<Vec<Value>, String> {
+        numpy_column(dtype, bytes).map(|c| ColumnData::Typed(c).to_values())
+    }
 
     #[test]
     fn numpy_bytes() {
@@ -890,22 +1085,39 @@ mod tests {
             numpy_values("<M8[ms]", &b).unwrap(),
             [Value::String("1970-01-01T00:00:01".into()), Value::Null]
         );
+        let b: Vec<u8> = 1i64.to_le_bytes().to_vec();
+        assert_eq!(
+            numpy_values("<M8[D]", &b).unwrap(),
+            [Value::String("1970-01-02T00:00:00".into())]
+        );
         assert!(numpy_values("<c16", &[0; 16]).is_err());
     }
 
     #[test]
     fn chunks() {
         let cols = vec![
-            ("a".to_owned(), (0..5).map(Value::from).collect::<Vec<_>>()),
-            ("b".to_owned(), (10..15).map(Value::from).collect()),
+            (
+                "a".to_owned(),
+                ColumnData::Values((0..5).map(Value::from).collect::<Vec<_>>()),
+            ),
+            (
+                "b".to_owned(),
+                ColumnData::Values((10..15).map(Value::from).collect()),
+            ),
+            (
+                "c".to_owned(),
+                ColumnData::from((20..25).collect::<Vec<u64>>()),
+            ),
         ];
         let b = chunk_columns(cols, 2);
         assert_eq!(b.len(), 3);
         assert_eq!(b[2].rows(), 1);
         assert_eq!(
             b[1].columns[1].1,
-            chasync_core::value::ColumnData::Values(vec![Value::Int(12), Value::Int(13)])
+            ColumnData::Values(vec![Value::Int(12), Value::Int(13)])
         );
+        assert_eq!(b[1].columns[2].1, ColumnData::from(vec![22u64, 23]));
+        assert_eq!(b[2].columns[2].1, ColumnData::from(vec![24u64]));
         assert_eq!(civil_text(250_000_000).unwrap(), "1970-01-01T00:00:00.25");
         assert_eq!(instant_text(0).unwrap(), "1970-01-01T00:00:00Z");
     }

@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chasync_core::native::NativeOptions;
+use chasync_core::value::ColumnData;
 use chasync_core::{
     Compression, Config, DynIngestor, DynInput, Error as CoreError, Handle, Secret, Stats,
     StreamId, TrySendError,
@@ -681,9 +682,9 @@ impl Inserter {
             return self.submit_job(py, move || {
                 let mut items = Vec::new();
                 for b in &batches {
-                    let cols = arrow::batch_columns(b).map_err(WorkError::Other)?;
                     items.extend(
-                        convert::chunk_columns(cols, chunk)
+                        arrow::batch_chunks(b, chunk)
+                            .map_err(WorkError::Other)?
                             .into_iter()
                             .map(|c| Item::Input(DynInput::Columns(c))),
                     );
@@ -832,19 +833,22 @@ impl Inserter {
     }
 }
 
-/// Numpy buffers to values, lengths checked, split into columnar pieces.
+/// Numpy buffers to typed columns, lengths checked, split into columnar pieces.
 fn finish_columns(raw: Vec<(String, RawColumn)>, chunk: usize) -> Result<Vec<Item>, PyConversion> {
     let mut cols = Vec::with_capacity(raw.len());
     for (name, col) in raw {
         let values = match col {
-            RawColumn::Values(v) => v,
+            RawColumn::Values(v) => ColumnData::Values(v),
+            RawColumn::Typed(t) => ColumnData::Typed(t),
             RawColumn::Numpy { dtype, bytes } => {
-                convert::numpy_values(&dtype, &bytes).map_err(|reason| PyConversion {
-                    row: 0,
-                    column: Some(name.clone()),
-                    value: dtype.clone(),
-                    reason,
-                })?
+                ColumnData::Typed(convert::numpy_column(&dtype, &bytes).map_err(|reason| {
+                    PyConversion {
+                        row: 0,
+                        column: Some(name.clone()),
+                        value: dtype.clone(),
+                        reason,
+                    }
+                })?)
             }
         };
         cols.push((name, values));
