@@ -1,12 +1,14 @@
 //! Row → Native and column → Native encoding of dynamic values, for a narrow and a wide
-//! schema. No server needed: the schemas are built with `TableSchema::from_columns`.
+//! schema, and of typed columns (`ColumnData::Typed`, what Arrow, numpy and lists of one
+//! kind become in Python) for the narrow schema. No server needed: the schemas are built with
+//! `TableSchema::from_columns`.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
 use chasync_core::native::{NativeBatch, NativeOptions};
 use chasync_core::schema::{ColumnDef, TableSchema};
-use chasync_core::value::{ColumnBatch, DynRow, Value};
+use chasync_core::value::{ColumnBatch, ColumnData, DynRow, Strings, TypedColumn, TypedData, Value};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const ROWS: usize = 10_000;
@@ -203,8 +205,94 @@ fn bench_schema(c: &mut Criterion, name: &str, schema: Arc<TableSchema>, rows: V
     group.finish();
 }
 
+/// The narrow rows as typed columns: `exact` in the columns' own types (u64 ids, u32
+/// seconds, f64), otherwise as Arrow often has them (i64 ids into UInt64 with a range check,
+/// millisecond timestamps into DateTime).
+fn narrow_typed(rows: &[DynRow], exact: bool) -> ColumnBatch {
+    let get = |r: &DynRow, k: &str| r.get(k).cloned().unwrap();
+    let ids: Vec<u64> = rows
+        .iter()
+        .map(|r| match get(r, "id") {
+            Value::UInt(u) => u,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let secs: Vec<i64> = rows
+        .iter()
+        .map(|r| match get(r, "ts") {
+            // "2024-05-DD 12:MM:SS" in UTC
+            Value::String(s) => {
+                let n = |a: usize| s[a..a + 2].parse::<i64>().unwrap();
+                1_714_521_600 + (n(8) - 1) * 86_400 + n(11) * 3600 + n(14) * 60 + n(17)
+            }
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let msgs: Strings = rows
+        .iter()
+        .map(|r| match get(r, "msg") {
+            Value::String(s) => s,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let values: Vec<f64> = rows
+        .iter()
+        .map(|r| match get(r, "value") {
+            Value::Float(f) => f,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let (id, ts): (ColumnData, ColumnData) = if exact {
+        (
+            ids.into(),
+            secs.iter().map(|s| *s as u32).collect::<Vec<u32>>().into(),
+        )
+    } else {
+        (
+            ids.iter().map(|i| *i as i64).collect::<Vec<i64>>().into(),
+            TypedColumn::new(TypedData::Timestamp {
+                ticks: secs.iter().map(|s| s * 1000).collect(),
+                precision: 3,
+                zoned: true,
+            })
+            .into(),
+        )
+    };
+    ColumnBatch::new()
+        .with_data("id", id)
+        .with_data("ts", ts)
+        .with_data("msg", msgs)
+        .with_data("value", values)
+}
+
+fn bench_typed(c: &mut Criterion) {
+    let schema = narrow_schema();
+    let rows = narrow_rows();
+    let mut group = c.benchmark_group("native_encode/narrow");
+    group.throughput(Throughput::Elements(ROWS as u64));
+    for (name, exact) in [("typed", true), ("typed_converted", false)] {
+        let columns = narrow_typed(&rows, exact);
+        // The same bytes as the values.
+        let mut a = NativeBatch::new(schema.clone(), NativeOptions::default());
+        a.push_columns(&columns).unwrap();
+        let mut b = NativeBatch::new(schema.clone(), NativeOptions::default());
+        b.push_columns(&to_columns(&rows)).unwrap();
+        assert_eq!(a.finish(None).bytes, b.finish(None).bytes);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let mut batch = NativeBatch::new(schema.clone(), NativeOptions::default());
+                let outcome = batch.push_columns(&columns).unwrap();
+                assert!(outcome.rejected.is_empty());
+                black_box(batch.finish(None))
+            })
+        });
+    }
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
     bench_schema(c, "narrow", narrow_schema(), narrow_rows());
+    bench_typed(c);
     bench_schema(c, "wide", wide_schema(), wide_rows());
 }
 

@@ -2,6 +2,11 @@
 clickhouse-connect, on the same rows, table and server, in one run.
 
     python benches/python/bench_python.py --rows 1000000 --repeat 2
+    python benches/python/bench_python.py --schema narrow --only write_columns
+
+`--schema narrow` uses the e2e harness's narrow table (id UInt64, ts DateTime, name String,
+value Float64) and rows, and adds the Native ceiling: curl posting a Native file of the same
+rows (the file is made by the server from numbers(), not timed).
 
 CLICKHOUSE_URL (default http://127.0.0.1:8123) names the server. Every measurement starts on
 an empty table and ends when the server holds every row (checked with count()); the figure
@@ -27,6 +32,7 @@ URL = os.environ.get("CLICKHOUSE_URL", "http://127.0.0.1:8123").rstrip("/")
 DB = f"chasync_bench_py_{os.getpid()}"
 TABLE = "events"
 COLUMNS = ["id", "user", "value", "ts", "kind"]
+SCHEMA = "events"
 
 
 def query(sql: str) -> str:
@@ -40,10 +46,23 @@ def count() -> int:
 
 
 def checksum() -> int:
+    if SCHEMA == "narrow":
+        return int(query(f"SELECT sum(cityHash64(id, ts, name, value)) FROM {TABLE}").strip())
     return int(query(f"SELECT sum(cityHash64(id, user, value, ts, kind)) FROM {TABLE}").strip())
 
 
+NARROW_SELECT = (
+    "SELECT number AS id, toDateTime(1700000000 + number % 86400) AS ts, "
+    "concat('user-', toString(number % 10000)) AS name, (number % 1000) * 0.25 AS value "
+    "FROM numbers({n})"
+)
+
+
 def expected_checksum(n: int) -> int:
+    if SCHEMA == "narrow":
+        return int(
+            query(f"SELECT sum(cityHash64(id, ts, name, value)) FROM ({NARROW_SELECT.format(n=n)})")
+        )
     return int(
         query(
             "SELECT sum(cityHash64(number, concat('u', toString(number % 1000)), number * 0.5, "
@@ -54,6 +73,13 @@ def expected_checksum(n: int) -> int:
 
 
 def row(i: int) -> Dict[str, Any]:
+    if SCHEMA == "narrow":  # benches/src/lib.rs narrow_row
+        return {
+            "id": i,
+            "ts": 1_700_000_000 + i % 86_400,
+            "name": f"user-{i % 10_000}",
+            "value": (i % 1000) * 0.25,
+        }
     return {
         "id": i,
         "user": f"u{i % 1000}",
@@ -177,6 +203,16 @@ async def run_cc_arrow(rows, data):
         await client.close()
 
 
+async def run_curl_native(rows, data):
+    import subprocess
+
+    sql = urllib.parse.quote(f"INSERT INTO {DB}.{TABLE} FORMAT Native")
+    subprocess.run(
+        ["curl", "-fsS", f"{URL}/?query={sql}", "--data-binary", f"@{data['native']}"],
+        check=True,
+    )
+
+
 CASES = [
     ("original class (aiohttp + JSONEachRow), queue of dicts", run_seed),
     ("chasync.ClickHouseAsyncInserter (drop-in), queue of dicts", run_dropin),
@@ -186,6 +222,7 @@ CASES = [
     ("chasync.Inserter.write_columns(pyarrow.Table)", run_arrow),
     ("clickhouse-connect async insert(rows as tuples, 50k per call)", run_cc_rows),
     ("clickhouse-connect async insert_arrow(pyarrow.Table)", run_cc_arrow),
+    ("curl posting a Native file of the same rows (server ceiling)", run_curl_native),
 ]
 
 
@@ -194,13 +231,21 @@ async def main() -> int:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--only", help="run the cases whose name contains this text")
+    ap.add_argument("--schema", choices=["events", "narrow"], default="events")
+    ap.add_argument("--also", help="with --only: also the cases containing this text")
     args = ap.parse_args()
+    global SCHEMA, COLUMNS
+    SCHEMA = args.schema
+    if SCHEMA == "narrow":
+        COLUMNS = ["id", "ts", "name", "value"]
     import numpy as np
     import pyarrow as pa
 
     n = args.rows
     rows = [row(i) for i in range(n)]
     columns = {c: [r[c] for r in rows] for c in COLUMNS}
+    if SCHEMA == "narrow":
+        return await narrow_main(args, rows, columns)
     data = {
         "columns": columns,
         "numpy": {
@@ -229,34 +274,101 @@ async def main() -> int:
             "kind LowCardinality(String)) ENGINE = MergeTree ORDER BY id"
         )
         want = expected_checksum(n)
-        version = query("SELECT version()").strip()
-        print(
-            f"# {n} rows, best of {args.repeat}; ClickHouse {version} at {URL}; "
-            f"Python {platform.python_version()}; {os.cpu_count()} CPUs",
-            flush=True,
-        )
-        results = []
-        for name, fn in CASES:
-            if args.only and args.only not in name:
-                continue
-            times = []
-            for _ in range(args.repeat):
-                query(f"TRUNCATE TABLE {TABLE}")
-                t0 = time.perf_counter()
-                await fn(rows, data)
-                times.append(time.perf_counter() - t0)
-                got = count()
-                if got != n or checksum() != want:
-                    print(f"{name}: WRONG RESULT ({got} rows)", file=sys.stderr)
-                    return 1
-            best = min(times)
-            results.append((name, n / best, statistics.median(times)))
-            print(f"{name:66s} {n / best:>12,.0f} rows/s  (best {best:.2f} s)", flush=True)
+        await measure(args, rows, data, want)
         return 0
     finally:
         urllib.request.urlopen(
             urllib.request.Request(URL, data=f"DROP DATABASE IF EXISTS {DB}".encode(), method="POST")
         ).read()
+
+
+async def narrow_main(args, rows, columns) -> int:
+    import numpy as np
+    import pyarrow as pa
+
+    n = args.rows
+    ids = np.arange(n, dtype=np.uint64)
+    data = {
+        "columns": columns,
+        "numpy": {
+            "id": ids,
+            "ts": (1_700_000_000 + ids % 86_400).astype(np.uint32),
+            "name": columns["name"],
+            "value": (ids % 1000).astype(np.float64) * 0.25,
+        },
+        "arrow": pa.table(
+            {
+                "id": pa.array(columns["id"], pa.uint64()),
+                "ts": pa.array(columns["ts"], pa.uint32()),
+                "name": columns["name"],
+                "value": columns["value"],
+            }
+        ),
+        "dlq": f"/tmp/{DB}-dlq",
+        "native": f"/tmp/{DB}-narrow.native",
+    }
+    global TABLE
+    TABLE = "narrow"
+    urllib.request.urlopen(
+        urllib.request.Request(URL, data=f"CREATE DATABASE {DB}".encode(), method="POST")
+    ).read()
+    try:
+        query(
+            f"CREATE TABLE {TABLE} (id UInt64, ts DateTime, name String, value Float64) "
+            "ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 1000"
+        )
+        sql = urllib.parse.quote(NARROW_SELECT.format(n=n) + " FORMAT Native")
+        with urllib.request.urlopen(f"{URL}/?query={sql}", timeout=300) as r, open(
+            data["native"], "wb"
+        ) as f:
+            f.write(r.read())
+        want = expected_checksum(n)
+        await measure(args, rows, data, want)
+        return 0
+    finally:
+        if os.path.exists(data["native"]):
+            os.unlink(data["native"])
+        urllib.request.urlopen(
+            urllib.request.Request(URL, data=f"DROP DATABASE IF EXISTS {DB}".encode(), method="POST")
+        ).read()
+
+
+async def measure(args, rows, data, want) -> None:
+    n = args.rows
+    version = query("SELECT version()").strip()
+    print(
+        f"# {SCHEMA} schema, {n} rows, best of {args.repeat}; ClickHouse {version} at {URL}; "
+        f"Python {platform.python_version()}; {os.cpu_count()} CPUs",
+        flush=True,
+    )
+    results = []
+    for name, fn in CASES:
+        if SCHEMA == "narrow" and fn in (run_seed, run_dropin, run_cc_rows):
+            continue
+        if fn is run_curl_native and "native" not in data:
+            continue
+        if args.only and args.only not in name and not (args.also and args.also in name):
+            continue
+        times = []
+        for _ in range(args.repeat):
+            query(f"TRUNCATE TABLE {TABLE}")
+            t0 = time.perf_counter()
+            await fn(rows, data)
+            times.append(time.perf_counter() - t0)
+            got = count()
+            if got != n or checksum() != want:
+                raise SystemExit(f"{name}: WRONG RESULT ({got} rows)")
+        best = min(times)
+        results.append((name, n / best))
+        print(
+            f"{name:66s} {n / best:>12,.0f} rows/s  (best {best:.2f} s, "
+            f"median {statistics.median(times):.2f} s)",
+            flush=True,
+        )
+    ceiling = [r for name, r in results if "ceiling" in name]
+    if ceiling:
+        for name, r in results:
+            print(f"  {r / ceiling[0]:.2f}x the Native ceiling: {name}")
 
 
 if __name__ == "__main__":
