@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use chasync_core::native::{NativeBatch, NativeOptions};
 use chasync_core::schema::{ColumnDef, TableSchema};
-use chasync_core::value::{ColumnBatch, ColumnData, DynRow, Strings, TypedColumn, TypedData, Value};
+use chasync_core::value::{
+    ColumnBatch, ColumnData, DynRow, Strings, TypedColumn, TypedData, Value,
+};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const ROWS: usize = 10_000;

@@ -325,22 +325,44 @@ pub(crate) fn encode_range(
     let done = match scalar {
         Scalar::Int { width, signed } => {
             // The same type: a copy.
-            let same = match (&col.data, width, signed) {
-                (TypedData::Int8(v), 1, true) => Some(copy_le(&v[range.clone()], out)),
-                (TypedData::Int16(v), 2, true) => Some(copy_le(&v[range.clone()], out)),
-                (TypedData::Int32(v), 4, true) => Some(copy_le(&v[range.clone()], out)),
-                (TypedData::Int64(v), 8, true) => Some(copy_le(&v[range.clone()], out)),
-                (TypedData::UInt8(v), 1, false) => Some(copy_le(&v[range.clone()], out)),
-                (TypedData::UInt16(v), 2, false) => Some(copy_le(&v[range.clone()], out)),
-                (TypedData::UInt32(v), 4, false) => Some(copy_le(&v[range.clone()], out)),
-                (TypedData::UInt64(v), 8, false) => Some(copy_le(&v[range.clone()], out)),
-                _ => None,
-            };
-            same.is_some()
-                || numeric!(|src, float| {
+            match (&col.data, width, signed) {
+                (TypedData::Int8(v), 1, true) => {
+                    copy_le(&v[range.clone()], out);
+                    true
+                }
+                (TypedData::Int16(v), 2, true) => {
+                    copy_le(&v[range.clone()], out);
+                    true
+                }
+                (TypedData::Int32(v), 4, true) => {
+                    copy_le(&v[range.clone()], out);
+                    true
+                }
+                (TypedData::Int64(v), 8, true) => {
+                    copy_le(&v[range.clone()], out);
+                    true
+                }
+                (TypedData::UInt8(v), 1, false) => {
+                    copy_le(&v[range.clone()], out);
+                    true
+                }
+                (TypedData::UInt16(v), 2, false) => {
+                    copy_le(&v[range.clone()], out);
+                    true
+                }
+                (TypedData::UInt32(v), 4, false) => {
+                    copy_le(&v[range.clone()], out);
+                    true
+                }
+                (TypedData::UInt64(v), 8, false) => {
+                    copy_le(&v[range.clone()], out);
+                    true
+                }
+                _ => numeric!(|src, float| {
                     to_int(src, base, float, *width, *signed, out, &mut slow);
                     true
-                })
+                }),
+            }
         }
         Scalar::Float64 => match &col.data {
             TypedData::Float64(v) => {
