@@ -238,7 +238,7 @@ async def test_values_that_do_not_fit_dead_letter_only_their_rows(db, tmp_path):
 async def test_lists_of_mixed_kinds_convert_value_by_value(db, tmp_path):
     db.exec(
         "CREATE TABLE m (id UInt64, s String, big UInt64, huge UInt256, x Float64, "
-        "n Nullable(Int32), dflt Int32 DEFAULT 42) ENGINE = MergeTree ORDER BY id"
+        "n Nullable(Int32), dflt Int32 DEFAULT 42, u String, a Nullable(String)) ENGINE = MergeTree ORDER BY id"
     )
     async with chasync.Inserter(
         db.url, "m", database=db.name, dlq_dir=str(tmp_path / "dlq")
@@ -252,13 +252,20 @@ async def test_lists_of_mixed_kinds_convert_value_by_value(db, tmp_path):
                 "x": [1.5, 2, None, 4.25],  # an int among floats
                 "n": [None, None, 7, None],
                 "dflt": [None, 1, None, 2],  # NULL in a non-Nullable column: its default
+                "u": ["é", "日本", "a", ""],  # not ASCII
+                "a": ["x", None, "yz", ""],  # ASCII with a NULL
             }
         )
     assert db.rows(
-        "SELECT toInt32(id) AS id, s, toString(big) AS big, toString(huge) AS huge, x, n, dflt FROM m ORDER BY id"
+        "SELECT toInt32(id) AS id, s, toString(big) AS big, toString(huge) AS huge, x, n, dflt, "
+        "u, a FROM m ORDER BY id"
     ) == [
-        {"id": 1, "s": "1", "big": str(2**63), "huge": str(2**200), "x": 1.5, "n": None, "dflt": 42},
-        {"id": 2, "s": "a", "big": "5", "huge": "1", "x": 2, "n": None, "dflt": 1},
-        {"id": 3, "s": "2.5", "big": str(2**64 - 1), "huge": "2", "x": 0, "n": 7, "dflt": 42},
-        {"id": 4, "s": "true", "big": "0", "huge": "3", "x": 4.25, "n": None, "dflt": 2},
+        {"id": 1, "s": "1", "big": str(2**63), "huge": str(2**200), "x": 1.5, "n": None, "dflt": 42,
+         "u": "é", "a": "x"},
+        {"id": 2, "s": "a", "big": "5", "huge": "1", "x": 2, "n": None, "dflt": 1,
+         "u": "日本", "a": None},
+        {"id": 3, "s": "2.5", "big": str(2**64 - 1), "huge": "2", "x": 0, "n": 7, "dflt": 42,
+         "u": "a", "a": "yz"},
+        {"id": 4, "s": "true", "big": "0", "huge": "3", "x": 4.25, "n": None, "dflt": 2,
+         "u": "", "a": ""},
     ]
