@@ -31,7 +31,7 @@
 //! A `null` or an omitted key for a column that is not `Nullable` takes the column's default
 //! (its `DEFAULT` expression), as JSONEachRow does (`input_format_null_as_default`,
 //! `input_format_defaults_for_omitted_fields`): `RowBinaryWithDefaults` marks that column of
-//! that row "default". A table with a column of another type (or an `EPHEMERAL` column) is not
+//! that row "default". (`null` for an `Enum` goes through: JSONEachRow stores a raw 0 there.) A table with a column of another type (or an `EPHEMERAL` column) is not
 //! converted at all ([`JsonRowBinary::new`] says why).
 
 use std::collections::HashMap;
@@ -196,6 +196,10 @@ pub struct JsonRowBinary {
     /// Insert column list: the table's insertable columns in order.
     columns: Vec<String>,
     kinds: Vec<Option<Kind>>,
+    /// What an omitted column gets: `[1]` ("use the default"), or for an `Enum` without a
+    /// `DEFAULT` expression its default element written out (the server's "default" there
+    /// would be a raw 0, not what JSONEachRow stores).
+    omitted: Vec<Vec<u8>>,
     /// Which column is the `_insert_id` the engine fills.
     insert_id: Option<(usize, InsertIdColumn)>,
     by_name: HashMap<Box<[u8]>, usize>,
@@ -224,6 +228,7 @@ impl JsonRowBinary {
     ) -> Result<Self, String> {
         let mut columns = Vec::new();
         let mut kinds = Vec::new();
+        let mut omitted = Vec::new();
         let mut id_col = None;
         for c in &schema.columns {
             match c.default_kind {
@@ -238,9 +243,24 @@ impl JsonRowBinary {
             {
                 id_col = Some((columns.len(), id.clone()));
                 kinds.push(None);
+                omitted.push(Vec::new());
             } else {
                 let kind = compile(&c.ty, &schema.server_timezone)
                     .map_err(|e| format!("column {} ({}): {e}", c.name, c.type_name))?;
+                let explicit = c.default_kind == DefaultKind::Default;
+                omitted.push(match &kind {
+                    // An Enum's default is its element with the least value.
+                    Kind::Enum8(items) if !explicit => {
+                        let min = items.iter().map(|(_, v)| *v).min().ok_or("an empty Enum")?;
+                        vec![0, min as u8]
+                    }
+                    Kind::Enum16(items) if !explicit => {
+                        let min = items.iter().map(|(_, v)| *v).min().ok_or("an empty Enum")?;
+                        let [a, b] = min.to_le_bytes();
+                        vec![0, a, b]
+                    }
+                    _ => vec![1],
+                });
                 kinds.push(Some(kind));
             }
             columns.push(c.name.clone());
@@ -258,6 +278,7 @@ impl JsonRowBinary {
             slots: vec![(u32::MAX, 0); columns.len()],
             columns,
             kinds,
+            omitted,
             insert_id: id_col,
             by_name,
             names,
@@ -294,9 +315,24 @@ impl JsonRowBinary {
     /// current batch id in `_insert_id`). On `Err`, `out` may hold a partial row: the caller
     /// truncates it.
     pub fn convert(&mut self, line: &[u8], out: &mut Vec<u8>) -> R {
-        self.scratch.clear();
-        for s in &mut self.slots {
-            *s = (u32::MAX, 0);
+        // Keys usually come in column order: then values go straight to `out`. Otherwise
+        // (a key for a column before the last one) the row is read again through `scratch`.
+        let start = out.len();
+        if self.row(line, out, true)? {
+            return Ok(());
+        }
+        out.truncate(start);
+        self.row(line, out, false).map(|_| ())
+    }
+
+    /// One row; `ordered`: write to `out` directly and give up (`Ok(false)`) on a key out of
+    /// column order.
+    fn row(&mut self, line: &[u8], out: &mut Vec<u8>, ordered: bool) -> R<bool> {
+        if !ordered {
+            self.scratch.clear();
+            for s in &mut self.slots {
+                *s = (u32::MAX, 0);
+            }
         }
         let mut p = P { s: line, i: 0 };
         p.ws();
@@ -317,7 +353,6 @@ impl JsonRowBinary {
                     return Err("malformed JSON");
                 }
                 p.ws();
-                // Keys usually come in column order: try the next column first.
                 let idx = if self.names.get(next).is_some_and(|n| &n[..] == key) {
                     Some(next)
                 } else {
@@ -331,24 +366,41 @@ impl JsonRowBinary {
                         p.skip_value(0)?;
                     }
                     Some(i) => {
-                        if self.slots[i].0 != u32::MAX {
-                            return Err("a repeated key");
-                        }
                         let Some(kind) = &self.kinds[i] else {
                             return Err("the line sets _insert_id");
                         };
-                        let start = self.scratch.len();
+                        let dst = if ordered {
+                            if i < next {
+                                return Ok(false);
+                            }
+                            for j in next..i {
+                                fill(&self.omitted, &self.insert_id, &self.batch_id, j, out);
+                            }
+                            &mut *out
+                        } else {
+                            if self.slots[i].0 != u32::MAX {
+                                return Err("a repeated key");
+                            }
+                            &mut self.scratch
+                        };
+                        let start = dst.len();
                         if p.lit(b"null") {
-                            if let Kind::Nullable(_) = kind {
-                                self.scratch.extend_from_slice(&[0, 1]);
-                            } else {
-                                self.scratch.push(1);
+                            match kind {
+                                Kind::Nullable(_) => dst.extend_from_slice(&[0, 1]),
+                                // JSONEachRow stores the raw 0 there, which is not the
+                                // Enum's default (its first element).
+                                Kind::Enum8(_) | Kind::Enum16(_) => {
+                                    return Err("null for an Enum");
+                                }
+                                _ => dst.push(1),
                             }
                         } else {
-                            self.scratch.push(0);
-                            value(&mut p, kind, &mut self.scratch, &mut self.text)?;
+                            dst.push(0);
+                            value(&mut p, kind, dst, &mut self.text)?;
                         }
-                        self.slots[i] = (start as u32, self.scratch.len() as u32);
+                        if !ordered {
+                            self.slots[i] = (start as u32, self.scratch.len() as u32);
+                        }
                         next = i + 1;
                     }
                 }
@@ -366,19 +418,39 @@ impl JsonRowBinary {
         if p.i != line.len() {
             return Err("data after the object");
         }
+        if ordered {
+            for j in next..self.columns.len() {
+                fill(&self.omitted, &self.insert_id, &self.batch_id, j, out);
+            }
+            return Ok(true);
+        }
         for (i, slot) in self.slots.iter().enumerate() {
-            if let Some((at, col)) = &self.insert_id
-                && *at == i
-            {
-                out.push(0);
-                col.put(out, &self.batch_id);
-            } else if slot.0 == u32::MAX {
-                out.push(1);
+            if slot.0 == u32::MAX {
+                fill(&self.omitted, &self.insert_id, &self.batch_id, i, out);
             } else {
                 out.extend_from_slice(&self.scratch[slot.0 as usize..slot.1 as usize]);
             }
         }
-        Ok(())
+        Ok(true)
+    }
+}
+
+/// Column `i` of a row without a value from the line: the batch id for `_insert_id`, else
+/// its default.
+#[inline]
+fn fill(
+    omitted: &[Vec<u8>],
+    insert_id: &Option<(usize, InsertIdColumn)>,
+    batch_id: &Uuid,
+    i: usize,
+    out: &mut Vec<u8>,
+) {
+    match insert_id {
+        Some((at, col)) if *at == i => {
+            out.push(0);
+            col.put(out, batch_id);
+        }
+        _ => out.extend_from_slice(&omitted[i]),
     }
 }
 
@@ -487,6 +559,7 @@ impl<'a> P<'a> {
         let start = self.i;
         let mut escaped = false;
         loop {
+            self.i = plain_run(self.s, self.i);
             let Some(&c) = self.s.get(self.i) else {
                 return Err("an unterminated string");
             };
@@ -580,6 +653,32 @@ impl<'a> P<'a> {
             Ok((self.number()?, false))
         }
     }
+}
+
+/// The index of the first byte at or after `i` that ends a plain run of string bytes: a
+/// quote, a backslash or a control character (or `s.len()`). Eight bytes at a time.
+#[inline]
+pub(crate) fn plain_run(s: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = s.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+        let special = zero(w ^ (ONES * u64::from(b'"')))
+            | zero(w ^ (ONES * u64::from(b'\\')))
+            | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
+        if special != 0 {
+            break;
+        }
+        i += 8;
+    }
+    while let Some(&c) = s.get(i) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            break;
+        }
+        i += 1;
+    }
+    i
 }
 
 /// The end of a JSON number starting at `i`, if one does.
@@ -710,13 +809,11 @@ fn value(p: &mut P<'_>, kind: &Kind, out: &mut Vec<u8>, text: &mut Vec<u8>) -> R
             put_int(out, t, *bytes as usize, *signed)
         }
         Kind::Float64 => {
-            let v: f64 = float_text(p)?.parse().map_err(|_| "not a number")?;
-            out.extend_from_slice(&v.to_le_bytes());
+            out.extend_from_slice(&parse_f64(p)?.to_le_bytes());
             Ok(())
         }
         Kind::Float32 => {
-            let v: f32 = float_text(p)?.parse().map_err(|_| "not a number")?;
-            out.extend_from_slice(&v.to_le_bytes());
+            out.extend_from_slice(&parse_f32(p)?.to_le_bytes());
             Ok(())
         }
         Kind::Bool => {
@@ -910,10 +1007,63 @@ fn insert_leb128(out: &mut Vec<u8>, at: usize, n: u64) {
     out.splice(at..at, tmp);
 }
 
-/// The text of a float value: a JSON number, or one in quotes; as `&str`.
-fn float_text<'a>(p: &mut P<'a>) -> R<&'a str> {
+/// A float value (a JSON number, or one in quotes), correctly rounded to `f64`.
+fn parse_f64(p: &mut P<'_>) -> R<f64> {
     let (t, _) = p.number_text()?;
-    std::str::from_utf8(t).map_err(|_| "not a number")
+    if let Some((m, k)) = simple_decimal(t)
+        && m <= 1 << 53
+        && k <= 22
+    {
+        // Clinger's fast path: both operands are exact, so the one division rounds correctly.
+        let v = m as f64 / POW10_F64[k];
+        return Ok(if t[0] == b'-' { -v } else { v });
+    }
+    let text = std::str::from_utf8(t).map_err(|_| "not a number")?;
+    text.parse().map_err(|_| "not a number")
+}
+
+/// A float value, correctly rounded to `f32` (directly, not through `f64`).
+fn parse_f32(p: &mut P<'_>) -> R<f32> {
+    let (t, _) = p.number_text()?;
+    if let Some((m, k)) = simple_decimal(t)
+        && m <= 1 << 24
+        && k <= 10
+    {
+        let v = m as f32 / POW10_F32[k];
+        return Ok(if t[0] == b'-' { -v } else { v });
+    }
+    let text = std::str::from_utf8(t).map_err(|_| "not a number")?;
+    text.parse().map_err(|_| "not a number")
+}
+
+const POW10_F64: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+const POW10_F32: [f32; 11] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10];
+
+/// `-?digits[.digits]` without an exponent and with at most 19 digits: the digits as an
+/// integer and how many of them follow the point.
+#[inline]
+fn simple_decimal(t: &[u8]) -> Option<(u64, usize)> {
+    let t = t.strip_prefix(b"-").unwrap_or(t);
+    let mut m = 0u64;
+    let mut n = 0;
+    let mut frac = None;
+    for (i, &c) in t.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => {
+                n += 1;
+                if n > 19 {
+                    return None;
+                }
+                m = m * 10 + u64::from(c - b'0');
+            }
+            b'.' => frac = Some(i + 1),
+            _ => return None,
+        }
+    }
+    Some((m, frac.map_or(0, |f| t.len() - f)))
 }
 
 /// Seconds since the epoch from a plain non-negative JSON integer.
