@@ -89,7 +89,7 @@ enum Encoders {
     Json,
     /// NDJSON converted on the client; lines it does not convert go to the pass-through
     /// pipeline.
-    Convert(JsonRowBinary),
+    Convert(Box<JsonRowBinary>),
     Delimited(Delimiter, Vec<String>),
 }
 
@@ -215,7 +215,7 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
     let mut encoders = encoders;
     if matches!(encoders, Encoders::Json) && !args.no_convert {
         match converter(settings, &config, args.skip_unknown_fields).await {
-            Ok(enc) => encoders = Encoders::Convert(enc),
+            Ok(enc) => encoders = Encoders::Convert(Box::new(enc)),
             Err(why) => {
                 if !settings.quiet && !settings.json {
                     eprintln!("note: NDJSON lines go to the server as JSONEachRow: {why}");
@@ -258,7 +258,7 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
             }
         };
         pass_through = Some(p);
-        encoders = Encoders::Convert(enc.with_pass_through(Box::new(sink)));
+        encoders = Encoders::Convert(Box::new(enc.with_pass_through(Box::new(sink))));
     }
     let mut injects_insert_id = false;
     let mut encoding = "JSONEachRow";
@@ -271,7 +271,7 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
             Encoders::Convert(enc) => {
                 injects_insert_id = t.insert_id.is_some();
                 encoding = "RowBinaryWithDefaults";
-                Box::new(enc)
+                enc
             }
             Encoders::Delimited(d, columns) => {
                 encoding = match d {

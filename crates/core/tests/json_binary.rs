@@ -184,8 +184,7 @@ async fn load_both(db: &TestDb, lines: &[Bytes]) -> u64 {
     drop(h);
     fast.shutdown().await.unwrap();
     pass.shutdown().await.unwrap();
-    let n = *passed.lock().unwrap();
-    n
+    *passed.lock().unwrap()
 }
 
 /// Every column of `fast` equals `slow`'s, row for row.
