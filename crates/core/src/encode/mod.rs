@@ -6,11 +6,13 @@
 pub mod delimited;
 pub mod dynamic;
 pub mod json;
+pub mod json_binary;
 pub mod rowbinary;
 
 pub use delimited::{DelimitedRows, Delimiter};
 pub use dynamic::{DynInput, DynamicRows};
 pub use json::{JsonEachRow, check_object};
+pub use json_binary::{JsonRowBinary, JsonRowBinaryOptions, PassThrough};
 
 use std::marker::PhantomData;
 use std::sync::Arc;
