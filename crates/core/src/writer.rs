@@ -124,6 +124,12 @@ impl<R> Writers<R> {
             pending.closed = true;
             return Arc::new(Mutex::new(pending));
         }
+        if list.0.len() >= 32 {
+            // Forget writers dropped empty (e.g. one per `send_all`), so the list stays
+            // short however long the batcher's look interval.
+            list.0
+                .retain(|p| Arc::strong_count(p) > 1 || lock(p).rows > 0);
+        }
         let p = Arc::new(Mutex::new(pending));
         list.0.push(p.clone());
         p
@@ -338,5 +344,31 @@ impl<R: Send + 'static> Drop for Writer<R> {
             // The batcher takes the rows over at its next look; ask it to look now.
             let _ = self.handle.tx.try_send(Msg::Collect);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writers_dropped_empty_are_forgotten_as_new_ones_register() {
+        let writers = Writers::<u64>::new(None, 100, 1 << 20, Duration::from_secs(3600));
+        let mut kept = Vec::new();
+        for i in 0..1000 {
+            let p = writers.register();
+            if i % 100 == 0 {
+                lock(&p).rows = 1; // dropped with rows: the batcher must still see it
+            }
+            if i % 250 == 0 {
+                kept.push(p); // alive
+            }
+        }
+        let list = writers.list.lock().unwrap();
+        assert!(list.0.len() < 50, "{} entries", list.0.len());
+        for p in &kept {
+            assert!(list.0.iter().any(|q| Arc::ptr_eq(p, q)));
+        }
+        assert_eq!(list.0.iter().filter(|p| lock(p).rows == 1).count(), 10);
     }
 }
