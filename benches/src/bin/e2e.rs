@@ -245,10 +245,11 @@ async fn run_one(name: &str, rows: u64) -> BTreeMap<String, f64> {
         "chasync-typed" => {
             let started = Instant::now();
             let ing = Ingestor::<Narrow>::start(config()).await.unwrap();
-            let h = ing.handle();
+            let mut w = ing.handle().writer();
             for i in 0..rows {
-                h.send(narrow_row(i)).await.unwrap();
+                w.write(narrow_row(i)).await.unwrap();
             }
+            w.close().await;
             let stats = ing.shutdown().await.unwrap();
             m.insert("seconds".into(), started.elapsed().as_secs_f64());
             latencies(&stats, &mut m);
@@ -294,7 +295,10 @@ async fn run_one(name: &str, rows: u64) -> BTreeMap<String, f64> {
         }
         "raw-crate-insert" => {
             let started = Instant::now();
-            let client = client().with_database("chasync_bench");
+            let mut client = client().with_database("chasync_bench");
+            if std::env::var("CHASYNC_E2E_COMPRESSION").as_deref() == Ok("none") {
+                client = client.with_compression(clickhouse::Compression::None);
+            }
             let mut insert = client.insert::<Narrow>("narrow").await.unwrap();
             for i in 0..rows {
                 insert.write(&narrow_row(i)).await.unwrap();

@@ -269,6 +269,10 @@ pub struct InsertArgs {
     /// by the server and dead-lettered with its reason).
     #[arg(long)]
     pub skip_unknown_fields: bool,
+    /// NDJSON: send every line to the server as JSONEachRow (the server parses it) instead of
+    /// converting what can be converted exactly to RowBinary on the client.
+    #[arg(long)]
+    pub no_convert: bool,
     /// Engine options.
     #[command(flatten)]
     pub ingest: IngestOpts,

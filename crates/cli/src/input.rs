@@ -9,7 +9,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::cli::InputFormat;
 
@@ -99,7 +99,9 @@ enum Inner {
         input: Box<dyn BufRead + Send>,
         line: u64,
         format: InputFormat,
-        buf: Vec<u8>,
+        /// Read ahead; records are cut from it without copying (they share its memory).
+        buf: BytesMut,
+        eof: bool,
     },
     Csv {
         reader: Box<csv::Reader<Box<dyn BufRead + Send>>>,
@@ -142,7 +144,8 @@ impl Reader {
                     input,
                     line: 0,
                     format,
-                    buf: Vec::new(),
+                    buf: BytesMut::new(),
+                    eof: false,
                 },
                 header: None,
             },
@@ -201,20 +204,25 @@ impl Iterator for Reader {
                 line,
                 format,
                 buf,
+                eof,
             } => loop {
-                buf.clear();
-                match input.read_until(b'\n', buf) {
-                    Ok(0) => return None,
-                    Ok(_) => {}
+                let raw = match next_line(input, buf, eof) {
+                    Ok(Some(raw)) => raw,
+                    Ok(None) => return None,
                     Err(e) => return Some(Err(e)),
-                }
+                };
                 *line += 1;
-                let mut text = &buf[..];
-                text = text.strip_suffix(b"\n").unwrap_or(text);
-                text = text.strip_suffix(b"\r").unwrap_or(text);
-                if text.trim_ascii().is_empty() {
+                let mut len = raw.len();
+                if raw[..len].ends_with(b"\n") {
+                    len -= 1;
+                }
+                if raw[..len].ends_with(b"\r") {
+                    len -= 1;
+                }
+                if raw[..len].trim_ascii().is_empty() {
                     continue;
                 }
+                let text = raw.slice(..len);
                 let record = match format {
                     InputFormat::Ndjson => check_json_line(text),
                     _ => check_tsv_line(text, width),
@@ -264,6 +272,46 @@ impl Iterator for Reader {
     }
 }
 
+/// Reads ahead at least this much at a time.
+const READ_AHEAD: usize = 1 << 20;
+
+/// The next line of `input` (with its `\n`, if it has one), cut from the read-ahead buffer.
+fn next_line(
+    input: &mut Box<dyn BufRead + Send>,
+    buf: &mut BytesMut,
+    eof: &mut bool,
+) -> io::Result<Option<Bytes>> {
+    let mut searched = 0;
+    loop {
+        if let Some(n) = memchr::memchr(b'\n', &buf[searched..]) {
+            return Ok(Some(buf.split_to(searched + n + 1).freeze()));
+        }
+        searched = buf.len();
+        if *eof {
+            return Ok((!buf.is_empty()).then(|| buf.split().freeze()));
+        }
+        // Lines cut earlier share the old buffer; `reserve` moves the partial line to a new
+        // one when needed.
+        buf.reserve(READ_AHEAD);
+        let start = buf.len();
+        buf.resize(buf.capacity(), 0);
+        let n = loop {
+            match input.read(&mut buf[start..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    buf.truncate(start);
+                    return Err(e);
+                }
+            }
+        };
+        buf.truncate(start + n);
+        if n == 0 {
+            *eof = true;
+        }
+    }
+}
+
 fn lossy_join(record: &csv::ByteRecord) -> String {
     record
         .iter()
@@ -285,26 +333,26 @@ fn write_csv(record: &csv::ByteRecord) -> Bytes {
     Bytes::from(out)
 }
 
-fn check_json_line(text: &[u8]) -> Result<Record, Malformed> {
-    match chasync_core::encode::check_object(text) {
+fn check_json_line(text: Bytes) -> Result<Record, Malformed> {
+    match chasync_core::encode::check_object(&text) {
         Ok(info) => Ok(Record {
-            bytes: Bytes::copy_from_slice(text),
+            bytes: text,
             has_insert_id: info.has_insert_id,
         }),
         Err(reason) => Err(Malformed {
             reason: format!("invalid JSON: {reason}"),
-            raw: Some(String::from_utf8_lossy(text).into_owned()),
+            raw: Some(String::from_utf8_lossy(&text).into_owned()),
         }),
     }
 }
 
 /// Checks a TabSeparated line: its width against the header, and no dangling backslash.
-fn check_tsv_line(text: &[u8], width: Option<usize>) -> Result<Record, Malformed> {
+fn check_tsv_line(text: Bytes, width: Option<usize>) -> Result<Record, Malformed> {
     let fields = text.iter().filter(|b| **b == b'\t').count() + 1;
     let bad = |reason: String| {
         Err(Malformed {
             reason,
-            raw: Some(String::from_utf8_lossy(text).into_owned()),
+            raw: Some(String::from_utf8_lossy(&text).into_owned()),
         })
     };
     if let Some(w) = width
@@ -317,7 +365,7 @@ fn check_tsv_line(text: &[u8], width: Option<usize>) -> Result<Record, Malformed
         return bad("a backslash at the end of a field".into());
     }
     Ok(Record {
-        bytes: Bytes::copy_from_slice(text),
+        bytes: text,
         has_insert_id: false,
     })
 }

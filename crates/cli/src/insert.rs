@@ -5,13 +5,24 @@
 //! TabSeparated), inserts with retries and batch-id dedup, isolates rows the server refuses,
 //! and dead-letters what cannot land. A malformed record goes to the dead-letter spool with
 //! its `file:line` (or stops the run under `--strict`).
+//!
+//! NDJSON takes the fast path unless `--no-convert`: the engine's [`JsonRowBinary`] converts
+//! each line to RowBinaryWithDefaults for the table's column types where it can do so exactly,
+//! and hands any other line to a second pipeline that sends it as JSONEachRow (its own stream
+//! of batch ids), so the server parses that line as it would have without the fast path.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chasync_core::encode::{DelimitedRows, Delimiter, JsonEachRow};
-use chasync_core::{BatchEncoder, Handle, Pipeline, Stats};
+use chasync_core::dedup::InsertIdColumn;
+use chasync_core::encode::{
+    DelimitedRows, Delimiter, JsonEachRow, JsonRowBinary, JsonRowBinaryOptions,
+};
+use chasync_core::schema::TableSchema;
+use chasync_core::{BatchEncoder, Config, Handle, Pipeline, Stats, StreamId, TrySendError};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
@@ -63,13 +74,57 @@ pub struct InsertSummary {
     pub rows_per_s: f64,
     /// The `--strict` stop, if any (`file:line: reason`).
     pub stopped_at: Option<String>,
-    /// The engine's counters.
+    /// The format the rows were sent in: `RowBinaryWithDefaults` (NDJSON converted on the
+    /// client), `JSONEachRow`, `CSV` or `TabSeparated`.
+    pub encoding: &'static str,
+    /// NDJSON lines the fast path did not convert and sent as JSONEachRow.
+    pub rows_passed_through: u64,
+    /// The engine's counters (of the main pipeline).
     pub stats: Stats,
+    /// The counters of the pipeline of lines passed through as JSONEachRow, on the fast path.
+    pub pass_through_stats: Option<Stats>,
 }
 
 enum Encoders {
     Json,
+    /// NDJSON converted on the client; lines it does not convert go to the pass-through
+    /// pipeline.
+    Convert(Box<JsonRowBinary>),
     Delimited(Delimiter, Vec<String>),
+}
+
+/// The fast path's encoder for the table, or why there is none (a column type without an
+/// exact conversion, or the schema could not be read: the usual start-up then reports that).
+async fn converter(
+    settings: &Settings,
+    config: &Config,
+    skip_unknown_fields: bool,
+) -> Result<JsonRowBinary, String> {
+    let client = settings.client().map_err(|e| e.to_string())?;
+    let schema = TableSchema::fetch(&client, &config.database, &config.table)
+        .await
+        .map_err(|e| e.to_string())?;
+    let insert_id = if config.fill_insert_id {
+        schema
+            .columns
+            .iter()
+            .find_map(|c| InsertIdColumn::from_column(&c.name, &c.type_name))
+    } else {
+        None
+    };
+    JsonRowBinary::new(
+        &schema,
+        insert_id,
+        JsonRowBinaryOptions {
+            skip_unknown_fields,
+        },
+    )
+}
+
+/// The stream id of the pass-through pipeline: derived from the main stream's, distinct
+/// from it, and as reproducible as it is.
+fn pass_through_stream(main: StreamId) -> StreamId {
+    StreamId::named(&format!("{}/json-pass-through", main.0))
 }
 
 /// The columns a header-less CSV/TSV file fills: the table's insertable columns, in order,
@@ -157,23 +212,78 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
             .push(("input_format_skip_unknown_fields".into(), "0".into()));
     }
     let dlq_dir = config.dead_letter_dir.clone();
+    let mut encoders = encoders;
+    if matches!(encoders, Encoders::Json) && !args.no_convert {
+        match converter(settings, &config, args.skip_unknown_fields).await {
+            Ok(enc) => encoders = Encoders::Convert(Box::new(enc)),
+            Err(why) => {
+                if !settings.quiet && !settings.json {
+                    eprintln!("note: NDJSON lines go to the server as JSONEachRow: {why}");
+                }
+            }
+        }
+    }
+    let start_error = |e: chasync_core::Error| match e {
+        chasync_core::Error::Config(msg) => CliError::error(msg),
+        e => e.into(),
+    };
+    // On the fast path, lines the converter does not take go to a JSONEachRow pipeline of
+    // their own: the converter hands them over from the engine's batcher thread.
+    let passed = Arc::new(AtomicU64::new(0));
+    let lost = Arc::new(AtomicU64::new(0));
+    let mut pass_through = None;
+    if let Encoders::Convert(enc) = encoders {
+        let mut c = config.clone();
+        c.stream_id = pass_through_stream(config.stream_id);
+        let p = Pipeline::start_with(c, |t| JsonEachRow::new(t.insert_id.clone(), Vec::new()))
+            .await
+            .map_err(start_error)?;
+        let h = p.handle();
+        let (passed, lost) = (passed.clone(), lost.clone());
+        let sink = move |mut line: Bytes| {
+            passed.fetch_add(1, Ordering::Relaxed);
+            loop {
+                match h.try_send(line) {
+                    Ok(()) => return,
+                    Err(TrySendError::Full(l)) => {
+                        // The batcher thread waits for room, like a producer in `send`.
+                        line = l;
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                    Err(TrySendError::Closed(_)) => {
+                        lost.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
+        };
+        pass_through = Some(p);
+        encoders = Encoders::Convert(Box::new(enc.with_pass_through(Box::new(sink))));
+    }
     let mut injects_insert_id = false;
+    let mut encoding = "JSONEachRow";
     let pipeline = Pipeline::start_with(config, |t| -> Box<dyn BatchEncoder<Row = Bytes>> {
         match encoders {
             Encoders::Json => {
                 injects_insert_id = t.insert_id.is_some();
                 Box::new(JsonEachRow::new(t.insert_id.clone(), Vec::new()))
             }
+            Encoders::Convert(enc) => {
+                injects_insert_id = t.insert_id.is_some();
+                encoding = "RowBinaryWithDefaults";
+                enc
+            }
             Encoders::Delimited(d, columns) => {
+                encoding = match d {
+                    Delimiter::Csv => "CSV",
+                    Delimiter::Tsv => "TabSeparated",
+                };
                 Box::new(DelimitedRows::new(d, columns, t.insert_id.clone()))
             }
         }
     })
     .await
-    .map_err(|e| match e {
-        chasync_core::Error::Config(msg) => CliError::error(msg),
-        e => e.into(),
-    })?;
+    .map_err(start_error)?;
 
     let total_bytes: Option<u64> = args
         .files
@@ -192,16 +302,19 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
     let handle = pipeline.handle();
     let ticker = {
         let (bar, handle) = (bar.clone(), handle.clone());
+        let other = pass_through.as_ref().map(Pipeline::handle);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(200));
             loop {
                 tick.tick().await;
                 let s = handle.stats();
+                let o = other.as_ref().map(Handle::stats).unwrap_or_default();
+                let landed = s.rows_committed + o.rows_committed;
                 bar.set_message(format!(
                     "{} rows landed, {} dead-lettered, {:.0} rows/s",
-                    s.rows_committed,
-                    s.rows_dead_lettered,
-                    s.rows_committed as f64 / started.elapsed().as_secs_f64().max(1e-3)
+                    landed,
+                    s.rows_dead_lettered + o.rows_dead_lettered,
+                    landed as f64 / started.elapsed().as_secs_f64().max(1e-3)
                 ));
             }
         })
@@ -220,10 +333,23 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
         .await
         .map_err(|e| CliError::error(format!("reader failed: {e}")))?;
     drop(handle);
+    // The main pipeline first: its batcher hands the last lines it does not convert to the
+    // pass-through pipeline before it ends.
     let stats = pipeline.shutdown().await?;
+    let pass_through_stats = match pass_through {
+        Some(p) => Some(p.shutdown().await?),
+        None => None,
+    };
     ticker.abort();
     bar.finish_and_clear();
     let fed = fed?;
+    let lost = lost.load(Ordering::Relaxed);
+    if lost > 0 {
+        return Err(CliError::error(format!(
+            "{lost} line(s) could not be handed to the JSONEachRow pipeline (it had stopped)"
+        )));
+    }
+    let other = pass_through_stats.clone().unwrap_or_default();
 
     let elapsed = started.elapsed().as_secs_f64();
     let summary = InsertSummary {
@@ -231,15 +357,18 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
         files: args.files.clone(),
         rows_read: fed.read,
         rows_malformed: fed.malformed,
-        rows_landed: stats.rows_committed,
-        rows_dead_lettered: stats.rows_dead_lettered,
+        rows_landed: stats.rows_committed + other.rows_committed,
+        rows_dead_lettered: stats.rows_dead_lettered + other.rows_dead_lettered,
         dlq_dir,
-        retries: stats.retries,
-        batches: stats.batches_committed,
+        retries: stats.retries + other.retries,
+        batches: stats.batches_committed + other.batches_committed,
         elapsed_s: elapsed,
-        rows_per_s: stats.rows_committed as f64 / elapsed.max(1e-9),
+        rows_per_s: (stats.rows_committed + other.rows_committed) as f64 / elapsed.max(1e-9),
         stopped_at: fed.stopped_at.clone(),
+        encoding,
+        rows_passed_through: passed.load(Ordering::Relaxed),
         stats,
+        pass_through_stats,
     };
     if settings.json {
         print_json(&summary);
@@ -323,7 +452,6 @@ fn feed(
                 record,
             } = item.map_err(|e| CliError::error(format!("read error: {e}")))?;
             fed.read += 1;
-            let place = format!("{source}:{line}");
             let record = match record {
                 Ok(r) if injects_insert_id && r.has_insert_id => Err(crate::input::Malformed {
                     reason: "the row sets _insert_id, which chasync fills with the batch id".into(),
@@ -345,7 +473,7 @@ fn feed(
                     if let Some(raw) = &bad.raw {
                         bar.inc(raw.len() as u64 + 1);
                     }
-                    let reason = format!("{place}: {}", bad.reason);
+                    let reason = format!("{source}:{line}: {}", bad.reason);
                     if strict {
                         fed.stopped_at = Some(reason);
                         return Ok(fed);
@@ -375,6 +503,13 @@ fn print_summary(s: &InsertSummary) {
         s.rows_read, s.rows_malformed
     );
     println!("rows landed:    {}", s.rows_landed);
+    if s.encoding == "RowBinaryWithDefaults" {
+        println!(
+            "converted:      {} row(s) to RowBinary, {} passed through as JSONEachRow",
+            s.rows_read - s.rows_malformed - s.rows_passed_through,
+            s.rows_passed_through
+        );
+    }
     if s.rows_dead_lettered > 0 {
         println!(
             "dead-lettered:  {} row(s), spool {} (chasync dlq list --dlq-dir {})",

@@ -258,3 +258,97 @@ async fn a_missing_table_is_a_clear_error() {
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("nope does not exist"), "{r:?}");
 }
+
+#[tokio::test]
+async fn the_fast_path_converts_what_it_can_and_passes_the_rest_through_exactly() {
+    let db = TestDb::new("fast_path").await;
+    let ddl = "(id UInt64, s String, n Nullable(Int64), d DateTime64(3), \
+         k UInt32 DEFAULT id * 2, _insert_id UUID) ENGINE = MergeTree ORDER BY id \
+         SETTINGS non_replicated_deduplication_window = 1000";
+    for t in ["fast", "slow"] {
+        db.exec(&format!("CREATE TABLE {t} {ddl}")).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut data = String::new();
+    for i in 0..3000 {
+        match i % 500 {
+            // Outside the fast path: the server parses these (an object as a string, a
+            // number as a string, an ISO date-time) or refuses them (a float for an integer).
+            1 => data.push_str(&format!("{{\"id\": {i}, \"s\": {{\"a\": [1]}}}}\n")),
+            2 => data.push_str(&format!("{{\"id\": {i}, \"s\": 12.5, \"n\": \"-7\"}}\n")),
+            3 => data.push_str(&format!(
+                "{{\"id\": {i}, \"d\": \"2024-01-02T03:04:05.5Z\"}}\n"
+            )),
+            4 => data.push_str(&format!("{{\"id\": {i}, \"k\": 1.0}}\n")),
+            // Malformed: dead-lettered with its place.
+            5 => data.push_str(&format!("{{\"id\": {i}, \"s\": \"x}}\n")),
+            _ => data.push_str(&format!(
+                "{{\"id\": \"{i}\", \"s\": \"s\\u00e9\\ud83d\\ude00{i}\", \"n\": {}, \
+                 \"d\": \"2024-01-01 00:00:{:02}.{}\"}}\n",
+                if i % 3 == 0 {
+                    "null".to_string()
+                } else {
+                    format!("-{i}")
+                },
+                i % 60,
+                i % 1000
+            )),
+        }
+    }
+    std::fs::write(d.join("in.ndjson"), &data).unwrap();
+    let mut summaries = Vec::new();
+    for (table, extra) in [("fast", None), ("slow", Some("--no-convert"))] {
+        let t = db.t(table);
+        let mut args = vec!["--json", "insert", "--table", &t, "--batch-rows", "1000"];
+        args.extend(extra);
+        args.extend(["--dlq-dir", table, "in.ndjson"]);
+        let r = run(d, &args);
+        assert_eq!(r.code, 3, "{r:?}");
+        assert!(r.stderr.contains("in.ndjson:6: invalid JSON"), "{r:?}");
+        summaries.push(r.json());
+    }
+    let (fast, slow) = (&summaries[0], &summaries[1]);
+    assert_eq!(fast["encoding"], "RowBinaryWithDefaults");
+    assert_eq!(slow["encoding"], "JSONEachRow");
+    assert_eq!(fast["rows_passed_through"], 24);
+    assert_eq!(slow["rows_passed_through"], 0);
+    for s in [fast, slow] {
+        assert_eq!(s["rows_malformed"], 6);
+        assert_eq!(s["rows_landed"], 2988);
+        assert_eq!(s["rows_dead_lettered"], 12);
+    }
+    let hash = "SELECT sum(cityHash64(tuple(id, s, n, d, k))) FROM {t}";
+    assert_eq!(
+        db.u64(&hash.replace("{t}", "fast")).await,
+        db.u64(&hash.replace("{t}", "slow")).await
+    );
+    assert_eq!(
+        db.u64("SELECT count() FROM fast WHERE s LIKE '{%[1]}'")
+            .await,
+        6
+    );
+    assert_eq!(
+        db.u64("SELECT count() FROM fast WHERE id % 500 IN (4, 5)")
+            .await,
+        0
+    );
+    // Converted rows carry the ids of the main stream's batches, passed-through rows those of
+    // a stream of their own.
+    assert_eq!(
+        db.u64("SELECT uniqExact(_insert_id) FROM fast").await,
+        3 + 1
+    );
+
+    // A column type without a conversion: every line goes through, with a note.
+    db.exec("CREATE TABLE dec (id UInt64, x Decimal(9, 2)) ENGINE = MergeTree ORDER BY id")
+        .await;
+    std::fs::write(d.join("dec.ndjson"), "{\"id\": 1, \"x\": 1.25}\n").unwrap();
+    let r = run(d, &["insert", "--table", &db.t("dec"), "dec.ndjson"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("go to the server as JSONEachRow"),
+        "{r:?}"
+    );
+    assert_eq!(db.u64("SELECT count() FROM dec WHERE x = 1.25").await, 1);
+}

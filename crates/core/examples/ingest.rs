@@ -53,7 +53,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("ingesting {rows} rows into chasync_demo.events at {url}");
     let started = Instant::now();
     let producer = {
-        let handle = ingestor.handle();
+        // A writer: rows are encoded right here and handed over in chunks.
+        let mut writer = ingestor.handle().writer();
         tokio::spawn(async move {
             for id in 0..rows {
                 let event = Event {
@@ -62,10 +63,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     user: format!("user-{}", id % 10_000),
                     value: (id % 1000) as f64 / 10.0,
                 };
-                if handle.send(event).await.is_err() {
+                if writer.write(event).await.is_err() {
                     break;
                 }
             }
+            writer.close().await;
         })
     };
     let handle = ingestor.handle();

@@ -16,6 +16,7 @@ use crate::dispatch::Work;
 use crate::encode::{BatchEncoder, RejectedRow, RowSourceRef};
 use crate::queue::{Msg, RowGate};
 use crate::stats::Counters;
+use crate::writer::{Chunk, Writers};
 
 /// The unit that moves from the batcher to the dispatcher and, if need be, to the
 /// dead-letter spool.
@@ -171,6 +172,11 @@ impl<E: BatchEncoder> Batcher<E> {
         }
     }
 
+    /// The encoder's producer-side row encoder, if it has one.
+    pub(crate) fn row_encoder(&self) -> Option<Arc<dyn crate::encode::RowEncoder<E::Row>>> {
+        self.encoder.row_encoder()
+    }
+
     /// When the open batch must be sealed, if one is open.
     pub fn deadline(&self) -> Option<Instant> {
         self.open.as_ref().map(|o| o.deadline)
@@ -203,6 +209,51 @@ impl<E: BatchEncoder> Batcher<E> {
         let full = self.encoder.rows() >= self.limits.max_rows
             || self.encoder.bytes() >= self.limits.max_bytes;
         (if full { self.seal() } else { None }, rejected)
+    }
+
+    /// Adds a chunk of rows from a writer, sealing as many batches as it fills (into
+    /// `sealed`) exactly where rows one by one would have. Returns how many rows the
+    /// encoder refused.
+    pub(crate) fn push_chunk(&mut self, chunk: Chunk<E::Row>, sealed: &mut Vec<Batch>) -> usize {
+        match chunk {
+            Chunk::Rows(rows) => {
+                let mut refused = 0;
+                for row in rows {
+                    let (batch, r) = self.push_acked(row, None);
+                    refused += r;
+                    sealed.extend(batch);
+                }
+                refused
+            }
+            Chunk::Encoded(enc) => {
+                let n = enc.rows();
+                let mut i = 0;
+                while i < n {
+                    if self.open.is_none() {
+                        self.open_batch();
+                    }
+                    let room = self.limits.max_rows.saturating_sub(self.encoder.rows());
+                    let mut k = room.clamp(1, n - i);
+                    // A row joins the batch when the batch is below max_bytes before it.
+                    let have = self.encoder.bytes();
+                    if have + enc.byte_range(i..n).len() >= self.limits.max_bytes {
+                        let base = enc.offsets[i] as usize;
+                        let left = self.limits.max_bytes.saturating_sub(have);
+                        let fit =
+                            enc.offsets[i..n].partition_point(|&o| (o as usize - base) < left);
+                        k = k.min(fit.max(1));
+                    }
+                    self.encoder.push_encoded(&enc, i..i + k);
+                    i += k;
+                    if self.encoder.rows() >= self.limits.max_rows
+                        || self.encoder.bytes() >= self.limits.max_bytes
+                    {
+                        sealed.extend(self.seal());
+                    }
+                }
+                0
+            }
+        }
     }
 
     /// Keeps input that never became a row with the open batch (opening one if needed), for
@@ -260,22 +311,42 @@ impl<E: BatchEncoder> Batcher<E> {
     }
 }
 
-/// Runs until the queue closes (shutdown, or every handle dropped), then seals what it holds
-/// and closes the dispatcher's channel.
+/// Runs until the queue closes (shutdown, or every handle dropped), then takes over what
+/// writers still buffer, seals what it holds and closes the dispatcher's channel.
 pub(crate) async fn run<E: BatchEncoder>(
     mut rx: mpsc::Receiver<Msg<E::Row>>,
     mut batcher: Batcher<E>,
     out: mpsc::Sender<Work>,
     counters: Arc<Counters>,
     gate: Arc<RowGate>,
+    writers: Arc<Writers<E::Row>>,
 ) {
     let mut inbox: Vec<Msg<E::Row>> = Vec::with_capacity(1024);
+    let mut sealed: Vec<Batch> = Vec::new();
     let linger = tokio::time::sleep(Duration::from_secs(3600));
     tokio::pin!(linger);
-    let send = |b: Batch| {
-        counters.batches_sealed.fetch_add(1, Relaxed);
-        out.send(Work::Batch(Box::new(b)))
+    let mut look = tokio::time::interval(writers.linger().max(Duration::from_millis(1)));
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Batches go out in order; false once the dispatcher is gone.
+    let send_all = async |sealed: &mut Vec<Batch>| {
+        for b in sealed.drain(..) {
+            counters.batches_sealed.fetch_add(1, Relaxed);
+            if out.send(Work::Batch(Box::new(b))).await.is_err() {
+                return false;
+            }
+        }
+        true
     };
+    // Writers' buffers taken over here were never counted as accepted.
+    let adopt =
+        |batcher: &mut Batcher<E>, taken: Vec<(Chunk<E::Row>, u64)>, sealed: &mut Vec<Batch>| {
+            for (chunk, n) in taken {
+                counters.rows_accepted.fetch_add(n, Relaxed);
+                counters.rows_queued_out.fetch_add(n, Relaxed);
+                let refused = batcher.push_chunk(chunk, sealed);
+                counters.rows_rejected.fetch_add(refused as u64, Relaxed);
+            }
+        };
 
     'main: loop {
         let deadline = batcher.deadline();
@@ -297,31 +368,33 @@ pub(crate) async fn run<E: BatchEncoder>(
                         Msg::Reject(rejected) => {
                             rows_out += 1;
                             counters.rows_rejected.fetch_add(1, Relaxed);
-                            if let Some(b) = batcher.reject(rejected)
-                                && send(b).await.is_err()
-                            {
-                                break 'main;
-                            }
+                            sealed.extend(batcher.reject(rejected));
                         }
                         Msg::Row(row, ack) => {
                             let n = E::input_rows(&row);
                             rows_out += n;
                             gate.release(n);
-                            let (sealed, rejected) = batcher.push_acked(row, ack.as_ref());
+                            let (batch, rejected) = batcher.push_acked(row, ack.as_ref());
                             if rejected > 0 {
                                 counters.rows_rejected.fetch_add(rejected as u64, Relaxed);
                             }
-                            if let Some(b) = sealed {
-                                counters.rows_queued_out.fetch_add(rows_out, Relaxed);
-                                rows_out = 0;
-                                if send(b).await.is_err() {
-                                    break 'main;
-                                }
+                            sealed.extend(batch);
+                        }
+                        Msg::Chunk(chunk, n) => {
+                            rows_out += n;
+                            gate.release(n);
+                            let refused = batcher.push_chunk(chunk, &mut sealed);
+                            if refused > 0 {
+                                counters.rows_rejected.fetch_add(refused as u64, Relaxed);
                             }
                         }
+                        Msg::Collect => adopt(&mut batcher, writers.take(true, false), &mut sealed),
                         Msg::Flush(done) => {
-                            if let Some(b) = batcher.seal() {
-                                let _ = send(b).await;
+                            adopt(&mut batcher, writers.take(true, false), &mut sealed);
+                            sealed.extend(batcher.seal());
+                            counters.rows_queued_out.fetch_add(std::mem::take(&mut rows_out), Relaxed);
+                            if !send_all(&mut sealed).await {
+                                break 'main;
                             }
                             let _ = out.send(Work::Flush(done)).await;
                         }
@@ -330,21 +403,32 @@ pub(crate) async fn run<E: BatchEncoder>(
                             rx.close();
                         }
                     }
+                    if !sealed.is_empty() {
+                        counters.rows_queued_out.fetch_add(std::mem::take(&mut rows_out), Relaxed);
+                        if !send_all(&mut sealed).await {
+                            break 'main;
+                        }
+                    }
                 }
                 counters.rows_queued_out.fetch_add(rows_out, Relaxed);
             }
             _ = &mut linger, if deadline.is_some() => {
-                if let Some(b) = batcher.seal()
-                    && send(b).await.is_err()
-                {
+                sealed.extend(batcher.seal());
+                if !send_all(&mut sealed).await {
+                    break 'main;
+                }
+            }
+            _ = look.tick(), if writers.any() => {
+                adopt(&mut batcher, writers.take(false, false), &mut sealed);
+                if !send_all(&mut sealed).await {
                     break 'main;
                 }
             }
         }
     }
-    if let Some(b) = batcher.seal() {
-        let _ = send(b).await;
-    }
+    adopt(&mut batcher, writers.take(true, true), &mut sealed);
+    sealed.extend(batcher.seal());
+    send_all(&mut sealed).await;
 }
 
 #[cfg(test)]
@@ -440,5 +524,63 @@ mod tests {
             .rows,
             3
         );
+    }
+
+    #[tokio::test]
+    async fn encoded_chunks_seal_where_single_rows_would() {
+        use crate::dedup::{InsertIdColumn, InsertIdType};
+        let id_col = InsertIdColumn {
+            name: "_insert_id".into(),
+            ty: InsertIdType::Uuid,
+        };
+        let row = |a: u64| R {
+            a,
+            s: "x".repeat(a as usize % 7),
+        };
+        for (max_rows, max_bytes) in [(3, usize::MAX), (usize::MAX, 100), (4, 90), (1, 1)] {
+            let limits = Limits {
+                max_rows,
+                max_bytes,
+                linger: Duration::from_secs(60),
+            };
+            let target = Target {
+                database: Arc::from("db"),
+                table: Arc::from("t"),
+                stream_id: StreamId::named("x"),
+                first_sequence: 0,
+            };
+            let make = || {
+                Batcher::new(
+                    RowBinary::<R>::new(Some(id_col.clone())),
+                    limits.clone(),
+                    target.clone(),
+                )
+            };
+            let mut one = make();
+            let mut by_row: Vec<Batch> = (0..40).filter_map(|a| one.push(row(a)).0).collect();
+            by_row.extend(one.seal());
+
+            let mut chunked = make();
+            let enc = chunked.row_encoder().unwrap();
+            let mut out = Vec::new();
+            for part in [0..5u64, 5..6, 6..29, 29..40] {
+                let mut chunk = crate::encode::EncodedRows::default();
+                for a in part {
+                    chunk.push(&*enc, &row(a)).unwrap();
+                }
+                assert_eq!(chunked.push_chunk(Chunk::Encoded(chunk), &mut out), 0);
+            }
+            out.extend(chunked.seal());
+            let shape = |b: &[Batch]| {
+                b.iter()
+                    .map(|b| (b.id, b.rows, b.bytes.clone(), b.row_offsets.clone()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                shape(&out),
+                shape(&by_row),
+                "{max_rows} rows, {max_bytes} bytes"
+            );
+        }
     }
 }

@@ -17,6 +17,7 @@ use crate::queue::{Handle, Msg, RowGate};
 use crate::schema::{SchemaError, TableSchema};
 use crate::sink::Sink;
 use crate::stats::Stats;
+use crate::writer::Writers;
 
 /// A running ingestion pipeline for one table, generic over how rows are encoded.
 ///
@@ -187,12 +188,19 @@ impl<E: BatchEncoder> Pipeline<E> {
         // application's tasks, or Python's event loop). It gets a thread of its own.
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let gate = Arc::new(RowGate::new(config.queue_capacity));
+        let writers = Arc::new(Writers::new(
+            batcher.row_encoder(),
+            config.max_rows,
+            config.max_bytes,
+            config.linger,
+        ));
         let run = batch::run(
             rx,
             batcher,
             dispatcher.sender(),
             counters.clone(),
             gate.clone(),
+            writers.clone(),
         );
         std::thread::Builder::new()
             .name("chasync-batcher".into())
@@ -214,6 +222,7 @@ impl<E: BatchEncoder> Pipeline<E> {
                 spool: dispatcher.spool_dir(),
                 count: E::input_rows,
                 gate,
+                writers,
             },
             batcher,
             dispatcher,

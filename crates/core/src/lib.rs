@@ -3,13 +3,14 @@
 //! The chasync ingestion engine for ClickHouse. Rows flow one way:
 //!
 //! ```text
-//! Handle::send ─► queue (bounded) ─► batcher (rows | bytes | linger) ─► encoder (RowBinary)
+//! Writer::write / Handle::send ─► queue (bounded) ─► batcher (rows | bytes | linger) ─► encoder
 //!   ─► dispatcher (max_concurrency in flight) ─► sink (clickhouse crate, retries)
 //!   ─► committed, or written to the dead-letter spool
 //! ```
 //!
 //! * [`Ingestor`] / [`Pipeline`]: start with a [`Config`], send rows through cloneable
-//!   [`Handle`]s, [`Pipeline::shutdown`] to flush and stop.
+//!   [`Handle`]s or, fastest, a [`Writer`] per producer ([`Handle::writer`]: rows encoded on
+//!   the producer's thread, queued in chunks), [`Pipeline::shutdown`] to flush and stop.
 //! * Every batch has a deterministic id ([`dedup`]) sent as `insert_deduplication_token` and
 //!   `query_id`, and written into an `_insert_id` column when the table has one: a retry or a
 //!   replay lands once on tables that deduplicate.
@@ -35,6 +36,7 @@ pub mod schema;
 pub mod sink;
 pub mod stats;
 pub mod value;
+pub mod writer;
 
 pub use ack::Ack;
 pub use batch::Batch;
@@ -49,3 +51,4 @@ pub use queue::{Handle, SendError, TrySendError};
 pub use replay::{ReplayReport, replay};
 pub use retry::RetryPolicy;
 pub use stats::Stats;
+pub use writer::Writer;

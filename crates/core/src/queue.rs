@@ -10,10 +10,15 @@ use crate::ack::{Ack, AckState};
 use crate::encode::RejectedRow;
 use crate::error::{Error, Result};
 use crate::stats::{Counters, Stats};
+use crate::writer::{Chunk, Writers};
 
 /// A message to the batcher.
 pub(crate) enum Msg<R> {
     Row(R, Option<Arc<AckState>>),
+    /// Rows from a [`crate::Writer`], and how many.
+    Chunk(Chunk<R>, u64),
+    /// Take over the writers' buffers now (a writer was dropped with rows in it).
+    Collect,
     /// Every row of this acknowledgement has been queued.
     AckEnd(Arc<AckState>),
     /// Input that never became a row (malformed): dead-lettered with the open batch.
@@ -35,6 +40,8 @@ pub struct Handle<R> {
     pub(crate) count: fn(&R) -> u64,
     /// Bounds the rows of multi-row inputs (columnar batches) waiting in the queue.
     pub(crate) gate: Arc<RowGate>,
+    /// The buffers of this ingestor's [`crate::Writer`]s.
+    pub(crate) writers: Arc<Writers<R>>,
 }
 
 /// The queue's bound in rows for inputs that carry many rows at once (a columnar batch is one
@@ -71,6 +78,20 @@ impl RowGate {
         }
     }
 
+    /// Waits for room for `n` rows; the room is held until the permit is forgotten (the
+    /// rows were queued) or dropped (they were not). `None` when `n` needs none.
+    pub(crate) async fn room(&self, n: u64) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        if n <= 1 {
+            return None;
+        }
+        Some(
+            self.rows
+                .acquire_many(self.permits(n))
+                .await
+                .expect("the row gate is never closed"),
+        )
+    }
+
     /// Takes room for an input of `n` rows if there is some now.
     fn try_admit(&self, n: u64) -> bool {
         if n <= 1 {
@@ -101,6 +122,7 @@ impl<R> Clone for Handle<R> {
             spool: self.spool.clone(),
             count: self.count,
             gate: self.gate.clone(),
+            writers: self.writers.clone(),
         }
     }
 }
@@ -212,34 +234,16 @@ impl<R: Send + 'static> Handle<R> {
 
     /// Queues many rows, waiting for room as needed; on shutdown returns the rows not taken.
     ///
-    /// Room is reserved for up to 1024 rows at a time, so this costs far less per row than
-    /// calling [`send`](Self::send) in a loop.
+    /// The rows go through a [`crate::Writer`] (encoded on the caller's thread when the
+    /// encoder can, handed over in chunks), so this costs far less per row than calling
+    /// [`send`](Self::send) in a loop.
     pub async fn send_all(
         &self,
         rows: impl IntoIterator<Item = R>,
     ) -> std::result::Result<(), SendError<Vec<R>>> {
-        let mut rows = rows.into_iter().peekable();
-        let chunk = (self.tx.max_capacity() / 4).clamp(1, 1024);
-        while rows.peek().is_some() {
-            let want = rows.size_hint().0.clamp(1, chunk);
-            let permits = match self.tx.reserve_many(want).await {
-                Ok(p) => p,
-                Err(_) => return Err(SendError(rows.collect())),
-            };
-            let mut sent = 0;
-            for permit in permits {
-                match rows.next() {
-                    Some(row) => {
-                        let n = (self.count)(&row);
-                        self.gate.admit(n).await;
-                        sent += n;
-                        permit.send(Msg::Row(row, None));
-                    }
-                    None => break,
-                }
-            }
-            self.counters.rows_accepted.fetch_add(sent, Relaxed);
-        }
+        let mut writer = self.writer();
+        writer.write_all(rows).await?;
+        writer.close().await;
         Ok(())
     }
 
@@ -310,7 +314,7 @@ impl<R: Send + 'static> Handle<R> {
     }
 }
 
-fn into_row<R>(msg: Msg<R>) -> R {
+pub(crate) fn into_row<R>(msg: Msg<R>) -> R {
     match msg {
         Msg::Row(r, _) => r,
         _ => unreachable!("only rows are handed back"),

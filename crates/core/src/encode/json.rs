@@ -278,7 +278,7 @@ impl JsonCheck<'_> {
                     }
                 }
                 Some(c) if c < 0x20 => return self.err("control character in a string"),
-                Some(_) => self.i += 1,
+                Some(_) => self.i = super::json_binary::plain_run(self.s, self.i + 1),
             }
         }
     }

@@ -6,13 +6,16 @@
 pub mod delimited;
 pub mod dynamic;
 pub mod json;
+pub mod json_binary;
 pub mod rowbinary;
 
 pub use delimited::{DelimitedRows, Delimiter};
 pub use dynamic::{DynInput, DynamicRows};
 pub use json::{JsonEachRow, check_object};
+pub use json_binary::{JsonRowBinary, JsonRowBinaryOptions, PassThrough};
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -104,6 +107,73 @@ pub trait BatchEncoder: Send + 'static {
     {
         1
     }
+
+    /// An encoder of single rows that producers may run on their own threads (see
+    /// [`crate::Writer`]): rows then reach the batcher already encoded, in chunks, and are
+    /// dropped where they were made. `None` (the default) when this encoder's output cannot
+    /// be built row by row ahead of its batch; producers then hand over the rows themselves.
+    fn row_encoder(&self) -> Option<Arc<dyn RowEncoder<Self::Row>>> {
+        None
+    }
+
+    /// Appends rows `range` of a chunk made by [`row_encoder`](Self::row_encoder)'s encoder
+    /// to the current batch. Only called on encoders that return a row encoder.
+    fn push_encoded(&mut self, _chunk: &EncodedRows, _range: std::ops::Range<usize>) {
+        unreachable!("push_encoded on an encoder without a row encoder")
+    }
+}
+
+/// Encodes one row at a time on a producer's thread, into a chunk that the batcher appends
+/// to a batch with [`BatchEncoder::push_encoded`].
+pub trait RowEncoder<R>: Send + Sync {
+    /// Appends `row` to `buf`. On error `buf` may hold part of the row: the caller truncates
+    /// it back.
+    fn encode(&self, row: &R, buf: &mut Vec<u8>) -> Result<(), String>;
+}
+
+/// Rows encoded by a [`RowEncoder`]: their bytes, back to back, and where each starts.
+#[derive(Debug, Default)]
+pub struct EncodedRows {
+    /// The rows' bytes.
+    pub bytes: Vec<u8>,
+    /// Where each row starts in `bytes`.
+    pub offsets: Vec<u32>,
+}
+
+impl EncodedRows {
+    /// Rows held.
+    pub fn rows(&self) -> usize {
+        self.offsets.len()
+    }
+
+    /// The byte range of rows `range`.
+    pub fn byte_range(&self, range: std::ops::Range<usize>) -> std::ops::Range<usize> {
+        let start = self
+            .offsets
+            .get(range.start)
+            .map_or(self.bytes.len(), |&o| o as usize);
+        let end = self
+            .offsets
+            .get(range.end)
+            .map_or(self.bytes.len(), |&o| o as usize);
+        start..end
+    }
+
+    /// Appends one row with `encoder`; on error nothing of it is kept.
+    pub fn push<R>(&mut self, encoder: &dyn RowEncoder<R>, row: &R) -> Result<(), String> {
+        let start = self.bytes.len();
+        match encoder.encode(row, &mut self.bytes) {
+            Ok(()) => {
+                // Chunks are far below 4 GiB (a writer sends its chunk at 1 MiB).
+                self.offsets.push(start as u32);
+                Ok(())
+            }
+            Err(e) => {
+                self.bytes.truncate(start);
+                Err(e)
+            }
+        }
+    }
 }
 
 /// RowBinary encoder of typed rows.
@@ -182,6 +252,38 @@ where
         self.buf.len()
     }
 
+    fn row_encoder(&self) -> Option<Arc<dyn RowEncoder<T>>> {
+        Some(Arc::new(RowBinaryRow {
+            insert_id: self.insert_id.clone(),
+        }))
+    }
+
+    fn push_encoded(&mut self, chunk: &EncodedRows, range: std::ops::Range<usize>) {
+        let bytes = chunk.byte_range(range.clone());
+        let base = self.buf.len() as i64 - bytes.start as i64;
+        let first = self.offsets.len();
+        self.buf.extend_from_slice(&chunk.bytes[bytes.clone()]);
+        self.offsets.extend(
+            chunk.offsets[range]
+                .iter()
+                .map(|&o| (o as i64 + base) as u32),
+        );
+        // Each row ends with a placeholder `_insert_id`: write this batch's id over it.
+        if let Some(col) = &self.insert_id {
+            let mut id = Vec::with_capacity(40);
+            col.put(&mut id, &self.batch_id);
+            let n = self.offsets.len();
+            for i in first..n {
+                let end = if i + 1 < n {
+                    self.offsets[i + 1] as usize
+                } else {
+                    self.buf.len()
+                };
+                self.buf[end - id.len()..end].copy_from_slice(&id);
+            }
+        }
+    }
+
     fn finish(&mut self) -> Encoded {
         let buf = std::mem::take(&mut self.buf);
         // The next batch will likely be as large as this one.
@@ -195,6 +297,23 @@ where
             row_offsets: Some(offsets),
             source: None,
         }
+    }
+}
+
+/// [`RowBinary`]'s encoder of single rows: the row, then a placeholder `_insert_id` of the
+/// column's width that [`BatchEncoder::push_encoded`] overwrites with the batch id.
+struct RowBinaryRow {
+    insert_id: Option<InsertIdColumn>,
+}
+
+impl<T: Serialize> RowEncoder<T> for RowBinaryRow {
+    #[inline]
+    fn encode(&self, row: &T, buf: &mut Vec<u8>) -> Result<(), String> {
+        rowbinary::serialize_into(buf, row).map_err(|e| e.0)?;
+        if let Some(col) = &self.insert_id {
+            col.put(buf, &Uuid::nil());
+        }
+        Ok(())
     }
 }
 
@@ -260,5 +379,13 @@ impl<R: Send + 'static> BatchEncoder for Box<dyn BatchEncoder<Row = R>> {
 
     fn finish(&mut self) -> Encoded {
         (**self).finish()
+    }
+
+    fn row_encoder(&self) -> Option<Arc<dyn RowEncoder<R>>> {
+        (**self).row_encoder()
+    }
+
+    fn push_encoded(&mut self, chunk: &EncodedRows, range: std::ops::Range<usize>) {
+        (**self).push_encoded(chunk, range)
     }
 }

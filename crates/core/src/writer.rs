@@ -1,0 +1,374 @@
+//! Producer-side buffering: a [`Writer`] collects one producer's rows into chunks and hands
+//! the queue a chunk at a time.
+//!
+//! [`Handle::send`] puts every row through the bounded queue on its own: fine for a few
+//! thousand rows a second, but at millions a second the per-row hand-off between threads
+//! (and freeing each row on the batcher's thread) costs more than encoding it. A writer
+//! belongs to one producer: when the encoder can encode single rows ahead of their batch
+//! (RowBinary), the writer encodes each row on the producer's thread right away and the row
+//! is dropped there; the batcher then appends encoded chunks. Otherwise the writer collects
+//! the rows themselves and sends them as one message.
+//!
+//! Rows written to a writer belong to the engine at once: they are never lost, also not
+//! when the writer is dropped, its `write` future is cancelled, or the ingestor shuts down
+//! with rows still buffered. Every writer's buffer is registered with the batcher, which
+//! takes it over when it has waited `linger`, on [`Handle::flush`], when the writer is
+//! dropped, and at shutdown.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::encode::{EncodedRows, RowEncoder};
+use crate::queue::{Handle, Msg, SendError};
+use crate::stats::Stats;
+
+/// Rows on their way from a writer to the batcher: encoded, or as they are.
+pub(crate) enum Chunk<R> {
+    /// The rows themselves (the encoder cannot encode rows ahead of their batch).
+    Rows(Vec<R>),
+    /// Rows encoded by the encoder's [`RowEncoder`].
+    Encoded(EncodedRows),
+}
+
+/// What a writer holds and has not handed over yet.
+pub(crate) struct Pending<R> {
+    chunk: Chunk<R>,
+    /// Rows in `chunk` (inputs of several rows count as many).
+    rows: u64,
+    /// When the first row of `chunk` was written.
+    since: Option<Instant>,
+    /// The batcher has taken its last chunks: the ingestor is shut down.
+    closed: bool,
+}
+
+impl<R> Pending<R> {
+    fn new(encoded: bool) -> Self {
+        Self {
+            chunk: if encoded {
+                Chunk::Encoded(EncodedRows::default())
+            } else {
+                Chunk::Rows(Vec::new())
+            },
+            rows: 0,
+            since: None,
+            closed: false,
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match &self.chunk {
+            Chunk::Encoded(e) => e.bytes.len(),
+            Chunk::Rows(_) => 0,
+        }
+    }
+
+    /// Takes the chunk out, leaving an empty one.
+    fn take(&mut self) -> Option<(Chunk<R>, u64)> {
+        if self.rows == 0 {
+            return None;
+        }
+        let empty = match &self.chunk {
+            Chunk::Encoded(e) => Chunk::Encoded(EncodedRows {
+                bytes: Vec::with_capacity(e.bytes.len()),
+                offsets: Vec::with_capacity(e.offsets.len()),
+            }),
+            Chunk::Rows(v) => Chunk::Rows(Vec::with_capacity(v.len())),
+        };
+        let rows = std::mem::replace(&mut self.rows, 0);
+        self.since = None;
+        Some((std::mem::replace(&mut self.chunk, empty), rows))
+    }
+}
+
+type Shared<R> = Arc<Mutex<Pending<R>>>;
+
+fn lock<R>(p: &Mutex<Pending<R>>) -> MutexGuard<'_, Pending<R>> {
+    // A panic while holding the lock leaves plain data behind: keep going with it.
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Every writer's buffer, for the batcher to take over; and how writers chunk.
+pub(crate) struct Writers<R> {
+    /// The registered buffers, and whether the batcher has ended (no more are taken over).
+    list: Mutex<(Vec<Shared<R>>, bool)>,
+    encoder: Option<Arc<dyn RowEncoder<R>>>,
+    chunk_rows: u64,
+    chunk_bytes: usize,
+    linger: Duration,
+}
+
+impl<R> Writers<R> {
+    pub(crate) fn new(
+        encoder: Option<Arc<dyn RowEncoder<R>>>,
+        max_rows: usize,
+        max_bytes: usize,
+        linger: Duration,
+    ) -> Self {
+        Self {
+            list: Mutex::new((Vec::new(), false)),
+            encoder,
+            // Small enough that a chunk rarely crosses a batch, large enough that the
+            // hand-off is paid once per thousands of rows.
+            chunk_rows: (max_rows as u64 / 8).clamp(1, 4096),
+            chunk_bytes: (max_bytes / 8).clamp(1, 1 << 20),
+            linger,
+        }
+    }
+
+    fn register(&self) -> Shared<R> {
+        let mut pending = Pending::new(self.encoder.is_some());
+        let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        if list.1 {
+            // Created after shutdown: accepts nothing.
+            pending.closed = true;
+            return Arc::new(Mutex::new(pending));
+        }
+        if list.0.len() >= 32 {
+            // Forget writers dropped empty (e.g. one per `send_all`), so the list stays
+            // short however long the batcher's look interval.
+            list.0
+                .retain(|p| Arc::strong_count(p) > 1 || lock(p).rows > 0);
+        }
+        let p = Arc::new(Mutex::new(pending));
+        list.0.push(p.clone());
+        p
+    }
+
+    /// Whether any writer is registered (the batcher then checks on them every `linger`).
+    pub(crate) fn any(&self) -> bool {
+        !self
+            .list
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .is_empty()
+    }
+
+    /// How often the batcher checks on writers.
+    pub(crate) fn linger(&self) -> Duration {
+        self.linger
+    }
+
+    /// Takes over the writers' buffered rows: those of dropped writers always, the others
+    /// when `all` or when they have waited `linger`. With `close`, writers accept nothing
+    /// more afterwards. Forgets dropped writers.
+    pub(crate) fn take(&self, all: bool, close: bool) -> Vec<(Chunk<R>, u64)> {
+        let mut out = Vec::new();
+        let mut list = self.list.lock().unwrap_or_else(|e| e.into_inner());
+        list.1 |= close;
+        list.0.retain(|shared| {
+            let dropped = Arc::strong_count(shared) == 1;
+            let mut p = lock(shared);
+            let due =
+                all || close || dropped || p.since.is_some_and(|t| t.elapsed() >= self.linger);
+            if due && let Some(c) = p.take() {
+                out.push(c);
+            }
+            if close {
+                p.closed = true;
+            }
+            !dropped && !close
+        });
+        out
+    }
+}
+
+/// A buffered producer of one ingestor, for one task or thread: see the [module
+/// docs](self).
+///
+/// ```no_run
+/// use chasync_core::{Config, Ingestor};
+///
+/// #[derive(clickhouse::Row, serde::Serialize)]
+/// struct Event {
+///     id: u64,
+///     name: String,
+/// }
+///
+/// # async fn run() -> chasync_core::Result<()> {
+/// let ingestor = Ingestor::<Event>::start(Config::new("http://127.0.0.1:8123", "events")).await?;
+/// let mut writer = ingestor.handle().writer();
+/// for id in 0..10_000_000 {
+///     writer.write(Event { id, name: format!("e{id}") }).await.expect("running");
+/// }
+/// writer.close().await;
+/// ingestor.shutdown().await?;
+/// # Ok(()) }
+/// ```
+pub struct Writer<R: Send + 'static> {
+    handle: Handle<R>,
+    pending: Shared<R>,
+}
+
+impl<R: Send + 'static> std::fmt::Debug for Writer<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = lock(&self.pending);
+        f.debug_struct("Writer")
+            .field("buffered_rows", &p.rows)
+            .field("closed", &p.closed)
+            .finish()
+    }
+}
+
+impl<R: Send + 'static> Handle<R> {
+    /// A [`Writer`]: buffered, for one producer, much cheaper per row than
+    /// [`send`](Self::send).
+    pub fn writer(&self) -> Writer<R> {
+        Writer {
+            pending: self.writers.register(),
+            handle: self.clone(),
+        }
+    }
+}
+
+impl<R: Send + 'static> Writer<R> {
+    /// Takes a row, handing a chunk to the queue when one is full (waiting while the queue
+    /// is full: backpressure). A row the encoder refuses is dead-lettered with its reason,
+    /// as with [`Handle::send`]. Fails only when the ingestor is shut down; the row is
+    /// handed back.
+    #[inline]
+    pub async fn write(&mut self, row: R) -> Result<(), SendError<R>> {
+        let writers = &self.handle.writers;
+        // Ok(full) when the row was taken, Err(reason) when the encoder refused it.
+        let taken = {
+            let mut p = lock(&self.pending);
+            if p.closed {
+                return Err(SendError(row));
+            }
+            let n = (self.handle.count)(&row);
+            let refused = match (&mut p.chunk, &writers.encoder) {
+                (Chunk::Encoded(e), Some(enc)) => e.push(&**enc, &row).err(),
+                (Chunk::Rows(v), _) => {
+                    v.push(row);
+                    None
+                }
+                (Chunk::Encoded(_), None) => unreachable!("encoded chunks need an encoder"),
+            };
+            match refused {
+                Some(reason) => Err(reason),
+                None => {
+                    p.rows += n;
+                    if p.since.is_none() {
+                        p.since = Some(Instant::now());
+                    }
+                    Ok(p.rows >= writers.chunk_rows || p.bytes() >= writers.chunk_bytes)
+                }
+            }
+        };
+        let full = match taken {
+            Ok(full) => full,
+            Err(reason) => {
+                // Dead-lettered through the queue, like a row the batcher's encoder refuses.
+                let _ = self.handle.reject(reason, None).await;
+                return Ok(());
+            }
+        };
+        if full {
+            self.ship().await;
+        }
+        Ok(())
+    }
+
+    /// Takes every row of `rows` (see [`write`](Self::write)); on shutdown hands back the
+    /// rows not taken.
+    pub async fn write_all(
+        &mut self,
+        rows: impl IntoIterator<Item = R>,
+    ) -> Result<(), SendError<Vec<R>>> {
+        let mut rows = rows.into_iter();
+        while let Some(row) = rows.next() {
+            if let Err(SendError(row)) = self.write(row).await {
+                let mut rest = vec![row];
+                rest.extend(rows);
+                return Err(SendError(rest));
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the buffered rows to the queue now (waiting for room). Cancel-safe: the rows
+    /// stay with the writer until the queue has room for them.
+    pub async fn send_buffered(&mut self) {
+        self.ship().await;
+    }
+
+    async fn ship(&mut self) {
+        let rows = lock(&self.pending).rows;
+        if rows == 0 {
+            return;
+        }
+        // Room first (both waits are cancel-safe), then the chunk moves in one step.
+        let room = self.handle.gate.room(rows).await;
+        let Ok(slot) = self.handle.tx.reserve().await else {
+            // Shut down: the batcher takes the buffer over at its end.
+            return;
+        };
+        let Some((chunk, rows)) = lock(&self.pending).take() else {
+            return;
+        };
+        slot.send(Msg::Chunk(chunk, rows));
+        if let Some(room) = room {
+            room.forget();
+        }
+        self.handle.counters.rows_accepted.fetch_add(rows, Relaxed);
+    }
+
+    /// Hands the buffered rows over, then waits until every row queued so far by any
+    /// producer is committed or dead-lettered (see [`Handle::flush`]).
+    pub async fn flush(&mut self) -> crate::Result<()> {
+        self.ship().await;
+        self.handle.flush().await
+    }
+
+    /// Hands the buffered rows to the queue and drops the writer.
+    pub async fn close(mut self) {
+        self.ship().await;
+    }
+
+    /// Rows buffered here, not yet handed to the queue.
+    pub fn buffered_rows(&self) -> u64 {
+        lock(&self.pending).rows
+    }
+
+    /// A snapshot of the ingestor's counters ([`Stats::rows_accepted`] counts a writer's
+    /// rows once they leave its buffer).
+    pub fn stats(&self) -> Stats {
+        self.handle.stats()
+    }
+}
+
+impl<R: Send + 'static> Drop for Writer<R> {
+    fn drop(&mut self) {
+        if lock(&self.pending).rows > 0 {
+            // The batcher takes the rows over at its next look; ask it to look now.
+            let _ = self.handle.tx.try_send(Msg::Collect);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writers_dropped_empty_are_forgotten_as_new_ones_register() {
+        let writers = Writers::<u64>::new(None, 100, 1 << 20, Duration::from_secs(3600));
+        let mut kept = Vec::new();
+        for i in 0..1000 {
+            let p = writers.register();
+            if i % 100 == 0 {
+                lock(&p).rows = 1; // dropped with rows: the batcher must still see it
+            }
+            if i % 250 == 0 {
+                kept.push(p); // alive
+            }
+        }
+        let list = writers.list.lock().unwrap();
+        assert!(list.0.len() < 50, "{} entries", list.0.len());
+        for p in &kept {
+            assert!(list.0.iter().any(|q| Arc::ptr_eq(p, q)));
+        }
+        assert_eq!(list.0.iter().filter(|p| lock(p).rows == 1).count(), 10);
+    }
+}
