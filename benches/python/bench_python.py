@@ -33,6 +33,7 @@ DB = f"chasync_bench_py_{os.getpid()}"
 TABLE = "events"
 COLUMNS = ["id", "user", "value", "ts", "kind"]
 SCHEMA = "events"
+OPTS: Dict[str, Any] = {}  # extra chasync.Inserter options (--batch-rows, --compression)
 
 
 def query(sql: str) -> str:
@@ -153,28 +154,28 @@ async def run_dropin(rows, data):
 async def run_write_many(rows, data):
     import chasync
 
-    async with chasync.Inserter(URL, TABLE, database=DB, dlq_dir=data["dlq"]) as ins:
+    async with chasync.Inserter(URL, TABLE, database=DB, dlq_dir=data["dlq"], **OPTS) as ins:
         await ins.write_many(rows)
 
 
 async def run_dict_of_lists(rows, data):
     import chasync
 
-    async with chasync.Inserter(URL, TABLE, database=DB, dlq_dir=data["dlq"]) as ins:
+    async with chasync.Inserter(URL, TABLE, database=DB, dlq_dir=data["dlq"], **OPTS) as ins:
         await ins.write_columns(data["columns"])
 
 
 async def run_numpy(rows, data):
     import chasync
 
-    async with chasync.Inserter(URL, TABLE, database=DB, dlq_dir=data["dlq"]) as ins:
+    async with chasync.Inserter(URL, TABLE, database=DB, dlq_dir=data["dlq"], **OPTS) as ins:
         await ins.write_columns(data["numpy"])
 
 
 async def run_arrow(rows, data):
     import chasync
 
-    async with chasync.Inserter(URL, TABLE, database=DB, dlq_dir=data["dlq"]) as ins:
+    async with chasync.Inserter(URL, TABLE, database=DB, dlq_dir=data["dlq"], **OPTS) as ins:
         await ins.write_columns(data["arrow"])
 
 
@@ -233,7 +234,13 @@ async def main() -> int:
     ap.add_argument("--only", help="run the cases whose name contains this text")
     ap.add_argument("--schema", choices=["events", "narrow"], default="events")
     ap.add_argument("--also", help="with --only: also the cases containing this text")
+    ap.add_argument("--batch-rows", type=int, help="chasync.Inserter batch_rows")
+    ap.add_argument("--compression", choices=["lz4", "none"], help="chasync.Inserter compression")
     args = ap.parse_args()
+    if args.batch_rows:
+        OPTS["batch_rows"] = args.batch_rows
+    if args.compression:
+        OPTS["compression"] = args.compression
     global SCHEMA, COLUMNS
     SCHEMA = args.schema
     if SCHEMA == "narrow":
@@ -337,7 +344,8 @@ async def measure(args, rows, data, want) -> None:
     n = args.rows
     version = query("SELECT version()").strip()
     print(
-        f"# {SCHEMA} schema, {n} rows, best of {args.repeat}; ClickHouse {version} at {URL}; "
+        f"# {SCHEMA} schema, {n} rows, best of {args.repeat}, chasync options {OPTS or 'default'}; "
+        f"ClickHouse {version} at {URL}; "
         f"Python {platform.python_version()}; {os.cpu_count()} CPUs",
         flush=True,
     )
