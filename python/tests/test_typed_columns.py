@@ -5,6 +5,7 @@ are dead-lettered, with a clear reason), and lists of mixed kinds (value by valu
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import glob
 import os
@@ -147,7 +148,7 @@ async def test_polars_and_pandas_round_trip(db, tmp_path):
 
 async def test_numpy_and_dicts_of_lists_round_trip(db, tmp_path):
     db.exec(TABLE)
-    n = 30_000
+    n = 40_000  # lists of 20k str: more than one join of 16k
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
     async with new(db, tmp_path, batch_rows=12_000) as ins:
         # numpy arrays of every numeric dtype and datetime64 (naive: wall clock)
@@ -269,3 +270,40 @@ async def test_lists_of_mixed_kinds_convert_value_by_value(db, tmp_path):
         {"id": 4, "s": "true", "big": "0", "huge": "3", "x": 4.25, "n": None, "dflt": 2,
          "u": "", "a": ""},
     ]
+
+
+async def test_the_event_loop_keeps_running_while_long_lists_convert(db, tmp_path):
+    db.exec("CREATE TABLE e (id UInt64, name String, v Float64) ENGINE = MergeTree ORDER BY id")
+    n = 600_000
+    data = {
+        "id": list(range(n)),
+        "name": [f"name-{i}" for i in range(n)],
+        "v": [i * 0.5 for i in range(n)],
+    }
+    loop = asyncio.get_running_loop()
+    ticks: list = []
+
+    async def heartbeat():
+        while True:
+            ticks.append(loop.time())
+            await asyncio.sleep(0.005)
+
+    async with chasync.Inserter(
+        db.url, "e", database=db.name, dlq_dir=str(tmp_path / "dlq")
+    ) as ins:
+        hb = asyncio.create_task(heartbeat())
+        await asyncio.sleep(0.05)
+        t0 = loop.time()
+        await ins.write_columns(data)
+        await ins.flush()
+        t1 = loop.time()
+        hb.cancel()
+    during = [t for t in ticks if t0 <= t <= t1]
+    gaps = [b - a for a, b in zip(during, during[1:])]
+    assert t1 - t0 > 0.05, "the write was too quick to tell anything"
+    assert max(gaps) < 0.1, max(gaps)
+    assert db.int("SELECT count() FROM e") == n
+    assert db.int("SELECT sum(cityHash64(id, name, v)) FROM e") == db.int(
+        "SELECT sum(cityHash64(number, concat('name-', toString(number)), number * 0.5)) "
+        f"FROM numbers({n})"
+    )

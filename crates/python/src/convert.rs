@@ -27,8 +27,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
-    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString,
-    PyTuple, PyType,
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PySlice,
+    PyString, PyTuple, PyType,
 };
 
 use crate::errors::PyConversion;
@@ -928,44 +928,50 @@ fn typed_list(seq: &Bound<'_, PyAny>, background: bool) -> Result<Option<TypedCo
     Ok(Some(col))
 }
 
-/// A list of ASCII `str` in three calls into the interpreter instead of one per item:
-/// `"".join(seq)` (which also checks that every item is a `str`), its bytes, and the item
-/// lengths (characters, which are bytes for ASCII text). `None` otherwise.
+/// Items per `"".join` in [`ascii_strings`]: the GIL is held for one call at a time.
+const JOIN_ITEMS: usize = 16_384;
+
+/// A list of ASCII `str` in a few calls into the interpreter per 16k items instead of one per
+/// item: `"".join(part)` (which also checks that every item is a `str`), its bytes, and the
+/// item lengths (characters, which are bytes for ASCII text). `None` otherwise.
 fn ascii_strings(seq: &Bound<'_, PyAny>, n: usize, background: bool) -> Option<Strings> {
     let py = seq.py();
-    let first = seq.get_item(0).ok()?;
-    if n < 2 || !first.is_exact_instance_of::<PyString>() {
+    if n < 2 || !seq.get_item(0).ok()?.is_exact_instance_of::<PyString>() {
         return None;
     }
-    let joined = PyString::new(py, "")
-        .call_method1(intern!(py, "join"), (seq,))
-        .ok()?;
-    let ascii: bool = joined
-        .call_method0(intern!(py, "isascii"))
-        .ok()?
-        .extract()
-        .ok()?;
-    if !ascii {
-        return None;
-    }
-    let bytes = joined.cast::<PyString>().ok()?.encode_utf8().ok()?;
-    let data = bytes.as_bytes();
-    let mut offsets = Vec::with_capacity(n + 1);
-    offsets.push(0u64);
-    let mut at = 0u64;
+    let empty = PyString::new(py, "");
+    let mut out = Strings::with_capacity(n, 0);
     let mut yielder = Yielder::new(background);
-    for item in seq.try_iter().ok()? {
-        yielder.tick(py);
-        at += item.ok()?.len().ok()? as u64;
-        offsets.push(at);
+    let mut lo = 0;
+    while lo < n {
+        let hi = (lo + JOIN_ITEMS).min(n);
+        let part = seq
+            .get_item(PySlice::new(py, lo as isize, hi as isize, 1))
+            .ok()?;
+        let joined = empty.call_method1(intern!(py, "join"), (&part,)).ok()?;
+        let ascii: bool = joined
+            .call_method0(intern!(py, "isascii"))
+            .ok()?
+            .extract()
+            .ok()?;
+        if !ascii {
+            return None;
+        }
+        let bytes = joined.cast::<PyString>().ok()?.encode_utf8().ok()?;
+        let start = out.data.len() as u64;
+        out.data.extend_from_slice(bytes.as_bytes());
+        let mut at = start;
+        for item in part.try_iter().ok()? {
+            yielder.tick(py);
+            at += item.ok()?.len().ok()? as u64;
+            out.offsets.push(at);
+        }
+        if at as usize != out.data.len() {
+            return None;
+        }
+        lo = hi;
     }
-    if at as usize != data.len() || offsets.len() != n + 1 {
-        return None;
-    }
-    Some(Strings {
-        offsets,
-        data: data.to_vec(),
-    })
+    (out.len() == n).then_some(out)
 }
 
 /// A numpy array's bytes as a typed column (no GIL needed): numbers, booleans and

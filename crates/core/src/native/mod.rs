@@ -172,6 +172,22 @@ impl EncodedNative {
     }
 }
 
+/// The ranges of `0..n` without the rows of `fails` (sorted by row, one per row).
+fn good_ranges<K, F>(fails: &[(usize, K, F)], n: usize) -> Vec<std::ops::Range<usize>> {
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    for (r, _, _) in fails {
+        if *r > start {
+            ranges.push(start..*r);
+        }
+        start = r + 1;
+    }
+    if start < n {
+        ranges.push(start..n);
+    }
+    ranges
+}
+
 /// One Native block in the making: the rows that give the same set of columns.
 #[derive(Debug)]
 struct Block {
@@ -709,21 +725,26 @@ impl NativeBatch {
             // One error per row: the first column (in table order) that failed.
             fails.sort_by_key(|(r, k, _)| (*r, *k));
             fails.dedup_by_key(|(r, _, _)| *r);
-            let mut ranges = Vec::new();
-            let mut start = 0;
-            for (r, _, _) in &fails {
-                if *r > start {
-                    ranges.push(start..*r);
+            let mut ranges = good_ranges(&fails, n);
+            loop {
+                let mut again = Vec::new();
+                push_all(block, &ranges, &mut again);
+                if again.is_empty() {
+                    break;
                 }
-                start = r + 1;
-            }
-            if start < n {
-                ranges.push(start..n);
+                // Conversions are deterministic, so this does not happen; if it did, the
+                // columns would be out of step: leave those rows out too and encode again.
+                debug_assert!(false, "BUG: rows that converted once fail");
+                let mut it = self.marks.iter();
+                for b in &mut block.builders {
+                    b.rollback(&mut it);
+                }
+                fails.extend(again);
+                fails.sort_by_key(|(r, k, _)| (*r, *k));
+                fails.dedup_by_key(|(r, _, _)| *r);
+                ranges = good_ranges(&fails, n);
             }
             good = n - fails.len();
-            let mut again = Vec::new();
-            push_all(block, &ranges, &mut again);
-            debug_assert!(again.is_empty(), "BUG: rows that converted once fail");
             for (r, k, f) in fails {
                 outcome.rejected.push(ConversionError {
                     row: r,
