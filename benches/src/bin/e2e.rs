@@ -842,13 +842,22 @@ async fn prepare(
     std::fs::create_dir_all(&opts.data_dir).expect("data directory");
     let f = files(opts, schema);
     let started = Instant::now();
-    // Written afresh every time, so they always hold what the generator makes now.
+    // Written afresh every time, so they always hold what the generator makes now; the
+    // NDJSON file always (the reference load), the binary files when a contender posts them.
+    let wants = |format: &'static str| opts.only.iter().any(|c| c.kind == Kind::Curl(format));
     write_ndjson(schema, opts.rows, &f.ndjson);
-    write_rowbinary(schema, opts.rows, &f.rowbinary);
-    let table = TableSchema::fetch(&client(), "chasync_bench", schema.name())
-        .await
-        .expect("table schema");
-    write_native(schema, opts.rows, Arc::new(table), &f.native);
+    for p in [&f.rowbinary, &f.native] {
+        std::fs::remove_file(p).ok();
+    }
+    if wants("RowBinary") {
+        write_rowbinary(schema, opts.rows, &f.rowbinary);
+    }
+    if wants("Native") {
+        let table = TableSchema::fetch(&client(), "chasync_bench", schema.name())
+            .await
+            .expect("table schema");
+        write_native(schema, opts.rows, Arc::new(table), &f.native);
+    }
     eprintln!(
         "e2e: {} rows of the {} schema in {} (.ndjson {} MB, .rowbinary {} MB, .native {} MB; {:.1} s)",
         opts.rows,
