@@ -77,6 +77,8 @@ enum Kind {
     String,
     FixedString(usize),
     Uuid,
+    IPv4,
+    IPv6,
     Date,
     Date32,
     DateTime(Zone),
@@ -144,6 +146,8 @@ fn compile(ty: &ColumnType, server_tz: &str) -> Result<Kind, String> {
         T::String => Ok(Kind::String),
         T::FixedString(n) => Ok(Kind::FixedString(*n)),
         T::Uuid => Ok(Kind::Uuid),
+        T::IPv4 => Ok(Kind::IPv4),
+        T::IPv6 => Ok(Kind::IPv6),
         T::Date => Ok(Kind::Date),
         T::Date32 => Ok(Kind::Date32),
         T::DateTime(tz) => Ok(Kind::DateTime(zone(tz.as_deref().unwrap_or(server_tz))?)),
@@ -855,6 +859,21 @@ fn value(p: &mut P<'_>, kind: &Kind, out: &mut Vec<u8>, text: &mut Vec<u8>) -> R
             super::rowbinary::put_uuid(out, &id);
             Ok(())
         }),
+        Kind::IPv4 => with_string(p, text, |s| {
+            let ip = parse_ipv4(s).ok_or("not an IPv4 address in dotted-decimal spelling")?;
+            out.extend_from_slice(&ip.to_le_bytes());
+            Ok(())
+        }),
+        Kind::IPv6 => with_string(p, text, |s| {
+            // Only the spellings of RFC 4291 that Rust's parser takes as well; anything
+            // else (an IPv4 address, which the server maps, a zone id) is not converted.
+            let ip: std::net::Ipv6Addr = std::str::from_utf8(s)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or("not an IPv6 address in its usual spelling")?;
+            out.extend_from_slice(&ip.octets());
+            Ok(())
+        }),
         Kind::Date | Kind::Date32 => with_string(p, text, |s| {
             let (y, m, d) = parse_date(s).ok_or("not a YYYY-MM-DD date")?;
             let days = days_from_civil(y, m, d);
@@ -1160,6 +1179,30 @@ fn local_to_utc(s: &[u8], zone: &Zone, precision: u8) -> R<(i64, i64)> {
         }
     };
     Ok((utc, frac))
+}
+
+/// A dotted-decimal IPv4 address as its `u32` value: four decimal octets of 0..=255, no
+/// sign, no leading zeros (a spelling whose meaning could differ is not converted).
+fn parse_ipv4(s: &[u8]) -> Option<u32> {
+    let mut value = 0u32;
+    let mut parts = 0;
+    for part in s.split(|&b| b == b'.') {
+        parts += 1;
+        if parts > 4
+            || part.is_empty()
+            || part.len() > 3
+            || (part.len() > 1 && part[0] == b'0')
+            || !part.iter().all(u8::is_ascii_digit)
+        {
+            return None;
+        }
+        let octet = part.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+        if octet > 255 {
+            return None;
+        }
+        value = value << 8 | octet;
+    }
+    (parts == 4).then_some(value)
 }
 
 fn parse_uuid(s: &[u8]) -> Option<Uuid> {
