@@ -43,7 +43,7 @@ use jiff::tz::TimeZone;
 use uuid::Uuid;
 
 use super::rowbinary::put_leb128;
-use super::{BatchEncoder, Encoded, RejectedRow};
+use super::{BatchEncoder, Encoded, EncodedRows, RejectedRow, RowEncoder, append_encoded};
 use crate::dedup::InsertIdColumn;
 use crate::schema::{ColumnType, DefaultKind, TableSchema};
 
@@ -245,9 +245,9 @@ impl JsonRowBinary {
             if let Some(id) = &insert_id
                 && id.name == c.name
             {
-                id_col = Some((columns.len(), id.clone()));
-                kinds.push(None);
-                omitted.push(Vec::new());
+                // Placed last (below): rows encoded ahead of their batch end with it.
+                id_col = Some(id.clone());
+                continue;
             } else {
                 let kind = compile(&c.ty, &schema.server_timezone)
                     .map_err(|e| format!("column {} ({}): {e}", c.name, c.type_name))?;
@@ -272,6 +272,12 @@ impl JsonRowBinary {
         if columns.is_empty() {
             return Err("the table has no insertable columns".into());
         }
+        let id_col = id_col.map(|id| {
+            columns.push(id.name.clone());
+            kinds.push(None);
+            omitted.push(Vec::new());
+            (columns.len() - 1, id)
+        });
         let names: Vec<Box<[u8]>> = columns.iter().map(|c| c.as_bytes().into()).collect();
         let by_name = names
             .iter()
@@ -296,6 +302,28 @@ impl JsonRowBinary {
             text: Vec::new(),
             passed_through: 0,
         })
+    }
+
+    /// A converter of the same table for another thread: no pass-through sink, no batch.
+    fn fresh_copy(&self) -> Self {
+        Self {
+            columns: self.columns.clone(),
+            kinds: self.kinds.clone(),
+            omitted: self.omitted.clone(),
+            insert_id: self.insert_id.clone(),
+            by_name: self.by_name.clone(),
+            names: self.names.clone(),
+            opts: self.opts,
+            pass_through: None,
+            batch_id: Uuid::nil(),
+            buf: Vec::new(),
+            offsets: Vec::new(),
+            capacity_hint: 64 * 1024,
+            slots: vec![(u32::MAX, 0); self.columns.len()],
+            scratch: Vec::new(),
+            text: Vec::new(),
+            passed_through: 0,
+        }
     }
 
     /// Sends lines that are not converted to `sink` (e.g. a JSONEachRow pipeline's handle)
@@ -499,6 +527,20 @@ impl BatchEncoder for JsonRowBinary {
         self.buf.len()
     }
 
+    fn row_encoder(&self) -> Option<Box<dyn RowEncoder<Bytes>>> {
+        Some(Box::new(self.fresh_copy()))
+    }
+
+    fn push_encoded(&mut self, chunk: &EncodedRows, range: std::ops::Range<usize>) {
+        append_encoded(
+            &mut self.buf,
+            &mut self.offsets,
+            chunk,
+            range,
+            self.insert_id.as_ref().map(|(_, c)| (c, &self.batch_id)),
+        );
+    }
+
     fn finish(&mut self) -> Encoded {
         let buf = std::mem::take(&mut self.buf);
         self.capacity_hint = buf.len().clamp(64 * 1024, 256 << 20);
@@ -511,6 +553,19 @@ impl BatchEncoder for JsonRowBinary {
             row_offsets: Some(offsets),
             source: None,
         }
+    }
+}
+
+/// On a producer's thread (a [`crate::Writer`]): a line converted with a placeholder
+/// `_insert_id` (the last column), or refused with the reason it is not converted.
+impl RowEncoder<Bytes> for JsonRowBinary {
+    fn encode(&mut self, row: &Bytes, buf: &mut Vec<u8>) -> Result<(), String> {
+        self.convert(row, buf)
+            .map_err(|why| format!("not converted to RowBinary: {why}"))
+    }
+
+    fn fresh(&self) -> Box<dyn RowEncoder<Bytes>> {
+        Box::new(self.fresh_copy())
     }
 }
 
