@@ -6,10 +6,12 @@
 //! and dead-letters what cannot land. A malformed record goes to the dead-letter spool with
 //! its `file:line` (or stops the run under `--strict`).
 //!
-//! NDJSON takes the fast path unless `--no-convert`: the engine's [`JsonRowBinary`] converts
-//! each line to RowBinaryWithDefaults for the table's column types where it can do so exactly,
-//! and hands any other line to a second pipeline that sends it as JSONEachRow (its own stream
-//! of batch ids), so the server parses that line as it would have without the fast path.
+//! NDJSON takes the fast path unless `--no-convert`: the engine's [`JsonRowBinary`], as the
+//! row encoder of a [`Writer`] on the reading thread, converts each line to
+//! RowBinaryWithDefaults for the table's column types where it can do so exactly (such a line
+//! needs no separate check); any other line is checked and goes to a second pipeline that
+//! sends it as JSONEachRow (its own stream of batch ids), so the server parses that line as it
+//! would have without the fast path.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
