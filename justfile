@@ -50,10 +50,11 @@ test:
 test-python *args:
     scripts/with-clickhouse.sh scripts/test-python.sh {{args}}
 
-# The Python benchmark: the drop-in and columnar inputs next to the original class and
-# clickhouse-connect, on the same rows and server.
-bench-python rows="1000000":
-    scripts/with-clickhouse.sh scripts/bench-python.sh {{rows}}
+# The Python contenders of bench-e2e only (the seed's class, the asyncio floor, the drop-in,
+# write_many, write_columns, clickhouse-connect) and the Native ceiling, e.g.
+# `./run bench-python --rows 1000000 --runs 3`.
+bench-python *args:
+    scripts/bench-e2e.sh --only python,curl-native {{args}}
 
 # What CI runs: lint, then the tests.
 ci: lint test
@@ -62,7 +63,10 @@ ci: lint test
 bench:
     cargo bench -p chasync-benches
 
-# The end-to-end benchmark against the peers (separate processes, interleaved runs; medians).
-bench-e2e rows="2000000" runs="3":
-    cargo build --release -q -p chasync-benches --bin e2e
-    scripts/with-clickhouse.sh target/release/e2e --rows {{rows}} --runs {{runs}}
+# The end-to-end benchmark: every contender (chasync from Rust, Python and the shell, the raw
+# crate, clickhouse-connect, the seed's class, curl ceilings) on the same rows, narrow and wide
+# schemas, separate processes, interleaved runs, medians, checksums; builds and installs what it
+# needs. Options go to the harness: `./run bench-e2e --rows 1000000 --runs 3 --schema wide`.
+# Results: target/bench-e2e.md and target/bench-e2e.json.
+bench-e2e *args:
+    scripts/bench-e2e.sh {{args}}

@@ -64,13 +64,13 @@ fn encode(c: &mut Criterion) {
     // written over each row's placeholder `_insert_id`.
     g.bench_function("narrow_100k_with_insert_id_producer_side", |b| {
         let mut enc = RowBinary::<Narrow>::new(InsertIdColumn::from_column("_insert_id", "UUID"));
-        let row_enc = enc.row_encoder().expect("RowBinary encodes rows ahead");
+        let mut row_enc = enc.row_encoder().expect("RowBinary encodes rows ahead");
         b.iter(|| {
             enc.begin(uuid::Uuid::nil());
             for part in data.chunks(4096) {
                 let mut chunk = EncodedRows::default();
                 for r in part {
-                    chunk.push(&*row_enc, &r.clone()).unwrap();
+                    chunk.push(&mut *row_enc, &r.clone()).unwrap();
                 }
                 enc.push_encoded(&chunk, 0..chunk.rows());
             }

@@ -1,7 +1,8 @@
 """The seed's inserter, as published in the article the project replaces: aiohttp +
 JSONEachRow, a semaphore, retries, and a queue-draining `stream_insert`. Kept verbatim (but for
-formatting) as the baseline of the Python benchmark (`bench_python.py` imports it) and as the
-existing HTTP client that the daemon's tests point at `chasyncd` unchanged.
+formatting) as the baseline of the Python contenders of the end-to-end benchmark
+(`e2e_python.py` imports it) and as the existing HTTP client that the daemon's tests point at
+`chasyncd` unchanged.
 
 As a script: seed_inserter.py HOST PORT DATABASE TABLE ROWS
 (inserts ROWS rows `{id, name}` in batches of 500 with `_execute_insert`).

@@ -92,6 +92,9 @@ pub struct Reader {
     source: Arc<str>,
     inner: Inner,
     header: Option<Vec<String>>,
+    /// NDJSON lines are checked as they are read (off: the caller checks the lines its
+    /// converter does not take, see [`check_json_line`]).
+    check_json: bool,
 }
 
 enum Inner {
@@ -137,6 +140,7 @@ impl Reader {
                     record: csv::ByteRecord::new(),
                 },
                 header: None,
+                check_json: true,
             },
             InputFormat::Ndjson | InputFormat::Tsv => Self {
                 source,
@@ -148,6 +152,7 @@ impl Reader {
                     eof: false,
                 },
                 header: None,
+                check_json: true,
             },
         };
         if header {
@@ -184,6 +189,13 @@ impl Reader {
             };
         }
         Ok(reader)
+    }
+
+    /// Hands NDJSON lines over unchecked (`has_insert_id` is then not known): for a caller
+    /// that converts lines and checks, with [`check_json_line`], only those it cannot.
+    pub fn without_json_check(mut self) -> Self {
+        self.check_json = false;
+        self
     }
 
     /// The column names of the header line, if the input has one.
@@ -224,6 +236,10 @@ impl Iterator for Reader {
                 }
                 let text = raw.slice(..len);
                 let record = match format {
+                    InputFormat::Ndjson if !self.check_json => Ok(Record {
+                        bytes: text,
+                        has_insert_id: false,
+                    }),
                     InputFormat::Ndjson => check_json_line(text),
                     _ => check_tsv_line(text, width),
                 };
@@ -333,7 +349,8 @@ fn write_csv(record: &csv::ByteRecord) -> Bytes {
     Bytes::from(out)
 }
 
-fn check_json_line(text: Bytes) -> Result<Record, Malformed> {
+/// Checks an NDJSON line: one well-formed JSON object.
+pub fn check_json_line(text: Bytes) -> Result<Record, Malformed> {
     match chasync_core::encode::check_object(&text) {
         Ok(info) => Ok(Record {
             bytes: text,

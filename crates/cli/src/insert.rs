@@ -6,14 +6,14 @@
 //! and dead-letters what cannot land. A malformed record goes to the dead-letter spool with
 //! its `file:line` (or stops the run under `--strict`).
 //!
-//! NDJSON takes the fast path unless `--no-convert`: the engine's [`JsonRowBinary`] converts
-//! each line to RowBinaryWithDefaults for the table's column types where it can do so exactly,
-//! and hands any other line to a second pipeline that sends it as JSONEachRow (its own stream
-//! of batch ids), so the server parses that line as it would have without the fast path.
+//! NDJSON takes the fast path unless `--no-convert`: the engine's [`JsonRowBinary`], as the
+//! row encoder of a [`Writer`] on the reading thread, converts each line to
+//! RowBinaryWithDefaults for the table's column types where it can do so exactly (such a line
+//! needs no separate check); any other line is checked and goes to a second pipeline that
+//! sends it as JSONEachRow (its own stream of batch ids), so the server parses that line as it
+//! would have without the fast path.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,13 +22,13 @@ use chasync_core::encode::{
     DelimitedRows, Delimiter, JsonEachRow, JsonRowBinary, JsonRowBinaryOptions,
 };
 use chasync_core::schema::TableSchema;
-use chasync_core::{BatchEncoder, Config, Handle, Pipeline, Stats, StreamId, TrySendError};
+use chasync_core::{BatchEncoder, Config, Handle, Pipeline, Refused, Stats, StreamId, Writer};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::cli::{InputFormat, InsertArgs};
 use crate::error::{CliError, exit};
-use crate::input::{Item, Reader, format_from_name};
+use crate::input::{Item, Reader, check_json_line, format_from_name};
 use crate::output::print_json;
 use crate::settings::Settings;
 
@@ -227,38 +227,21 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
         chasync_core::Error::Config(msg) => CliError::error(msg),
         e => e.into(),
     };
-    // On the fast path, lines the converter does not take go to a JSONEachRow pipeline of
-    // their own: the converter hands them over from the engine's batcher thread.
-    let passed = Arc::new(AtomicU64::new(0));
-    let lost = Arc::new(AtomicU64::new(0));
+    // On the fast path, lines are converted as they are read (a writer's row encoder, on the
+    // reading thread); those the converter does not take are checked and go to a JSONEachRow
+    // pipeline of their own.
     let mut pass_through = None;
-    if let Encoders::Convert(enc) = encoders {
+    if matches!(encoders, Encoders::Convert(_)) {
         let mut c = config.clone();
         c.stream_id = pass_through_stream(config.stream_id);
         let p = Pipeline::start_with(c, |t| JsonEachRow::new(t.insert_id.clone(), Vec::new()))
             .await
             .map_err(start_error)?;
-        let h = p.handle();
-        let (passed, lost) = (passed.clone(), lost.clone());
-        let sink = move |mut line: Bytes| {
-            passed.fetch_add(1, Ordering::Relaxed);
-            loop {
-                match h.try_send(line) {
-                    Ok(()) => return,
-                    Err(TrySendError::Full(l)) => {
-                        // The batcher thread waits for room, like a producer in `send`.
-                        line = l;
-                        std::thread::sleep(Duration::from_micros(200));
-                    }
-                    Err(TrySendError::Closed(_)) => {
-                        lost.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                }
-            }
-        };
         pass_through = Some(p);
-        encoders = Encoders::Convert(Box::new(enc.with_pass_through(Box::new(sink))));
+        readers = readers
+            .into_iter()
+            .map(Reader::without_json_check)
+            .collect();
     }
     let mut injects_insert_id = false;
     let mut encoding = "JSONEachRow";
@@ -320,21 +303,36 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
         })
     };
 
-    // Reading and checking is blocking work: a thread of its own feeds the engine.
+    // Reading, checking and converting is blocking work: a thread of its own feeds the
+    // engine.
     let feed = {
         let (handle, bar) = (handle.clone(), bar.clone());
+        let other = pass_through.as_ref().map(Pipeline::handle);
         let strict = args.strict;
         let rt = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            feed(readers, &handle, &bar, strict, injects_insert_id, &rt)
+            let mut feeder = Feeder {
+                writer: handle.writer(),
+                pass_through: other.map(|h| h.writer()),
+                bar: &bar,
+                strict,
+                injects_insert_id,
+                fed: Fed::default(),
+            };
+            rt.block_on(async {
+                let result = feeder.feed(readers).await;
+                feeder.writer.close().await;
+                if let Some(w) = feeder.pass_through.take() {
+                    w.close().await;
+                }
+                result.map(|()| feeder.fed)
+            })
         })
     };
     let fed = feed
         .await
         .map_err(|e| CliError::error(format!("reader failed: {e}")))?;
     drop(handle);
-    // The main pipeline first: its batcher hands the last lines it does not convert to the
-    // pass-through pipeline before it ends.
     let stats = pipeline.shutdown().await?;
     let pass_through_stats = match pass_through {
         Some(p) => Some(p.shutdown().await?),
@@ -343,12 +341,6 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
     ticker.abort();
     bar.finish_and_clear();
     let fed = fed?;
-    let lost = lost.load(Ordering::Relaxed);
-    if lost > 0 {
-        return Err(CliError::error(format!(
-            "{lost} line(s) could not be handed to the JSONEachRow pipeline (it had stopped)"
-        )));
-    }
     let other = pass_through_stats.clone().unwrap_or_default();
 
     let elapsed = started.elapsed().as_secs_f64();
@@ -366,7 +358,7 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
         rows_per_s: (stats.rows_committed + other.rows_committed) as f64 / elapsed.max(1e-9),
         stopped_at: fed.stopped_at.clone(),
         encoding,
-        rows_passed_through: passed.load(Ordering::Relaxed),
+        rows_passed_through: fed.passed_through,
         stats,
         pass_through_stats,
     };
@@ -415,86 +407,127 @@ fn progress_bar(settings: &Settings, total_bytes: Option<u64>) -> ProgressBar {
     }
 }
 
+#[derive(Default)]
 struct Fed {
     read: u64,
     malformed: u64,
+    passed_through: u64,
     stopped_at: Option<String>,
 }
 
-fn feed(
-    readers: Vec<Reader>,
-    handle: &Handle<Bytes>,
-    bar: &ProgressBar,
+/// Hands the records of the inputs to the engine, on the reading thread.
+struct Feeder<'a> {
+    /// The main pipeline's writer: on the fast path its row encoder converts each line here.
+    writer: Writer<Bytes>,
+    /// On the fast path: the JSONEachRow pipeline's writer, for lines not converted.
+    pass_through: Option<Writer<Bytes>>,
+    bar: &'a ProgressBar,
     strict: bool,
     injects_insert_id: bool,
-    rt: &tokio::runtime::Handle,
-) -> Result<Fed, CliError> {
-    let mut fed = Fed {
-        read: 0,
-        malformed: 0,
-        stopped_at: None,
-    };
-    // Records go to the engine in chunks: one hand-off per chunk, not per record.
-    let mut chunk: Vec<Bytes> = Vec::with_capacity(CHUNK);
-    let send = |chunk: &mut Vec<Bytes>| -> Result<(), CliError> {
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        bar.inc(chunk.iter().map(|r| r.len() as u64 + 1).sum());
-        rt.block_on(handle.send_all(chunk.drain(..)))
-            .map_err(|_| CliError::error("the engine stopped accepting rows"))
-    };
-    for reader in readers {
-        for item in reader {
-            let Item {
-                source,
-                line,
-                record,
-            } = item.map_err(|e| CliError::error(format!("read error: {e}")))?;
-            fed.read += 1;
-            let record = match record {
-                Ok(r) if injects_insert_id && r.has_insert_id => Err(crate::input::Malformed {
-                    reason: "the row sets _insert_id, which chasync fills with the batch id".into(),
-                    raw: Some(String::from_utf8_lossy(&r.bytes).into_owned()),
-                }),
-                other => other,
-            };
-            match record {
-                Ok(r) => {
-                    chunk.push(r.bytes);
-                    if chunk.len() >= CHUNK {
-                        send(&mut chunk)?;
-                    }
-                }
-                Err(bad) => {
-                    // Keep the order: what came before goes first.
-                    send(&mut chunk)?;
-                    fed.malformed += 1;
-                    if let Some(raw) = &bad.raw {
-                        bar.inc(raw.len() as u64 + 1);
-                    }
-                    let reason = format!("{source}:{line}: {}", bad.reason);
-                    if strict {
-                        fed.stopped_at = Some(reason);
-                        return Ok(fed);
-                    }
-                    if !bar.is_hidden() {
-                        bar.println(format!("malformed record dead-lettered: {reason}"));
-                    } else {
-                        eprintln!("malformed record dead-lettered: {reason}");
-                    }
-                    rt.block_on(handle.reject(reason, bad.raw))
-                        .map_err(|e| CliError::error(e.to_string()))?;
-                }
-            }
-        }
-    }
-    send(&mut chunk)?;
-    Ok(fed)
+    fed: Fed,
 }
 
-/// Records per hand-off to the engine.
-const CHUNK: usize = 1024;
+impl Feeder<'_> {
+    async fn feed(&mut self, readers: Vec<Reader>) -> Result<(), CliError> {
+        let closed = || CliError::error("the engine stopped accepting rows");
+        // The progress bar moves once per this many bytes, not per record.
+        let mut unreported = 0u64;
+        for reader in readers {
+            for item in reader {
+                let Item {
+                    source,
+                    line,
+                    record,
+                } = item.map_err(|e| CliError::error(format!("read error: {e}")))?;
+                self.fed.read += 1;
+                let mut record = match record {
+                    Ok(r) => r,
+                    Err(bad) => {
+                        if self.malformed(&source, line, bad).await? {
+                            return Ok(());
+                        }
+                        continue;
+                    }
+                };
+                unreported += record.bytes.len() as u64 + 1;
+                if unreported >= 1 << 20 {
+                    self.bar.inc(std::mem::take(&mut unreported));
+                }
+                if self.pass_through.is_some() {
+                    // Converted here, or handed back unconverted: then checked, and sent as
+                    // JSONEachRow.
+                    let bytes = match self.writer.try_write(record.bytes).await {
+                        Ok(()) => continue,
+                        Err(Refused::Closed(_)) => return Err(closed()),
+                        Err(Refused::Unencodable(bytes, _)) => bytes,
+                    };
+                    record = match check_json_line(bytes) {
+                        Ok(r) => r,
+                        Err(bad) => {
+                            if self.malformed(&source, line, bad).await? {
+                                return Ok(());
+                            }
+                            continue;
+                        }
+                    };
+                }
+                if self.injects_insert_id && record.has_insert_id {
+                    let bad = crate::input::Malformed {
+                        reason: "the row sets _insert_id, which chasync fills with the batch id"
+                            .into(),
+                        raw: Some(String::from_utf8_lossy(&record.bytes).into_owned()),
+                    };
+                    if self.malformed(&source, line, bad).await? {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                let writer = match &mut self.pass_through {
+                    Some(w) => {
+                        self.fed.passed_through += 1;
+                        w
+                    }
+                    None => &mut self.writer,
+                };
+                writer.write(record.bytes).await.map_err(|_| closed())?;
+            }
+        }
+        self.bar.inc(unreported);
+        Ok(())
+    }
+
+    /// Dead-letters a malformed record with its place; `true` when it stops a `--strict` run.
+    async fn malformed(
+        &mut self,
+        source: &str,
+        line: u64,
+        bad: crate::input::Malformed,
+    ) -> Result<bool, CliError> {
+        self.fed.malformed += 1;
+        if let Some(raw) = &bad.raw {
+            self.bar.inc(raw.len() as u64 + 1);
+        }
+        let reason = format!("{source}:{line}: {}", bad.reason);
+        if self.strict {
+            self.fed.stopped_at = Some(reason);
+            return Ok(true);
+        }
+        if !self.bar.is_hidden() {
+            self.bar
+                .println(format!("malformed record dead-lettered: {reason}"));
+        } else {
+            eprintln!("malformed record dead-lettered: {reason}");
+        }
+        // Keep the order: what came before goes first.
+        self.writer.send_buffered().await;
+        self.writer
+            .handle()
+            .reject(reason, bad.raw)
+            .await
+            .map_err(|e| CliError::error(e.to_string()))?;
+        Ok(false)
+    }
+}
 
 fn print_summary(s: &InsertSummary) {
     println!("table:          {}", s.table);

@@ -173,7 +173,7 @@ impl<E: BatchEncoder> Batcher<E> {
     }
 
     /// The encoder's producer-side row encoder, if it has one.
-    pub(crate) fn row_encoder(&self) -> Option<Arc<dyn crate::encode::RowEncoder<E::Row>>> {
+    pub(crate) fn row_encoder(&self) -> Option<Box<dyn crate::encode::RowEncoder<E::Row>>> {
         self.encoder.row_encoder()
     }
 
@@ -561,12 +561,12 @@ mod tests {
             by_row.extend(one.seal());
 
             let mut chunked = make();
-            let enc = chunked.row_encoder().unwrap();
+            let mut enc = chunked.row_encoder().unwrap();
             let mut out = Vec::new();
             for part in [0..5u64, 5..6, 6..29, 29..40] {
                 let mut chunk = crate::encode::EncodedRows::default();
                 for a in part {
-                    chunk.push(&*enc, &row(a)).unwrap();
+                    chunk.push(&mut *enc, &row(a)).unwrap();
                 }
                 assert_eq!(chunked.push_chunk(Chunk::Encoded(chunk), &mut out), 0);
             }

@@ -51,4 +51,4 @@ pub use queue::{Handle, SendError, TrySendError};
 pub use replay::{ReplayReport, replay};
 pub use retry::RetryPolicy;
 pub use stats::Stats;
-pub use writer::Writer;
+pub use writer::{Refused, Writer};

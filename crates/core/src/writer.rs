@@ -92,7 +92,8 @@ fn lock<R>(p: &Mutex<Pending<R>>) -> MutexGuard<'_, Pending<R>> {
 pub(crate) struct Writers<R> {
     /// The registered buffers, and whether the batcher has ended (no more are taken over).
     list: Mutex<(Vec<Shared<R>>, bool)>,
-    encoder: Option<Arc<dyn RowEncoder<R>>>,
+    /// The encoder each writer gets a copy of, when rows can be encoded ahead.
+    encoder: Option<Mutex<Box<dyn RowEncoder<R>>>>,
     chunk_rows: u64,
     chunk_bytes: usize,
     linger: Duration,
@@ -100,14 +101,14 @@ pub(crate) struct Writers<R> {
 
 impl<R> Writers<R> {
     pub(crate) fn new(
-        encoder: Option<Arc<dyn RowEncoder<R>>>,
+        encoder: Option<Box<dyn RowEncoder<R>>>,
         max_rows: usize,
         max_bytes: usize,
         linger: Duration,
     ) -> Self {
         Self {
             list: Mutex::new((Vec::new(), false)),
-            encoder,
+            encoder: encoder.map(Mutex::new),
             // Small enough that a chunk rarely crosses a batch, large enough that the
             // hand-off is paid once per thousands of rows.
             chunk_rows: (max_rows as u64 / 8).clamp(1, 4096),
@@ -199,6 +200,25 @@ impl<R> Writers<R> {
 pub struct Writer<R: Send + 'static> {
     handle: Handle<R>,
     pending: Shared<R>,
+    /// This writer's own row encoder (encoded chunks), or none (chunks of rows).
+    encoder: Option<Box<dyn RowEncoder<R>>>,
+}
+
+/// Why [`Writer::try_write`] did not take a row; the row is handed back.
+pub enum Refused<R> {
+    /// The ingestor is shut down.
+    Closed(R),
+    /// The writer's row encoder cannot encode the row, for the reason given.
+    Unencodable(R, String),
+}
+
+impl<R> std::fmt::Debug for Refused<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Closed(_) => f.write_str("Closed(..)"),
+            Self::Unencodable(_, why) => write!(f, "Unencodable(.., {why:?})"),
+        }
+    }
 }
 
 impl<R: Send + 'static> std::fmt::Debug for Writer<R> {
@@ -215,9 +235,15 @@ impl<R: Send + 'static> Handle<R> {
     /// A [`Writer`]: buffered, for one producer, much cheaper per row than
     /// [`send`](Self::send).
     pub fn writer(&self) -> Writer<R> {
+        let encoder = self.writers.encoder.as_ref().map(|e| {
+            e.lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .fresh()
+        });
         Writer {
             pending: self.writers.register(),
             handle: self.clone(),
+            encoder,
         }
     }
 }
@@ -229,40 +255,43 @@ impl<R: Send + 'static> Writer<R> {
     /// handed back.
     #[inline]
     pub async fn write(&mut self, row: R) -> Result<(), SendError<R>> {
-        let writers = &self.handle.writers;
-        // Ok(full) when the row was taken, Err(reason) when the encoder refused it.
-        let taken = {
-            let mut p = lock(&self.pending);
-            if p.closed {
-                return Err(SendError(row));
-            }
-            let n = (self.handle.count)(&row);
-            let refused = match (&mut p.chunk, &writers.encoder) {
-                (Chunk::Encoded(e), Some(enc)) => e.push(&**enc, &row).err(),
-                (Chunk::Rows(v), _) => {
-                    v.push(row);
-                    None
-                }
-                (Chunk::Encoded(_), None) => unreachable!("encoded chunks need an encoder"),
-            };
-            match refused {
-                Some(reason) => Err(reason),
-                None => {
-                    p.rows += n;
-                    if p.since.is_none() {
-                        p.since = Some(Instant::now());
-                    }
-                    Ok(p.rows >= writers.chunk_rows || p.bytes() >= writers.chunk_bytes)
-                }
-            }
-        };
-        let full = match taken {
-            Ok(full) => full,
-            Err(reason) => {
+        match self.try_write(row).await {
+            Ok(()) => Ok(()),
+            Err(Refused::Closed(row)) => Err(SendError(row)),
+            Err(Refused::Unencodable(_, reason)) => {
                 // Dead-lettered through the queue, like a row the batcher's encoder refuses.
                 let _ = self.handle.reject(reason, None).await;
-                return Ok(());
+                Ok(())
             }
+        }
+    }
+
+    /// Like [`write`](Self::write), but a row the writer's row encoder cannot encode is
+    /// handed back with the reason instead of being dead-lettered (e.g. to send it another
+    /// way).
+    #[inline]
+    pub async fn try_write(&mut self, row: R) -> Result<(), Refused<R>> {
+        let writers = &self.handle.writers;
+        let full = {
+            let mut p = lock(&self.pending);
+            if p.closed {
+                return Err(Refused::Closed(row));
+            }
+            let n = (self.handle.count)(&row);
+            match (&mut p.chunk, &mut self.encoder) {
+                (Chunk::Encoded(e), Some(enc)) => {
+                    if let Err(reason) = e.push(&mut **enc, &row) {
+                        return Err(Refused::Unencodable(row, reason));
+                    }
+                }
+                (Chunk::Rows(v), _) => v.push(row),
+                (Chunk::Encoded(_), None) => unreachable!("encoded chunks need an encoder"),
+            }
+            p.rows += n;
+            if p.since.is_none() {
+                p.since = Some(Instant::now());
+            }
+            p.rows >= writers.chunk_rows || p.bytes() >= writers.chunk_bytes
         };
         if full {
             self.ship().await;
@@ -324,6 +353,11 @@ impl<R: Send + 'static> Writer<R> {
     /// Hands the buffered rows to the queue and drops the writer.
     pub async fn close(mut self) {
         self.ship().await;
+    }
+
+    /// The handle this writer queues through.
+    pub fn handle(&self) -> &Handle<R> {
+        &self.handle
     }
 
     /// Rows buffered here, not yet handed to the queue.

@@ -14,7 +14,7 @@ const COLUMNS: &str = "id UInt64, \
     i8 Int8, i16 Int16, i32 Int32, i64 Int64, i128 Int128, i256 Int256, \
     u8 UInt8, u16 UInt16, u32 UInt32, u64 UInt64, u128 UInt128, u256 UInt256, \
     f32 Float32, f64 Float64, b Bool, s String, fs FixedString(4), u UUID, \
-    d Date, d32 Date32, dt DateTime, dtz DateTime('Asia/Tokyo'), dny DateTime('America/New_York'), \
+    ip4 IPv4, ip6 IPv6, d Date, d32 Date32, dt DateTime, dtz DateTime('Asia/Tokyo'), dny DateTime('America/New_York'), \
     dt3 DateTime64(3), dt9 DateTime64(9, 'UTC'), dt6ny DateTime64(6, 'America/New_York'), \
     e8 Enum8('a' = 1, 'b' = -2, 'c d' = 3), e16 Enum16('x' = 1000, 'y' = -1000), \
     n Nullable(Int32), ns Nullable(String), lc LowCardinality(String), \
@@ -26,7 +26,7 @@ const COLUMNS: &str = "id UInt64, \
 
 /// Values of every type from the row number, extremes included (the first rows).
 const FILL: &str = "INSERT INTO src (id, i8, i16, i32, i64, i128, i256, u8, u16, u32, u64, u128, \
-    u256, f32, f64, b, s, fs, u, d, d32, dt, dtz, dny, dt3, dt9, dt6ny, e8, e16, n, ns, lc, lcn, \
+    u256, f32, f64, b, s, fs, u, ip4, ip6, d, d32, dt, dtz, dny, dt3, dt9, dt6ny, e8, e16, n, ns, lc, lcn, \
     a, an, aa, m, mlc, dflt, sdflt) SELECT number, \
     multiIf(number = 0, -128, number = 1, 127, toInt8(intHash64(number))), \
     multiIf(number = 0, -32768, number = 1, 32767, toInt16(intHash64(number))), \
@@ -46,6 +46,8 @@ const FILL: &str = "INSERT INTO src (id, i8, i16, i32, i64, i128, i256, u8, u16,
     multiIf(number % 5 = 0, unhex('FFFE41C3'), number % 5 = 1, concat('q\"b\\\\s\\t\\n\\r', char(1), char(0), char(127), 'é😀/'), repeat(toString(number), number % 7)), \
     toFixedString(substring(toString(number * 37), 1, number % 5), 4), \
     reinterpretAsUUID(reverse(unhex(lower(hex(cityHash64(number)) || hex(cityHash64(number + 1)))))), \
+    multiIf(number = 0, toIPv4('0.0.0.0'), number = 1, toIPv4('255.255.255.255'), toIPv4(intHash32(number))), \
+    multiIf(number = 0, toIPv6('::'), number % 3 = 1, toIPv6(IPv4NumToString(intHash32(number))), toIPv6(IPv6NumToString(toFixedString(unhex(lower(hex(cityHash64(number)) || hex(cityHash64(number + 9)))), 16)))), \
     toDate(intHash32(number) % 65536), \
     toDate32(toInt32(intHash32(number) % 146097) - 25567), \
     toDateTime(intHash32(number)), \
@@ -98,6 +100,10 @@ const EDGE: &[&[u8]] = &[
     br#"{"id": 100028, "e8": "c d", "lcn": "l9"}"#,
     br#"{"id": 100029, "i256": -1, "u128": 0, "i128": 1}"#,
     br#"{"id": 100030, "dtz": "2024-06-01 12:00:00", "dny": "2024-06-01 12:00:00"}"#,
+    br#"{"id": 100031, "ip4": "10.0.0.1", "ip6": "2001:db8::1"}"#,
+    br#"{"id": 100032, "ip4": "010.0.0.1", "ip6": "1.2.3.4"}"#,
+    br#"{"id": 100033, "ip4": "255.255.255.255", "ip6": "::ffff:10.0.0.1"}"#,
+    br#"{"id": 100034, "ip6": "2001:DB8:0:0:0:0:0:FFFF"}"#,
 ];
 
 /// Lines the server refuses (so does the fast path: it passes them through).
@@ -107,6 +113,8 @@ const REFUSED: &[&[u8]] = &[
     br#"{"id": 200003, "zzz": 1}"#,
     br#"{"id": 200004, "fs": "abcde"}"#,
     br#"{"id": 200005, "e8": "nope"}"#,
+    br#"{"id": 200006, "ip4": 167772161}"#,
+    br#"{"id": 200007, "ip4": "1.2.3"}"#,
 ];
 
 async fn export(db: &TestDb, settings: &str) -> Vec<Bytes> {

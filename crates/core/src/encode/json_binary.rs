@@ -43,7 +43,7 @@ use jiff::tz::TimeZone;
 use uuid::Uuid;
 
 use super::rowbinary::put_leb128;
-use super::{BatchEncoder, Encoded, RejectedRow};
+use super::{BatchEncoder, Encoded, EncodedRows, RejectedRow, RowEncoder, append_encoded};
 use crate::dedup::InsertIdColumn;
 use crate::schema::{ColumnType, DefaultKind, TableSchema};
 
@@ -77,6 +77,8 @@ enum Kind {
     String,
     FixedString(usize),
     Uuid,
+    IPv4,
+    IPv6,
     Date,
     Date32,
     DateTime(Zone),
@@ -144,6 +146,8 @@ fn compile(ty: &ColumnType, server_tz: &str) -> Result<Kind, String> {
         T::String => Ok(Kind::String),
         T::FixedString(n) => Ok(Kind::FixedString(*n)),
         T::Uuid => Ok(Kind::Uuid),
+        T::IPv4 => Ok(Kind::IPv4),
+        T::IPv6 => Ok(Kind::IPv6),
         T::Date => Ok(Kind::Date),
         T::Date32 => Ok(Kind::Date32),
         T::DateTime(tz) => Ok(Kind::DateTime(zone(tz.as_deref().unwrap_or(server_tz))?)),
@@ -241,9 +245,9 @@ impl JsonRowBinary {
             if let Some(id) = &insert_id
                 && id.name == c.name
             {
-                id_col = Some((columns.len(), id.clone()));
-                kinds.push(None);
-                omitted.push(Vec::new());
+                // Placed last (below): rows encoded ahead of their batch end with it.
+                id_col = Some(id.clone());
+                continue;
             } else {
                 let kind = compile(&c.ty, &schema.server_timezone)
                     .map_err(|e| format!("column {} ({}): {e}", c.name, c.type_name))?;
@@ -268,6 +272,12 @@ impl JsonRowBinary {
         if columns.is_empty() {
             return Err("the table has no insertable columns".into());
         }
+        let id_col = id_col.map(|id| {
+            columns.push(id.name.clone());
+            kinds.push(None);
+            omitted.push(Vec::new());
+            (columns.len() - 1, id)
+        });
         let names: Vec<Box<[u8]>> = columns.iter().map(|c| c.as_bytes().into()).collect();
         let by_name = names
             .iter()
@@ -292,6 +302,28 @@ impl JsonRowBinary {
             text: Vec::new(),
             passed_through: 0,
         })
+    }
+
+    /// A converter of the same table for another thread: no pass-through sink, no batch.
+    fn fresh_copy(&self) -> Self {
+        Self {
+            columns: self.columns.clone(),
+            kinds: self.kinds.clone(),
+            omitted: self.omitted.clone(),
+            insert_id: self.insert_id.clone(),
+            by_name: self.by_name.clone(),
+            names: self.names.clone(),
+            opts: self.opts,
+            pass_through: None,
+            batch_id: Uuid::nil(),
+            buf: Vec::new(),
+            offsets: Vec::new(),
+            capacity_hint: 64 * 1024,
+            slots: vec![(u32::MAX, 0); self.columns.len()],
+            scratch: Vec::new(),
+            text: Vec::new(),
+            passed_through: 0,
+        }
     }
 
     /// Sends lines that are not converted to `sink` (e.g. a JSONEachRow pipeline's handle)
@@ -495,6 +527,20 @@ impl BatchEncoder for JsonRowBinary {
         self.buf.len()
     }
 
+    fn row_encoder(&self) -> Option<Box<dyn RowEncoder<Bytes>>> {
+        Some(Box::new(self.fresh_copy()))
+    }
+
+    fn push_encoded(&mut self, chunk: &EncodedRows, range: std::ops::Range<usize>) {
+        append_encoded(
+            &mut self.buf,
+            &mut self.offsets,
+            chunk,
+            range,
+            self.insert_id.as_ref().map(|(_, c)| (c, &self.batch_id)),
+        );
+    }
+
     fn finish(&mut self) -> Encoded {
         let buf = std::mem::take(&mut self.buf);
         self.capacity_hint = buf.len().clamp(64 * 1024, 256 << 20);
@@ -507,6 +553,19 @@ impl BatchEncoder for JsonRowBinary {
             row_offsets: Some(offsets),
             source: None,
         }
+    }
+}
+
+/// On a producer's thread (a [`crate::Writer`]): a line converted with a placeholder
+/// `_insert_id` (the last column), or refused with the reason it is not converted.
+impl RowEncoder<Bytes> for JsonRowBinary {
+    fn encode(&mut self, row: &Bytes, buf: &mut Vec<u8>) -> Result<(), String> {
+        self.convert(row, buf)
+            .map_err(|why| format!("not converted to RowBinary: {why}"))
+    }
+
+    fn fresh(&self) -> Box<dyn RowEncoder<Bytes>> {
+        Box::new(self.fresh_copy())
     }
 }
 
@@ -855,6 +914,21 @@ fn value(p: &mut P<'_>, kind: &Kind, out: &mut Vec<u8>, text: &mut Vec<u8>) -> R
             super::rowbinary::put_uuid(out, &id);
             Ok(())
         }),
+        Kind::IPv4 => with_string(p, text, |s| {
+            let ip = parse_ipv4(s).ok_or("not an IPv4 address in dotted-decimal spelling")?;
+            out.extend_from_slice(&ip.to_le_bytes());
+            Ok(())
+        }),
+        Kind::IPv6 => with_string(p, text, |s| {
+            // Only the spellings of RFC 4291 that Rust's parser takes as well; anything
+            // else (an IPv4 address, which the server maps, a zone id) is not converted.
+            let ip: std::net::Ipv6Addr = std::str::from_utf8(s)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or("not an IPv6 address in its usual spelling")?;
+            out.extend_from_slice(&ip.octets());
+            Ok(())
+        }),
         Kind::Date | Kind::Date32 => with_string(p, text, |s| {
             let (y, m, d) = parse_date(s).ok_or("not a YYYY-MM-DD date")?;
             let days = days_from_civil(y, m, d);
@@ -1160,6 +1234,30 @@ fn local_to_utc(s: &[u8], zone: &Zone, precision: u8) -> R<(i64, i64)> {
         }
     };
     Ok((utc, frac))
+}
+
+/// A dotted-decimal IPv4 address as its `u32` value: four decimal octets of 0..=255, no
+/// sign, no leading zeros (a spelling whose meaning could differ is not converted).
+fn parse_ipv4(s: &[u8]) -> Option<u32> {
+    let mut value = 0u32;
+    let mut parts = 0;
+    for part in s.split(|&b| b == b'.') {
+        parts += 1;
+        if parts > 4
+            || part.is_empty()
+            || part.len() > 3
+            || (part.len() > 1 && part[0] == b'0')
+            || !part.iter().all(u8::is_ascii_digit)
+        {
+            return None;
+        }
+        let octet = part.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
+        if octet > 255 {
+            return None;
+        }
+        value = value << 8 | octet;
+    }
+    (parts == 4).then_some(value)
 }
 
 fn parse_uuid(s: &[u8]) -> Option<Uuid> {

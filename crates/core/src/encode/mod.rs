@@ -15,7 +15,6 @@ pub use json::{JsonEachRow, check_object};
 pub use json_binary::{JsonRowBinary, JsonRowBinaryOptions, PassThrough};
 
 use std::marker::PhantomData;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -109,10 +108,15 @@ pub trait BatchEncoder: Send + 'static {
     }
 
     /// An encoder of single rows that producers may run on their own threads (see
-    /// [`crate::Writer`]): rows then reach the batcher already encoded, in chunks, and are
-    /// dropped where they were made. `None` (the default) when this encoder's output cannot
-    /// be built row by row ahead of its batch; producers then hand over the rows themselves.
-    fn row_encoder(&self) -> Option<Arc<dyn RowEncoder<Self::Row>>> {
+    /// [`crate::Writer`]; each writer gets a copy with [`RowEncoder::fresh`]): rows then reach
+    /// the batcher already encoded, in chunks, and are dropped where they were made. `None`
+    /// (the default) when this encoder's output cannot be built row by row ahead of its
+    /// batch; producers then hand over the rows themselves.
+    ///
+    /// Rows so encoded end with the `_insert_id` column, if the insert has one the engine
+    /// fills, holding a placeholder of the column's width that
+    /// [`push_encoded`](Self::push_encoded) overwrites with the batch id.
+    fn row_encoder(&self) -> Option<Box<dyn RowEncoder<Self::Row>>> {
         None
     }
 
@@ -125,10 +129,47 @@ pub trait BatchEncoder: Send + 'static {
 
 /// Encodes one row at a time on a producer's thread, into a chunk that the batcher appends
 /// to a batch with [`BatchEncoder::push_encoded`].
-pub trait RowEncoder<R>: Send + Sync {
+pub trait RowEncoder<R>: Send {
     /// Appends `row` to `buf`. On error `buf` may hold part of the row: the caller truncates
     /// it back.
-    fn encode(&self, row: &R, buf: &mut Vec<u8>) -> Result<(), String>;
+    fn encode(&mut self, row: &R, buf: &mut Vec<u8>) -> Result<(), String>;
+
+    /// Another encoder like this one, for another producer.
+    fn fresh(&self) -> Box<dyn RowEncoder<R>>;
+}
+
+/// Appends rows `range` of `chunk` to a batch's `buf` and `offsets`; with `insert_id`, the
+/// batch id encoded as that column, written over the placeholder at the end of each row.
+pub(crate) fn append_encoded(
+    buf: &mut Vec<u8>,
+    offsets: &mut Vec<u32>,
+    chunk: &EncodedRows,
+    range: std::ops::Range<usize>,
+    insert_id: Option<(&InsertIdColumn, &Uuid)>,
+) {
+    let bytes = chunk.byte_range(range.clone());
+    let base = buf.len() as i64 - bytes.start as i64;
+    let first = offsets.len();
+    buf.extend_from_slice(&chunk.bytes[bytes]);
+    // Batches are far below 4 GiB (`Config::validate` caps `max_bytes`).
+    offsets.extend(
+        chunk.offsets[range]
+            .iter()
+            .map(|&o| (o as i64 + base) as u32),
+    );
+    if let Some((col, batch_id)) = insert_id {
+        let mut id = Vec::with_capacity(40);
+        col.put(&mut id, batch_id);
+        let n = offsets.len();
+        for i in first..n {
+            let end = if i + 1 < n {
+                offsets[i + 1] as usize
+            } else {
+                buf.len()
+            };
+            buf[end - id.len()..end].copy_from_slice(&id);
+        }
+    }
 }
 
 /// Rows encoded by a [`RowEncoder`]: their bytes, back to back, and where each starts.
@@ -160,7 +201,7 @@ impl EncodedRows {
     }
 
     /// Appends one row with `encoder`; on error nothing of it is kept.
-    pub fn push<R>(&mut self, encoder: &dyn RowEncoder<R>, row: &R) -> Result<(), String> {
+    pub fn push<R>(&mut self, encoder: &mut dyn RowEncoder<R>, row: &R) -> Result<(), String> {
         let start = self.bytes.len();
         match encoder.encode(row, &mut self.bytes) {
             Ok(()) => {
@@ -252,36 +293,20 @@ where
         self.buf.len()
     }
 
-    fn row_encoder(&self) -> Option<Arc<dyn RowEncoder<T>>> {
-        Some(Arc::new(RowBinaryRow {
+    fn row_encoder(&self) -> Option<Box<dyn RowEncoder<T>>> {
+        Some(Box::new(RowBinaryRow {
             insert_id: self.insert_id.clone(),
         }))
     }
 
     fn push_encoded(&mut self, chunk: &EncodedRows, range: std::ops::Range<usize>) {
-        let bytes = chunk.byte_range(range.clone());
-        let base = self.buf.len() as i64 - bytes.start as i64;
-        let first = self.offsets.len();
-        self.buf.extend_from_slice(&chunk.bytes[bytes.clone()]);
-        self.offsets.extend(
-            chunk.offsets[range]
-                .iter()
-                .map(|&o| (o as i64 + base) as u32),
+        append_encoded(
+            &mut self.buf,
+            &mut self.offsets,
+            chunk,
+            range,
+            self.insert_id.as_ref().map(|c| (c, &self.batch_id)),
         );
-        // Each row ends with a placeholder `_insert_id`: write this batch's id over it.
-        if let Some(col) = &self.insert_id {
-            let mut id = Vec::with_capacity(40);
-            col.put(&mut id, &self.batch_id);
-            let n = self.offsets.len();
-            for i in first..n {
-                let end = if i + 1 < n {
-                    self.offsets[i + 1] as usize
-                } else {
-                    self.buf.len()
-                };
-                self.buf[end - id.len()..end].copy_from_slice(&id);
-            }
-        }
     }
 
     fn finish(&mut self) -> Encoded {
@@ -308,12 +333,18 @@ struct RowBinaryRow {
 
 impl<T: Serialize> RowEncoder<T> for RowBinaryRow {
     #[inline]
-    fn encode(&self, row: &T, buf: &mut Vec<u8>) -> Result<(), String> {
+    fn encode(&mut self, row: &T, buf: &mut Vec<u8>) -> Result<(), String> {
         rowbinary::serialize_into(buf, row).map_err(|e| e.0)?;
         if let Some(col) = &self.insert_id {
             col.put(buf, &Uuid::nil());
         }
         Ok(())
+    }
+
+    fn fresh(&self) -> Box<dyn RowEncoder<T>> {
+        Box::new(RowBinaryRow {
+            insert_id: self.insert_id.clone(),
+        })
     }
 }
 
@@ -381,7 +412,7 @@ impl<R: Send + 'static> BatchEncoder for Box<dyn BatchEncoder<Row = R>> {
         (**self).finish()
     }
 
-    fn row_encoder(&self) -> Option<Arc<dyn RowEncoder<R>>> {
+    fn row_encoder(&self) -> Option<Box<dyn RowEncoder<R>>> {
         (**self).row_encoder()
     }
 
