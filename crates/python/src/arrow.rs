@@ -54,24 +54,36 @@ pub fn import_stream(obj: &Bound<'_, PyAny>) -> PyResult<Vec<RecordBatch>> {
         .map_err(|e| PyValueError::new_err(format!("cannot read the Arrow stream: {e}")))
 }
 
-/// A record batch as columnar batches of at most `chunk_rows` rows (slicing an Arrow array
-/// costs nothing; each piece is converted on its own).
+/// A record batch as columnar batches of at most `chunk_rows` rows. Columns that become typed
+/// are converted piece by piece (slicing an Arrow array costs nothing); the others are
+/// converted to values once and the values split (a slice of a list array still refers to
+/// the whole child array, so converting slices would convert the children again and again).
 pub fn batch_chunks(batch: &RecordBatch, chunk_rows: usize) -> Result<Vec<ColumnBatch>, String> {
     let n = batch.num_rows();
     let chunk_rows = chunk_rows.max(1);
+    let pieces = n.div_ceil(chunk_rows);
+    let mut out: Vec<ColumnBatch> = (0..pieces).map(|_| ColumnBatch::new()).collect();
     let schema = batch.schema();
-    let mut out = Vec::with_capacity(n.div_ceil(chunk_rows));
-    let mut lo = 0;
-    while lo < n {
-        let len = chunk_rows.min(n - lo);
-        let mut cols = ColumnBatch::new();
-        for (f, a) in schema.fields().iter().zip(batch.columns()) {
-            let data = column_data(a.slice(lo, len).as_ref())
-                .map_err(|e| format!("column `{}`: {e}", f.name()))?;
-            cols.push_data(f.name().clone(), data);
+    for (f, a) in schema.fields().iter().zip(batch.columns()) {
+        let name = f.name();
+        let err = |e: String| format!("column `{name}`: {e}");
+        let mut lo = 0;
+        for (k, piece) in out.iter_mut().enumerate() {
+            let len = chunk_rows.min(n - lo);
+            let data = column_data(a.slice(lo, len).as_ref()).map_err(err)?;
+            if let ColumnData::Values(_) = data {
+                // Not a typed column: all its values at once, then split.
+                let mut it = values(a.as_ref()).map_err(err)?.into_iter().skip(lo);
+                for piece in out[k..].iter_mut() {
+                    let len = chunk_rows.min(n - lo);
+                    piece.push_column(name.clone(), it.by_ref().take(len).collect());
+                    lo += len;
+                }
+                break;
+            }
+            piece.push_data(name.clone(), data);
+            lo += len;
         }
-        out.push(cols);
-        lo += len;
     }
     Ok(out)
 }
@@ -603,6 +615,28 @@ mod tests {
                 a.data_type()
             );
         }
+        // A batch in pieces: typed columns sliced, nested ones converted once and split.
+        let mut lb = ListBuilder::new(Int32Builder::new());
+        for i in 0..5 {
+            for j in 0..i {
+                lb.values().append_value(j);
+            }
+            lb.append(i != 3);
+        }
+        let list: ArrayRef = Arc::new(lb.finish());
+        let ids: ArrayRef = Arc::new(Int64Array::from(vec![10, 11, 12, 13, 14]));
+        let batch = RecordBatch::try_from_iter([("id", ids.clone()), ("l", list.clone())]).unwrap();
+        let pieces = batch_chunks(&batch, 2).unwrap();
+        assert_eq!(pieces.len(), 3);
+        for (col, whole) in [(0, &ids), (1, &list)] {
+            let got: Vec<Value> = pieces
+                .iter()
+                .flat_map(|p| p.columns[col].1.to_values())
+                .collect();
+            assert_eq!(got, values(whole.as_ref()).unwrap());
+        }
+        assert!(matches!(pieces[2].columns[0].1, ColumnData::Typed(_)));
+        assert_eq!(pieces[2].rows(), 1);
         // Nested types stay values.
         let mut lb = ListBuilder::new(Int32Builder::new());
         lb.values().append_value(1);
