@@ -422,6 +422,40 @@ pub(crate) fn encode_range(
             }
             _ => false,
         },
+        Scalar::Uuid | Scalar::IPv4 | Scalar::IPv6 => match &col.data {
+            // Text without surrounding spaces parsed in place (the value path trims and
+            // words the errors).
+            TypedData::String(s) => {
+                out.reserve(range.len() * 16);
+                for r in range.clone() {
+                    let b = s.get(r);
+                    let ok = match scalar {
+                        Scalar::Uuid => uuid::Uuid::try_parse_ascii(b)
+                            .map(|u| {
+                                let x = u.as_u128();
+                                out.extend_from_slice(&((x >> 64) as u64).to_le_bytes());
+                                out.extend_from_slice(&(x as u64).to_le_bytes());
+                            })
+                            .is_ok(),
+                        Scalar::IPv4 => std::str::from_utf8(b)
+                            .ok()
+                            .and_then(|t| t.parse::<std::net::Ipv4Addr>().ok())
+                            .map(|a| out.extend_from_slice(&u32::from(a).to_le_bytes()))
+                            .is_some(),
+                        _ => std::str::from_utf8(b)
+                            .ok()
+                            .and_then(|t| t.parse::<std::net::Ipv6Addr>().ok())
+                            .map(|a| out.extend_from_slice(&a.octets()))
+                            .is_some(),
+                    };
+                    if !ok {
+                        slow.cell(r, out);
+                    }
+                }
+                true
+            }
+            _ => false,
+        },
         Scalar::DateTime(tz) => match &col.data {
             TypedData::Timestamp {
                 ticks,
@@ -596,6 +630,7 @@ mod tests {
         "Enum8('a' = 1, 'b' = 2)",
         "UUID",
         "IPv4",
+        "IPv6",
         "Nullable(UInt32)",
         "Nullable(Int64)",
         "Nullable(String)",
@@ -614,8 +649,8 @@ mod tests {
             "1",
             "2023-11-14 22:13:20",
             "",
-            "b",
-            "2020-01-01",
+            "1.2.3.4",
+            "2001:db8::1",
             "00112233-4455-6677-8899-aabbccddeeff",
         ];
         let ts = vec![
