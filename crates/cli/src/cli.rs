@@ -265,6 +265,11 @@ pub struct InsertArgs {
     /// Stop at the first malformed line instead of dead-lettering it and going on.
     #[arg(long)]
     pub strict: bool,
+    /// Threads converting NDJSON lines on the fast path (default 1: the reading thread). More
+    /// help when the client has cores to spare; rows then reach batches in no particular
+    /// order. `--strict` uses one, so that it stops at the first malformed line.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
     /// Ignore input fields that name no column of the table (default: such a row is refused
     /// by the server and dead-lettered with its reason).
     #[arg(long)]

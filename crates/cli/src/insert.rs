@@ -304,29 +304,35 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
     };
 
     // Reading, checking and converting is blocking work: a thread of its own feeds the
-    // engine.
+    // engine; on the fast path, converting lines is spread over threads of their own.
     let feed = {
         let (handle, bar) = (handle.clone(), bar.clone());
         let other = pass_through.as_ref().map(Pipeline::handle);
         let strict = args.strict;
+        let threads = if other.is_some() && !strict {
+            args.threads.unwrap_or(1).clamp(1, 64)
+        } else {
+            1
+        };
         let rt = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            let mut feeder = Feeder {
+            let feeder = || Feeder {
                 writer: handle.writer(),
-                pass_through: other.map(|h| h.writer()),
+                pass_through: other.as_ref().map(Handle::writer),
                 bar: &bar,
                 strict,
                 injects_insert_id,
                 fed: Fed::default(),
             };
-            rt.block_on(async {
-                let result = feeder.feed(readers).await;
-                feeder.writer.close().await;
-                if let Some(w) = feeder.pass_through.take() {
-                    w.close().await;
-                }
-                result.map(|()| feeder.fed)
-            })
+            if threads == 1 {
+                let mut f = feeder();
+                return rt.block_on(async {
+                    let result = f.feed(readers.into_iter().flatten()).await;
+                    let fed = f.finish().await;
+                    result.map(|_| fed)
+                });
+            }
+            feed_in_parallel(readers, threads, &rt, feeder)
         })
     };
     let fed = feed
@@ -415,7 +421,80 @@ struct Fed {
     stopped_at: Option<String>,
 }
 
-/// Hands the records of the inputs to the engine, on the reading thread.
+/// Records read on this thread, handed in chunks to `threads` feeders on threads of their
+/// own (each with its own writers: conversion runs in parallel; batches then hold rows in no
+/// particular order, as with any producers running side by side).
+fn feed_in_parallel<'a>(
+    readers: Vec<Reader>,
+    threads: usize,
+    rt: &tokio::runtime::Handle,
+    feeder: impl Fn() -> Feeder<'a> + Sync,
+) -> Result<Fed, CliError> {
+    const CHUNK: usize = 512;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<std::io::Result<Item>>>(threads * 2);
+    let rx = std::sync::Mutex::new(rx);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let (rx, feeder) = (&rx, &feeder);
+                scope.spawn(move || {
+                    let mut f = feeder();
+                    rt.block_on(async {
+                        let mut result = Ok(());
+                        loop {
+                            let next = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                            let Ok(items) = next else { break };
+                            if let Err(e) = f.feed(items).await {
+                                result = Err(e);
+                                break;
+                            }
+                        }
+                        let fed = f.finish().await;
+                        result.map(|()| fed)
+                    })
+                })
+            })
+            .collect();
+        let mut read_error = None;
+        let mut chunk = Vec::with_capacity(CHUNK);
+        'read: for reader in readers {
+            for item in reader {
+                if let Err(e) = &item {
+                    read_error = Some(CliError::error(format!("read error: {e}")));
+                    break 'read;
+                }
+                chunk.push(item);
+                if chunk.len() == CHUNK
+                    && tx
+                        .send(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)))
+                        .is_err()
+                {
+                    // Every feeder stopped (with an error, reported below).
+                    break 'read;
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            let _ = tx.send(chunk);
+        }
+        drop(tx);
+        let mut total = Fed::default();
+        for w in workers {
+            let fed = w
+                .join()
+                .map_err(|_| CliError::error("a feeder thread panicked"))??;
+            total.read += fed.read;
+            total.malformed += fed.malformed;
+            total.passed_through += fed.passed_through;
+        }
+        match read_error {
+            Some(e) => Err(e),
+            None => Ok(total),
+        }
+    })
+}
+
+/// Hands the records of the inputs to the engine.
 struct Feeder<'a> {
     /// The main pipeline's writer: on the fast path its row encoder converts each line here.
     writer: Writer<Bytes>,
@@ -428,12 +507,16 @@ struct Feeder<'a> {
 }
 
 impl Feeder<'_> {
-    async fn feed(&mut self, readers: Vec<Reader>) -> Result<(), CliError> {
+    /// Hands over `items`; `Ok(true)` when a `--strict` run stopped at a malformed record.
+    async fn feed(
+        &mut self,
+        items: impl IntoIterator<Item = std::io::Result<Item>>,
+    ) -> Result<bool, CliError> {
         let closed = || CliError::error("the engine stopped accepting rows");
         // The progress bar moves once per this many bytes, not per record.
         let mut unreported = 0u64;
-        for reader in readers {
-            for item in reader {
+        {
+            for item in items {
                 let Item {
                     source,
                     line,
@@ -444,7 +527,7 @@ impl Feeder<'_> {
                     Ok(r) => r,
                     Err(bad) => {
                         if self.malformed(&source, line, bad).await? {
-                            return Ok(());
+                            return Ok(true);
                         }
                         continue;
                     }
@@ -465,7 +548,7 @@ impl Feeder<'_> {
                         Ok(r) => r,
                         Err(bad) => {
                             if self.malformed(&source, line, bad).await? {
-                                return Ok(());
+                                return Ok(true);
                             }
                             continue;
                         }
@@ -478,7 +561,7 @@ impl Feeder<'_> {
                         raw: Some(String::from_utf8_lossy(&record.bytes).into_owned()),
                     };
                     if self.malformed(&source, line, bad).await? {
-                        return Ok(());
+                        return Ok(true);
                     }
                     continue;
                 }
@@ -493,7 +576,16 @@ impl Feeder<'_> {
             }
         }
         self.bar.inc(unreported);
-        Ok(())
+        Ok(false)
+    }
+
+    /// Closes the writers (handing over what they buffer) and returns the counts.
+    async fn finish(mut self) -> Fed {
+        self.writer.close().await;
+        if let Some(w) = self.pass_through.take() {
+            w.close().await;
+        }
+        self.fed
     }
 
     /// Dead-letters a malformed record with its place; `true` when it stops a `--strict` run.

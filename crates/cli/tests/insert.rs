@@ -265,7 +265,7 @@ async fn the_fast_path_converts_what_it_can_and_passes_the_rest_through_exactly(
     let ddl = "(id UInt64, s String, n Nullable(Int64), d DateTime64(3), \
          k UInt32 DEFAULT id * 2, _insert_id UUID) ENGINE = MergeTree ORDER BY id \
          SETTINGS non_replicated_deduplication_window = 1000";
-    for t in ["fast", "slow"] {
+    for t in ["fast", "slow", "par"] {
         db.exec(&format!("CREATE TABLE {t} {ddl}")).await;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -298,7 +298,12 @@ async fn the_fast_path_converts_what_it_can_and_passes_the_rest_through_exactly(
     }
     std::fs::write(d.join("in.ndjson"), &data).unwrap();
     let mut summaries = Vec::new();
-    for (table, extra) in [("fast", None), ("slow", Some("--no-convert"))] {
+    for (table, extra) in [
+        ("fast", &[][..]),
+        ("slow", &["--no-convert"][..]),
+        // Converted on three threads.
+        ("par", &["--threads", "3"][..]),
+    ] {
         let t = db.t(table);
         let mut args = vec!["--json", "insert", "--table", &t, "--batch-rows", "1000"];
         args.extend(extra);
@@ -308,21 +313,26 @@ async fn the_fast_path_converts_what_it_can_and_passes_the_rest_through_exactly(
         assert!(r.stderr.contains("in.ndjson:6: invalid JSON"), "{r:?}");
         summaries.push(r.json());
     }
-    let (fast, slow) = (&summaries[0], &summaries[1]);
+    let (fast, slow, par) = (&summaries[0], &summaries[1], &summaries[2]);
     assert_eq!(fast["encoding"], "RowBinaryWithDefaults");
+    assert_eq!(par["encoding"], "RowBinaryWithDefaults");
     assert_eq!(slow["encoding"], "JSONEachRow");
     assert_eq!(fast["rows_passed_through"], 24);
+    assert_eq!(par["rows_passed_through"], 24);
     assert_eq!(slow["rows_passed_through"], 0);
-    for s in [fast, slow] {
+    for s in [fast, slow, par] {
         assert_eq!(s["rows_malformed"], 6);
         assert_eq!(s["rows_landed"], 2988);
         assert_eq!(s["rows_dead_lettered"], 12);
     }
     let hash = "SELECT sum(cityHash64(tuple(id, s, n, d, k))) FROM {t}";
-    assert_eq!(
-        db.u64(&hash.replace("{t}", "fast")).await,
-        db.u64(&hash.replace("{t}", "slow")).await
-    );
+    for t in ["fast", "par"] {
+        assert_eq!(
+            db.u64(&hash.replace("{t}", t)).await,
+            db.u64(&hash.replace("{t}", "slow")).await,
+            "{t}"
+        );
+    }
     assert_eq!(
         db.u64("SELECT count() FROM fast WHERE s LIKE '{%[1]}'")
             .await,
