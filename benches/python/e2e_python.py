@@ -305,11 +305,6 @@ def main() -> int:
         out["rss_peak_mb"] = status_mb("VmHWM")
     out.update(extra)
     print(" ".join(f"{k}={v}" for k, v in out.items()), flush=True)
-    # Free the input while the interpreter is whole: left to interpreter finalization, a
-    # pyarrow.Table that went through chasync's write_columns makes the process crash at exit
-    # now and then (SIGSEGV/SIGABRT after the work is done; seen 2026-11-24, not yet fixed).
-    data.clear()
-    gc.collect()
     return 0
 
 

@@ -55,5 +55,27 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(logging::sync_log_level, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     logging::install(py);
+    let at_exit =
+        pyo3::types::PyCFunction::new_closure(py, None, None, |args, _| args.py().detach(at_exit))?;
+    py.import("atexit")?.call_method1("register", (at_exit,))?;
     Ok(())
+}
+
+/// At interpreter exit, while the interpreter is still whole (an `atexit` hook, run without
+/// the GIL): no thread of ours may take the GIL once it finalizes, or the process aborts
+/// (`PyGILState_Release: thread state ... must be current`, or a crash in a `Py_DECREF` on a
+/// thread the finalizing interpreter ends). The log forwarder stops; tasks still running on
+/// the async runtime get up to two seconds to end; and the tail of an awaitable that Python
+/// has already seen complete (pyo3-async-runtimes hands the result over on a blocking thread
+/// under the GIL, then drops the task's locals, Python objects, still under it; that thread
+/// may be waiting for the GIL again right now) gets the GIL for a moment to finish.
+fn at_exit() {
+    use std::time::{Duration, Instant};
+    logging::stop();
+    let runtime = pyo3_async_runtimes::tokio::get_runtime();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while runtime.metrics().num_alive_tasks() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(20));
 }

@@ -7,11 +7,15 @@
 //! when the module loads, when an `Inserter` starts, by [`sync_log_level`], and by the
 //! forwarder at least once a second. Each record carries `chasync_target` (the Rust module)
 //! and `chasync_fields` (a dict of the event's fields).
+//!
+//! The forwarder stops taking the GIL when the interpreter exits ([`stop`], from the module's
+//! `atexit` hook): a thread that takes the GIL while the interpreter finalizes makes the
+//! process abort.
 
 use std::fmt::Write as _;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use pyo3::prelude::*;
@@ -32,6 +36,10 @@ static THRESHOLD: AtomicU8 = AtomicU8::new(WARNING);
 /// Records dropped because the forwarder fell behind.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 static SENDER: OnceLock<SyncSender<Record>> = OnceLock::new();
+/// Set at interpreter exit: the forwarder never takes the GIL again.
+static STOPPED: AtomicBool = AtomicBool::new(false);
+/// Held by the forwarder while it may take the GIL, so that the exit hook can wait for it.
+static ATTACHING: Mutex<()> = Mutex::new(());
 
 struct Record {
     level: u8,
@@ -186,6 +194,10 @@ fn forward(rx: Receiver<Record>) {
                 Err(_) => break,
             }
         }
+        let _attaching = ATTACHING.lock().unwrap_or_else(|e| e.into_inner());
+        if STOPPED.load(Relaxed) {
+            return;
+        }
         // None: the interpreter is shutting down; drop the records.
         let _ = Python::try_attach(|py| {
             if records.is_empty() {
@@ -197,6 +209,13 @@ fn forward(rx: Receiver<Record>) {
             }
         });
     }
+}
+
+/// Stops the forwarder for good (at interpreter exit), waiting until it is not taking the
+/// GIL. Call without the GIL held.
+pub fn stop() {
+    STOPPED.store(true, Relaxed);
+    drop(ATTACHING.lock().unwrap_or_else(|e| e.into_inner()));
 }
 
 /// Installs the forwarding layer as the global `tracing` subscriber (once; if the host
