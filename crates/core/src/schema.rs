@@ -113,6 +113,26 @@ pub enum TypeParseError {
 }
 
 impl ColumnType {
+    /// For an integer type, its width in bytes and whether it is signed.
+    pub fn int_width(&self) -> Option<(u8, bool)> {
+        use ColumnType as T;
+        Some(match self {
+            T::Int8 => (1, true),
+            T::Int16 => (2, true),
+            T::Int32 => (4, true),
+            T::Int64 => (8, true),
+            T::Int128 => (16, true),
+            T::Int256 => (32, true),
+            T::UInt8 => (1, false),
+            T::UInt16 => (2, false),
+            T::UInt32 => (4, false),
+            T::UInt64 => (8, false),
+            T::UInt128 => (16, false),
+            T::UInt256 => (32, false),
+            _ => return None,
+        })
+    }
+
     /// Parses a ClickHouse type name as `system.columns.type` shows it.
     pub fn parse(s: &str) -> Result<ColumnType, TypeParseError> {
         let mut p = TypeParser { s, pos: 0 };

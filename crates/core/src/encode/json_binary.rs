@@ -126,20 +126,10 @@ fn zone(name: &str) -> Result<Zone, String> {
 
 fn compile(ty: &ColumnType, server_tz: &str) -> Result<Kind, String> {
     use ColumnType as T;
-    let int = |bytes, signed| Ok(Kind::Int { bytes, signed });
+    if let Some((bytes, signed)) = ty.int_width() {
+        return Ok(Kind::Int { bytes, signed });
+    }
     match ty {
-        T::Int8 => int(1, true),
-        T::Int16 => int(2, true),
-        T::Int32 => int(4, true),
-        T::Int64 => int(8, true),
-        T::Int128 => int(16, true),
-        T::Int256 => int(32, true),
-        T::UInt8 => int(1, false),
-        T::UInt16 => int(2, false),
-        T::UInt32 => int(4, false),
-        T::UInt64 => int(8, false),
-        T::UInt128 => int(16, false),
-        T::UInt256 => int(32, false),
         T::Float32 => Ok(Kind::Float32),
         T::Float64 => Ok(Kind::Float64),
         T::Bool => Ok(Kind::Bool),

@@ -88,20 +88,10 @@ fn tz(name: Option<&str>, server_tz: &TimeZone) -> Result<TimeZone, Reason> {
 
 fn scalar_of(ty: &ColumnType, server_tz: &TimeZone) -> Result<Option<Scalar>, Reason> {
     use ColumnType as T;
-    let int = |width, signed| Some(Scalar::Int { width, signed });
+    if let Some((width, signed)) = ty.int_width() {
+        return Ok(Some(Scalar::Int { width, signed }));
+    }
     Ok(match ty {
-        T::Int8 => int(1, true),
-        T::Int16 => int(2, true),
-        T::Int32 => int(4, true),
-        T::Int64 => int(8, true),
-        T::Int128 => int(16, true),
-        T::Int256 => int(32, true),
-        T::UInt8 => int(1, false),
-        T::UInt16 => int(2, false),
-        T::UInt32 => int(4, false),
-        T::UInt64 => int(8, false),
-        T::UInt128 => int(16, false),
-        T::UInt256 => int(32, false),
         T::Float32 => Some(Scalar::Float32),
         T::Float64 => Some(Scalar::Float64),
         T::BFloat16 => Some(Scalar::BFloat16),

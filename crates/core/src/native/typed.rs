@@ -322,6 +322,22 @@ pub(crate) fn encode_range(
             }
         };
     }
+    // Date (2 bytes) and Date32 (4 bytes): days from dates, or from numbers in range.
+    macro_rules! days {
+        ($width:literal, $bounds:expr) => {
+            match &col.data {
+                TypedData::Date32(v) => {
+                    ranged::<_, $width>(&v[range.clone()], base, false, $bounds, out, &mut slow);
+                    true
+                }
+                TypedData::Timestamp { .. } | TypedData::Bool(_) => false,
+                _ => numeric!(|src, float| {
+                    ranged::<_, $width>(src, base, float, $bounds, out, &mut slow);
+                    true
+                }),
+            }
+        };
+    }
     let done = match scalar {
         Scalar::Int { width, signed } => {
             // The same type: a copy.
@@ -533,56 +549,8 @@ pub(crate) fn encode_range(
                 })
             }
         },
-        Scalar::Date(_) => match &col.data {
-            TypedData::Date32(v) => {
-                ranged::<_, 2>(
-                    &v[range.clone()],
-                    base,
-                    false,
-                    (DATE_MIN_DAYS, DATE_MAX_DAYS),
-                    out,
-                    &mut slow,
-                );
-                true
-            }
-            TypedData::Timestamp { .. } | TypedData::Bool(_) => false,
-            _ => numeric!(|src, float| {
-                ranged::<_, 2>(
-                    src,
-                    base,
-                    float,
-                    (DATE_MIN_DAYS, DATE_MAX_DAYS),
-                    out,
-                    &mut slow,
-                );
-                true
-            }),
-        },
-        Scalar::Date32(_) => match &col.data {
-            TypedData::Date32(v) => {
-                ranged::<_, 4>(
-                    &v[range.clone()],
-                    base,
-                    false,
-                    (DATE32_MIN_DAYS, DATE32_MAX_DAYS),
-                    out,
-                    &mut slow,
-                );
-                true
-            }
-            TypedData::Timestamp { .. } | TypedData::Bool(_) => false,
-            _ => numeric!(|src, float| {
-                ranged::<_, 4>(
-                    src,
-                    base,
-                    float,
-                    (DATE32_MIN_DAYS, DATE32_MAX_DAYS),
-                    out,
-                    &mut slow,
-                );
-                true
-            }),
-        },
+        Scalar::Date(_) => days!(2, (DATE_MIN_DAYS, DATE_MAX_DAYS)),
+        Scalar::Date32(_) => days!(4, (DATE32_MIN_DAYS, DATE32_MAX_DAYS)),
         _ => false,
     };
     if !done {
