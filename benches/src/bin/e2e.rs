@@ -869,11 +869,12 @@ async fn prepare(
         started.elapsed().as_secs_f64()
     );
     reset(schema).await;
+    // Streamed (`-T -`, the file as stdin): `--data-binary @file` reads it into memory
+    // first, and refuses files of several GB (100M rows).
     let status = Command::new("curl")
-        .args(["-fsS", "-o", "/dev/null"])
+        .args(["-fsS", "-o", "/dev/null", "-X", "POST", "-T", "-"])
         .arg(insert_url(schema, "JSONEachRow"))
-        .arg("--data-binary")
-        .arg(format!("@{}", f.ndjson.display()))
+        .stdin(std::fs::File::open(&f.ndjson).expect("the NDJSON file"))
         .status()
         .expect("curl");
     assert!(status.success(), "loading the reference NDJSON failed");
