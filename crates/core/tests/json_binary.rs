@@ -2,12 +2,10 @@
 //! server: the same lines loaded through the server's own JSONEachRow parsing must store the
 //! same rows, column by column, whether a line was converted or passed through.
 
-use std::sync::{Arc, Mutex};
-
 use bytes::Bytes;
 use chasync_core::encode::{JsonEachRow, JsonRowBinary, JsonRowBinaryOptions};
 use chasync_core::schema::TableSchema;
-use chasync_core::{Config, Pipeline, StreamId, TrySendError};
+use chasync_core::{Config, Pipeline, Refused, StreamId};
 use chasync_testkit::TestDb;
 
 const COLUMNS: &str = "id UInt64, \
@@ -166,33 +164,28 @@ async fn load_both(db: &TestDb, lines: &[Bytes]) -> u64 {
     })
     .await
     .unwrap();
-    let ph = pass.handle();
-    let passed = Arc::new(Mutex::new(0u64));
-    let counted = passed.clone();
-    let enc = JsonRowBinary::new(&schema, None, JsonRowBinaryOptions::default())
-        .unwrap()
-        .with_pass_through(Box::new(move |mut line| {
-            *counted.lock().unwrap() += 1;
-            loop {
-                match ph.try_send(line) {
-                    Ok(()) => return,
-                    Err(TrySendError::Full(l)) => {
-                        line = l;
-                        std::thread::sleep(std::time::Duration::from_millis(1));
-                    }
-                    Err(TrySendError::Closed(_)) => panic!("the pass-through pipeline stopped"),
-                }
-            }
-        }));
+    // As `chasync insert` does: lines converted by a writer's row encoder; those it hands
+    // back go to the JSONEachRow pipeline.
+    let enc = JsonRowBinary::new(&schema, None, JsonRowBinaryOptions::default()).unwrap();
     let fast = Pipeline::with_encoder(config(db, "fast", dlq.path(), "fast"), enc).unwrap();
-    let h = fast.handle();
+    let mut w = fast.handle().writer();
+    let mut pw = pass.handle().writer();
+    let mut passed = 0;
     for l in lines {
-        h.send(l.clone()).await.unwrap();
+        match w.try_write(l.clone()).await {
+            Ok(()) => {}
+            Err(Refused::Unencodable(l, _)) => {
+                passed += 1;
+                pw.write(l).await.unwrap();
+            }
+            Err(Refused::Closed(_)) => panic!("the fast pipeline stopped"),
+        }
     }
-    drop(h);
+    w.close().await;
+    pw.close().await;
     fast.shutdown().await.unwrap();
     pass.shutdown().await.unwrap();
-    *passed.lock().unwrap()
+    passed
 }
 
 /// Every column of `fast` equals `slow`'s, row for row.

@@ -4,8 +4,10 @@
 //! Only what can be converted **exactly** (to what the server would store from the same line
 //! read as JSONEachRow) is converted; anything else about a line (a spelling outside the
 //! subset below, a number out of range, an unknown or repeated key, a nested object where a
-//! string is expected, ...) sends the whole line to a pass-through sink (e.g. a JSONEachRow
-//! pipeline, so the server parses it as it would have), or, without a sink, refuses it.
+//! string is expected, ...) leaves the whole line unconverted: the encoder's row encoder (a
+//! [`crate::Writer`]'s, see [`crate::Writer::try_write`]) hands it back with the reason, so
+//! the caller can send it as JSONEachRow and the server parses it as it would have; pushed to
+//! the batcher as it is, such a line is refused with the reason.
 //!
 //! The subset, per column type:
 //!
@@ -46,9 +48,6 @@ use super::rowbinary::put_leb128;
 use super::{BatchEncoder, Encoded, EncodedRows, RejectedRow, RowEncoder, append_encoded};
 use crate::dedup::InsertIdColumn;
 use crate::schema::{ColumnType, DefaultKind, TableSchema};
-
-/// Where [`JsonRowBinary`] sends a line it does not convert.
-pub type PassThrough = Box<dyn FnMut(Bytes) + Send>;
 
 /// Why a line is outside the converted subset.
 pub type Fallback = &'static str;
@@ -180,9 +179,8 @@ pub struct JsonRowBinaryOptions {
 }
 
 /// Converts NDJSON object lines to `RowBinaryWithDefaults` for a table's schema (see the
-/// [module documentation](self) for the subset converted exactly); lines outside it go to the
-/// pass-through sink given with [`with_pass_through`](Self::with_pass_through), or without
-/// one are refused with the reason.
+/// [module documentation](self) for the subset converted exactly); lines outside it are handed
+/// back by its row encoder, or refused with the reason when pushed to the batcher.
 ///
 /// When the table has the `_insert_id` column the engine fills, every row carries the batch
 /// id there; a line that sets `_insert_id` itself is not converted.
@@ -199,7 +197,6 @@ pub struct JsonRowBinary {
     by_name: HashMap<Box<[u8]>, usize>,
     names: Vec<Box<[u8]>>,
     opts: JsonRowBinaryOptions,
-    pass_through: Option<PassThrough>,
     batch_id: Uuid,
     buf: Vec<u8>,
     offsets: Vec<u32>,
@@ -208,7 +205,6 @@ pub struct JsonRowBinary {
     slots: Vec<(u32, u32)>,
     scratch: Vec<u8>,
     text: Vec<u8>,
-    passed_through: u64,
 }
 
 impl JsonRowBinary {
@@ -283,18 +279,16 @@ impl JsonRowBinary {
             by_name,
             names,
             opts,
-            pass_through: None,
             batch_id: Uuid::nil(),
             buf: Vec::new(),
             offsets: Vec::new(),
             capacity_hint: 64 * 1024,
             scratch: Vec::new(),
             text: Vec::new(),
-            passed_through: 0,
         })
     }
 
-    /// A converter of the same table for another thread: no pass-through sink, no batch.
+    /// A converter of the same table for another thread, with no batch.
     fn fresh_copy(&self) -> Self {
         Self {
             columns: self.columns.clone(),
@@ -304,7 +298,6 @@ impl JsonRowBinary {
             by_name: self.by_name.clone(),
             names: self.names.clone(),
             opts: self.opts,
-            pass_through: None,
             batch_id: Uuid::nil(),
             buf: Vec::new(),
             offsets: Vec::new(),
@@ -312,25 +305,12 @@ impl JsonRowBinary {
             slots: vec![(u32::MAX, 0); self.columns.len()],
             scratch: Vec::new(),
             text: Vec::new(),
-            passed_through: 0,
         }
-    }
-
-    /// Sends lines that are not converted to `sink` (e.g. a JSONEachRow pipeline's handle)
-    /// instead of refusing them.
-    pub fn with_pass_through(mut self, sink: PassThrough) -> Self {
-        self.pass_through = Some(sink);
-        self
     }
 
     /// The insert's column list.
     pub fn columns(&self) -> &[String] {
         &self.columns
-    }
-
-    /// Lines sent to the pass-through sink (or refused) so far.
-    pub fn passed_through(&self) -> u64 {
-        self.passed_through
     }
 
     /// Converts one line to one `RowBinaryWithDefaults` row appended to `out` (with the
@@ -497,14 +477,10 @@ impl BatchEncoder for JsonRowBinary {
             }
             Err(why) => {
                 self.buf.truncate(start);
-                self.passed_through += 1;
-                match &mut self.pass_through {
-                    Some(sink) => sink(row),
-                    None => rejected.push(RejectedRow {
-                        reason: format!("not converted to RowBinary: {why}"),
-                        record: Some(String::from_utf8_lossy(&row).into_owned()),
-                    }),
-                }
+                rejected.push(RejectedRow {
+                    reason: format!("not converted to RowBinary: {why}"),
+                    record: Some(String::from_utf8_lossy(&row).into_owned()),
+                });
             }
         }
     }
@@ -1517,7 +1493,7 @@ mod tests {
     }
 
     #[test]
-    fn batches_fill_the_insert_id_and_pass_lines_through() {
+    fn batches_fill_the_insert_id_and_refuse_lines_outside_the_subset() {
         let schema = TableSchema::from_columns(
             "d",
             "t",
@@ -1526,22 +1502,27 @@ mod tests {
                 ColumnDef::new("_insert_id", "UUID"),
             ],
         );
-        let passed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sink = passed.clone();
         let mut e = JsonRowBinary::new(
             &schema,
             InsertIdColumn::from_column("_insert_id", "UUID"),
             JsonRowBinaryOptions::default(),
         )
-        .unwrap()
-        .with_pass_through(Box::new(move |l| sink.lock().unwrap().push(l)));
+        .unwrap();
         let id = Uuid::from_u128(5);
         e.begin(id);
         let mut rejected = Vec::new();
         e.push(Bytes::from_static(b"{\"id\": 1}"), &mut rejected);
         e.push(Bytes::from_static(b"{\"id\": 1000}"), &mut rejected);
         e.push(Bytes::from_static(b"{}"), &mut rejected);
-        assert!(rejected.is_empty());
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].record.as_deref(), Some("{\"id\": 1000}"));
+        assert!(
+            rejected[0]
+                .reason
+                .starts_with("not converted to RowBinary: "),
+            "{}",
+            rejected[0].reason
+        );
         let out = e.finish();
         assert_eq!(out.format, "RowBinaryWithDefaults");
         assert_eq!(out.columns, vec!["id", "_insert_id"]);
@@ -1552,7 +1533,5 @@ mod tests {
         want.extend_from_slice(&[1, 0]);
         crate::encode::rowbinary::put_uuid(&mut want, &id);
         assert_eq!(&out.bytes[..], &want[..]);
-        assert_eq!(passed.lock().unwrap().len(), 1);
-        assert_eq!(e.passed_through(), 1);
     }
 }

@@ -12,7 +12,7 @@ pub mod rowbinary;
 pub use delimited::{DelimitedRows, Delimiter};
 pub use dynamic::{DynInput, DynamicRows};
 pub use json::{JsonEachRow, check_object};
-pub use json_binary::{JsonRowBinary, JsonRowBinaryOptions, PassThrough};
+pub use json_binary::{JsonRowBinary, JsonRowBinaryOptions};
 
 use std::marker::PhantomData;
 
