@@ -305,7 +305,7 @@ async fn the_demo_table_converts_every_line_and_fills_insert_ids() {
     c.max_rows = 4000;
     let schema = TableSchema::fetch(&db.client, &db.name, "t").await.unwrap();
     let p = Pipeline::start_with(c, |t| {
-        // No pass-through sink: a line outside the fast path would be refused.
+        // Lines sent as they are: one outside the fast path would be refused.
         JsonRowBinary::new(
             &schema,
             t.insert_id.clone(),
