@@ -28,6 +28,11 @@
 //! loop. Before the runs the server loads the NDJSON file once and computes the reference:
 //! `count()` and `sum(cityHash64(tuple(*)))` (of the first N ids for contenders given fewer
 //! rows). After every contender run the same two figures must match, or the harness stops.
+//!
+//! When the server runs on this machine (it owns the listening socket of the URL's port), the
+//! harness also reads the server process's CPU time before and after each contender process:
+//! client and server share the cores, so client + server CPU per row bounds what a contender
+//! can reach.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -409,7 +414,7 @@ async fn main() {
             for c in &opts.only {
                 let m = run_contender(&opts, c, schema, &exe, &references).await;
                 eprintln!(
-                    "run {}: {:<6} {:<24} {:>9} rows {:>8.3} s {:>11.0} rows/s  cpu {:>6.2} s  rss {:>5.0} MB{}",
+                    "run {}: {:<6} {:<24} {:>9} rows {:>8.3} s {:>11.0} rows/s  cpu {:>6.2} s  server cpu {:>6.2} s  rss {:>5.0} MB{}",
                     run + 1,
                     schema.name(),
                     c.name,
@@ -417,6 +422,7 @@ async fn main() {
                     m.seconds,
                     m.rows as f64 / m.seconds,
                     m.cpu_s,
+                    m.server_cpu_s.unwrap_or(f64::NAN),
                     m.rss_mb,
                     m.p50.map_or(String::new(), |p| format!(
                         "  p50/p95/p99 {:.0}/{:.0}/{:.0} ms",
@@ -447,6 +453,9 @@ struct Measured {
     rss_mb: f64,
     /// Python: resident MB before the timed part (the input rows held in memory).
     input_rss_mb: Option<f64>,
+    /// CPU seconds (user + system) the ClickHouse server process used while the contender
+    /// process ran, when the server runs on this machine (see [`server_pid`]).
+    server_cpu_s: Option<f64>,
     p50: Option<f64>,
     p95: Option<f64>,
     p99: Option<f64>,
@@ -500,9 +509,16 @@ async fn run_contender(
                 .arg(&files.ndjson);
         }
     }
+    let server = server_pid();
+    let server_before = server.and_then(process_cpu_s);
     let started = Instant::now();
     let out = cmd.output().expect("run a contender under /usr/bin/time");
     let wall = started.elapsed().as_secs_f64();
+    // Read before the checks below, which are server work of the harness's own.
+    let server_cpu_s = match (server.and_then(process_cpu_s), server_before) {
+        (Some(after), Some(before)) => Some(after - before),
+        _ => None,
+    };
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -551,11 +567,94 @@ async fn run_contender(
         cpu_s: inner.get("cpu").copied().unwrap_or(t[1] + t[2]),
         rss_mb: inner.get("rss_peak_mb").copied().unwrap_or(t[3] / 1024.0),
         input_rss_mb: inner.get("rss_input_mb").copied(),
+        server_cpu_s,
         p50: inner.get("p50").copied(),
         p95: inner.get("p95").copied(),
         p99: inner.get("p99").copied(),
         batches: inner.get("batches").copied(),
     }
+}
+
+/// The process of the ClickHouse server at `CLICKHOUSE_URL`, when it listens on this machine:
+/// the owner of the listening TCP socket on the URL's port on a loopback or local address
+/// (`/proc/net/tcp{,6}`, then `/proc/*/fd`). `None` for a remote server or where `/proc`
+/// does not tell (then the server CPU column is left empty).
+fn server_pid() -> Option<u32> {
+    let u = url();
+    let hostport = u.split("://").nth(1).unwrap_or(&u);
+    let hostport = hostport.split('/').next()?;
+    let port: u16 = hostport.rsplit(':').next()?.parse().ok()?;
+    let host = hostport.rsplit_once(':').map_or(hostport, |(h, _)| h);
+    if !matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "0.0.0.0") {
+        return None;
+    }
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address is HEX_IP:HEX_PORT; state 0A is LISTEN; field 9 is the inode.
+            if f.len() > 9
+                && f[3] == "0A"
+                && f[1]
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| u16::from_str_radix(p, 16).ok())
+                    == Some(port)
+            {
+                inodes.push(format!("socket:[{}]", f[9]));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(link) = std::fs::read_link(fd.path())
+                && inodes.iter().any(|i| link.as_os_str() == i.as_str())
+            {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
+/// User + system CPU seconds of a process, all its threads (`/proc/PID/stat`).
+fn process_cpu_s(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3 (state).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / clock_ticks())
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux, where it is not told).
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
 }
 
 /// The latencies of the CLI's `--json` summary (the engine's `Stats` fields).
@@ -639,7 +738,7 @@ fn report(
     for &schema in &opts.schemas {
         let get = |name: &str| results.get(&(schema, name)).map(|ms| rate(ms));
         md.push_str(&format!(
-            "\n### {} schema\n\n| contender | rows | rows/s | ratio | ingest s | client CPU s / M rows | peak RSS MB | batch p50 / p95 / p99 ms |\n|---|---|---|---|---|---|---|---|\n",
+            "\n### {} schema\n\n| contender | rows | rows/s | ratio | ingest s | client CPU s / M rows | server CPU s / M rows | peak RSS MB | batch p50 / p95 / p99 ms |\n|---|---|---|---|---|---|---|---|---|\n",
             schema.name()
         ));
         let mut contenders_json = Vec::new();
@@ -652,6 +751,7 @@ fn report(
             let secs = median(ms.iter().map(|m| m.seconds).collect());
             let cpu_per_m = median(ms.iter().map(|m| m.cpu_s / (m.rows as f64 / 1e6)).collect());
             let rss = median(ms.iter().map(|m| m.rss_mb).collect());
+            let server_per_m = median_of(ms, |m| m.server_cpu_s.map(|s| s / (m.rows as f64 / 1e6)));
             let input_rss = median_of(ms, |m| m.input_rss_mb);
             let (p50, p95, p99) = (
                 median_of(ms, |m| m.p50),
@@ -677,7 +777,7 @@ fn report(
                 None => format!("{rss:.0}"),
             };
             md.push_str(&format!(
-                "| `{}`: {} | {} | {} | {} | {secs:.3} | {cpu_per_m:.2} | {rss_text} | {lat} |\n",
+                "| `{}`: {} | {} | {} | {} | {secs:.3} | {cpu_per_m:.2} | {} | {rss_text} | {lat} |\n",
                 c.name,
                 c.what,
                 thousands(rows),
@@ -687,6 +787,7 @@ fn report(
                 } else {
                     ratio_text
                 },
+                server_per_m.map_or(String::new(), |s| format!("{s:.2}")),
             ));
             contenders_json.push(json!({
                 "contender": c.name,
@@ -695,6 +796,7 @@ fn report(
                 "rows_per_s": r,
                 "seconds": secs,
                 "cpu_s_per_m_rows": cpu_per_m,
+                "server_cpu_s_per_m_rows": server_per_m,
                 "peak_rss_mb": rss,
                 "input_rss_mb": input_rss,
                 "batch_ms_p50": p50,
@@ -705,6 +807,7 @@ fn report(
                     "seconds": m.seconds,
                     "rows_per_s": m.rows as f64 / m.seconds,
                     "cpu_s": m.cpu_s,
+                    "server_cpu_s": m.server_cpu_s,
                     "peak_rss_mb": m.rss_mb,
                     "input_rss_mb": m.input_rss_mb,
                     "batch_ms_p50": m.p50,
