@@ -195,7 +195,9 @@ pub struct JsonRowBinary {
     /// Which column is the `_insert_id` the engine fills.
     insert_id: Option<(usize, InsertIdColumn)>,
     by_name: HashMap<Box<[u8]>, usize>,
-    names: Vec<Box<[u8]>>,
+    /// Per column, `"name":` as it appears in a line that gives the keys in column order
+    /// (`None` for a name JSON would spell with escapes): one comparison reads the key.
+    key_texts: Vec<Option<KeyText>>,
     opts: JsonRowBinaryOptions,
     batch_id: Uuid,
     buf: Vec<u8>,
@@ -264,11 +266,17 @@ impl JsonRowBinary {
             omitted.push(Vec::new());
             (columns.len() - 1, id)
         });
-        let names: Vec<Box<[u8]>> = columns.iter().map(|c| c.as_bytes().into()).collect();
-        let by_name = names
+        let by_name = columns
             .iter()
             .enumerate()
-            .map(|(i, n)| (n.clone(), i))
+            .map(|(i, n)| (n.as_bytes().into(), i))
+            .collect();
+        let key_texts = columns
+            .iter()
+            .map(|n| {
+                let plain = n.bytes().all(|b| b != b'"' && b != b'\\' && b >= 0x20);
+                plain.then(|| KeyText::new([b"\"", n.as_bytes(), b"\":"].concat()))
+            })
             .collect();
         Ok(Self {
             slots: vec![(u32::MAX, 0); columns.len()],
@@ -277,7 +285,7 @@ impl JsonRowBinary {
             omitted,
             insert_id: id_col,
             by_name,
-            names,
+            key_texts,
             opts,
             batch_id: Uuid::nil(),
             buf: Vec::new(),
@@ -296,7 +304,7 @@ impl JsonRowBinary {
             omitted: self.omitted.clone(),
             insert_id: self.insert_id.clone(),
             by_name: self.by_name.clone(),
-            names: self.names.clone(),
+            key_texts: self.key_texts.clone(),
             opts: self.opts,
             batch_id: Uuid::nil(),
             buf: Vec::new(),
@@ -346,20 +354,24 @@ impl JsonRowBinary {
         if !p.eat(b'}') {
             loop {
                 p.ws();
-                let (key, escaped) = p.string_raw()?;
-                if escaped {
-                    return Err("a key with escapes");
-                }
-                p.ws();
-                if !p.eat(b':') {
-                    return Err("malformed JSON");
-                }
-                p.ws();
-                let idx = if self.names.get(next).is_some_and(|n| &n[..] == key) {
+                // The next column's key, as the line usually spells it; else read the key.
+                let idx = if let Some(Some(k)) = self.key_texts.get(next)
+                    && k.starts(&p.s[p.i..])
+                {
+                    p.i += k.text.len();
                     Some(next)
                 } else {
+                    let (key, escaped) = p.string_raw()?;
+                    if escaped {
+                        return Err("a key with escapes");
+                    }
+                    p.ws();
+                    if !p.eat(b':') {
+                        return Err("malformed JSON");
+                    }
                     self.by_name.get(key).copied()
                 };
+                p.ws();
                 match idx {
                     None => {
                         if !self.opts.skip_unknown_fields {
@@ -706,6 +718,144 @@ pub(crate) fn plain_run(s: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// A key as a line spells it (`"name":`), with its first eight bytes as a word: most keys
+/// are compared in one step.
+#[derive(Clone)]
+struct KeyText {
+    text: Box<[u8]>,
+    head: u64,
+    mask: u64,
+}
+
+impl KeyText {
+    fn new(text: Vec<u8>) -> Self {
+        let n = text.len().min(8);
+        let mut head = [0u8; 8];
+        head[..n].copy_from_slice(&text[..n]);
+        let mut mask = [0u8; 8];
+        mask[..n].fill(0xff);
+        Self {
+            text: text.into(),
+            head: u64::from_le_bytes(head),
+            mask: u64::from_le_bytes(mask),
+        }
+    }
+
+    /// Whether `s` starts with the key.
+    #[inline]
+    fn starts(&self, s: &[u8]) -> bool {
+        match s.first_chunk::<8>() {
+            Some(w) => {
+                u64::from_le_bytes(*w) & self.mask == self.head
+                    && (self.text.len() <= 8 || s[8..].starts_with(&self.text[8..]))
+            }
+            None => s.starts_with(&self.text),
+        }
+    }
+}
+
+/// The fast path of the usual number: an unsigned JSON integer of at most 19 digits (`0` or
+/// no leading zero) that the next byte ends (not a digit, `.`, `e` or `E`): its value and
+/// end. `None` for anything else, which the general path then reads (and judges).
+#[inline]
+fn plain_digits(s: &[u8], i: usize) -> Option<(u64, usize)> {
+    let first = *s.get(i)?;
+    let mut v = u64::from(first.wrapping_sub(b'0'));
+    if v > 9 {
+        return None;
+    }
+    let mut j = i + 1;
+    if v != 0 {
+        while let Some(&c) = s.get(j) {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                break;
+            }
+            if j - i >= 19 {
+                return None;
+            }
+            v = v * 10 + u64::from(d);
+            j += 1;
+        }
+    }
+    match s.get(j) {
+        Some(b'0'..=b'9' | b'.' | b'e' | b'E') => None,
+        _ => Some((v, j)),
+    }
+}
+
+/// The fast path of an integer column: a plain JSON integer (see [`plain_digits`], with an
+/// optional `-` for signed types) in the range of `bytes` bytes: the value (two's
+/// complement) and the end. `None` sends the text to the general path.
+#[inline]
+fn plain_int(s: &[u8], i: usize, bytes: u8, signed: bool) -> Option<(u64, usize)> {
+    if bytes > 8 {
+        return None;
+    }
+    let bits = u32::from(bytes) * 8;
+    if s.get(i) == Some(&b'-') {
+        let (mag, end) = plain_digits(s, i + 1)?;
+        return (signed && mag != 0 && mag <= 1u64 << (bits - 1))
+            .then(|| (mag.wrapping_neg(), end));
+    }
+    let (v, end) = plain_digits(s, i)?;
+    let max = if signed {
+        (1u64 << (bits - 1)) - 1
+    } else if bits == 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    };
+    (v <= max).then_some((v, end))
+}
+
+/// The fast path of a float column: `-?digits[.digits]` (JSON's grammar, at most 19 digits,
+/// no exponent) whose digits and scale are exact in `f64` (Clinger's fast path: one
+/// correctly rounded division), ended by the next byte. `None` sends it to [`parse_f64`].
+#[inline]
+fn plain_f64(s: &[u8], i: usize) -> Option<(f64, usize)> {
+    let neg = s.get(i) == Some(&b'-');
+    let start = i + usize::from(neg);
+    let first = *s.get(start)?;
+    if !first.is_ascii_digit() {
+        return None;
+    }
+    let mut m = 0u64;
+    let mut n = 0usize;
+    let mut j = start;
+    let mut scale = 0usize;
+    let mut point = false;
+    while let Some(&c) = s.get(j) {
+        let d = c.wrapping_sub(b'0');
+        if d <= 9 {
+            // JSON: no leading zero before more integer digits.
+            if !point && n == 1 && m == 0 {
+                return None;
+            }
+            n += 1;
+            if n > 19 {
+                return None;
+            }
+            m = m * 10 + u64::from(d);
+            scale += usize::from(point);
+        } else if c == b'.' && !point {
+            point = true;
+            // A digit must follow the point.
+            if !s.get(j + 1).is_some_and(u8::is_ascii_digit) {
+                return None;
+            }
+        } else {
+            break;
+        }
+        j += 1;
+    }
+    if matches!(s.get(j), Some(b'e' | b'E' | b'.')) || m > 1 << 53 || scale > 22 {
+        return None;
+    }
+    let v = m as f64 / POW10_F64[scale];
+    Some((if neg { -v } else { v }, j))
+}
+
 /// The end of a JSON number starting at `i`, if one does.
 fn number_end(s: &[u8], mut i: usize) -> Option<usize> {
     let digit = |i: usize| s.get(i).is_some_and(u8::is_ascii_digit);
@@ -830,10 +980,20 @@ fn with_string<T>(p: &mut P<'_>, text: &mut Vec<u8>, f: impl FnOnce(&[u8]) -> R<
 fn value(p: &mut P<'_>, kind: &Kind, out: &mut Vec<u8>, text: &mut Vec<u8>) -> R {
     match kind {
         Kind::Int { bytes, signed } => {
+            if let Some((v, end)) = plain_int(p.s, p.i, *bytes, *signed) {
+                out.extend_from_slice(&v.to_le_bytes()[..*bytes as usize]);
+                p.i = end;
+                return Ok(());
+            }
             let (t, _) = p.number_text()?;
             put_int(out, t, *bytes as usize, *signed)
         }
         Kind::Float64 => {
+            if let Some((v, end)) = plain_f64(p.s, p.i) {
+                out.extend_from_slice(&v.to_le_bytes());
+                p.i = end;
+                return Ok(());
+            }
             out.extend_from_slice(&parse_f64(p)?.to_le_bytes());
             Ok(())
         }
@@ -1108,6 +1268,12 @@ fn simple_decimal(t: &[u8]) -> Option<(u64, usize)> {
 
 /// Seconds since the epoch from a plain non-negative JSON integer.
 fn epoch_secs(p: &mut P<'_>) -> R<i64> {
+    if let Some((v, end)) = plain_digits(p.s, p.i)
+        && end - p.i <= 12
+    {
+        p.i = end;
+        return Ok(v as i64);
+    }
     let t = p.number()?;
     if t.len() > 12 || !t.iter().all(u8::is_ascii_digit) {
         return Err("a date-time number that is not plain whole seconds");
@@ -1348,6 +1514,144 @@ mod tests {
     fn row(e: &mut JsonRowBinary, line: &str) -> Result<Vec<u8>, Fallback> {
         let mut out = Vec::new();
         e.convert(line.as_bytes(), &mut out).map(|()| out)
+    }
+
+    /// The fast paths of plain numbers either step aside (`None`) or agree exactly with the
+    /// general path, which judges everything they leave to it.
+    #[test]
+    fn plain_number_fast_paths_agree_with_the_general_path() {
+        let texts = [
+            "0",
+            "-0",
+            "00",
+            "01",
+            "-01",
+            "1",
+            "-1",
+            "7",
+            "10",
+            "1.",
+            ".5",
+            "-",
+            "",
+            "1e5",
+            "1E5",
+            "1.5e3",
+            "0.1",
+            "-0.0",
+            "0.25",
+            "123.456",
+            "-123.456",
+            "249.75",
+            "1700000000",
+            "9999999999999999999",
+            "12345678901234567890",
+            "18446744073709551615",
+            "18446744073709551616",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "127",
+            "128",
+            "-128",
+            "-129",
+            "255",
+            "256",
+            "65535",
+            "65536",
+            "4294967295",
+            "4294967296",
+            "9007199254740992",
+            "9007199254740993",
+            "1.0000000000000000001",
+            "0.0000000000000000000001",
+            "1.2.3",
+            "1..2",
+            "--1",
+            "+1",
+            "1a",
+            "999999999999",
+            "1000000000000",
+        ];
+        for text in texts {
+            for end in ["", ",", "}", " ", "]"] {
+                let line = format!("{text}{end}");
+                let s = line.as_bytes();
+                // Integers of every width up to 64 bits.
+                for bytes in [1u8, 2, 4, 8] {
+                    for signed in [false, true] {
+                        let Some((v, stop)) = plain_int(s, 0, bytes, signed) else {
+                            continue;
+                        };
+                        // Where the general path's number ends too (`1a`: after `1`).
+                        assert_eq!(Some(stop), number_end(s, 0), "{line:?}");
+                        let mut want = Vec::new();
+                        put_int(&mut want, &s[..stop], bytes as usize, signed)
+                            .unwrap_or_else(|e| panic!("{line:?} {bytes} {signed}: {e}"));
+                        assert_eq!(&v.to_le_bytes()[..bytes as usize], &want[..], "{line:?}");
+                    }
+                }
+                // Floats.
+                if let Some((v, stop)) = plain_f64(s, 0) {
+                    assert_eq!(Some(stop), number_end(s, 0), "{line:?}");
+                    let mut p = P { s, i: 0 };
+                    let want = parse_f64(&mut p).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+                    assert_eq!(v.to_bits(), want.to_bits(), "{line:?}");
+                    assert_eq!(p.i, stop, "{line:?}");
+                }
+                // Epoch seconds: the general path is the strict JSON number, then the check.
+                if let Some((v, stop)) = plain_digits(s, 0) {
+                    assert_eq!(number_end(s, 0), Some(stop), "{line:?}");
+                    assert_eq!(line[..stop].parse::<u64>().ok(), Some(v), "{line:?}");
+                }
+            }
+        }
+        // What the fast paths must leave to the general path.
+        for text in [
+            "00",
+            "01",
+            "-0",
+            "1.",
+            "1e5",
+            "12345678901234567890",
+            "+1",
+            ".5",
+        ] {
+            assert!(plain_int(text.as_bytes(), 0, 8, true).is_none(), "{text}");
+            assert!(plain_digits(text.as_bytes(), 0).is_none(), "{text}");
+        }
+        for text in [
+            "00.5", "01", "1.", "1e5", "1.5E3", ".5", "-", "1..2", "1.2.3",
+        ] {
+            assert!(plain_f64(text.as_bytes(), 0).is_none(), "{text}");
+        }
+        assert!(plain_int(b"256", 0, 1, false).is_none());
+        assert!(plain_int(b"-129", 0, 1, true).is_none());
+        assert!(plain_int(b"-1", 0, 8, false).is_none());
+    }
+
+    /// Keys read by their column-order spelling or, when spelled otherwise (spaces, escapes,
+    /// another order), by the general path: the same row either way.
+    #[test]
+    fn keys_in_any_spelling_give_the_same_row() {
+        let mut e = enc(&[("id", "UInt64"), ("name", "String"), ("v", "Float64")]);
+        let want = row(&mut e, r#"{"id":1,"name":"a","v":0.5}"#).unwrap();
+        for line in [
+            r#"{ "id" : 1 , "name" : "a" , "v" : 0.5 }"#,
+            r#"{"id":1, "name":"a", "v":0.5}"#,
+            r#"{"name":"a","id":1,"v":0.5}"#,
+            r#"{"v":0.5,"name":"a","id":1}"#,
+            r#"{"id":1,"name":"a","v":0.5}"#,
+        ] {
+            match row(&mut e, line) {
+                Ok(got) => assert_eq!(got, want, "{line}"),
+                Err(_) => assert!(line.contains("\\u"), "{line} refused"),
+            }
+        }
+        // A key that is a prefix of a column's spelled key is not taken for it.
+        assert!(row(&mut e, r#"{"i":1}"#).is_err());
+        assert!(row(&mut e, r#"{"id":1,"name":"a","v":0.5,"id":2}"#).is_err());
     }
 
     #[test]
