@@ -1132,6 +1132,7 @@ fn value(p: &mut P<'_>, kind: &Kind, out: &mut Vec<u8>, text: &mut Vec<u8>) -> R
                 return Err("an Array value that is not a JSON array");
             }
             let start = out.len();
+            out.push(0); // the count's first byte, written when known
             let mut n = 0u64;
             p.ws();
             if !p.eat(b']') {
@@ -1152,7 +1153,7 @@ fn value(p: &mut P<'_>, kind: &Kind, out: &mut Vec<u8>, text: &mut Vec<u8>) -> R
                     return Err("malformed JSON");
                 }
             }
-            insert_leb128(out, start, n);
+            set_count(out, start, n);
             Ok(())
         }
         Kind::Map(inner) => {
@@ -1160,7 +1161,8 @@ fn value(p: &mut P<'_>, kind: &Kind, out: &mut Vec<u8>, text: &mut Vec<u8>) -> R
                 return Err("a Map value that is not a JSON object");
             }
             let start = out.len();
-            let mut keys: Vec<&[u8]> = Vec::new();
+            out.push(0); // the count's first byte, written when known
+            let mut keys = Keys::default();
             p.ws();
             if !p.eat(b'}') {
                 loop {
@@ -1169,10 +1171,9 @@ fn value(p: &mut P<'_>, kind: &Kind, out: &mut Vec<u8>, text: &mut Vec<u8>) -> R
                     if escaped {
                         return Err("a Map key with escapes");
                     }
-                    if keys.contains(&key) {
+                    if !keys.insert(key) {
                         return Err("a repeated Map key");
                     }
-                    keys.push(key);
                     put_leb128(out, key.len() as u64);
                     out.extend_from_slice(key);
                     p.ws();
@@ -1194,17 +1195,62 @@ fn value(p: &mut P<'_>, kind: &Kind, out: &mut Vec<u8>, text: &mut Vec<u8>) -> R
                     return Err("malformed JSON");
                 }
             }
-            insert_leb128(out, start, keys.len() as u64);
+            set_count(out, start, keys.len as u64);
             Ok(())
         }
     }
 }
 
-/// Inserts the LEB128 of `n` at `at` (a count written after its elements).
-fn insert_leb128(out: &mut Vec<u8>, at: usize, n: u64) {
-    let mut tmp = Vec::with_capacity(10);
-    put_leb128(&mut tmp, n);
-    out.splice(at..at, tmp);
+/// Writes the element count `n` (LEB128) of the array that starts at `at` with a one-byte
+/// placeholder: in place when it takes one byte (below 128), else moving the elements.
+#[inline]
+fn set_count(out: &mut Vec<u8>, at: usize, n: u64) {
+    if n < 0x80 {
+        out[at] = n as u8;
+        return;
+    }
+    let mut leb = [0u8; 10];
+    let mut len = 0;
+    let mut v = n;
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            leb[len] = b;
+            len += 1;
+            break;
+        }
+        leb[len] = b | 0x80;
+        len += 1;
+    }
+    out.splice(at..at + 1, leb[..len].iter().copied());
+}
+
+/// The keys of one Map value so far, to refuse a repeated one (the server would keep both):
+/// a few inline, more on the heap.
+#[derive(Default)]
+struct Keys<'a> {
+    inline: [&'a [u8]; 8],
+    more: Vec<&'a [u8]>,
+    len: usize,
+}
+
+impl<'a> Keys<'a> {
+    /// Adds a key; `false` when it is already there.
+    #[inline]
+    fn insert(&mut self, key: &'a [u8]) -> bool {
+        let n = self.len.min(8);
+        if self.inline[..n].contains(&key) || self.more.contains(&key) {
+            return false;
+        }
+        if self.len < 8 {
+            self.inline[self.len] = key;
+        } else {
+            self.more.push(key);
+        }
+        self.len += 1;
+        true
+    }
 }
 
 /// A float value (a JSON number, or one in quotes), correctly rounded to `f64`.
@@ -1794,6 +1840,41 @@ mod tests {
         let schema =
             TableSchema::from_columns("d", "t", vec![ColumnDef::new("x", "Decimal(9, 2)")]);
         assert!(JsonRowBinary::new(&schema, None, JsonRowBinaryOptions::default()).is_err());
+    }
+
+    /// Counts of 128 elements and more take two LEB128 bytes, written before the elements
+    /// once known; repeated Map keys are refused however many keys come before.
+    #[test]
+    fn long_arrays_and_maps() {
+        let mut e = enc(&[("a", "Array(UInt8)"), ("m", "Map(String, UInt8)")]);
+        for n in [0usize, 1, 127, 128, 300, 1_000] {
+            let items: Vec<String> = (0..n).map(|i| (i % 256).to_string()).collect();
+            let keys: Vec<String> = (0..n).map(|i| format!("\"k{i}\": {}", i % 256)).collect();
+            let line = format!(
+                r#"{{"a": [{}], "m": {{{}}}}}"#,
+                items.join(","),
+                keys.join(",")
+            );
+            let out = row(&mut e, &line).unwrap();
+            let mut want = vec![0];
+            crate::encode::rowbinary::put_leb128(&mut want, n as u64);
+            want.extend((0..n).map(|i| i as u8));
+            want.push(0);
+            crate::encode::rowbinary::put_leb128(&mut want, n as u64);
+            for i in 0..n {
+                let k = format!("k{i}");
+                want.push(k.len() as u8);
+                want.extend_from_slice(k.as_bytes());
+                want.push(i as u8);
+            }
+            assert_eq!(out, want, "{n} elements");
+        }
+        for at in [1usize, 7, 8, 9, 20] {
+            let mut keys: Vec<String> = (0..20).map(|i| format!("\"k{i}\": 1")).collect();
+            keys.insert(at, "\"k0\": 2".to_string());
+            let line = format!(r#"{{"m": {{{}}}}}"#, keys.join(","));
+            assert!(row(&mut e, &line).is_err(), "k0 repeated at {at}");
+        }
     }
 
     #[test]
