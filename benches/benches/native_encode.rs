@@ -1,6 +1,6 @@
 //! Row → Native and column → Native encoding of dynamic values, for a narrow and a wide
 //! schema, and of typed columns (`ColumnData::Typed`, what Arrow, numpy and lists of one
-//! kind become in Python) for the narrow schema. No server needed: the schemas are built with
+//! kind become in Python) for both (the wide one with typed lists and maps). No server needed: the schemas are built with
 //! `TableSchema::from_columns`.
 
 use std::hint::black_box;
@@ -292,10 +292,113 @@ fn bench_typed(c: &mut Criterion) {
     group.finish();
 }
 
+/// A column of values as a typed column, as Arrow would give it: unsigned integers, floats,
+/// booleans and strings flat, arrays as lists and objects as maps of typed items, NULL rows
+/// in the null map.
+fn typed_of(values: &[Value]) -> TypedColumn {
+    let nulls: Vec<u8> = values.iter().map(|v| v.is_null() as u8).collect();
+    let first = values.iter().find(|v| !v.is_null());
+    let items = |each: &dyn Fn(&Value) -> Vec<Value>| {
+        let mut offsets = vec![0u64];
+        let mut items = Vec::new();
+        for v in values {
+            items.extend(each(v));
+            offsets.push(items.len() as u64);
+        }
+        (offsets, items)
+    };
+    let data = match first {
+        None | Some(Value::UInt(_)) => TypedData::UInt64(
+            values
+                .iter()
+                .map(|v| if let Value::UInt(u) = v { *u } else { 0 })
+                .collect(),
+        ),
+        Some(Value::Float(_)) => TypedData::Float64(
+            values
+                .iter()
+                .map(|v| if let Value::Float(f) = v { *f } else { 0.0 })
+                .collect(),
+        ),
+        Some(Value::Bool(_)) => {
+            TypedData::Bool(values.iter().map(|v| *v == Value::Bool(true)).collect())
+        }
+        Some(Value::String(_)) => TypedData::String(
+            values
+                .iter()
+                .map(|v| {
+                    if let Value::String(s) = v {
+                        s.as_str()
+                    } else {
+                        ""
+                    }
+                })
+                .collect(),
+        ),
+        Some(Value::Array(_)) => {
+            let (offsets, items) = items(&|v| match v {
+                Value::Array(a) => a.clone(),
+                _ => Vec::new(),
+            });
+            TypedData::List {
+                offsets,
+                values: Box::new(typed_of(&items)),
+            }
+        }
+        Some(Value::Object(_)) => {
+            let (offsets, keys) = items(&|v| match v {
+                Value::Object(o) => o.iter().map(|(k, _)| Value::String(k.clone())).collect(),
+                _ => Vec::new(),
+            });
+            let (_, vals) = items(&|v| match v {
+                Value::Object(o) => o.iter().map(|(_, x)| x.clone()).collect(),
+                _ => Vec::new(),
+            });
+            TypedData::Map {
+                offsets,
+                keys: Box::new(typed_of(&keys)),
+                values: Box::new(typed_of(&vals)),
+            }
+        }
+        Some(other) => panic!("no typed column of {other:?}"),
+    };
+    TypedColumn::new(data).with_nulls(nulls)
+}
+
+/// The wide rows as typed columns (lists and maps included; the decimal, enum and date
+/// columns are strings converted cell by cell).
+fn bench_wide_typed(c: &mut Criterion) {
+    let schema = wide_schema();
+    let rows = wide_rows();
+    let values = to_columns(&rows);
+    let mut columns = ColumnBatch::new();
+    for (name, data) in &values.columns {
+        columns.push_data(name.clone(), typed_of(&data.to_values()));
+    }
+    // The same bytes as the values.
+    let mut a = NativeBatch::new(schema.clone(), NativeOptions::default());
+    a.push_columns(&columns).unwrap();
+    let mut b = NativeBatch::new(schema.clone(), NativeOptions::default());
+    b.push_columns(&values).unwrap();
+    assert_eq!(a.finish(None).bytes, b.finish(None).bytes);
+    let mut group = c.benchmark_group("native_encode/wide");
+    group.throughput(Throughput::Elements(ROWS as u64));
+    group.bench_function("typed", |b| {
+        b.iter(|| {
+            let mut batch = NativeBatch::new(schema.clone(), NativeOptions::default());
+            let outcome = batch.push_columns(&columns).unwrap();
+            assert!(outcome.rejected.is_empty());
+            black_box(batch.finish(None))
+        })
+    });
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
     bench_schema(c, "narrow", narrow_schema(), narrow_rows());
     bench_typed(c);
     bench_schema(c, "wide", wide_schema(), wide_rows());
+    bench_wide_typed(c);
 }
 
 criterion_group!(native_encode, benches);

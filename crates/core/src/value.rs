@@ -443,7 +443,7 @@ impl TryFrom<serde_json::Value> for DynRow {
 /// The values of one column of a [`ColumnBatch`].
 ///
 /// [`ColumnData::Values`] holds any dynamic values; [`ColumnData::Typed`] holds values of one
-/// primitive type in a flat buffer (as Arrow and numpy keep them), which the Native encoder
+/// type in flat buffers (as Arrow and numpy keep them), which the Native encoder
 /// writes with tight loops (a copy when the column's type matches) instead of one [`Value`]
 /// at a time. Both mean the same: a typed cell converts exactly like the [`Value`] that
 /// [`TypedColumn::value`] gives for it.
@@ -452,7 +452,8 @@ impl TryFrom<serde_json::Value> for DynRow {
 pub enum ColumnData {
     /// Dynamic values, one per row.
     Values(Vec<Value>),
-    /// Values of one primitive type, with an optional null map.
+    /// Values of one type (primitive, or lists and maps of typed items), with an optional
+    /// null map.
     Typed(TypedColumn),
 }
 
@@ -615,7 +616,8 @@ impl<S: AsRef<[u8]>> FromIterator<S> for Strings {
     }
 }
 
-/// The values of a [`TypedColumn`]: one primitive type, in a flat buffer.
+/// The values of a [`TypedColumn`]: one primitive type in a flat buffer, or lists or maps
+/// whose items are typed columns themselves (offsets into them, as Arrow keeps them).
 ///
 /// The comments say which [`Value`] each cell stands for (see [`TypedColumn::value`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -661,9 +663,35 @@ pub enum TypedData {
     },
     /// Calendar dates as days since 1970-01-01 (`YYYY-MM-DD` text).
     Date32(Vec<i32>),
+    /// Lists ([`Value::Array`] of the items' values), in Arrow's list layout: row `i` holds
+    /// the items `offsets[i]..offsets[i + 1]` of `values`. The Native encoder writes an
+    /// `Array(T)` column of it as the offsets then the items, the items with the loops of
+    /// their own type.
+    List {
+        /// `len + 1` non-decreasing offsets into `values` (the first one need not be 0; the
+        /// last one is at most `values.len()`). A NULL row holds no items in the value it
+        /// stands for, whatever its offsets say.
+        offsets: Vec<u64>,
+        /// The items of all rows, one after the other (with their own null map).
+        values: Box<TypedColumn>,
+    },
+    /// Maps ([`Value::Map`] of the `(key, value)` pairs in order), in Arrow's map layout:
+    /// row `i` holds the pairs `offsets[i]..offsets[i + 1]` of `keys` and `values`. A
+    /// `Map(K, V)` column is `Array(Tuple(K, V))` on the wire: the offsets, then the keys,
+    /// then the values.
+    Map {
+        /// `len + 1` non-decreasing offsets into `keys` and `values`, as for
+        /// [`TypedData::List`].
+        offsets: Vec<u64>,
+        /// The keys of all rows, one after the other.
+        keys: Box<TypedColumn>,
+        /// The values of all rows, one after the other (as long as `keys`).
+        values: Box<TypedColumn>,
+    },
 }
 
-/// One column of values of one primitive type ([`TypedData`]) and an optional null map.
+/// One column of values of one type ([`TypedData`]: a primitive type, or lists and maps of
+/// typed columns) and an optional null map.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TypedColumn {
     /// The values (any value where the row is NULL).
@@ -710,6 +738,34 @@ fn take_vec<T: Copy>(v: &[T], rows: &[usize]) -> Vec<T> {
     rows.iter().map(|r| v[*r]).collect()
 }
 
+/// The offsets of rows `rows` of a list-like column (from 0) and the indices of their items.
+fn take_offsets(offsets: &[u64], rows: &[usize]) -> (Vec<u64>, Vec<usize>) {
+    let mut out = Vec::with_capacity(rows.len() + 1);
+    let mut items = Vec::new();
+    out.push(0);
+    for &r in rows {
+        items.extend(offsets[r] as usize..offsets[r + 1] as usize);
+        out.push(items.len() as u64);
+    }
+    (out, items)
+}
+
+/// The offsets of rows `range` of a list-like column (from 0) and the range of their items.
+fn slice_offsets(
+    offsets: &[u64],
+    range: std::ops::Range<usize>,
+) -> (Vec<u64>, std::ops::Range<usize>) {
+    let lo = offsets[range.start];
+    let hi = offsets[range.end];
+    (
+        offsets[range.start..=range.end]
+            .iter()
+            .map(|o| o - lo)
+            .collect(),
+        lo as usize..hi as usize,
+    )
+}
+
 const NANOS_PER: [i128; 10] = [
     1_000_000_000,
     100_000_000,
@@ -752,6 +808,9 @@ impl TypedColumn {
             TypedData::String(s) | TypedData::Binary(s) => s.len(),
             TypedData::Timestamp { ticks, .. } => ticks.len(),
             TypedData::Date32(v) => v.len(),
+            TypedData::List { offsets, .. } | TypedData::Map { offsets, .. } => {
+                offsets.len().saturating_sub(1)
+            }
         }
     }
 
@@ -819,6 +878,20 @@ impl TypedColumn {
                     Err(_) => Value::String(format!("{} days (out of range)", v[row])),
                 }
             }
+            TypedData::List { offsets, values } => Value::Array(
+                (offsets[row] as usize..offsets[row + 1] as usize)
+                    .map(|i| values.value(i))
+                    .collect(),
+            ),
+            TypedData::Map {
+                offsets,
+                keys,
+                values,
+            } => Value::Map(
+                (offsets[row] as usize..offsets[row + 1] as usize)
+                    .map(|i| (keys.value(i), values.value(i)))
+                    .collect(),
+            ),
         }
     }
 
@@ -848,6 +921,25 @@ impl TypedColumn {
                 zoned: *zoned,
             },
             TypedData::Date32(v) => TypedData::Date32(take_vec(v, rows)),
+            TypedData::List { offsets, values } => {
+                let (offsets, items) = take_offsets(offsets, rows);
+                TypedData::List {
+                    offsets,
+                    values: Box::new(values.take(&items)),
+                }
+            }
+            TypedData::Map {
+                offsets,
+                keys,
+                values,
+            } => {
+                let (offsets, items) = take_offsets(offsets, rows);
+                TypedData::Map {
+                    offsets,
+                    keys: Box::new(keys.take(&items)),
+                    values: Box::new(values.take(&items)),
+                }
+            }
         };
         TypedColumn {
             data,
@@ -883,6 +975,25 @@ impl TypedColumn {
                 zoned: *zoned,
             },
             TypedData::Date32(v) => TypedData::Date32(v[r].to_vec()),
+            TypedData::List { offsets, values } => {
+                let (offsets, items) = slice_offsets(offsets, r);
+                TypedData::List {
+                    offsets,
+                    values: Box::new(values.slice(items)),
+                }
+            }
+            TypedData::Map {
+                offsets,
+                keys,
+                values,
+            } => {
+                let (offsets, items) = slice_offsets(offsets, r);
+                TypedData::Map {
+                    offsets,
+                    keys: Box::new(keys.slice(items.clone())),
+                    values: Box::new(values.slice(items)),
+                }
+            }
         };
         TypedColumn {
             data,

@@ -3,7 +3,9 @@
 //! `DataFrame`, ...) is imported without a copy through the C stream interface, and its
 //! columns become engine columns without the GIL: numbers, booleans, strings, binaries,
 //! timestamps and dates as typed columns (one copy of the buffers, no per-cell values; the
-//! engine writes them to Native with tight loops), everything else as values.
+//! engine writes them to Native with tight loops), and so are lists (list, large list,
+//! fixed-size list) and maps of such columns (their offsets and typed items); everything
+//! else as values.
 //!
 //! This is the one module of the crate with `unsafe` code: taking the stream out of its
 //! capsule.
@@ -55,9 +57,10 @@ pub fn import_stream(obj: &Bound<'_, PyAny>) -> PyResult<Vec<RecordBatch>> {
 }
 
 /// A record batch as columnar batches of at most `chunk_rows` rows. Columns that become typed
-/// are converted piece by piece (slicing an Arrow array costs nothing); the others are
-/// converted to values once and the values split (a slice of a list array still refers to
-/// the whole child array, so converting slices would convert the children again and again).
+/// are converted piece by piece (slicing an Arrow array costs nothing; a list's or map's
+/// piece converts only the child items its offsets cover); the others are converted to
+/// values once and the values split (a slice of a list array still refers to the whole
+/// child array, so converting slices to values would convert the children again and again).
 pub fn batch_chunks(batch: &RecordBatch, chunk_rows: usize) -> Result<Vec<ColumnBatch>, String> {
     let n = batch.num_rows();
     let chunk_rows = chunk_rows.max(1);
@@ -116,6 +119,97 @@ fn offset_strings<O: Copy + Into<i64>>(offsets: &[O], data: &[u8]) -> Strings {
             .collect(),
         data: data[first as usize..last as usize].to_vec(),
     }
+}
+
+/// The offsets of a list-like array (Arrow's list or map layout over `items` child items)
+/// rebased to start at 0, and the range of child items they cover; checked (the value path
+/// refuses the same offsets).
+fn rebased_offsets<O: Copy + Into<i64>>(
+    offsets: &[O],
+    items: usize,
+) -> Result<(Vec<u64>, std::ops::Range<usize>), String> {
+    let first: i64 = offsets.first().map_or(0, |o| (*o).into());
+    let last: i64 = offsets.last().map_or(0, |o| (*o).into());
+    let bad = || "bad offset".to_owned();
+    if first < 0 || last < first || last as u64 > items as u64 {
+        return Err(bad());
+    }
+    let mut out = Vec::with_capacity(offsets.len());
+    let mut prev = first;
+    for o in offsets {
+        let o: i64 = (*o).into();
+        if o < prev {
+            return Err(bad());
+        }
+        prev = o;
+        out.push((o - first) as u64);
+    }
+    if out.is_empty() {
+        out.push(0);
+    }
+    Ok((out, first as usize..last as usize))
+}
+
+/// Whether arrays of type `t` become typed columns in [`column_data`] (dictionaries may still
+/// turn out not to).
+fn typed_type(t: &DataType) -> bool {
+    use DataType as D;
+    match t {
+        D::Boolean
+        | D::Int8
+        | D::Int16
+        | D::Int32
+        | D::Int64
+        | D::UInt8
+        | D::UInt16
+        | D::UInt32
+        | D::UInt64
+        | D::Float32
+        | D::Float64
+        | D::Utf8
+        | D::LargeUtf8
+        | D::Utf8View
+        | D::Binary
+        | D::LargeBinary
+        | D::BinaryView
+        | D::FixedSizeBinary(_)
+        | D::Date32
+        | D::Date64
+        | D::Timestamp(_, _) => true,
+        D::List(f) | D::LargeList(f) | D::FixedSizeList(f, _) => typed_type(f.data_type()),
+        D::Map(f, _) => match f.data_type() {
+            D::Struct(kv) if kv.len() == 2 => {
+                typed_type(kv[0].data_type()) && typed_type(kv[1].data_type())
+            }
+            _ => false,
+        },
+        D::Dictionary(_, v) => typed_type(v),
+        _ => false,
+    }
+}
+
+/// The items `range` of a list's or map's child array as a typed column; `None` when the
+/// child does not become a typed column (the list then goes the value path).
+fn typed_items(
+    child: &dyn Array,
+    range: std::ops::Range<usize>,
+) -> Result<Option<Box<TypedColumn>>, String> {
+    if !typed_type(child.data_type()) {
+        return Ok(None);
+    }
+    match column_data(child.slice(range.start, range.len()).as_ref())? {
+        ColumnData::Typed(t) => Ok(Some(Box::new(t))),
+        _ => Ok(None),
+    }
+}
+
+/// A list-like array as [`TypedData::List`], `None` when its items are not typed.
+fn typed_list<O: Copy + Into<i64>>(
+    offsets: &[O],
+    child: &dyn Array,
+) -> Result<Option<TypedData>, String> {
+    let (offsets, range) = rebased_offsets(offsets, child.len())?;
+    Ok(typed_items(child, range)?.map(|values| TypedData::List { offsets, values }))
 }
 
 fn precision(unit: &TimeUnit) -> u8 {
@@ -201,6 +295,47 @@ pub fn column_data(arr: &dyn Array) -> Result<ColumnData, String> {
                 ticks,
                 precision: precision(unit),
                 zoned: tz.is_some(),
+            }
+        }
+        D::List(_) | D::LargeList(_) | D::FixedSizeList(_, _) | D::Map(_, _) => {
+            let typed = match arr.data_type() {
+                D::List(_) => {
+                    let a = arr.as_list::<i32>();
+                    typed_list(a.value_offsets(), a.values().as_ref())?
+                }
+                D::LargeList(_) => {
+                    let a = arr.as_list::<i64>();
+                    typed_list(a.value_offsets(), a.values().as_ref())?
+                }
+                D::FixedSizeList(_, size) => {
+                    // The child is sliced with the list: row i holds items i*size..(i+1)*size.
+                    let a = arr.as_fixed_size_list();
+                    let size = (*size).max(0) as i64;
+                    let offsets: Vec<i64> = (0..=a.len() as i64).map(|i| i * size).collect();
+                    typed_list(&offsets, a.values().as_ref())?
+                }
+                _ => {
+                    let a = arr.as_map();
+                    let (offsets, range) = rebased_offsets(a.value_offsets(), a.keys().len())?;
+                    if a.values().len() < range.end {
+                        return Err("bad offset".to_owned());
+                    }
+                    match (
+                        typed_items(a.keys().as_ref(), range.clone())?,
+                        typed_items(a.values().as_ref(), range)?,
+                    ) {
+                        (Some(keys), Some(values)) => Some(TypedData::Map {
+                            offsets,
+                            keys,
+                            values,
+                        }),
+                        _ => None,
+                    }
+                }
+            };
+            match typed {
+                Some(t) => t,
+                None => return Ok(ColumnData::Values(values(arr)?)),
             }
         }
         D::Dictionary(_, _) => {
@@ -507,13 +642,18 @@ pub fn values(arr: &dyn Array) -> Result<Vec<Value>, String> {
 mod tests {
     use std::sync::Arc;
 
-    use arrow_array::builder::{Int32Builder, ListBuilder};
-    use arrow_array::{
-        ArrayRef, BinaryArray, BooleanArray, Date32Array, Date64Array, DictionaryArray,
-        FixedSizeBinaryArray, Float32Array, Int64Array, LargeStringArray, StringArray,
-        StringViewArray, TimestampMicrosecondArray, TimestampMillisecondArray,
-        TimestampNanosecondArray, TimestampSecondArray, UInt8Array,
+    use arrow_array::builder::{
+        Int32Builder, ListBuilder, MapBuilder, StringBuilder, UInt64Builder,
     };
+    use arrow_array::{
+        ArrayRef, BinaryArray, BooleanArray, Date32Array, Date64Array, Decimal128Array,
+        DictionaryArray, FixedSizeBinaryArray, FixedSizeListArray, Float32Array, Int64Array,
+        LargeListArray, LargeStringArray, ListArray, StringArray, StringViewArray,
+        TimestampMicrosecondArray, TimestampMillisecondArray, TimestampNanosecondArray,
+        TimestampSecondArray, UInt8Array, UInt32Array,
+    };
+    use arrow_buffer::{NullBuffer, OffsetBuffer};
+    use arrow_schema::Field;
 
     use super::*;
 
@@ -615,7 +755,7 @@ mod tests {
                 a.data_type()
             );
         }
-        // A batch in pieces: typed columns sliced, nested ones converted once and split.
+        // A batch in pieces: typed columns (lists too) sliced.
         let mut lb = ListBuilder::new(Int32Builder::new());
         for i in 0..5 {
             for j in 0..i {
@@ -637,14 +777,126 @@ mod tests {
         }
         assert!(matches!(pieces[2].columns[0].1, ColumnData::Typed(_)));
         assert_eq!(pieces[2].rows(), 1);
-        // Nested types stay values.
-        let mut lb = ListBuilder::new(Int32Builder::new());
-        lb.values().append_value(1);
-        lb.append(true);
-        assert!(matches!(
-            column_data(&lb.finish()).unwrap(),
-            ColumnData::Values(_)
-        ));
+        assert!(matches!(pieces[2].columns[1].1, ColumnData::Typed(_)));
+        // Lists of what does not become typed stay values.
+        let dec = Decimal128Array::from(vec![1, 2])
+            .with_precision_and_scale(10, 2)
+            .unwrap();
+        let l = ListArray::new(
+            Arc::new(Field::new_list_field(dec.data_type().clone(), true)),
+            OffsetBuffer::new(vec![0, 1, 2].into()),
+            Arc::new(dec),
+            None,
+        );
+        assert!(matches!(column_data(&l).unwrap(), ColumnData::Values(_)));
+    }
+
+    /// Lists (list, large list, fixed-size list, lists of lists) and maps become typed
+    /// columns that stand for exactly the values the value path gives: with NULL lists (one
+    /// whose offsets still cover items), NULL items, empty lists, sliced, and in pieces.
+    #[test]
+    fn typed_lists_and_maps_are_the_values() {
+        let items = StringArray::from(vec![
+            Some("a"),
+            None,
+            Some("ccc"),
+            Some(""),
+            Some("e"),
+            Some("f"),
+            Some("g"),
+        ]);
+        // rows: [a, NULL], NULL (over [ccc]), [], ["", e, f], [g]
+        let offsets = vec![0, 2, 3, 3, 6, 7];
+        let nulls = NullBuffer::from(vec![true, false, true, true, true]);
+        let list = ListArray::new(
+            Arc::new(Field::new_list_field(DataType::Utf8, true)),
+            OffsetBuffer::new(offsets.clone().into()),
+            Arc::new(items.clone()),
+            Some(nulls.clone()),
+        );
+        let large = LargeListArray::new(
+            Arc::new(Field::new_list_field(DataType::Utf8, true)),
+            OffsetBuffer::new(offsets.iter().map(|&o| o as i64).collect::<Vec<_>>().into()),
+            Arc::new(items.clone()),
+            Some(nulls.clone()),
+        );
+        let fixed = FixedSizeListArray::new(
+            Arc::new(Field::new_list_field(DataType::UInt32, true)),
+            2,
+            Arc::new(UInt32Array::from(vec![
+                Some(1),
+                None,
+                Some(3),
+                Some(4),
+                Some(5),
+                Some(6),
+            ])),
+            Some(NullBuffer::from(vec![true, false, true])),
+        );
+        let nested = ListArray::new(
+            Arc::new(Field::new_list_field(list.data_type().clone(), true)),
+            OffsetBuffer::new(vec![0, 2, 2, 5].into()),
+            Arc::new(list.clone()),
+            None,
+        );
+        let mut mb = MapBuilder::new(None, StringBuilder::new(), UInt64Builder::new());
+        for i in 0..6u64 {
+            for j in 0..i % 3 {
+                mb.keys().append_value(format!("k{j}"));
+                if (i + j) % 4 == 3 {
+                    mb.values().append_null();
+                } else {
+                    mb.values().append_value(i * 10 + j);
+                }
+            }
+            mb.append(i != 4).unwrap();
+        }
+        let map = mb.finish();
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(list),
+            Arc::new(large),
+            Arc::new(fixed),
+            Arc::new(nested),
+            Arc::new(map),
+        ];
+        for a in arrays {
+            let t = a.data_type();
+            let whole = column_data(a.as_ref()).unwrap();
+            assert!(matches!(whole, ColumnData::Typed(_)), "{t} is typed");
+            assert_eq!(whole.to_values(), values(a.as_ref()).unwrap(), "{t}");
+            for (lo, len) in [(1, 2), (2, 1), (0, 0), (a.len() - 1, 1)] {
+                let part = a.slice(lo, len);
+                let typed = column_data(part.as_ref()).unwrap();
+                assert!(matches!(typed, ColumnData::Typed(_)), "{t} sliced is typed");
+                assert_eq!(
+                    typed.to_values(),
+                    values(part.as_ref()).unwrap(),
+                    "{t} sliced at {lo}+{len}"
+                );
+                // Offsets from 0, items cut to the slice.
+                if let ColumnData::Typed(TypedColumn {
+                    data: TypedData::List { offsets, values },
+                    ..
+                }) = &typed
+                {
+                    assert_eq!(offsets[0], 0);
+                    assert_eq!(*offsets.last().unwrap() as usize, values.len());
+                }
+            }
+            let batch = RecordBatch::try_from_iter([("c", a.clone())]).unwrap();
+            let got: Vec<Value> = batch_chunks(&batch, 2)
+                .unwrap()
+                .iter()
+                .flat_map(|p| p.columns[0].1.to_values())
+                .collect();
+            assert_eq!(got, values(a.as_ref()).unwrap(), "{t} in pieces");
+        }
+        assert!(rebased_offsets(&[0i32, 9], 7).is_err());
+        assert!(rebased_offsets(&[2i32, 1], 7).is_err());
+        assert_eq!(
+            rebased_offsets(&[2i32, 2, 5], 7).unwrap(),
+            (vec![0, 0, 3], 2..5)
+        );
     }
 
     #[test]

@@ -387,8 +387,9 @@ impl Builder {
     }
 
     /// [`Builder::push_data_range`] of a typed column: tight loops where the node is a
-    /// scalar, a `Nullable` scalar or a `LowCardinality`; cell by cell (through
-    /// [`TypedColumn::value`]) elsewhere.
+    /// scalar, a `Nullable` scalar or a `LowCardinality`; lists into an `Array` and maps into
+    /// a `Map` as their offsets then their items (pushed as typed columns themselves); cell
+    /// by cell (through [`TypedColumn::value`]) elsewhere.
     fn push_typed(
         &mut self,
         col: &TypedColumn,
@@ -466,6 +467,50 @@ impl Builder {
                         .into_iter()
                         .map(|(r, reason)| (r, fail(&col.value(r), ty, reason))),
                 );
+            }
+            Kind::Array {
+                offsets,
+                total,
+                inner,
+            } if matches!(col.data, TypedData::List { .. }) => {
+                let TypedData::List {
+                    offsets: from,
+                    values,
+                } = &col.data
+                else {
+                    unreachable!()
+                };
+                let mut item_fails = Vec::new();
+                let mut scratch = Vec::new();
+                push_offsets(offsets, total, from, col.nulls.as_deref(), range, |items| {
+                    inner.push_typed(values, items, &mut scratch);
+                    item_fails.extend(scratch.drain(..).map(|(i, f)| (i, 0, f)));
+                });
+                item_fails_to_rows(from, item_fails, fails);
+            }
+            Kind::Map {
+                offsets,
+                total,
+                keys,
+                values,
+            } if matches!(col.data, TypedData::Map { .. }) => {
+                let TypedData::Map {
+                    offsets: from,
+                    keys: k,
+                    values: v,
+                } = &col.data
+                else {
+                    unreachable!()
+                };
+                let mut item_fails = Vec::new();
+                let mut scratch = Vec::new();
+                push_offsets(offsets, total, from, col.nulls.as_deref(), range, |items| {
+                    keys.push_typed(k, items.clone(), &mut scratch);
+                    item_fails.extend(scratch.drain(..).map(|(i, f)| (i, 0, f)));
+                    values.push_typed(v, items, &mut scratch);
+                    item_fails.extend(scratch.drain(..).map(|(i, f)| (i, 1, f)));
+                });
+                item_fails_to_rows(from, item_fails, fails);
             }
             _ => {
                 for r in range {
@@ -682,6 +727,68 @@ fn runs(nulls: &[u8], base: usize) -> impl Iterator<Item = (Range<usize>, bool)>
         }
         Some((base + start..base + i, is_null))
     })
+}
+
+/// Appends the offsets of rows `range` of a list-like typed column (`from`: its offsets,
+/// `nulls`: its null map) to an `Array`/`Map` node whose items so far number `total`, and
+/// hands each run of items to push to `items`. A NULL row is an empty array (as
+/// [`Value::Null`] is in [`Builder::push`]): its items, if any, are skipped.
+fn push_offsets(
+    offsets: &mut Vec<u64>,
+    total: &mut u64,
+    from: &[u64],
+    nulls: Option<&[u8]>,
+    range: Range<usize>,
+    mut items: impl FnMut(Range<usize>),
+) {
+    offsets.reserve(range.len());
+    let mut run = |r: Range<usize>, is_null: bool| {
+        if is_null {
+            offsets.resize(offsets.len() + r.len(), *total);
+            return;
+        }
+        let (lo, hi) = (from[r.start], from[r.end]);
+        let t = *total;
+        offsets.extend(from[r.start + 1..=r.end].iter().map(|&o| t + (o - lo)));
+        *total += hi - lo;
+        if hi > lo {
+            items(lo as usize..hi as usize);
+        }
+    };
+    match nulls {
+        Some(n) if n[range.clone()].iter().any(|&b| b != 0) => {
+            for (r, is_null) in runs(&n[range.clone()], range.start) {
+                run(r, is_null);
+            }
+        }
+        _ if range.is_empty() => {}
+        _ => run(range, false),
+    }
+}
+
+/// The failures of the items of a list-like typed column (`from`: its offsets) as failures
+/// of its rows: (item, part, failure) with part 0 for list items and map keys, 1 for map
+/// values. A row keeps its first failure in the order [`Builder::push`] meets them (item by
+/// item, a key before its value).
+fn item_fails_to_rows(
+    from: &[u64],
+    mut item_fails: Vec<(usize, u8, Failure)>,
+    fails: &mut Vec<(usize, Failure)>,
+) {
+    if item_fails.is_empty() {
+        return;
+    }
+    item_fails.sort_by_key(|(i, part, _)| (*i, *part));
+    let mut last = None;
+    for (i, _, f) in item_fails {
+        // The row whose items hold `i`: the last one starting at or before it (rows before
+        // it that start there too are empty).
+        let row = from.partition_point(|&o| o <= i as u64) - 1;
+        if last != Some(row) {
+            last = Some(row);
+            fails.push((row, f));
+        }
+    }
 }
 
 fn write_offsets(offsets: &[u64], out: &mut Vec<u8>) {

@@ -736,6 +736,186 @@ mod tests {
         assert_eq!(checked, TYPES.len() * data().len() * 2);
     }
 
+    /// Lists and maps of typed items (8 rows each; offsets that do not start at 0, empty
+    /// lists, NULL items, lists of lists).
+    fn nested_data() -> Vec<TypedColumn> {
+        let ints = || {
+            // rows: [1, NULL], [300], [], [4, MAX], [6, 7], [8], [9], [10]
+            TypedColumn::new(TypedData::List {
+                offsets: vec![1, 3, 4, 4, 6, 8, 9, 10, 11],
+                values: Box::new(
+                    TypedColumn::new(TypedData::UInt32(vec![
+                        99,
+                        1,
+                        2,
+                        300,
+                        4,
+                        u32::MAX,
+                        6,
+                        7,
+                        8,
+                        9,
+                        10,
+                    ]))
+                    .with_nulls(vec![0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]),
+                ),
+            })
+        };
+        let strings = [
+            "a",
+            "abcd",
+            "1",
+            "",
+            "1.2.3.4",
+            "x",
+            "00112233-4455-6677-8899-aabbccddeeff",
+            "b",
+        ];
+        let words = TypedColumn::new(TypedData::List {
+            offsets: vec![0, 2, 2, 3, 5, 6, 6, 7, 8],
+            values: Box::new(
+                TypedColumn::new(TypedData::String(strings.iter().collect()))
+                    .with_nulls(vec![0, 0, 0, 1, 0, 0, 0, 0]),
+            ),
+        });
+        let lists = TypedColumn::new(TypedData::List {
+            offsets: vec![0, 2, 2, 3, 5, 6, 7, 8, 8],
+            values: Box::new(ints().with_nulls(vec![0, 0, 0, 0, 1, 0, 0, 0])),
+        });
+        let keys: Vec<&str> = vec!["a", "b", "a", "c", "1.2.3.4", "k", "a", "", "zz", "q"];
+        let map = |values: TypedData| {
+            TypedColumn::new(TypedData::Map {
+                offsets: vec![0, 1, 3, 3, 4, 6, 7, 9, 10],
+                keys: Box::new(TypedColumn::new(TypedData::String(keys.iter().collect()))),
+                values: Box::new(
+                    TypedColumn::new(values).with_nulls(vec![0, 0, 1, 0, 0, 0, 0, 0, 0, 0]),
+                ),
+            })
+        };
+        vec![
+            ints(),
+            words,
+            lists,
+            map(TypedData::UInt64(vec![
+                1,
+                2,
+                3,
+                4,
+                5,
+                6,
+                7,
+                300,
+                9,
+                u64::MAX,
+            ])),
+            map(TypedData::Float64(vec![
+                0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0,
+            ])),
+        ]
+    }
+
+    const NESTED_TYPES: &[&str] = &[
+        "Array(UInt8)",
+        "Array(UInt32)",
+        "Array(Int64)",
+        "Array(Nullable(UInt32))",
+        "Array(Float64)",
+        "Array(String)",
+        "Array(Nullable(String))",
+        "Array(LowCardinality(String))",
+        "Array(LowCardinality(Nullable(String)))",
+        "Array(IPv4)",
+        "Array(Array(UInt8))",
+        "Array(Array(Nullable(UInt32)))",
+        "Array(Tuple(UInt8, String))",
+        "Map(String, UInt64)",
+        "Map(String, Nullable(UInt8))",
+        "Map(LowCardinality(String), Float64)",
+        "Map(IPv4, UInt64)",
+        "Map(String, Array(UInt8))",
+        "String",
+        "UInt8",
+    ];
+
+    /// Lists and maps encode exactly like their values into every type: the same bytes and
+    /// rejected rows (with and without NULL rows, whole, sliced, and pushed in two parts
+    /// into one block).
+    #[test]
+    fn nested_typed_columns_encode_like_their_values() {
+        let mut checked = 0;
+        for ty in NESTED_TYPES {
+            for d in nested_data() {
+                for nulls in [None, Some(vec![0u8, 1, 0, 0, 1, 0, 0, 0])] {
+                    let mut col = d.clone();
+                    if let Some(n) = nulls {
+                        col = col.with_nulls(n);
+                    }
+                    let values = ColumnData::Typed(col.clone()).to_values();
+                    let typed = encode(ty, ColumnBatch::new().with_data("c", col.clone()));
+                    let dynamic = encode(ty, ColumnBatch::new().with_column("c", values.clone()));
+                    assert_eq!(typed, dynamic, "{ty} from {col:?}");
+                    let rows = encode_rows(ty, &values);
+                    assert_eq!(typed, rows, "{ty} from {col:?} (rows)");
+                    let part = encode(ty, ColumnBatch::new().with_data("c", col.slice(2..7)));
+                    let part_rows = encode_rows(ty, &values[2..7]);
+                    assert_eq!(part, part_rows, "{ty} from {col:?} (slice)");
+                    let picked = [7, 0, 3, 3, 5];
+                    let taken = encode(ty, ColumnBatch::new().with_data("c", col.take(&picked)));
+                    let taken_rows = encode_rows(ty, &picked.map(|r| values[r].clone()));
+                    assert_eq!(taken, taken_rows, "{ty} from {col:?} (take)");
+                    // Two pushes into one block: the second one's offsets follow the first.
+                    let two = encode_parts(ty, &[col.slice(0..3), col.slice(3..8)]);
+                    assert_eq!(two, rows.0, "{ty} from {col:?} (two parts)");
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, NESTED_TYPES.len() * nested_data().len() * 2);
+    }
+
+    fn encode_parts(ty: &str, parts: &[TypedColumn]) -> Vec<u8> {
+        let schema = Arc::new(TableSchema::from_columns(
+            "db",
+            "t",
+            vec![ColumnDef::new("c", ty)],
+        ));
+        let mut b = NativeBatch::new(schema, NativeOptions::default());
+        for p in parts {
+            b.push_columns(&ColumnBatch::new().with_data("c", p.clone()))
+                .unwrap();
+        }
+        b.finish(None).bytes.to_vec()
+    }
+
+    /// The wire image of typed lists and maps: UInt64 end offsets, then the items (a map's
+    /// keys, then its values); a copy of the items when their type matches.
+    #[test]
+    fn nested_wire_image() {
+        let list = TypedColumn::new(TypedData::List {
+            offsets: vec![2, 4, 4, 5],
+            values: Box::new(vec![9u32, 9, 1, 2, 3].into()),
+        });
+        let (bytes, errors) = encode("Array(UInt32)", ColumnBatch::new().with_data("c", list));
+        assert!(errors.is_empty());
+        let mut want: Vec<u8> = [2u64, 2, 3].iter().flat_map(|o| o.to_le_bytes()).collect();
+        want.extend([1u32, 2, 3].iter().flat_map(|x| x.to_le_bytes()));
+        assert!(bytes.ends_with(&want));
+        let map = TypedColumn::new(TypedData::Map {
+            offsets: vec![0, 1, 1, 3],
+            keys: Box::new(["a", "b", "c"].iter().collect::<Strings>().into()),
+            values: Box::new(vec![1u64, 2, 3].into()),
+        });
+        let (bytes, errors) = encode(
+            "Map(String, UInt64)",
+            ColumnBatch::new().with_data("c", map),
+        );
+        assert!(errors.is_empty());
+        let mut want: Vec<u8> = [1u64, 1, 3].iter().flat_map(|o| o.to_le_bytes()).collect();
+        want.extend(b"\x01a\x01b\x01c");
+        want.extend([1u64, 2, 3].iter().flat_map(|x| x.to_le_bytes()));
+        assert!(bytes.ends_with(&want));
+    }
+
     #[test]
     fn exact_types_are_copies() {
         let ids: Vec<u64> = (0..1000).collect();
