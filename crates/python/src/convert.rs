@@ -425,28 +425,215 @@ impl Yielder {
 /// Runs of fewer rows with the same keys than this are sent as rows, longer ones as columns.
 const MIN_COLUMNAR_RUN: usize = 8;
 
+/// Capacity of a column's first vector in a run (it grows as the run does).
+const FIRST_CAPACITY: usize = 16;
+
+/// Most rows a column's vector is sized for at once after a chunk of a long run.
+const MAX_CAPACITY: usize = 1 << 16;
+
+/// The cells of one column of a [`Run`] so far.
+///
+/// A column starts typed: its first cell that is not `None` picks an [`Acc`] (`int`, `float`,
+/// `str` or `bool`, exact types), and `None` cells are NULL in a null map, as in
+/// [`typed_list`]. A cell of another kind (or one the accumulator cannot take: an `int`
+/// beyond 64 bits, a `str` that is not UTF-8 ...) turns the column into [`Value`]s: the
+/// cells so far become the values they stand for ([`TypedColumn::value`], the values
+/// [`to_value`] gives for them), and every later cell of the run is converted by
+/// [`to_value`]. Either way the column means the same values, in the same order.
+enum Cells {
+    /// Every cell so far is `None` (the run's length of them).
+    Nones,
+    /// One kind of cell, with a null map (one byte per cell) once a `None` came.
+    Typed { acc: Acc, nulls: Option<Vec<u8>> },
+    /// Dynamic values.
+    Values(Vec<Value>),
+}
+
+impl Cells {
+    /// A fresh column: typed unless `values`.
+    fn new(values: bool, cap: usize) -> Self {
+        if values {
+            Cells::Values(Vec::with_capacity(cap))
+        } else {
+            Cells::Nones
+        }
+    }
+
+    /// Appends the cell of row `row` (the cells before it are rows `0..row`); `Err` with the
+    /// reason when [`to_value`] refuses it, leaving the column's cells as they were (the
+    /// columns before it in the row are cut back by [`Run::truncate`]).
+    #[inline]
+    fn push(
+        &mut self,
+        v: &Bound<'_, PyAny>,
+        t: &Types,
+        row: usize,
+        cap: usize,
+    ) -> Result<(), String> {
+        match self {
+            Cells::Values(values) => {
+                values.push(to_value(v, t, 0)?);
+                return Ok(());
+            }
+            Cells::Typed { acc, nulls } => {
+                if v.is_none() {
+                    acc.push_null();
+                    nulls.get_or_insert_with(|| vec![0; row]).push(1);
+                    return Ok(());
+                }
+                if acc.push(v) {
+                    if let Some(n) = nulls {
+                        n.push(0);
+                    }
+                    return Ok(());
+                }
+            }
+            Cells::Nones => {
+                if v.is_none() {
+                    return Ok(());
+                }
+                if let Some(mut acc) = Acc::start(v, cap.max(row + 1), row)
+                    && acc.push(v)
+                {
+                    let nulls = (row > 0).then(|| {
+                        let mut n = Vec::with_capacity(cap.max(row + 1));
+                        n.resize(row, 1);
+                        n.push(0);
+                        n
+                    });
+                    *self = Cells::Typed { acc, nulls };
+                    return Ok(());
+                }
+            }
+        }
+        // Not of the column's kind: the column becomes values.
+        let mut values = self.take_values(row, cap);
+        let pushed = to_value(v, t, 0).map(|v| values.push(v));
+        *self = Cells::Values(values);
+        pushed
+    }
+
+    /// The first `rows` cells as the values they stand for; leaves `Nones`.
+    fn take_values(&mut self, rows: usize, cap: usize) -> Vec<Value> {
+        match std::mem::replace(self, Cells::Nones) {
+            Cells::Nones => {
+                let mut v = Vec::with_capacity(cap.max(rows + 1));
+                v.resize(rows, Value::Null);
+                v
+            }
+            Cells::Typed { acc, nulls } => {
+                let mut v = Vec::with_capacity(cap.max(rows + 1));
+                if let Some(col) = typed_cells(acc, nulls) {
+                    v.extend((0..rows).map(|r| col.value(r)));
+                }
+                v
+            }
+            Cells::Values(mut v) => {
+                v.truncate(rows);
+                v
+            }
+        }
+    }
+
+    /// Keeps the first `rows` cells (drops what a refused row left).
+    fn truncate(&mut self, rows: usize) {
+        match self {
+            Cells::Nones => {}
+            Cells::Typed { acc, nulls } => {
+                acc.truncate(rows);
+                if let Some(n) = nulls {
+                    n.truncate(rows);
+                }
+            }
+            Cells::Values(v) => v.truncate(rows),
+        }
+    }
+
+    /// The column of `rows` cells, and the fresh column that follows it in the same run
+    /// (values stay values: a column that changed kind does not try again).
+    fn finish(&mut self, rows: usize, cap: usize) -> ColumnData {
+        let next = Cells::new(matches!(self, Cells::Values(_)), cap);
+        match std::mem::replace(self, next) {
+            Cells::Nones => ColumnData::Values(vec![Value::Null; rows]),
+            Cells::Typed { acc, nulls } => match typed_cells(acc, nulls) {
+                Some(col) => ColumnData::Typed(col),
+                None => ColumnData::Values(vec![Value::Null; rows]),
+            },
+            Cells::Values(v) => ColumnData::Values(v),
+        }
+    }
+}
+
+/// An accumulator and its null map as a typed column.
+fn typed_cells(acc: Acc, nulls: Option<Vec<u8>>) -> Option<TypedColumn> {
+    let col = TypedColumn::new(acc.finish()?);
+    Some(match nulls {
+        Some(n) => col.with_nulls(n),
+        None => col,
+    })
+}
+
 /// Consecutive rows with the same keys in the same order, kept column by column (one key
-/// string per column instead of one per row).
+/// string per column instead of one per row; see [`Cells`]).
 struct Run<'py> {
     keys: Vec<Bound<'py, PyAny>>,
     names: Vec<String>,
-    cols: Vec<Vec<Value>>,
+    cols: Vec<Cells>,
     len: usize,
+    /// Capacity for the next vectors of the columns.
+    cap: usize,
 }
 
 impl<'py> Run<'py> {
-    fn close(self, out: &mut Vec<Item>) {
-        if self.len >= MIN_COLUMNAR_RUN {
+    fn new(n: usize) -> Self {
+        Self {
+            keys: Vec::with_capacity(n),
+            names: Vec::with_capacity(n),
+            cols: Vec::with_capacity(n),
+            len: 0,
+            cap: FIRST_CAPACITY,
+        }
+    }
+
+    /// Drops the cells a refused row left.
+    fn truncate(&mut self) {
+        for c in &mut self.cols {
+            c.truncate(self.len);
+        }
+    }
+
+    /// Emits the rows so far (as one columnar batch, or as rows when there are few) and
+    /// starts the next chunk of the same run.
+    fn flush(&mut self, chunk_rows: usize, out: &mut Vec<Item>) {
+        let len = std::mem::take(&mut self.len);
+        let cap = self.cap;
+        if len >= chunk_rows {
+            // A long run: size the next chunk for a whole one.
+            self.cap = chunk_rows.clamp(FIRST_CAPACITY, MAX_CAPACITY);
+        }
+        if len == 0 {
+            for c in &mut self.cols {
+                c.finish(0, cap);
+            }
+            return;
+        }
+        let next_cap = self.cap;
+        let cols = self.cols.iter_mut().map(|c| c.finish(len, next_cap));
+        if len >= MIN_COLUMNAR_RUN {
             let mut batch = ColumnBatch::new();
-            for (name, values) in self.names.into_iter().zip(self.cols) {
-                batch.push_column(name, values);
+            for (name, data) in self.names.iter().zip(cols) {
+                batch.push_data(name.clone(), data);
             }
             out.push(Item::Input(DynInput::Columns(batch)));
         } else {
-            let mut rows: Vec<DynRow> = (0..self.len)
+            let mut rows: Vec<DynRow> = (0..len)
                 .map(|_| DynRow::with_capacity(self.names.len()))
                 .collect();
-            for (name, values) in self.names.iter().zip(self.cols) {
+            for (name, data) in self.names.iter().zip(cols) {
+                let values = match data {
+                    ColumnData::Values(v) => v,
+                    other => other.to_values(),
+                };
                 for (row, v) in rows.iter_mut().zip(values) {
                     row.push(name.clone(), v);
                 }
@@ -461,7 +648,8 @@ fn same_key(k: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>) -> bool {
 }
 
 /// Converts rows (dicts) into engine inputs: runs of rows with the same keys become columnar
-/// batches of at most `chunk_rows` rows, the others single rows.
+/// batches of at most `chunk_rows` rows (typed columns where a column's cells are of one
+/// kind, see [`Cells`]), the others single rows.
 pub fn convert_rows<'py>(
     rows: impl Iterator<Item = Bound<'py, PyAny>>,
     on_error: OnError,
@@ -472,8 +660,9 @@ pub fn convert_rows<'py>(
     let mut out = Vec::new();
     let mut yielder = Yielder::new(background);
     let mut run: Option<Run<'py>> = None;
-    let mut buf: Vec<Value> = Vec::new();
     let mut types_ref: Option<&Types> = None;
+    // Chunks that short are sent as rows: no point in typed columns.
+    let values_only = chunk_rows < MIN_COLUMNAR_RUN;
     for (i, obj) in rows.enumerate() {
         let py = obj.py();
         yielder.tick(py);
@@ -526,51 +715,43 @@ pub fn convert_rows<'py>(
             continue;
         };
         // Try the open run: same keys in the same order.
-        if let Some(r) = &run
+        if let Some(r) = &mut run
             && dict.len() == r.keys.len()
         {
-            buf.clear();
             let mut matched = true;
+            let mut refused = None;
             for (j, (k, v)) in dict.iter().enumerate() {
                 if !same_key(&k, &r.keys[j]) {
                     matched = false;
                     break;
                 }
-                match to_value(&v, t, 0) {
-                    Ok(v) => buf.push(v),
-                    Err(reason) => {
-                        let col = r.names[j].clone();
-                        fail(Some(col), reason, &mut out).map_err(|mut e| {
-                            e.value = short_repr(&v, 200);
-                            e
-                        })?;
-                        buf.clear();
-                        break;
-                    }
+                if let Err(reason) = r.cols[j].push(&v, t, r.len, r.cap) {
+                    refused = Some((j, v, reason));
+                    break;
                 }
             }
-            if matched {
-                if buf.len() == r.keys.len() {
-                    let r = run.as_mut().expect("open run");
-                    for (col, v) in r.cols.iter_mut().zip(buf.drain(..)) {
-                        col.push(v);
-                    }
-                    r.len += 1;
-                    if r.len >= chunk_rows {
-                        run.take().expect("open run").close(&mut out);
-                    }
+            if matched && refused.is_none() {
+                r.len += 1;
+                if r.len >= chunk_rows {
+                    r.flush(chunk_rows, &mut out);
                 }
+                continue;
+            }
+            r.truncate();
+            if let Some((j, v, reason)) = refused {
+                let col = r.names[j].clone();
+                fail(Some(col), reason, &mut out).map_err(|mut e| {
+                    e.value = short_repr(&v, 200);
+                    e
+                })?;
                 continue;
             }
         }
         // A new run starts with this row.
-        if let Some(r) = run.take() {
-            r.close(&mut out);
+        if let Some(mut r) = run.take() {
+            r.flush(chunk_rows, &mut out);
         }
-        let n = dict.len();
-        let mut keys = Vec::with_capacity(n);
-        let mut names = Vec::with_capacity(n);
-        let mut cols = Vec::with_capacity(n);
+        let mut r = Run::new(dict.len());
         let mut ok = true;
         for (k, v) in dict.iter() {
             let name = match k.cast::<PyString>() {
@@ -594,38 +775,29 @@ pub fn convert_rows<'py>(
                     break;
                 }
             };
-            match to_value(&v, t, 0) {
-                Ok(v) => {
-                    cols.push(vec![v]);
-                }
-                Err(reason) => {
-                    fail(Some(name), reason, &mut out).map_err(|mut e| {
-                        e.value = short_repr(&v, 200);
-                        e
-                    })?;
-                    ok = false;
-                    break;
-                }
+            let mut cells = Cells::new(values_only, r.cap);
+            if let Err(reason) = cells.push(&v, t, 0, r.cap) {
+                fail(Some(name), reason, &mut out).map_err(|mut e| {
+                    e.value = short_repr(&v, 200);
+                    e
+                })?;
+                ok = false;
+                break;
             }
-            keys.push(k);
-            names.push(name);
+            r.keys.push(k);
+            r.names.push(name);
+            r.cols.push(cells);
         }
         if ok {
-            let r = Run {
-                keys,
-                names,
-                cols,
-                len: 1,
-            };
-            if chunk_rows <= 1 {
-                r.close(&mut out);
-            } else {
-                run = Some(r);
+            r.len = 1;
+            if r.len >= chunk_rows {
+                r.flush(chunk_rows, &mut out);
             }
+            run = Some(r);
         }
     }
-    if let Some(r) = run.take() {
-        r.close(&mut out);
+    if let Some(mut r) = run.take() {
+        r.flush(chunk_rows, &mut out);
     }
     Ok(out)
 }
@@ -866,6 +1038,23 @@ impl Acc {
                 Err(_) => false,
             },
             Acc::Empty => false,
+        }
+    }
+
+    /// Keeps the first `n` items.
+    fn truncate(&mut self, n: usize) {
+        match self {
+            Acc::Empty => {}
+            Acc::I64(v) => v.truncate(n),
+            Acc::U64(v) => v.truncate(n),
+            Acc::F64(v) => v.truncate(n),
+            Acc::Str(s) => {
+                if s.len() > n {
+                    s.offsets.truncate(n + 1);
+                    s.data.truncate(s.offsets[n] as usize);
+                }
+            }
+            Acc::Bool(v) => v.truncate(n),
         }
     }
 
@@ -1169,5 +1358,179 @@ mod tests {
         assert_eq!(b[2].columns[2].1, ColumnData::from(vec![24u64]));
         assert_eq!(civil_text(250_000_000).unwrap(), "1970-01-01T00:00:00.25");
         assert_eq!(instant_text(0).unwrap(), "1970-01-01T00:00:00Z");
+    }
+
+    /// Rows of the same keys through [`convert_rows`], against the values [`to_value`] gives
+    /// cell by cell (what every run was before typed columns): `None` for a refused row.
+    mod dict_runs {
+        use std::ffi::CStr;
+
+        use super::*;
+
+        type Row = Vec<(String, Value)>;
+
+        /// `UInt` within `i64` as `Int`: an accumulator that went unsigned keeps its earlier
+        /// (non-negative) ints as `UInt`, which every column type reads the same.
+        fn norm(v: Value) -> Value {
+            match v {
+                Value::UInt(u) if u <= i64::MAX as u64 => Value::Int(u as i64),
+                other => other,
+            }
+        }
+
+        fn reference(rows: &Bound<'_, PyAny>) -> Vec<Option<Row>> {
+            let t = types(rows.py()).unwrap();
+            rows.try_iter()
+                .unwrap()
+                .map(|r| {
+                    let r = r.unwrap();
+                    let d = r.cast::<PyDict>().ok()?;
+                    d.iter()
+                        .map(|(k, v)| {
+                            let k = k.cast::<PyString>().ok()?.to_cow().ok()?.into_owned();
+                            Some((k, norm(to_value(&v, t, 0).ok()?)))
+                        })
+                        .collect()
+                })
+                .collect()
+        }
+
+        fn flatten(items: Vec<Item>) -> Vec<Option<Row>> {
+            let mut out = Vec::new();
+            for item in items {
+                match item {
+                    Item::Reject { .. } => out.push(None),
+                    Item::Input(DynInput::Row(r)) => out.push(Some(
+                        r.fields.into_iter().map(|(k, v)| (k, norm(v))).collect(),
+                    )),
+                    Item::Input(DynInput::Columns(b)) => {
+                        for row in 0..b.rows() {
+                            out.push(Some(
+                                b.columns
+                                    .iter()
+                                    .map(|(k, c)| (k.clone(), norm(c.value(row).unwrap())))
+                                    .collect(),
+                            ));
+                        }
+                    }
+                }
+            }
+            out
+        }
+
+        fn batches(items: &[Item]) -> Vec<&ColumnBatch> {
+            items
+                .iter()
+                .filter_map(|i| match i {
+                    Item::Input(DynInput::Columns(b)) => Some(b),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn typed(b: &ColumnBatch, name: &str) -> bool {
+            let (_, c) = b.columns.iter().find(|(n, _)| n == name).unwrap();
+            matches!(c, ColumnData::Typed(_))
+        }
+
+        fn check(code: &CStr, chunk: usize, each: impl FnOnce(&[Item])) {
+            Python::initialize();
+            Python::attach(|py| {
+                let rows = py.eval(code, None, None).unwrap();
+                let want = reference(&rows);
+                let items = convert_rows(
+                    rows.try_iter().unwrap().map(Result::unwrap),
+                    OnError::DeadLetter,
+                    chunk,
+                    0,
+                    false,
+                )
+                .unwrap();
+                each(&items);
+                // Refused rows go out at once, the rows of a run when it closes: compare the
+                // rows taken, in order, and count the refused ones.
+                let (got_ok, got_refused): (Vec<_>, Vec<_>) =
+                    flatten(items).into_iter().partition(Option::is_some);
+                let (want_ok, want_refused): (Vec<_>, Vec<_>) =
+                    want.into_iter().partition(Option::is_some);
+                assert_eq!(got_ok, want_ok);
+                assert_eq!(got_refused.len(), want_refused.len());
+            });
+        }
+
+        #[test]
+        fn columns_that_change_kind_keep_every_value_in_order() {
+            let code = c"[{'id': i, \
+                'v': i if i < 20 else (f's{i}' if i < 40 else None), \
+                'f': float(i) if i % 7 else i, \
+                'b': (i % 2 == 0) if i < 30 else i, \
+                'n': None if i < 25 else i, \
+                'nn': None if i % 3 else 'x', \
+                'u': 2**63 + i if i > 10 else i, \
+                'neg': -1 if i == 0 else (2**64 - 1 if i == 5 else i), \
+                'big': 2**70 if i == 33 else -i, \
+                'nest': [i, {'k': i}], \
+                's': 'x' * (i % 5) + ('é' if i % 4 else ''), \
+                'none': None} for i in range(100)]";
+            check(code, 16, |items| {
+                let b = batches(items);
+                assert_eq!(b.len(), 6, "6 chunks of 16, then 4 rows");
+                for name in ["id", "s", "u", "nn"] {
+                    assert!(b.iter().all(|c| typed(c, name)), "{name}");
+                }
+                // int then str: values from there on, in the next chunks too
+                assert!(typed(b[0], "v") && !typed(b[1], "v") && !typed(b[3], "v"));
+                // None first, then ints
+                assert!(!typed(b[0], "n") && typed(b[1], "n") && typed(b[2], "n"));
+                // bool, then an int
+                assert!(typed(b[0], "b") && !typed(b[1], "b"));
+                assert!(!typed(b[0], "f") && !typed(b[0], "nest") && !typed(b[0], "none"));
+            });
+        }
+
+        #[test]
+        fn refused_rows_and_other_keys_leave_the_run_intact() {
+            let code = c"[ \
+                {'a': i, 'b': str(i), 'c': object() if i in (9, 30) else i} if i % 11 else \
+                ({'a': i, 'x': 'other keys', 'c': 1} if i % 2 == 0 else 'not a dict') \
+                for i in range(60)] + \
+                [{'a': 1, 'b': 'x', 'c': '\\ud800'}, {'a': 2, 'b': '\\ud800', 'c': 3}, \
+                 {1: 2, 'a': 1, 'b': 2}] + \
+                [{'a': i, 'b': 'y', 'c': i} for i in range(20)]";
+            check(code, 8, |items| assert!(!batches(items).is_empty()));
+            // Raise: the first refused row, with its column and value.
+            Python::attach(|py| {
+                let rows = py.eval(code, None, None).unwrap();
+                let err = convert_rows(
+                    rows.try_iter().unwrap().map(Result::unwrap),
+                    OnError::Raise,
+                    8,
+                    0,
+                    false,
+                )
+                .err()
+                .unwrap();
+                assert_eq!((err.row, err.column.as_deref()), (9, Some("c")));
+                assert!(err.value.starts_with("<object object"), "{}", err.value);
+                assert_eq!(err.reason, "unsupported Python type object");
+            });
+        }
+
+        #[test]
+        fn single_rows_and_short_chunks() {
+            for chunk in [1, 2, 7, 8, 9, 1000] {
+                check(
+                    c"[{'a': i, 'b': None if i % 2 else 'x', 'c': i / 2} for i in range(30)]",
+                    chunk,
+                    |items| {
+                        if chunk < MIN_COLUMNAR_RUN {
+                            assert!(batches(items).is_empty());
+                        } else {
+                            assert!(batches(items).iter().all(|b| typed(b, "a")));
+                        }
+                    },
+                );
+            }
+        }
     }
 }
