@@ -2,7 +2,7 @@
 # The Python package's tests: a cached venv with the test dependencies, the package built in
 # release mode and installed the way a user installs it (`pip install ./python`), then pytest
 # against CLICKHOUSE_URL (scripts/with-clickhouse.sh provides one). Extra arguments go to
-# pytest. Needs only Python 3.9+ with pip (venv) and the Rust toolchain.
+# pytest. Needs only Python 3.10+ with pip (venv) and the Rust toolchain.
 #
 #   scripts/test-python.sh            # everything
 #   scripts/test-python.sh -k cancel  # a subset

@@ -1020,8 +1020,9 @@ impl Acc {
                 }
                 Err(_) => false,
             },
+            // The str's own UTF-8 (kept by the str itself), no bytes object per cell.
             Acc::Str(s) => match item.cast_exact::<PyString>() {
-                Ok(t) => match t.encode_utf8() {
+                Ok(t) => match t.to_str() {
                     Ok(b) => {
                         s.push(b.as_bytes());
                         true
