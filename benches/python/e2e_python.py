@@ -220,7 +220,11 @@ async def run(name: str, schema: str, data: Dict[str, Any]) -> Dict[str, float]:
         await pipeline(ins, data["rows"], ins.stream_insert, sentinel=True, table=table)
         return engine_latencies(await ins.close())
     if name in ("py-write-many", "py-write-columns-lists", "py-write-columns-arrow"):
-        ins = chasync.Inserter(URL, table, database=DB, batch_rows=100_000, max_concurrency=4, dlq_dir=DLQ)
+        # The engine's defaults, as for the Rust contenders (CHASYNC_E2E_MAX_ROWS to explore).
+        opts = {}
+        if os.environ.get("CHASYNC_E2E_MAX_ROWS"):
+            opts["batch_rows"] = int(os.environ["CHASYNC_E2E_MAX_ROWS"])
+        ins = chasync.Inserter(URL, table, database=DB, dlq_dir=DLQ, **opts)
         await ins.start()
         if name == "py-write-many":
             await ins.write_many(data["rows"])

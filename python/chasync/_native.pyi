@@ -67,7 +67,7 @@ class Inserter:
     Options (keyword arguments):
 
     * ``compression``: ``"lz4"`` (default) or ``"none"``;
-    * ``batch_rows`` (100000), ``batch_bytes`` (32 MiB), ``linger`` (seconds, 1.0): a batch
+    * ``batch_rows`` (250000), ``batch_bytes`` (32 MiB), ``linger`` (seconds, 1.0): a batch
       is sent at whichever comes first;
     * ``queue_capacity`` (200000 inputs): how far writers may run ahead of the inserts;
     * ``max_concurrency`` (4): inserts in flight;

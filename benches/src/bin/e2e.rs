@@ -1075,11 +1075,15 @@ async fn checksum(schema: Schema, n: u64) -> (u64, u64) {
 fn config(schema: Schema) -> Config {
     let mut c = Config::new(url(), schema.name());
     c.database = "chasync_bench".into();
-    // Overridable to explore tuning: CHASYNC_E2E_MAX_ROWS, CHASYNC_E2E_CONCURRENCY,
-    // CHASYNC_E2E_COMPRESSION=none.
+    // The engine's defaults; overridable to explore tuning: CHASYNC_E2E_MAX_ROWS,
+    // CHASYNC_E2E_CONCURRENCY, CHASYNC_E2E_COMPRESSION=none.
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
-    c.max_rows = env("CHASYNC_E2E_MAX_ROWS").unwrap_or(100_000);
-    c.max_concurrency = env("CHASYNC_E2E_CONCURRENCY").unwrap_or(4);
+    if let Some(n) = env("CHASYNC_E2E_MAX_ROWS") {
+        c.max_rows = n;
+    }
+    if let Some(n) = env("CHASYNC_E2E_CONCURRENCY") {
+        c.max_concurrency = n;
+    }
     if std::env::var("CHASYNC_E2E_COMPRESSION").as_deref() == Ok("none") {
         c.compression = chasync_core::Compression::None;
     }

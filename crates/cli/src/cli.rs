@@ -65,7 +65,7 @@ pub enum CompressionArg {
 /// The engine's options, for commands that ingest.
 #[derive(Debug, Args, Default, Clone)]
 pub struct IngestOpts {
-    /// Seal a batch at this many rows [default: 100000].
+    /// Seal a batch at this many rows [default: 250000].
     #[arg(long, value_name = "N")]
     pub batch_rows: Option<usize>,
     /// ... or at this many encoded bytes (`1000000`, `32MiB`, `10MB`) [default: 32MiB].

@@ -127,7 +127,9 @@ impl Config {
             user: None,
             password: None,
             compression: Compression::Lz4,
-            max_rows: 100_000,
+            // Fewer, larger inserts: each insert is a part (and later merges) for the server;
+            // `max_bytes` bounds wide rows first.
+            max_rows: 250_000,
             max_bytes: 32 << 20,
             linger: Duration::from_secs(1),
             queue_capacity: 200_000,
