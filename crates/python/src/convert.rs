@@ -649,7 +649,7 @@ fn same_key(k: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>) -> bool {
 
 /// Converts rows (dicts) into engine inputs: runs of rows with the same keys become columnar
 /// batches of at most `chunk_rows` rows (typed columns where a column's cells are of one
-/// kind, see [`Cells`]), the others single rows.
+/// kind, see `Cells`), the others single rows.
 pub fn convert_rows<'py>(
     rows: impl Iterator<Item = Bound<'py, PyAny>>,
     on_error: OnError,
