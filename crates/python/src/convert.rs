@@ -968,6 +968,7 @@ struct Items {
 }
 
 impl Items {
+    /// No items yet (of a kind still unknown).
     fn new() -> Self {
         Self {
             acc: Acc::Empty,
