@@ -688,6 +688,19 @@ pub enum TypedData {
         /// The values of all rows, one after the other (as long as `keys`).
         values: Box<TypedColumn>,
     },
+    /// Objects ([`Value::Object`] of the `(key, value)` fields in order, the keys as text):
+    /// the layout of [`TypedData::Map`] with UTF-8 text keys, as dicts of `str` keys or JSON
+    /// objects give them. Into a `Map` column it encodes as the map of the same pairs; into
+    /// any other type cell by cell, as the object it stands for (a named `Tuple`, `JSON` ...).
+    Object {
+        /// `len + 1` non-decreasing offsets into `keys` and `values`, as for
+        /// [`TypedData::List`].
+        offsets: Vec<u64>,
+        /// The keys of all rows, one after the other (a column of UTF-8 text, without NULLs).
+        keys: Box<TypedColumn>,
+        /// The values of all rows, one after the other (as long as `keys`).
+        values: Box<TypedColumn>,
+    },
 }
 
 /// One column of values of one type ([`TypedData`]: a primitive type, or lists and maps of
@@ -808,9 +821,9 @@ impl TypedColumn {
             TypedData::String(s) | TypedData::Binary(s) => s.len(),
             TypedData::Timestamp { ticks, .. } => ticks.len(),
             TypedData::Date32(v) => v.len(),
-            TypedData::List { offsets, .. } | TypedData::Map { offsets, .. } => {
-                offsets.len().saturating_sub(1)
-            }
+            TypedData::List { offsets, .. }
+            | TypedData::Map { offsets, .. }
+            | TypedData::Object { offsets, .. } => offsets.len().saturating_sub(1),
         }
     }
 
@@ -892,6 +905,18 @@ impl TypedColumn {
                     .map(|i| (keys.value(i), values.value(i)))
                     .collect(),
             ),
+            TypedData::Object {
+                offsets,
+                keys,
+                values,
+            } => Value::Object(
+                (offsets[row] as usize..offsets[row + 1] as usize)
+                    .map(|i| match keys.value(i) {
+                        Value::String(k) => (k, values.value(i)),
+                        other => (other.to_json_string(), values.value(i)),
+                    })
+                    .collect(),
+            ),
         }
     }
 
@@ -935,6 +960,18 @@ impl TypedColumn {
             } => {
                 let (offsets, items) = take_offsets(offsets, rows);
                 TypedData::Map {
+                    offsets,
+                    keys: Box::new(keys.take(&items)),
+                    values: Box::new(values.take(&items)),
+                }
+            }
+            TypedData::Object {
+                offsets,
+                keys,
+                values,
+            } => {
+                let (offsets, items) = take_offsets(offsets, rows);
+                TypedData::Object {
                     offsets,
                     keys: Box::new(keys.take(&items)),
                     values: Box::new(values.take(&items)),
@@ -989,6 +1026,18 @@ impl TypedColumn {
             } => {
                 let (offsets, items) = slice_offsets(offsets, r);
                 TypedData::Map {
+                    offsets,
+                    keys: Box::new(keys.slice(items.clone())),
+                    values: Box::new(values.slice(items)),
+                }
+            }
+            TypedData::Object {
+                offsets,
+                keys,
+                values,
+            } => {
+                let (offsets, items) = slice_offsets(offsets, r);
+                TypedData::Object {
                     offsets,
                     keys: Box::new(keys.slice(items.clone())),
                     values: Box::new(values.slice(items)),

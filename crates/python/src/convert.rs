@@ -434,9 +434,11 @@ const MAX_CAPACITY: usize = 1 << 16;
 /// The cells of one column of a [`Run`] so far.
 ///
 /// A column starts typed: its first cell that is not `None` picks an [`Acc`] (`int`, `float`,
-/// `str` or `bool`, exact types), and `None` cells are NULL in a null map, as in
-/// [`typed_list`]. A cell of another kind (or one the accumulator cannot take: an `int`
-/// beyond 64 bits, a `str` that is not UTF-8 ...) turns the column into [`Value`]s: the
+/// `str` or `bool`, exact types; or a `list` of such scalars, or a `dict` of `str` keys and
+/// such scalar values, the items' kind picked by their first item that is not `None`), and
+/// `None` cells (and items) are NULL in a null map, as in [`typed_list`]. A cell of another
+/// kind (or one the accumulator cannot take: an `int` beyond 64 bits, a `str` that is not
+/// UTF-8, a list of lists, a key that is not a `str` ...) turns the column into [`Value`]s: the
 /// cells so far become the values they stand for ([`TypedColumn::value`], the values
 /// [`to_value`] gives for them), and every later cell of the run is converted by
 /// [`to_value`]. Either way the column means the same values, in the same order.
@@ -492,7 +494,7 @@ impl Cells {
                 if v.is_none() {
                     return Ok(());
                 }
-                if let Some(mut acc) = Acc::start(v, cap.max(row + 1), row)
+                if let Some(mut acc) = Acc::start_cell(v, cap.max(row + 1), row)
                     && acc.push(v)
                 {
                     let nulls = (row > 0).then(|| {
@@ -943,9 +945,110 @@ enum Acc {
     F64(Vec<f64>),
     Str(Strings),
     Bool(Vec<bool>),
+    /// `list` cells of scalar items ([`TypedData::List`]).
+    List {
+        offsets: Vec<u64>,
+        items: Box<Items>,
+    },
+    /// `dict` cells of `str` keys and scalar values ([`TypedData::Object`]).
+    Object {
+        offsets: Vec<u64>,
+        keys: Strings,
+        values: Box<Items>,
+    },
+}
+
+/// The items of the lists (or the values of the dicts) of an [`Acc`]: scalars of one kind
+/// (exact `int`, `float`, `str` or `bool`, as [`Acc::start`] takes them), `None` items NULL
+/// in a null map; the kind is unknown until the first item that is not `None`.
+struct Items {
+    acc: Acc,
+    nulls: Option<Vec<u8>>,
+    len: usize,
+}
+
+impl Items {
+    /// No items yet (of a kind still unknown).
+    fn new() -> Self {
+        Self {
+            acc: Acc::Empty,
+            nulls: None,
+            len: 0,
+        }
+    }
+
+    /// Appends an item; `false` (leaving the items as they were) when it is not of their kind.
+    #[inline]
+    fn push(&mut self, item: &Bound<'_, PyAny>) -> bool {
+        if item.is_none() {
+            self.acc.push_null();
+            self.nulls.get_or_insert_with(|| vec![0; self.len]).push(1);
+        } else {
+            if let Acc::Empty = self.acc {
+                match Acc::start(item, (self.len + 1).max(FIRST_CAPACITY), self.len) {
+                    Some(a) => self.acc = a,
+                    None => return false,
+                }
+            }
+            if !self.acc.push(item) {
+                return false;
+            }
+            if let Some(n) = &mut self.nulls {
+                n.push(0);
+            }
+        }
+        self.len += 1;
+        true
+    }
+
+    /// Keeps the first `n` items.
+    fn truncate(&mut self, n: usize) {
+        self.acc.truncate(n);
+        if let Some(nulls) = &mut self.nulls {
+            nulls.truncate(n);
+        }
+        self.len = self.len.min(n);
+    }
+
+    /// The items as a typed column (NULL `Int64`s when every item is `None`).
+    fn finish(self) -> TypedColumn {
+        let len = self.len;
+        let col = TypedColumn::new(
+            self.acc
+                .finish()
+                .unwrap_or_else(|| TypedData::Int64(vec![0; len])),
+        );
+        match self.nulls {
+            Some(n) => col.with_nulls(n),
+            None => col,
+        }
+    }
 }
 
 impl Acc {
+    /// Starts the vector of a column's cells with the first one that is not `None`, after
+    /// `nones` of them: a scalar ([`Acc::start`]), a `list` or a `dict`.
+    fn start_cell(item: &Bound<'_, PyAny>, cap: usize, nones: usize) -> Option<Acc> {
+        let mut acc = if item.is_exact_instance_of::<PyList>() {
+            Acc::List {
+                offsets: Vec::with_capacity(cap + 1),
+                items: Box::new(Items::new()),
+            }
+        } else if item.is_exact_instance_of::<PyDict>() {
+            Acc::Object {
+                offsets: Vec::with_capacity(cap + 1),
+                keys: Strings::with_capacity(cap, cap * 8),
+                values: Box::new(Items::new()),
+            }
+        } else {
+            return Acc::start(item, cap, nones);
+        };
+        if let Acc::List { offsets, .. } | Acc::Object { offsets, .. } = &mut acc {
+            offsets.resize(nones + 1, 0);
+        }
+        Some(acc)
+    }
+
     /// Starts the vector with the first item that is not `None`, after `nones` of them.
     fn start(item: &Bound<'_, PyAny>, cap: usize, nones: usize) -> Option<Acc> {
         let mut acc = if item.is_exact_instance_of::<PyInt>() {
@@ -973,6 +1076,10 @@ impl Acc {
             Acc::F64(v) => v.push(0.0),
             Acc::Str(s) => s.push(b""),
             Acc::Bool(v) => v.push(false),
+            Acc::List { offsets, .. } | Acc::Object { offsets, .. } => {
+                let end = offsets.last().copied().unwrap_or(0);
+                offsets.push(end);
+            }
         }
     }
 
@@ -1038,6 +1145,45 @@ impl Acc {
                 }
                 Err(_) => false,
             },
+            Acc::List { offsets, items } => {
+                let Ok(list) = item.cast_exact::<PyList>() else {
+                    return false;
+                };
+                let start = items.len;
+                for x in list.iter() {
+                    if !items.push(&x) {
+                        items.truncate(start);
+                        return false;
+                    }
+                }
+                offsets.push(items.len as u64);
+                true
+            }
+            Acc::Object {
+                offsets,
+                keys,
+                values,
+            } => {
+                let Ok(dict) = item.cast_exact::<PyDict>() else {
+                    return false;
+                };
+                let start = values.len;
+                for (k, v) in dict.iter() {
+                    let key = k
+                        .cast_exact::<PyString>()
+                        .ok()
+                        .and_then(|k| k.to_str().ok());
+                    let Some(key) = key.filter(|_| values.push(&v)) else {
+                        // Not a str key, or a value of another kind: as it was.
+                        values.truncate(start);
+                        truncate_strings(keys, start);
+                        return false;
+                    };
+                    keys.push(key.as_bytes());
+                }
+                offsets.push(values.len as u64);
+                true
+            }
             Acc::Empty => false,
         }
     }
@@ -1049,13 +1195,25 @@ impl Acc {
             Acc::I64(v) => v.truncate(n),
             Acc::U64(v) => v.truncate(n),
             Acc::F64(v) => v.truncate(n),
-            Acc::Str(s) => {
-                if s.len() > n {
-                    s.offsets.truncate(n + 1);
-                    s.data.truncate(s.offsets[n] as usize);
+            Acc::Str(s) => truncate_strings(s, n),
+            Acc::Bool(v) => v.truncate(n),
+            Acc::List { offsets, items } => {
+                if offsets.len() > n + 1 {
+                    offsets.truncate(n + 1);
+                    items.truncate(offsets[n] as usize);
                 }
             }
-            Acc::Bool(v) => v.truncate(n),
+            Acc::Object {
+                offsets,
+                keys,
+                values,
+            } => {
+                if offsets.len() > n + 1 {
+                    offsets.truncate(n + 1);
+                    values.truncate(offsets[n] as usize);
+                    truncate_strings(keys, offsets[n] as usize);
+                }
+            }
         }
     }
 
@@ -1067,12 +1225,35 @@ impl Acc {
             Acc::F64(v) => TypedData::Float64(v),
             Acc::Str(s) => TypedData::String(s),
             Acc::Bool(v) => TypedData::Bool(v),
+            Acc::List { offsets, items } => TypedData::List {
+                offsets,
+                values: Box::new(items.finish()),
+            },
+            Acc::Object {
+                offsets,
+                keys,
+                values,
+            } => TypedData::Object {
+                offsets,
+                keys: Box::new(TypedColumn::from(keys)),
+                values: Box::new(values.finish()),
+            },
         })
     }
 }
 
+/// Keeps the first `n` strings.
+fn truncate_strings(s: &mut Strings, n: usize) {
+    if s.len() > n {
+        s.offsets.truncate(n + 1);
+        s.data.truncate(s.offsets[n] as usize);
+    }
+}
+
 /// A list or tuple whose items are all `int` (64-bit), all `float`, all `str` or all
-/// `bool` (exact types; `None` anywhere is NULL), converted in one loop into a typed column.
+/// `bool` (exact types; `None` anywhere is NULL), or all lists of such scalars, or all dicts
+/// of `str` keys and such scalar values (see [`Cells`]), converted in one loop into a typed
+/// column.
 /// `None` when an item is of another kind (or every item is `None`): the caller converts
 /// the list value by value, which gives the same result more slowly.
 fn typed_list(seq: &Bound<'_, PyAny>, background: bool) -> Result<Option<TypedColumn>, String> {
@@ -1098,7 +1279,7 @@ fn typed_list(seq: &Bound<'_, PyAny>, background: bool) -> Result<Option<TypedCo
             continue;
         }
         if let Acc::Empty = acc {
-            match Acc::start(&item, n, nones) {
+            match Acc::start_cell(&item, n, nones) {
                 Some(a) => acc = a,
                 None => return Ok(None),
             }
@@ -1375,6 +1556,10 @@ mod tests {
         fn norm(v: Value) -> Value {
             match v {
                 Value::UInt(u) if u <= i64::MAX as u64 => Value::Int(u as i64),
+                Value::Array(items) => Value::Array(items.into_iter().map(norm).collect()),
+                Value::Object(fields) => {
+                    Value::Object(fields.into_iter().map(|(k, v)| (k, norm(v))).collect())
+                }
                 other => other,
             }
         }
@@ -1514,6 +1699,108 @@ mod tests {
                 assert_eq!((err.row, err.column.as_deref()), (9, Some("c")));
                 assert!(err.value.starts_with("<object object"), "{}", err.value);
                 assert_eq!(err.reason, "unsupported Python type object");
+            });
+        }
+
+        /// Lists and dicts of scalars: typed lists and objects (empty ones, `None` cells and
+        /// items, items whose kind comes late), and every way out of them back to values.
+        #[test]
+        fn lists_and_dicts() {
+            let code = c"[{'id': i, \
+                'tags': [f't{j}' for j in range(i % 4)], \
+                'counts': [j for j in range(i % 3)] if i % 5 else None, \
+                'ni': [None if j % 2 else j for j in range(i % 4)], \
+                'attrs': {f'k{j}': j for j in range(i % 3)}, \
+                'sattrs': ({'a': str(i), 'b': None} if i % 4 else {}) if i % 7 else None, \
+                'late': [] if i < 20 else ([None] if i < 25 else [float(i), None]), \
+                'nonelist': None if i < 10 else [i], \
+                'big': [2**63 + i] if i > 5 else [i], \
+                'flags': [i % 2 == 0], \
+                'nest': [[i]] if i == 30 else [i], \
+                'mixed': [i, 'x'] if i == 40 else [i], \
+                'kind': [i] if i < 50 else {'k': i}, \
+                'key': {'k': i} if i != 60 else {'k': i, 1: i}, \
+                'huge': [2**70] if i == 70 else [i], \
+                'vals': {'x': [i]} if i == 80 else {'x': i}, \
+                'scal': [i] if i < 90 else i, \
+                'bad': [i, object()] if i in (33, 95) else [i], \
+                'tup': (i, i)} for i in range(100)]";
+            check(code, 16, |items| {
+                let b = batches(items);
+                assert_eq!(
+                    b.len(),
+                    6,
+                    "6 chunks of 16 (rows 33 and 95 refused), then 2 rows"
+                );
+                for name in [
+                    "tags", "counts", "ni", "attrs", "sattrs", "late", "nonelist", "big", "flags",
+                ] {
+                    assert!(b.iter().all(|c| typed(c, name)), "{name}");
+                }
+                // Typed until the row that does not fit, values from its chunk on.
+                for (name, chunk) in [
+                    ("nest", 1),
+                    ("mixed", 2),
+                    ("kind", 3),
+                    ("key", 3),
+                    ("huge", 4),
+                    ("vals", 4),
+                    ("scal", 5),
+                    // A refused cell turns its column into values too (as for scalars).
+                    ("bad", 2),
+                ] {
+                    assert!(typed(b[chunk - 1], name), "{name}");
+                    assert!(b[chunk..].iter().all(|c| !typed(c, name)), "{name}");
+                }
+                assert!(!typed(b[0], "tup"));
+            });
+            Python::attach(|py| {
+                let rows = py.eval(code, None, None).unwrap();
+                let err = convert_rows(
+                    rows.try_iter().unwrap().map(Result::unwrap),
+                    OnError::Raise,
+                    16,
+                    0,
+                    false,
+                )
+                .err()
+                .unwrap();
+                assert_eq!((err.row, err.column.as_deref()), (33, Some("bad")));
+                assert!(
+                    err.value.starts_with("[33, <object object"),
+                    "{}",
+                    err.value
+                );
+            });
+        }
+
+        /// A dict-of-lists column of lists or dicts ([`typed_list`]): the values of its items.
+        #[test]
+        fn columns_of_lists_and_dicts() {
+            Python::initialize();
+            Python::attach(|py| {
+                let t = types(py).unwrap();
+                for (code, is_typed) in [
+                    (c"[[1, None], None, [], [2**63]]", true),
+                    (c"[None, [], ['a', 'b'], [None]]", true),
+                    (c"[{'a': 1.5}, {}, None, {'b': None, 'c': 2.0}]", true),
+                    (c"[[1], [[2]]]", false),
+                    (c"[[1], {'a': 1}]", false),
+                    (c"[{'a': 1}, {2: 1}]", false),
+                ] {
+                    let seq = py.eval(code, None, None).unwrap();
+                    let col = typed_list(&seq, false).unwrap();
+                    assert_eq!(col.is_some(), is_typed, "{code:?}");
+                    if let Some(col) = col {
+                        let want: Vec<Value> = seq
+                            .try_iter()
+                            .unwrap()
+                            .map(|v| norm(to_value(&v.unwrap(), t, 0).unwrap()))
+                            .collect();
+                        let got: Vec<Value> = (0..col.len()).map(|r| norm(col.value(r))).collect();
+                        assert_eq!(got, want, "{code:?}");
+                    }
+                }
             });
         }
 

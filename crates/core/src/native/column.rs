@@ -493,12 +493,17 @@ impl Builder {
                 total,
                 keys,
                 values,
-            } if matches!(col.data, TypedData::Map { .. }) => {
-                let TypedData::Map {
+            } if matches!(col.data, TypedData::Map { .. } | TypedData::Object { .. }) => {
+                let (TypedData::Map {
                     offsets: from,
                     keys: k,
                     values: v,
-                } = &col.data
+                }
+                | TypedData::Object {
+                    offsets: from,
+                    keys: k,
+                    values: v,
+                }) = &col.data
                 else {
                     unreachable!()
                 };

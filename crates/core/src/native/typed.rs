@@ -792,6 +792,19 @@ mod tests {
                 ),
             })
         };
+        // Objects: keys that a named tuple has (`a`, `c`), repeated, missing and unknown.
+        let object = TypedColumn::new(TypedData::Object {
+            offsets: vec![0, 1, 3, 3, 4, 6, 7, 9, 10],
+            keys: Box::new(TypedColumn::new(TypedData::String(
+                ["a", "a", "c", "c", "a", "c", "c", "a", "zz", "a"]
+                    .iter()
+                    .collect(),
+            ))),
+            values: Box::new(
+                TypedColumn::new(TypedData::UInt64(vec![1, 2, 3, 4, 5, 6, 7, 300, 9, 10]))
+                    .with_nulls(vec![0, 0, 1, 0, 0, 0, 0, 0, 0, 0]),
+            ),
+        });
         vec![
             ints(),
             words,
@@ -811,6 +824,7 @@ mod tests {
             map(TypedData::Float64(vec![
                 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0,
             ])),
+            object,
         ]
     }
 
@@ -833,6 +847,8 @@ mod tests {
         "Map(LowCardinality(String), Float64)",
         "Map(IPv4, UInt64)",
         "Map(String, Array(UInt8))",
+        "Tuple(a UInt64, c Nullable(UInt8))",
+        "JSON",
         "String",
         "UInt8",
     ];

@@ -1,0 +1,141 @@
+"""Rows given as dicts whose cells are lists (of str, of int, with None items) or dicts (of
+str keys and scalar values): typed lists and maps in runs, values where a column's cells change
+kind. Every table is checked against the server's own values and against the same rows written
+one at a time (`write`, the value path)."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import pytest
+
+import chasync
+
+COLUMNS = (
+    "id UInt64, tags Array(String), counts Array(UInt32), ni Array(Nullable(Int64)), "
+    "attrs Map(String, UInt64), sattrs Map(String, String), nt Tuple(a UInt64, b UInt64)"
+)
+NAMES = ["id", "tags", "counts", "ni", "attrs", "sattrs", "nt"]
+N = 5_000
+CHUNK = 1_000
+
+
+def row(i: int) -> dict:
+    return {
+        "id": i,
+        # None in a non-Nullable Array: an empty array, as on the value path
+        "tags": None if i % 13 == 0 else [f"t{j}" for j in range(i % 4)],
+        # lists of ints, then tuples (values from there on)
+        "counts": [i + j for j in range(i % 3)] if i < 3000 else (i, 7),
+        # empty lists first (the items' kind unknown), None items
+        "ni": [] if i < 150 else [None if j % 2 else j - 5 for j in range(i % 5)],
+        # beyond i64 late in the run: unsigned items
+        "attrs": None if i % 17 == 0 else {f"k{j}": (2**63 + j if i > 4000 else j) for j in range(i % 3)},
+        # None values in a non-Nullable String: ''
+        "sattrs": {"a": f"s{i}", "b": None} if i % 4 else {},
+        # dicts of ints into a named tuple
+        "nt": {"a": i, "b": 2 * i},
+    }
+
+
+def expected(i: int) -> dict:
+    """Row i as the server shows it (`toString` of every column)."""
+    r = row(i)
+
+    def arr(items) -> str:
+        return "[" + ",".join(items) + "]"
+
+    def mp(d) -> str:
+        return "{" + ",".join(f"'{k}':{v}" for k, v in d.items()) + "}"
+
+    return {
+        "id": str(i),
+        "tags": arr(f"'{t}'" for t in r["tags"] or []),
+        "counts": arr(str(c) for c in r["counts"]),
+        "ni": arr("NULL" if x is None else str(x) for x in r["ni"]),
+        "attrs": mp(r["attrs"] or {}),
+        "sattrs": mp({k: f"'{v or ''}'" for k, v in r["sattrs"].items()}),
+        "nt": f"({i},{2 * i})",
+    }
+
+
+def select(db, table: str) -> list:
+    cols = ", ".join(f"toString({c}) AS text_{c}" for c in NAMES)
+    rows = db.rows(f"SELECT {cols} FROM {table} ORDER BY id")
+    return [{k[len("text_"):]: v.replace(" ", "") for k, v in r.items()} for r in rows]
+
+
+def create(db, *tables: str) -> None:
+    for t in tables:
+        db.exec(f"CREATE TABLE {t} ({COLUMNS}) ENGINE = MergeTree ORDER BY id")
+
+
+def new(db, tmp_path, table: str, **kw) -> chasync.Inserter:
+    return chasync.Inserter(
+        db.url, table, database=db.name, dlq_dir=str(tmp_path / f"dlq-{table}"),
+        batch_rows=CHUNK, **kw
+    )
+
+
+async def write_one_by_one(db, tmp_path, table: str, rows) -> None:
+    async with new(db, tmp_path, table) as ins:
+        for r in rows:
+            await ins.write(r)
+
+
+async def test_lists_and_dicts_land_like_the_value_path(db, tmp_path):
+    create(db, "t", "r")
+    rows = [row(i) for i in range(N)]
+    tail = [row(i) for i in range(N, N + 50)]
+    async with new(db, tmp_path, "t") as ins:
+        await ins.write_many(rows)  # background conversion
+        await ins.write_many(tail)  # inline
+    await write_one_by_one(db, tmp_path, "r", rows + tail)
+    got = select(db, "t")
+    assert got == [expected(i) for i in range(N + 50)]
+    assert got == select(db, "r")
+
+
+async def test_columns_of_lists_and_dicts(db, tmp_path):
+    create(db, "t")
+    rows = [row(i) for i in range(2000)]
+    cols = {name: [r[name] for r in rows] for name in NAMES}
+    async with new(db, tmp_path, "t") as ins:
+        await ins.write_columns(cols)
+    assert select(db, "t") == [expected(i) for i in range(2000)]
+
+
+async def test_a_bad_item_raises_and_dead_letters_only_its_row(db, tmp_path):
+    create(db, "t", "r")
+    rows = [row(i) for i in range(3000)]
+    rows[1234]["counts"] = [1, object()]
+    async with new(db, tmp_path, "t") as ins:
+        with pytest.raises(chasync.ConversionError) as e:
+            await ins.write_many(rows)
+        assert (e.value.row, e.value.column) == (1234, "counts")
+        assert e.value.value.startswith("[1, <object object")
+        assert "unsupported Python type object" in str(e.value)
+    assert db.int("SELECT count() FROM t") == 0
+
+    bad = {1234: ("counts", [1, object()]), 2100: ("attrs", {"k": object()}),
+           2500: ("ni", [None, 1, object()])}
+    rows = [row(i) for i in range(3000)]
+    for i, (col, v) in bad.items():
+        rows[i][col] = v
+    async with new(db, tmp_path, "t", on_conversion_error="dead_letter") as ins:
+        await ins.write_many(rows)
+        with pytest.raises(chasync.DeadLettered) as e:
+            await ins.flush()
+    assert e.value.rows == len(bad)
+    good = [r for i, r in enumerate(rows) if i not in bad]
+    await write_one_by_one(db, tmp_path, "r", good)
+    got = select(db, "t")
+    assert got == [expected(i) for i in range(3000) if i not in bad]
+    assert got == select(db, "r")
+    text = "".join(
+        open(p, encoding="utf-8").read()
+        for p in glob.glob(os.path.join(str(tmp_path / "dlq-t"), "*.rejected.jsonl"))
+    )
+    for col in ["counts", "attrs", "ni"]:
+        assert text.count(f"column `{col}`: unsupported Python type object") == 1
