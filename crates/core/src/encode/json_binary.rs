@@ -1209,21 +1209,9 @@ fn set_count(out: &mut Vec<u8>, at: usize, n: u64) {
         out[at] = n as u8;
         return;
     }
-    let mut leb = [0u8; 10];
-    let mut len = 0;
-    let mut v = n;
-    loop {
-        let b = (v & 0x7f) as u8;
-        v >>= 7;
-        if v == 0 {
-            leb[len] = b;
-            len += 1;
-            break;
-        }
-        leb[len] = b | 0x80;
-        len += 1;
-    }
-    out.splice(at..at + 1, leb[..len].iter().copied());
+    let mut leb = Vec::with_capacity(10);
+    put_leb128(&mut leb, n);
+    out.splice(at..at + 1, leb);
 }
 
 /// The keys of one Map value so far, to refuse a repeated one (the server would keep both):
