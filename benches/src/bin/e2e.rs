@@ -578,8 +578,13 @@ async fn run_contender(
 /// The process of the ClickHouse server at `CLICKHOUSE_URL`, when it listens on this machine:
 /// the owner of the listening TCP socket on the URL's port on a loopback or local address
 /// (`/proc/net/tcp{,6}`, then `/proc/*/fd`). `None` for a remote server or where `/proc`
-/// does not tell (then the server CPU column is left empty).
+/// does not tell (then the server CPU column is left empty). Looked up once.
 fn server_pid() -> Option<u32> {
+    static PID: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *PID.get_or_init(find_server_pid)
+}
+
+fn find_server_pid() -> Option<u32> {
     let u = url();
     let hostport = u.split("://").nth(1).unwrap_or(&u);
     let hostport = hostport.split('/').next()?;
