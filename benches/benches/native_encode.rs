@@ -355,6 +355,7 @@ fn typed_of(values: &[Value]) -> TypedColumn {
                 _ => Vec::new(),
             });
             TypedData::Map {
+                objects: false,
                 offsets,
                 keys: Box::new(typed_of(&keys)),
                 values: Box::new(typed_of(&vals)),

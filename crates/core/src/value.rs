@@ -679,6 +679,11 @@ pub enum TypedData {
     /// row `i` holds the pairs `offsets[i]..offsets[i + 1]` of `keys` and `values`. A
     /// `Map(K, V)` column is `Array(Tuple(K, V))` on the wire: the offsets, then the keys,
     /// then the values.
+    ///
+    /// With `objects`, the rows are objects instead ([`Value::Object`] of the fields in
+    /// order, the keys as text), as dicts of `str` keys or JSON objects give them: into a
+    /// `Map` column they encode as the maps of the same pairs; into any other type cell by
+    /// cell, as the objects they stand for (a named `Tuple`, `JSON` ...).
     Map {
         /// `len + 1` non-decreasing offsets into `keys` and `values`, as for
         /// [`TypedData::List`].
@@ -687,19 +692,9 @@ pub enum TypedData {
         keys: Box<TypedColumn>,
         /// The values of all rows, one after the other (as long as `keys`).
         values: Box<TypedColumn>,
-    },
-    /// Objects ([`Value::Object`] of the `(key, value)` fields in order, the keys as text):
-    /// the layout of [`TypedData::Map`] with UTF-8 text keys, as dicts of `str` keys or JSON
-    /// objects give them. Into a `Map` column it encodes as the map of the same pairs; into
-    /// any other type cell by cell, as the object it stands for (a named `Tuple`, `JSON` ...).
-    Object {
-        /// `len + 1` non-decreasing offsets into `keys` and `values`, as for
-        /// [`TypedData::List`].
-        offsets: Vec<u64>,
-        /// The keys of all rows, one after the other (a column of UTF-8 text, without NULLs).
-        keys: Box<TypedColumn>,
-        /// The values of all rows, one after the other (as long as `keys`).
-        values: Box<TypedColumn>,
+        /// The rows stand for [`Value::Object`]s (then `keys` is a column of UTF-8 text
+        /// without NULLs), not [`Value::Map`]s.
+        objects: bool,
     },
 }
 
@@ -821,9 +816,9 @@ impl TypedColumn {
             TypedData::String(s) | TypedData::Binary(s) => s.len(),
             TypedData::Timestamp { ticks, .. } => ticks.len(),
             TypedData::Date32(v) => v.len(),
-            TypedData::List { offsets, .. }
-            | TypedData::Map { offsets, .. }
-            | TypedData::Object { offsets, .. } => offsets.len().saturating_sub(1),
+            TypedData::List { offsets, .. } | TypedData::Map { offsets, .. } => {
+                offsets.len().saturating_sub(1)
+            }
         }
     }
 
@@ -900,15 +895,17 @@ impl TypedColumn {
                 offsets,
                 keys,
                 values,
+                objects: false,
             } => Value::Map(
                 (offsets[row] as usize..offsets[row + 1] as usize)
                     .map(|i| (keys.value(i), values.value(i)))
                     .collect(),
             ),
-            TypedData::Object {
+            TypedData::Map {
                 offsets,
                 keys,
                 values,
+                objects: true,
             } => Value::Object(
                 (offsets[row] as usize..offsets[row + 1] as usize)
                     .map(|i| match keys.value(i) {
@@ -957,24 +954,14 @@ impl TypedColumn {
                 offsets,
                 keys,
                 values,
+                objects,
             } => {
                 let (offsets, items) = take_offsets(offsets, rows);
                 TypedData::Map {
                     offsets,
                     keys: Box::new(keys.take(&items)),
                     values: Box::new(values.take(&items)),
-                }
-            }
-            TypedData::Object {
-                offsets,
-                keys,
-                values,
-            } => {
-                let (offsets, items) = take_offsets(offsets, rows);
-                TypedData::Object {
-                    offsets,
-                    keys: Box::new(keys.take(&items)),
-                    values: Box::new(values.take(&items)),
+                    objects: *objects,
                 }
             }
         };
@@ -1023,24 +1010,14 @@ impl TypedColumn {
                 offsets,
                 keys,
                 values,
+                objects,
             } => {
                 let (offsets, items) = slice_offsets(offsets, r);
                 TypedData::Map {
                     offsets,
                     keys: Box::new(keys.slice(items.clone())),
                     values: Box::new(values.slice(items)),
-                }
-            }
-            TypedData::Object {
-                offsets,
-                keys,
-                values,
-            } => {
-                let (offsets, items) = slice_offsets(offsets, r);
-                TypedData::Object {
-                    offsets,
-                    keys: Box::new(keys.slice(items.clone())),
-                    values: Box::new(values.slice(items)),
+                    objects: *objects,
                 }
             }
         };

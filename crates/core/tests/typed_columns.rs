@@ -433,6 +433,7 @@ fn nested_batch(range: std::ops::Range<u64>, poison: &[u64]) -> ColumnBatch {
         .with_data(
             "attrs",
             TypedColumn::new(TypedData::Map {
+                objects: false,
                 offsets,
                 keys: Box::new(strings(pairs.iter().map(|p| p.0.clone()).collect())),
                 values: Box::new(pairs.iter().map(|p| p.1).collect::<Vec<u64>>().into()),

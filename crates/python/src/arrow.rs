@@ -328,6 +328,7 @@ pub fn column_data(arr: &dyn Array) -> Result<ColumnData, String> {
                             offsets,
                             keys,
                             values,
+                            objects: false,
                         }),
                         _ => None,
                     }

@@ -950,7 +950,7 @@ enum Acc {
         offsets: Vec<u64>,
         items: Box<Items>,
     },
-    /// `dict` cells of `str` keys and scalar values ([`TypedData::Object`]).
+    /// `dict` cells of `str` keys and scalar values ([`TypedData::Map`] of objects).
     Object {
         offsets: Vec<u64>,
         keys: Strings,
@@ -1233,10 +1233,11 @@ impl Acc {
                 offsets,
                 keys,
                 values,
-            } => TypedData::Object {
+            } => TypedData::Map {
                 offsets,
                 keys: Box::new(TypedColumn::from(keys)),
                 values: Box::new(values.finish()),
+                objects: true,
             },
         })
     }

@@ -493,17 +493,13 @@ impl Builder {
                 total,
                 keys,
                 values,
-            } if matches!(col.data, TypedData::Map { .. } | TypedData::Object { .. }) => {
-                let (TypedData::Map {
+            } if matches!(col.data, TypedData::Map { .. }) => {
+                let TypedData::Map {
                     offsets: from,
                     keys: k,
                     values: v,
-                }
-                | TypedData::Object {
-                    offsets: from,
-                    keys: k,
-                    values: v,
-                }) = &col.data
+                    ..
+                } = &col.data
                 else {
                     unreachable!()
                 };

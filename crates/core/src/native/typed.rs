@@ -785,6 +785,7 @@ mod tests {
         let keys: Vec<&str> = vec!["a", "b", "a", "c", "1.2.3.4", "k", "a", "", "zz", "q"];
         let map = |values: TypedData| {
             TypedColumn::new(TypedData::Map {
+                objects: false,
                 offsets: vec![0, 1, 3, 3, 4, 6, 7, 9, 10],
                 keys: Box::new(TypedColumn::new(TypedData::String(keys.iter().collect()))),
                 values: Box::new(
@@ -793,7 +794,8 @@ mod tests {
             })
         };
         // Objects: keys that a named tuple has (`a`, `c`), repeated, missing and unknown.
-        let object = TypedColumn::new(TypedData::Object {
+        let object = TypedColumn::new(TypedData::Map {
+            objects: true,
             offsets: vec![0, 1, 3, 3, 4, 6, 7, 9, 10],
             keys: Box::new(TypedColumn::new(TypedData::String(
                 ["a", "a", "c", "c", "a", "c", "c", "a", "zz", "a"]
@@ -917,6 +919,7 @@ mod tests {
         want.extend([1u32, 2, 3].iter().flat_map(|x| x.to_le_bytes()));
         assert!(bytes.ends_with(&want));
         let map = TypedColumn::new(TypedData::Map {
+            objects: false,
             offsets: vec![0, 1, 1, 3],
             keys: Box::new(["a", "b", "c"].iter().collect::<Strings>().into()),
             values: Box::new(vec![1u64, 2, 3].into()),
