@@ -137,18 +137,26 @@ async fn run(mut rx: mpsc::Receiver<Work>, shared: Arc<Shared>, max_concurrency:
     let limiter = Arc::new(Semaphore::new(max_concurrency));
     let mut tasks = JoinSet::new();
     let mut dead_at_last_flush = (0u64, 0u64);
-    while let Some(work) = rx.recv().await {
+    // A slot is taken before the next batch is: while every slot is busy, the next sealed
+    // batch waits in the channel, not here as well (one batch less held in memory when the
+    // server is the bottleneck).
+    let mut slot = None;
+    loop {
+        let permit = match slot.take() {
+            Some(p) => p,
+            None => limiter
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the limiter is never closed"),
+        };
+        let Some(work) = rx.recv().await else { break };
         while let Some(done) = tasks.try_join_next() {
             reap(done);
         }
         match work {
             Work::Batch(batch) => {
                 let batch = *batch;
-                let permit = limiter
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("the limiter is never closed");
                 let shared = shared.clone();
                 let span = tracing::info_span!(
                     "chasync.batch",
@@ -166,6 +174,7 @@ async fn run(mut rx: mpsc::Receiver<Work>, shared: Arc<Shared>, max_concurrency:
                 );
             }
             Work::Flush(done) => {
+                slot = Some(permit);
                 while let Some(res) = tasks.join_next().await {
                     reap(res);
                 }

@@ -221,6 +221,7 @@ impl<E: BatchEncoder> Pipeline<E> {
                 counters,
                 spool: dispatcher.spool_dir(),
                 count: E::input_rows,
+                prepare: E::prepare,
                 gate,
                 writers,
             },

@@ -38,6 +38,8 @@ pub struct Handle<R> {
     pub(crate) spool: std::path::PathBuf,
     /// Rows in one input (see [`crate::BatchEncoder::input_rows`]).
     pub(crate) count: fn(&R) -> u64,
+    /// Readies an input for the queue (see [`crate::BatchEncoder::prepare`]).
+    pub(crate) prepare: fn(R) -> R,
     /// Bounds the rows of multi-row inputs (columnar batches) waiting in the queue.
     pub(crate) gate: Arc<RowGate>,
     /// The buffers of this ingestor's [`crate::Writer`]s.
@@ -121,6 +123,7 @@ impl<R> Clone for Handle<R> {
             counters: self.counters.clone(),
             spool: self.spool.clone(),
             count: self.count,
+            prepare: self.prepare,
             gate: self.gate.clone(),
             writers: self.writers.clone(),
         }
@@ -192,6 +195,7 @@ impl<R> std::error::Error for TrySendError<R> {}
 impl<R: Send + 'static> Handle<R> {
     /// Queues a row, waiting while the queue is full (backpressure).
     pub async fn send(&self, row: R) -> std::result::Result<(), SendError<R>> {
+        let row = (self.prepare)(row);
         let n = (self.count)(&row);
         self.gate.admit(n).await;
         match self.tx.send(Msg::Row(row, None)).await {
@@ -208,6 +212,7 @@ impl<R: Send + 'static> Handle<R> {
 
     /// Queues a row if there is room now; otherwise hands it back.
     pub fn try_send(&self, row: R) -> std::result::Result<(), TrySendError<R>> {
+        let row = (self.prepare)(row);
         let n = (self.count)(&row);
         if !self.gate.try_admit(n) {
             return Err(if self.tx.is_closed() {
@@ -268,6 +273,7 @@ impl<R: Send + 'static> Handle<R> {
         let (state, ack) = AckState::new(1, self.spool.clone());
         let mut rows = rows.into_iter();
         while let Some(row) = rows.next() {
+            let row = (self.prepare)(row);
             let n = (self.count)(&row);
             self.gate.admit(n).await;
             match self.tx.send(Msg::Row(row, Some(state.clone()))).await {

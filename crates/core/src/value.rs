@@ -513,6 +513,19 @@ impl ColumnData {
         }
     }
 
+    /// The column as a typed column when its values allow it
+    /// ([`TypedColumn::from_values`]): the same rows in a fraction of the memory, encoded
+    /// into the same bytes. Unchanged otherwise.
+    pub fn compact(self) -> ColumnData {
+        match self {
+            ColumnData::Values(v) => match TypedColumn::from_values(&v) {
+                Some(t) => ColumnData::Typed(t),
+                None => ColumnData::Values(v),
+            },
+            typed => typed,
+        }
+    }
+
     /// Every row as a dynamic value.
     pub fn to_values(&self) -> Vec<Value> {
         match self {
@@ -1040,6 +1053,176 @@ impl TypedColumn {
     }
 }
 
+impl TypedColumn {
+    /// The values as a typed column, when a typed column gives every one of them back
+    /// ([`TypedColumn::value`] of each row is the value): every value that is not NULL is
+    /// of one kind, `Bool`, `Int`, `UInt`, `Float`, `String` or `Bytes`, or an `Array`,
+    /// `Map` or `Object` whose items are such values themselves. `None` otherwise (kinds
+    /// mixed, 128-bit integers, tuples).
+    ///
+    /// A typed column holds its rows in a fraction of the memory of their values (a
+    /// [`Value`] takes 32 bytes and each string an allocation of its own) and encodes into
+    /// the same bytes with tight loops.
+    pub fn from_values(values: &[Value]) -> Option<TypedColumn> {
+        typed_of(values)
+    }
+}
+
+/// [`TypedColumn::from_values`] of values or of references to them (the items of lists and
+/// maps). NULLs only: booleans, every one NULL.
+fn typed_of<V: std::borrow::Borrow<Value>>(values: &[V]) -> Option<TypedColumn> {
+    let all = || values.iter().map(std::borrow::Borrow::borrow);
+    let nulls = all()
+        .any(Value::is_null)
+        .then(|| all().map(|v| v.is_null() as u8).collect::<Vec<u8>>());
+    let first = all().find(|v| !v.is_null()).unwrap_or(&Value::Null);
+    let data = match first {
+        Value::Null => TypedData::Bool(vec![false; values.len()]),
+        Value::Bool(_) => TypedData::Bool(prims(values, |v| match v {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        })?),
+        Value::Int(_) => TypedData::Int64(prims(values, |v| match v {
+            Value::Int(x) => Some(*x),
+            _ => None,
+        })?),
+        Value::UInt(_) => TypedData::UInt64(prims(values, |v| match v {
+            Value::UInt(x) => Some(*x),
+            _ => None,
+        })?),
+        Value::Float(_) => TypedData::Float64(prims(values, |v| match v {
+            Value::Float(x) => Some(*x),
+            _ => None,
+        })?),
+        Value::String(_) => TypedData::String(strings(values, |v| match v {
+            Value::String(s) => Some(s.as_bytes()),
+            _ => None,
+        })?),
+        Value::Bytes(_) => TypedData::Binary(strings(values, |v| match v {
+            Value::Bytes(b) => Some(b.as_slice()),
+            _ => None,
+        })?),
+        Value::Array(_) => {
+            let mut items: Vec<&Value> = Vec::new();
+            let offsets = nested(values, |v| match v {
+                Value::Array(a) => {
+                    items.extend(a);
+                    true
+                }
+                _ => false,
+            })?;
+            TypedData::List {
+                offsets,
+                values: Box::new(typed_of(&items)?),
+            }
+        }
+        Value::Map(_) => {
+            let (mut keys, mut vals): (Vec<&Value>, Vec<&Value>) = (Vec::new(), Vec::new());
+            let offsets = nested(values, |v| match v {
+                Value::Map(m) => {
+                    for (k, v) in m {
+                        keys.push(k);
+                        vals.push(v);
+                    }
+                    true
+                }
+                _ => false,
+            })?;
+            TypedData::Map {
+                offsets,
+                keys: Box::new(typed_of(&keys)?),
+                values: Box::new(typed_of(&vals)?),
+                objects: false,
+            }
+        }
+        Value::Object(_) => {
+            let (mut keys, mut vals) = (Strings::new(), Vec::<&Value>::new());
+            let offsets = nested(values, |v| match v {
+                Value::Object(fields) => {
+                    for (k, v) in fields {
+                        keys.push(k.as_bytes());
+                        vals.push(v);
+                    }
+                    true
+                }
+                _ => false,
+            })?;
+            keys.offsets.shrink_to_fit();
+            keys.data.shrink_to_fit();
+            TypedData::Map {
+                offsets,
+                keys: Box::new(TypedColumn::new(TypedData::String(keys))),
+                values: Box::new(typed_of(&vals)?),
+                objects: true,
+            }
+        }
+        Value::Int128(_) | Value::UInt128(_) | Value::Tuple(_) => return None,
+    };
+    Some(TypedColumn { data, nulls })
+}
+
+/// One primitive per value (the default for NULL); `None` at a value `get` refuses.
+fn prims<V: std::borrow::Borrow<Value>, T: Default>(
+    values: &[V],
+    get: impl Fn(&Value) -> Option<T>,
+) -> Option<Vec<T>> {
+    let mut out = Vec::with_capacity(values.len());
+    for v in values {
+        let v = v.borrow();
+        out.push(if v.is_null() { T::default() } else { get(v)? });
+    }
+    Some(out)
+}
+
+/// The bytes of each value (none for NULL), sized exactly; `None` at a value `get` refuses.
+fn strings<'a, V: std::borrow::Borrow<Value>>(
+    values: &'a [V],
+    get: impl Fn(&'a Value) -> Option<&'a [u8]>,
+) -> Option<Strings> {
+    let bytes = values
+        .iter()
+        .map(|v| get(v.borrow()).map_or(0, <[u8]>::len))
+        .sum();
+    let mut out = Strings::with_capacity(values.len(), bytes);
+    for v in values {
+        let v = v.borrow();
+        out.push(if v.is_null() { &[] } else { get(v)? });
+    }
+    Some(out)
+}
+
+/// The offsets of list-like values, `push` taking each one's items (nothing for NULL);
+/// `None` at a value `push` refuses.
+fn nested<'a, V: std::borrow::Borrow<Value>>(
+    values: &'a [V],
+    mut push: impl FnMut(&'a Value) -> bool,
+) -> Option<Vec<u64>> {
+    let mut offsets = Vec::with_capacity(values.len() + 1);
+    offsets.push(0);
+    let mut n = 0u64;
+    for v in values {
+        let v = v.borrow();
+        if !v.is_null() {
+            let before = n;
+            if !push(v) {
+                return None;
+            }
+            n = before + item_count(v);
+        }
+        offsets.push(n);
+    }
+    Some(offsets)
+}
+
+fn item_count(v: &Value) -> u64 {
+    match v {
+        Value::Array(a) => a.len() as u64,
+        Value::Map(m) => m.len() as u64,
+        Value::Object(f) => f.len() as u64,
+        _ => 0,
+    }
+}
+
 /// Columnar input: named columns of equal length. A column may be left out entirely (every
 /// row then gets the server's default for it), and [`Value::Null`] in a non-`Nullable`
 /// column means "omitted" for that row.
@@ -1053,6 +1236,14 @@ impl ColumnBatch {
     /// An empty batch.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Every column [compacted](ColumnData::compact).
+    pub fn compact(mut self) -> Self {
+        for (_, data) in &mut self.columns {
+            *data = std::mem::replace(data, ColumnData::Values(Vec::new())).compact();
+        }
+        self
     }
 
     /// Appends a column of dynamic values.

@@ -284,7 +284,7 @@ impl<R: Send + 'static> Writer<R> {
                         return Err(Refused::Unencodable(row, reason));
                     }
                 }
-                (Chunk::Rows(v), _) => v.push(row),
+                (Chunk::Rows(v), _) => v.push((self.handle.prepare)(row)),
                 (Chunk::Encoded(_), None) => unreachable!("encoded chunks need an encoder"),
             }
             p.rows += n;

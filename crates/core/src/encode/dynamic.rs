@@ -301,6 +301,19 @@ impl BatchEncoder for DynamicRows {
         }
     }
 
+    /// Columnar batches become typed columns where their values allow: they wait in the
+    /// queue and stay with their batch until it is committed (to isolate rows the server
+    /// refuses) in a fraction of the memory, and encode into the same bytes, faster.
+    fn prepare(input: DynInput) -> DynInput
+    where
+        Self: Sized,
+    {
+        match input {
+            DynInput::Columns(cols) => DynInput::Columns(cols.compact()),
+            row => row,
+        }
+    }
+
     fn rows(&self) -> usize {
         self.done.iter().map(|p| p.rows).sum::<usize>()
             + self.current.as_ref().map_or(0, NativeBatch::rows)

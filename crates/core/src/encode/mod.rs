@@ -107,6 +107,17 @@ pub trait BatchEncoder: Send + 'static {
         1
     }
 
+    /// Readies an input for the queue, on the producer's thread before it is queued: the
+    /// input itself unless the encoder keeps inputs in another form (the dynamic encoder
+    /// holds columnar batches as typed columns where their values allow, in a fraction of
+    /// the memory; see [`crate::value::ColumnData::compact`]).
+    fn prepare(row: Self::Row) -> Self::Row
+    where
+        Self: Sized,
+    {
+        row
+    }
+
     /// An encoder of single rows that producers may run on their own threads (see
     /// [`crate::Writer`]; each writer gets a copy with [`RowEncoder::fresh`]): rows then reach
     /// the batcher already encoded, in chunks, and are dropped where they were made. `None`

@@ -946,4 +946,76 @@ mod tests {
         let (bytes, _) = encode("String", ColumnBatch::new().with_data("c", s));
         assert!(bytes.ends_with(b"\x01x\x02yz"));
     }
+
+    /// Value columns compacted into typed columns ([`TypedColumn::from_values`], what a
+    /// dynamic batch keeps of columnar input) give their values back and encode into every
+    /// type exactly like the values: the same bytes and the same rejected rows.
+    #[test]
+    fn compacted_values_encode_like_the_values() {
+        use crate::value::Value;
+        let mut columns: Vec<Vec<Value>> = Vec::new();
+        let nulls = [None, Some(vec![0u8, 1, 0, 0, 1, 0, 0, 0])];
+        for n in &nulls {
+            let with = |c: TypedColumn| match n {
+                Some(n) => c.with_nulls(n.clone()),
+                None => c,
+            };
+            for d in data() {
+                columns.push(ColumnData::Typed(with(TypedColumn::new(d))).to_values());
+            }
+            for c in nested_data() {
+                columns.push(ColumnData::Typed(with(c)).to_values());
+            }
+        }
+        // Only NULLs; lists that are all empty or hold only NULLs; bytes.
+        columns.push(vec![Value::Null; 8]);
+        columns.push(vec![Value::Array(vec![]); 8]);
+        columns.push(vec![Value::Array(vec![Value::Null, Value::Null]); 8]);
+        columns.push(
+            (0..8u8)
+                .map(|i| Value::Bytes(vec![i; i as usize]))
+                .collect(),
+        );
+        let types = TYPES.iter().chain(NESTED_TYPES);
+        let mut checked = 0;
+        for values in &columns {
+            let typed =
+                TypedColumn::from_values(values).unwrap_or_else(|| panic!("{values:?} compacts"));
+            assert_eq!(&ColumnData::Typed(typed.clone()).to_values(), values);
+            assert!(matches!(
+                ColumnData::Values(values.clone()).compact(),
+                ColumnData::Typed(_)
+            ));
+            for ty in types.clone() {
+                let compact = encode(ty, ColumnBatch::new().with_data("c", typed.clone()));
+                let dynamic = encode(ty, ColumnBatch::new().with_column("c", values.clone()));
+                assert_eq!(compact, dynamic, "{ty} from {values:?}");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, columns.len() * (TYPES.len() + NESTED_TYPES.len()));
+
+        // What a typed column cannot give back stays values.
+        for values in [
+            vec![Value::Int(-1), Value::UInt(1)],
+            vec![Value::UInt(1), Value::Float(1.0)],
+            vec![Value::String("a".into()), Value::Bytes(b"a".to_vec())],
+            vec![Value::Int128(1)],
+            vec![Value::UInt128(1)],
+            vec![Value::Tuple(vec![Value::UInt(1)])],
+            vec![Value::Array(vec![Value::UInt(1)]), Value::UInt(1)],
+            vec![Value::Array(vec![Value::UInt(1), Value::Int(-1)])],
+            vec![Value::Map(vec![(Value::UInt(1), Value::Int128(1))])],
+            vec![
+                Value::Object(vec![("a".into(), Value::UInt(1))]),
+                Value::Map(vec![]),
+            ],
+        ] {
+            assert_eq!(TypedColumn::from_values(&values), None, "{values:?}");
+            assert_eq!(
+                ColumnData::Values(values.clone()).compact(),
+                ColumnData::Values(values)
+            );
+        }
+    }
 }
