@@ -464,3 +464,128 @@ impl RowSource for RetainedRange {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::ColumnDef;
+
+    fn encoder() -> DynamicRows {
+        let schema = Arc::new(TableSchema::from_columns(
+            "db",
+            "t",
+            vec![
+                ColumnDef::new("id", "UInt64"),
+                ColumnDef::new("name", "String"),
+                ColumnDef::new("v", "Nullable(Float64)"),
+                ColumnDef::new("tags", "Array(LowCardinality(String))"),
+                ColumnDef::new("_insert_id", "UUID"),
+            ],
+        ));
+        DynamicRows::new(schema, NativeOptions::default(), true, None)
+    }
+
+    fn row(i: u64) -> DynRow {
+        let tags = (0..i % 3)
+            .map(|t| Value::from(format!("t{t}")))
+            .collect::<Vec<_>>();
+        match i % 7 {
+            // Another order of the keys, a column left out.
+            0 => DynRow::new().with("name", format!("n{i}")).with("id", i),
+            // NULL in a column that is not Nullable: the row omits it.
+            1 => DynRow::new()
+                .with("id", i)
+                .with("name", Value::Null)
+                .with("v", i as f64 / 2.0),
+            // A key twice; no fields at all.
+            2 => DynRow::new().with("id", i).with("id", i + 1),
+            3 => DynRow::new(),
+            // A value the column refuses.
+            4 if i.is_multiple_of(4) => DynRow::new().with("id", -1i64),
+            _ => DynRow::new()
+                .with("id", i)
+                .with("name", format!("n{i}"))
+                .with(
+                    "v",
+                    if i.is_multiple_of(5) {
+                        Value::Null
+                    } else {
+                        Value::Float(i as f64)
+                    },
+                )
+                .with("tags", Value::Array(tags)),
+        }
+    }
+
+    fn columns(from: u64, n: u64) -> ColumnBatch {
+        ColumnBatch::new()
+            .with_column("id", (from..from + n).map(Value::from).collect())
+            .with_column(
+                "name",
+                (from..from + n)
+                    .map(|i| Value::from(format!("c{i}")))
+                    .collect(),
+            )
+    }
+
+    /// Encodes `inputs` as one batch: the bytes, the rows rejected, and the rows kept.
+    fn batch(inputs: Vec<DynInput>, id: Uuid) -> (Encoded, usize) {
+        let mut enc = encoder();
+        enc.begin(id);
+        let mut rejected = Vec::new();
+        for input in inputs {
+            enc.push(input, &mut rejected);
+        }
+        (enc.finish(), rejected.len())
+    }
+
+    /// The rows a batch keeps (rows and columnar input, with rows refused) encode again
+    /// into the same bytes, and any range of them into the bytes of a batch of just those
+    /// rows: what isolating rows the server refuses relies on.
+    #[test]
+    fn kept_rows_encode_again_into_the_same_bytes() {
+        let mut inputs: Vec<DynInput> = (0..40).map(|i| row(i).into()).collect();
+        inputs.insert(20, columns(1000, 5).into());
+        inputs.extend((40..60).map(|i| DynInput::from(row(i))));
+        // A long run of rows with the same keys.
+        inputs.extend((100..130).map(|i| DynInput::from(row(i * 7 + 5))));
+        let id = Uuid::from_u128(7);
+        let (encoded, rejected) = batch(inputs.clone(), id);
+        assert!(rejected > 0);
+        let source = encoded.source.as_ref().expect("a source");
+        let n = source.0.rows();
+        assert_eq!(n, encoded.rows);
+        let again = source.0.encode(0..n, id);
+        assert_eq!(again.bytes, encoded.bytes);
+        assert_eq!(again.columns, encoded.columns);
+
+        // Any range: the bytes of a batch of the same rows (those accepted, in order).
+        let mut rows_in_order: Vec<DynInput> = Vec::new();
+        for input in inputs {
+            match input {
+                DynInput::Row(r) => {
+                    let (e, rej) = batch(vec![r.clone().into()], id);
+                    if rej == 0 && e.rows == 1 {
+                        rows_in_order.push(r.into());
+                    }
+                }
+                DynInput::Columns(c) => {
+                    for i in 0..c.rows() {
+                        let mut one = ColumnBatch::new();
+                        for (k, d) in &c.columns {
+                            one.push_data(k.clone(), d.slice(i..i + 1));
+                        }
+                        rows_in_order.push(one.into());
+                    }
+                }
+            }
+        }
+        assert_eq!(rows_in_order.len(), n);
+        for range in [0..1, 3..9, 10..30, 17..n, 0..n] {
+            let part = source.0.encode(range.clone(), id);
+            let (fresh, _) = batch(rows_in_order[range.clone()].to_vec(), id);
+            assert_eq!(part.rows, range.len());
+            assert_eq!(part.bytes, fresh.bytes, "rows {range:?}");
+        }
+    }
+}
