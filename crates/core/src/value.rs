@@ -1203,11 +1203,10 @@ fn nested<'a, V: std::borrow::Borrow<Value>>(
     for v in values {
         let v = v.borrow();
         if !v.is_null() {
-            let before = n;
             if !push(v) {
                 return None;
             }
-            n = before + item_count(v);
+            n += item_count(v);
         }
         offsets.push(n);
     }

@@ -272,6 +272,12 @@ impl<R: Send + 'static> Writer<R> {
     #[inline]
     pub async fn try_write(&mut self, row: R) -> Result<(), Refused<R>> {
         let writers = &self.handle.writers;
+        // Rows the writer does not encode are readied for the queue here, not under the lock
+        // the batcher takes the buffer with.
+        let row = match self.encoder {
+            Some(_) => row,
+            None => (self.handle.prepare)(row),
+        };
         let full = {
             let mut p = lock(&self.pending);
             if p.closed {
@@ -284,7 +290,7 @@ impl<R: Send + 'static> Writer<R> {
                         return Err(Refused::Unencodable(row, reason));
                     }
                 }
-                (Chunk::Rows(v), _) => v.push((self.handle.prepare)(row)),
+                (Chunk::Rows(v), _) => v.push(row),
                 (Chunk::Encoded(_), None) => unreachable!("encoded chunks need an encoder"),
             }
             p.rows += n;
