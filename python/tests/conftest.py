@@ -9,9 +9,12 @@ import random
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any, List
 
 import pytest
+
+import chasync
 
 URL = os.environ.get("CLICKHOUSE_URL", "http://127.0.0.1:8123").rstrip("/")
 
@@ -51,6 +54,23 @@ class Db:
     def rows(self, sql: str) -> List[dict]:
         text = query(sql + " FORMAT JSONEachRow", self.name)
         return [json.loads(line) for line in text.splitlines() if line]
+
+    def create(self, columns: str, *tables: str) -> None:
+        """MergeTree tables of `columns`, ordered by `id`."""
+        for t in tables:
+            self.exec(f"CREATE TABLE {t} ({columns}) ENGINE = MergeTree ORDER BY id")
+
+    def inserter(self, dlq_root: Path, table: str, **kw) -> chasync.Inserter:
+        """An inserter into `table`, its dead letters in `dlq_root/dlq-<table>`."""
+        return chasync.Inserter(
+            self.url, table, database=self.name, dlq_dir=str(dlq_root / f"dlq-{table}"), **kw
+        )
+
+    async def write_one_by_one(self, dlq_root: Path, table: str, rows, **kw) -> None:
+        """The reference: one `write` per row, never a run."""
+        async with self.inserter(dlq_root, table, **kw) as ins:
+            for r in rows:
+                await ins.write(r)
 
 
 @pytest.fixture

@@ -66,51 +66,33 @@ def select(db, table: str) -> list:
     return [{k[len("text_"):]: v.replace(" ", "") for k, v in r.items()} for r in rows]
 
 
-def create(db, *tables: str) -> None:
-    for t in tables:
-        db.exec(f"CREATE TABLE {t} ({COLUMNS}) ENGINE = MergeTree ORDER BY id")
-
-
-def new(db, tmp_path, table: str, **kw) -> chasync.Inserter:
-    return chasync.Inserter(
-        db.url, table, database=db.name, dlq_dir=str(tmp_path / f"dlq-{table}"),
-        batch_rows=CHUNK, **kw
-    )
-
-
-async def write_one_by_one(db, tmp_path, table: str, rows) -> None:
-    async with new(db, tmp_path, table) as ins:
-        for r in rows:
-            await ins.write(r)
-
-
 async def test_lists_and_dicts_land_like_the_value_path(db, tmp_path):
-    create(db, "t", "r")
+    db.create(COLUMNS, "t", "r")
     rows = [row(i) for i in range(N)]
     tail = [row(i) for i in range(N, N + 50)]
-    async with new(db, tmp_path, "t") as ins:
+    async with db.inserter(tmp_path, "t", batch_rows=CHUNK) as ins:
         await ins.write_many(rows)  # background conversion
         await ins.write_many(tail)  # inline
-    await write_one_by_one(db, tmp_path, "r", rows + tail)
+    await db.write_one_by_one(tmp_path, "r", rows + tail, batch_rows=CHUNK)
     got = select(db, "t")
     assert got == [expected(i) for i in range(N + 50)]
     assert got == select(db, "r")
 
 
 async def test_columns_of_lists_and_dicts(db, tmp_path):
-    create(db, "t")
+    db.create(COLUMNS, "t")
     rows = [row(i) for i in range(2000)]
     cols = {name: [r[name] for r in rows] for name in NAMES}
-    async with new(db, tmp_path, "t") as ins:
+    async with db.inserter(tmp_path, "t", batch_rows=CHUNK) as ins:
         await ins.write_columns(cols)
     assert select(db, "t") == [expected(i) for i in range(2000)]
 
 
 async def test_a_bad_item_raises_and_dead_letters_only_its_row(db, tmp_path):
-    create(db, "t", "r")
+    db.create(COLUMNS, "t", "r")
     rows = [row(i) for i in range(3000)]
     rows[1234]["counts"] = [1, object()]
-    async with new(db, tmp_path, "t") as ins:
+    async with db.inserter(tmp_path, "t", batch_rows=CHUNK) as ins:
         with pytest.raises(chasync.ConversionError) as e:
             await ins.write_many(rows)
         assert (e.value.row, e.value.column) == (1234, "counts")
@@ -123,13 +105,15 @@ async def test_a_bad_item_raises_and_dead_letters_only_its_row(db, tmp_path):
     rows = [row(i) for i in range(3000)]
     for i, (col, v) in bad.items():
         rows[i][col] = v
-    async with new(db, tmp_path, "t", on_conversion_error="dead_letter") as ins:
+    async with db.inserter(
+        tmp_path, "t", batch_rows=CHUNK, on_conversion_error="dead_letter"
+    ) as ins:
         await ins.write_many(rows)
         with pytest.raises(chasync.DeadLettered) as e:
             await ins.flush()
     assert e.value.rows == len(bad)
     good = [r for i, r in enumerate(rows) if i not in bad]
-    await write_one_by_one(db, tmp_path, "r", good)
+    await db.write_one_by_one(tmp_path, "r", good, batch_rows=CHUNK)
     got = select(db, "t")
     assert got == [expected(i) for i in range(3000) if i not in bad]
     assert got == select(db, "r")

@@ -92,25 +92,6 @@ def select(db, table: str) -> list:
     return [{k[len("text_"):]: v for k, v in r.items()} for r in rows]
 
 
-def create(db, *tables: str) -> None:
-    for t in tables:
-        db.exec(f"CREATE TABLE {t} ({COLUMNS}) ENGINE = MergeTree ORDER BY id")
-
-
-def new(db, tmp_path, table: str, **kw) -> chasync.Inserter:
-    return chasync.Inserter(
-        db.url, table, database=db.name, dlq_dir=str(tmp_path / f"dlq-{table}"),
-        batch_rows=CHUNK, **kw
-    )
-
-
-async def write_one_by_one(db, tmp_path, table: str, rows) -> None:
-    """The reference: one row at a time, never a run."""
-    async with new(db, tmp_path, table) as ins:
-        for r in rows:
-            await ins.write(r)
-
-
 def spool_text(tmp_path, table: str) -> str:
     """The rejected rows' lines (a reason and the row's repr each)."""
     return "".join(
@@ -120,12 +101,13 @@ def spool_text(tmp_path, table: str) -> str:
 
 
 async def test_columns_that_change_kind_land_like_the_value_path(db, tmp_path):
-    create(db, "t", "r")
+    db.create(COLUMNS, "t", "r")
     rows = [row(i) for i in range(N)]
-    async with new(db, tmp_path, "t") as ins:
+    tail = [row(i) for i in range(N, N + 100)]
+    async with db.inserter(tmp_path, "t", batch_rows=CHUNK) as ins:
         await ins.write_many(rows)  # background conversion (more than INLINE_ROWS)
-        await ins.write_many([row(i) for i in range(N, N + 100)])  # inline
-    await write_one_by_one(db, tmp_path, "r", rows + [row(i) for i in range(N, N + 100)])
+        await ins.write_many(tail)  # inline
+    await db.write_one_by_one(tmp_path, "r", rows + tail, batch_rows=CHUNK)
     got = select(db, "t")
     assert len(got) == N + 100
     want = [expected(i) for i in range(N + 100)]
@@ -137,8 +119,8 @@ async def test_columns_that_change_kind_land_like_the_value_path(db, tmp_path):
 
 
 async def test_a_bad_cell_raises_and_takes_nothing(db, tmp_path):
-    create(db, "t")
-    async with new(db, tmp_path, "t") as ins:
+    db.create(COLUMNS, "t")
+    async with db.inserter(tmp_path, "t", batch_rows=CHUNK) as ins:
         for i, col, bad in [
             (1700, "s", object()),  # a str column (typed so far)
             (2100, "raw", object()),  # the last column: the others of the row were taken
@@ -161,20 +143,22 @@ async def test_a_bad_cell_raises_and_takes_nothing(db, tmp_path):
 
 
 async def test_bad_cells_dead_letter_only_their_rows(db, tmp_path):
-    create(db, "t", "r")
+    db.create(COLUMNS, "t", "r")
     rows = [row(i) for i in range(N)]
     bad = {10: ("s", object()), 1700: ("s", "\ud800"), 2500: ("raw", object()),
            2999: ("id", object()), 3001: ("v", [object()])}
     for i, (col, v) in bad.items():
         rows[i][col] = v
     mixed = rows[:4000] + ["not a row"] + rows[4000:]
-    async with new(db, tmp_path, "t", on_conversion_error="dead_letter") as ins:
+    async with db.inserter(
+        tmp_path, "t", batch_rows=CHUNK, on_conversion_error="dead_letter"
+    ) as ins:
         await ins.write_many(mixed)
         with pytest.raises(chasync.DeadLettered) as e:
             await ins.flush()
     assert e.value.rows == len(bad) + 1
     good = [r for i, r in enumerate(rows) if i not in bad]
-    await write_one_by_one(db, tmp_path, "r", good)
+    await db.write_one_by_one(tmp_path, "r", good, batch_rows=CHUNK)
     got = select(db, "t")
     assert [int(g["id"]) for g in got] == [i for i in range(N) if i not in bad]
     assert got == select(db, "r")
