@@ -123,3 +123,21 @@ async def test_a_bad_item_raises_and_dead_letters_only_its_row(db, tmp_path):
     )
     for col in ["counts", "attrs", "ni"]:
         assert text.count(f"column `{col}`: unsupported Python type object") == 1
+
+
+async def test_a_bad_item_in_a_later_piece_of_a_column_raises_and_writes_nothing(db, tmp_path):
+    # Columns are taken a chunk of rows at a time; the error names the row in the whole
+    # column, and no piece before it is written (the call takes all of it or nothing).
+    db.create(COLUMNS, "t")
+    rows = [row(i) for i in range(3000)]
+    cols = {name: [r[name] for r in rows] for name in NAMES}
+    cols["counts"][2345] = [1, object()]
+    async with db.inserter(tmp_path, "t", batch_rows=CHUNK) as ins:
+        with pytest.raises(chasync.ConversionError) as e:
+            await ins.write_columns(cols)
+        assert (e.value.row, e.value.column) == (2345, "counts")
+        assert "unsupported Python type object" in str(e.value)
+        cols["counts"][2345] = [7]
+        await ins.write_columns(cols)
+    assert db.int("SELECT count() FROM t") == 3000
+    assert db.int("SELECT sum(length(counts)) FROM t WHERE id = 2345") == 1

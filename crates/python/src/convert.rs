@@ -27,11 +27,12 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
-    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PySlice,
-    PyString, PyTuple, PyType,
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString,
+    PyTuple, PyType,
 };
 
 use crate::errors::PyConversion;
+use crate::seq::Seq;
 
 /// Python types the converter recognises by identity (their type object's address).
 pub struct Types {
@@ -436,7 +437,7 @@ const MAX_CAPACITY: usize = 1 << 16;
 /// A column starts typed: its first cell that is not `None` picks an [`Acc`] (`int`, `float`,
 /// `str` or `bool`, exact types; or a `list` of such scalars, or a `dict` of `str` keys and
 /// such scalar values, the items' kind picked by their first item that is not `None`), and
-/// `None` cells (and items) are NULL in a null map, as in [`typed_list`]. A cell of another
+/// `None` cells (and items) are NULL in a null map, as in [`typed_range`]. A cell of another
 /// kind (or one the accumulator cannot take: an `int` beyond 64 bits, a `str` that is not
 /// UTF-8, a list of lists, a key that is not a `str` ...) turns the column into [`Value`]s: the
 /// cells so far become the values they stand for ([`TypedColumn::value`], the values
@@ -807,10 +808,11 @@ pub fn convert_rows<'py>(
 /// One column of columnar input, taken from Python and ready to become values without the
 /// GIL where possible.
 pub enum RawColumn {
+    /// A list or tuple, converted a chunk of rows at a time: each piece typed when its items
+    /// allow it ([`typed_range`]), values otherwise.
+    Pieces(Vec<ColumnData>),
     /// Values already converted.
     Values(Vec<Value>),
-    /// A list of one kind of item, converted in one loop.
-    Typed(TypedColumn),
     /// A 1-D numpy array of a fixed-width type: its dtype text (`<i8`, `<M8[ns]` ...) and bytes.
     Numpy {
         /// `dtype.str`.
@@ -821,11 +823,13 @@ pub enum RawColumn {
 }
 
 /// Takes the columns of a dict: numpy arrays of numbers, booleans and datetimes by their
-/// bytes (converted later without the GIL); lists and tuples whose items are all ints, all
-/// floats, all str or all bools (and `None`) into typed columns in one loop; other lists,
-/// tuples and arrays value by value.
+/// bytes (converted later without the GIL); lists and tuples `chunk_rows` items at a time,
+/// each piece in one loop into a typed column when its items are all ints, all floats, all
+/// str, all bools (and `None`), or lists or dicts of such; other pieces, and other iterables,
+/// value by value.
 pub fn take_columns(
     dict: &Bound<'_, PyDict>,
+    chunk_rows: usize,
     background: bool,
 ) -> Result<Vec<(String, RawColumn)>, PyConversion> {
     let py = dict.py();
@@ -853,12 +857,15 @@ pub fn take_columns(
                 value: String::new(),
                 reason: e.to_string(),
             })?;
-        let col = take_column(&v, t, background).map_err(|(row, value, reason)| PyConversion {
-            row,
-            column: Some(name.clone()),
-            value,
-            reason,
-        })?;
+        let col =
+            take_column(&v, t, chunk_rows.max(1), background).map_err(|(row, value, reason)| {
+                PyConversion {
+                    row,
+                    column: Some(name.clone()),
+                    value,
+                    reason,
+                }
+            })?;
         out.push((name, col));
     }
     Ok(out)
@@ -866,29 +873,50 @@ pub fn take_columns(
 
 type ColumnError = (usize, String, String);
 
+/// A list or tuple in pieces of `chunk_rows` items ([`RawColumn::Pieces`]).
+fn take_pieces(
+    seq: &Seq<'_, '_>,
+    t: &Types,
+    chunk_rows: usize,
+    background: bool,
+) -> Result<RawColumn, ColumnError> {
+    let n = seq.len();
+    let mut pieces = Vec::with_capacity(n.div_ceil(chunk_rows));
+    let mut lo = 0;
+    while lo < n {
+        let hi = (lo + chunk_rows).min(n);
+        let piece = match typed_range(seq, lo..hi, background)
+            .map_err(|r| (lo, String::new(), r))?
+        {
+            Some(col) => ColumnData::Typed(col),
+            None => {
+                let py = seq.py();
+                let mut out = Vec::with_capacity(hi - lo);
+                let mut yielder = Yielder::new(background);
+                for i in lo..hi {
+                    yielder.tick(py);
+                    let item = seq.get(i).map_err(|e| (i, String::new(), e.to_string()))?;
+                    out.push(to_value(&item, t, 0).map_err(|r| (i, short_repr(&item, 200), r))?);
+                }
+                ColumnData::Values(out)
+            }
+        };
+        pieces.push(piece);
+        lo = hi;
+    }
+    Ok(RawColumn::Pieces(pieces))
+}
+
 fn take_column(
     v: &Bound<'_, PyAny>,
     t: &Types,
+    chunk_rows: usize,
     background: bool,
 ) -> Result<RawColumn, ColumnError> {
     let py = v.py();
     let whole = |reason: String| (0usize, short_repr(v, 200), reason);
-    let items = |seq: &Bound<'_, PyAny>| -> Result<RawColumn, ColumnError> {
-        let mut out = Vec::with_capacity(seq.len().unwrap_or(0));
-        let mut yielder = Yielder::new(background);
-        let iter = seq.try_iter().map_err(|e| whole(e.to_string()))?;
-        for (i, item) in iter.enumerate() {
-            yielder.tick(py);
-            let item = item.map_err(|e| whole(e.to_string()))?;
-            out.push(to_value(&item, t, 0).map_err(|r| (i, short_repr(&item, 200), r))?);
-        }
-        Ok(RawColumn::Values(out))
-    };
-    if v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>() {
-        if let Some(col) = typed_list(v, background).map_err(whole)? {
-            return Ok(RawColumn::Typed(col));
-        }
-        return items(v);
+    if let Some(seq) = Seq::new(v) {
+        return take_pieces(&seq, t, chunk_rows, background);
     }
     if type_module_is_numpy(v) && v.hasattr(intern!(py, "dtype")).unwrap_or(false) {
         let ndim: usize = v
@@ -914,17 +942,17 @@ fn take_column(
         let list = v
             .call_method0(intern!(py, "tolist"))
             .map_err(|e| whole(e.to_string()))?;
-        if let Some(col) = typed_list(&list, background).map_err(whole)? {
-            return Ok(RawColumn::Typed(col));
-        }
-        return items(&list);
+        return match Seq::new(&list) {
+            Some(seq) => take_pieces(&seq, t, chunk_rows, background),
+            None => Err(whole("numpy's tolist() gave no list".to_owned())),
+        };
     }
     // pandas Series and the like.
     if v.hasattr(intern!(py, "to_numpy")).unwrap_or(false)
         && let Ok(arr) = v.call_method0(intern!(py, "to_numpy"))
         && type_module_is_numpy(&arr)
     {
-        return take_column(&arr, t, background);
+        return take_column(&arr, t, chunk_rows, background);
     }
     if v.is_instance_of::<PyString>()
         || v.is_instance_of::<PyBytes>()
@@ -934,7 +962,15 @@ fn take_column(
             "a column must be a list, tuple or array of values".to_owned(),
         ));
     }
-    items(v)
+    let mut out = Vec::with_capacity(v.len().unwrap_or(0));
+    let mut yielder = Yielder::new(background);
+    let iter = v.try_iter().map_err(|e| whole(e.to_string()))?;
+    for (i, item) in iter.enumerate() {
+        yielder.tick(py);
+        let item = item.map_err(|e| whole(e.to_string()))?;
+        out.push(to_value(&item, t, 0).map_err(|r| (i, short_repr(&item, 200), r))?);
+    }
+    Ok(RawColumn::Values(out))
 }
 
 /// The items of a list converted into one typed vector.
@@ -1251,28 +1287,28 @@ fn truncate_strings(s: &mut Strings, n: usize) {
     }
 }
 
-/// A list or tuple whose items are all `int` (64-bit), all `float`, all `str` or all
-/// `bool` (exact types; `None` anywhere is NULL), or all lists of such scalars, or all dicts
-/// of `str` keys and such scalar values (see [`Cells`]), converted in one loop into a typed
-/// column.
+/// Items `range` of a list or tuple, when they are all `int` (64-bit), all `float`, all
+/// `str` or all `bool` (exact types; `None` anywhere is NULL), or all lists of such scalars,
+/// or all dicts of `str` keys and such scalar values (see [`Cells`]), converted in one loop
+/// into a typed column.
 /// `None` when an item is of another kind (or every item is `None`): the caller converts
-/// the list value by value, which gives the same result more slowly.
-fn typed_list(seq: &Bound<'_, PyAny>, background: bool) -> Result<Option<TypedColumn>, String> {
+/// them value by value, which gives the same result more slowly.
+fn typed_range(
+    seq: &Seq<'_, '_>,
+    range: std::ops::Range<usize>,
+    background: bool,
+) -> Result<Option<TypedColumn>, String> {
     let py = seq.py();
-    let n = seq.len().map_err(|e| e.to_string())?;
-    if let Some(strings) = ascii_strings(seq, n, background) {
-        return Ok(Some(TypedColumn::from(strings)));
-    }
+    let n = range.len();
     let mut acc = Acc::Empty;
     let mut nones = 0usize;
     let mut nulls: Option<Vec<u8>> = None;
     let mut yielder = Yielder::new(background);
-    let iter = seq.try_iter().map_err(|e| e.to_string())?;
-    for (i, item) in iter.enumerate() {
+    for (i, at) in range.enumerate() {
         yielder.tick(py);
-        let item = item.map_err(|e| e.to_string())?;
+        let item = seq.get(at).map_err(|e| e.to_string())?;
         if item.is_none() {
-            nulls.get_or_insert_with(|| vec![0; n.max(i + 1)])[i] = 1;
+            nulls.get_or_insert_with(|| vec![0; n])[i] = 1;
             match acc {
                 Acc::Empty => nones += 1,
                 ref mut a => a.push_null(),
@@ -1293,57 +1329,10 @@ fn typed_list(seq: &Bound<'_, PyAny>, background: bool) -> Result<Option<TypedCo
         return Ok(None);
     };
     let mut col = TypedColumn::new(data);
-    if let Some(mut nulls) = nulls {
-        nulls.truncate(col.len());
+    if let Some(nulls) = nulls {
         col = col.with_nulls(nulls);
     }
     Ok(Some(col))
-}
-
-/// Items per `"".join` in [`ascii_strings`]: the GIL is held for one call at a time.
-const JOIN_ITEMS: usize = 16_384;
-
-/// A list of ASCII `str` in a few calls into the interpreter per 16k items instead of one per
-/// item: `"".join(part)` (which also checks that every item is a `str`), its bytes, and the
-/// item lengths (characters, which are bytes for ASCII text). `None` otherwise.
-fn ascii_strings(seq: &Bound<'_, PyAny>, n: usize, background: bool) -> Option<Strings> {
-    let py = seq.py();
-    if n < 2 || !seq.get_item(0).ok()?.is_exact_instance_of::<PyString>() {
-        return None;
-    }
-    let empty = PyString::new(py, "");
-    let mut out = Strings::with_capacity(n, 0);
-    let mut yielder = Yielder::new(background);
-    let mut lo = 0;
-    while lo < n {
-        let hi = (lo + JOIN_ITEMS).min(n);
-        let part = seq
-            .get_item(PySlice::new(py, lo as isize, hi as isize, 1))
-            .ok()?;
-        let joined = empty.call_method1(intern!(py, "join"), (&part,)).ok()?;
-        let ascii: bool = joined
-            .call_method0(intern!(py, "isascii"))
-            .ok()?
-            .extract()
-            .ok()?;
-        if !ascii {
-            return None;
-        }
-        let bytes = joined.cast::<PyString>().ok()?.encode_utf8().ok()?;
-        let start = out.data.len() as u64;
-        out.data.extend_from_slice(bytes.as_bytes());
-        let mut at = start;
-        for item in part.try_iter().ok()? {
-            yielder.tick(py);
-            at += item.ok()?.len().ok()? as u64;
-            out.offsets.push(at);
-        }
-        if at as usize != out.data.len() {
-            return None;
-        }
-        lo = hi;
-    }
-    (out.len() == n).then_some(out)
 }
 
 /// A numpy array's bytes as a typed column (no GIL needed): numbers, booleans and
@@ -1441,37 +1430,38 @@ pub fn instant_text(nanos: i128) -> Result<String, String> {
     Ok(ts.to_string())
 }
 
-/// Splits columns of equal length into columnar batches of at most `chunk_rows` rows.
-pub fn chunk_columns(cols: Vec<(String, ColumnData)>, chunk_rows: usize) -> Vec<ColumnBatch> {
-    let n = cols.first().map_or(0, |(_, v)| v.len());
+/// A column cut into pieces of `chunk_rows` rows (the last one shorter; none when empty).
+pub fn pieces(data: ColumnData, chunk_rows: usize) -> Vec<ColumnData> {
+    let n = data.len();
+    let chunk_rows = chunk_rows.max(1);
     if n == 0 {
         return Vec::new();
     }
-    let chunk_rows = chunk_rows.max(1);
     if n <= chunk_rows {
-        let mut b = ColumnBatch::new();
-        for (name, v) in cols {
-            b.push_data(name, v);
-        }
-        return vec![b];
+        return vec![data];
     }
-    let mut batches: Vec<ColumnBatch> = (0..n.div_ceil(chunk_rows))
-        .map(|_| ColumnBatch::new())
-        .collect();
-    for (name, data) in cols {
-        match data {
-            ColumnData::Values(values) => {
-                let mut it = values.into_iter();
-                for b in batches.iter_mut() {
-                    b.push_column(name.clone(), it.by_ref().take(chunk_rows).collect());
-                }
-            }
-            other => {
-                for (i, b) in batches.iter_mut().enumerate() {
-                    let lo = i * chunk_rows;
-                    b.push_data(name.clone(), other.slice(lo..(lo + chunk_rows).min(n)));
-                }
-            }
+    match data {
+        ColumnData::Values(values) => {
+            let mut it = values.into_iter();
+            (0..n.div_ceil(chunk_rows))
+                .map(|_| ColumnData::Values(it.by_ref().take(chunk_rows).collect()))
+                .collect()
+        }
+        other => (0..n)
+            .step_by(chunk_rows)
+            .map(|lo| other.slice(lo..(lo + chunk_rows).min(n)))
+            .collect(),
+    }
+}
+
+/// Batches of columns already in pieces of the same rows (see [`pieces`]): batch `i` holds
+/// piece `i` of every column.
+pub fn zip_pieces(cols: Vec<(String, Vec<ColumnData>)>) -> Vec<ColumnBatch> {
+    let count = cols.iter().map(|(_, p)| p.len()).max().unwrap_or(0);
+    let mut batches: Vec<ColumnBatch> = (0..count).map(|_| ColumnBatch::new()).collect();
+    for (name, column) in cols {
+        for (b, piece) in batches.iter_mut().zip(column) {
+            b.push_data(name.clone(), piece);
         }
     }
     batches
@@ -1530,7 +1520,11 @@ mod tests {
                 ColumnData::from((20..25).collect::<Vec<u64>>()),
             ),
         ];
-        let b = chunk_columns(cols, 2);
+        let b = zip_pieces(
+            cols.into_iter()
+                .map(|(name, data)| (name, pieces(data, 2)))
+                .collect(),
+        );
         assert_eq!(b.len(), 3);
         assert_eq!(b[2].rows(), 1);
         assert_eq!(
@@ -1775,7 +1769,69 @@ mod tests {
             });
         }
 
-        /// A dict-of-lists column of lists or dicts ([`typed_list`]): the values of its items.
+        /// A dict of lists taken in pieces: every piece decides on its own (typed, or values
+        /// when its items are of mixed kinds or all `None`), and the pieces together hold the
+        /// values [`to_value`] gives item by item; a bad item names its row in the whole
+        /// column, not in its piece.
+        #[test]
+        fn dict_of_lists_in_pieces() {
+            Python::initialize();
+            Python::attach(|py| {
+                let t = types(py).unwrap();
+                let code = c"{'a': [1, 2, 3, 4, 'x', 6, 7], 'b': [None, None, None, 1.5, None, 2.0, None], 'c': ('p', 'q', 'r', 's', 't', 'u', 'v'), 'd': [[1], [], None, [2, 3], [4], [5], [6]]}";
+                let dict = py.eval(code, None, None).unwrap();
+                let dict = dict.cast::<PyDict>().unwrap();
+                let cols = take_columns(dict, 3, false).unwrap();
+                for (name, raw) in cols {
+                    let RawColumn::Pieces(pieces) = raw else {
+                        panic!("{name}: a list or tuple is taken in pieces");
+                    };
+                    assert_eq!(
+                        pieces.iter().map(ColumnData::len).collect::<Vec<_>>(),
+                        [3, 3, 1],
+                        "{name}"
+                    );
+                    let typed: Vec<bool> = pieces
+                        .iter()
+                        .map(|p| matches!(p, ColumnData::Typed(_)))
+                        .collect();
+                    let want_typed = match name.as_str() {
+                        "a" => [true, false, true],
+                        "b" => [false, true, false],
+                        _ => [true, true, true],
+                    };
+                    assert_eq!(typed, want_typed, "{name}");
+                    let got: Vec<Value> = pieces
+                        .iter()
+                        .flat_map(|p| p.to_values())
+                        .map(norm)
+                        .collect();
+                    let want: Vec<Value> = dict
+                        .get_item(&name)
+                        .unwrap()
+                        .unwrap()
+                        .try_iter()
+                        .unwrap()
+                        .map(|v| norm(to_value(&v.unwrap(), t, 0).unwrap()))
+                        .collect();
+                    assert_eq!(got, want, "{name}");
+                }
+                let bad = py
+                    .eval(
+                        c"{'a': list(range(10)), 'b': [1.0] * 7 + ['x', object(), 2.0]}",
+                        None,
+                        None,
+                    )
+                    .unwrap();
+                let e = take_columns(bad.cast::<PyDict>().unwrap(), 4, false)
+                    .err()
+                    .expect("an object() cannot be converted");
+                assert_eq!((e.row, e.column.as_deref()), (8, Some("b")));
+                assert!(e.value.starts_with("<object object"), "{}", e.value);
+            });
+        }
+
+        /// A dict-of-lists column of lists or dicts ([`typed_range`]): the values of its items.
         #[test]
         fn columns_of_lists_and_dicts() {
             Python::initialize();
@@ -1790,7 +1846,7 @@ mod tests {
                     (c"[{'a': 1}, {2: 1}]", false),
                 ] {
                     let seq = py.eval(code, None, None).unwrap();
-                    let col = typed_list(&seq, false).unwrap();
+                    let col = typed_range(&Seq::new(&seq).unwrap(), 0..4, false).unwrap();
                     assert_eq!(col.is_some(), is_typed, "{code:?}");
                     if let Some(col) = col {
                         let want: Vec<Value> = seq

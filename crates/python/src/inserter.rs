@@ -705,7 +705,7 @@ impl Inserter {
             .max()
             .unwrap_or(0);
         if longest <= INLINE_ROWS {
-            let raw = convert::take_columns(dict, false).map_err(|e| e.into_pyerr(py))?;
+            let raw = convert::take_columns(dict, chunk, false).map_err(|e| e.into_pyerr(py))?;
             let items = py
                 .detach(move || finish_columns(raw, chunk))
                 .map_err(|e| e.into_pyerr(py))?;
@@ -713,7 +713,7 @@ impl Inserter {
         }
         let dict = dict.clone().unbind();
         self.submit_job(py, move || {
-            let raw = Python::try_attach(|py| convert::take_columns(dict.bind(py), true))
+            let raw = Python::try_attach(|py| convert::take_columns(dict.bind(py), chunk, true))
                 .unwrap_or_else(|| {
                     Err(PyConversion {
                         row: 0,
@@ -837,38 +837,37 @@ impl Inserter {
 fn finish_columns(raw: Vec<(String, RawColumn)>, chunk: usize) -> Result<Vec<Item>, PyConversion> {
     let mut cols = Vec::with_capacity(raw.len());
     for (name, col) in raw {
-        let values = match col {
-            RawColumn::Values(v) => ColumnData::Values(v),
-            RawColumn::Typed(t) => ColumnData::Typed(t),
+        let pieces = match col {
+            RawColumn::Pieces(p) => p,
+            RawColumn::Values(v) => convert::pieces(ColumnData::Values(v), chunk),
             RawColumn::Numpy { dtype, bytes } => {
-                ColumnData::Typed(convert::numpy_column(&dtype, &bytes).map_err(|reason| {
-                    PyConversion {
+                let typed =
+                    convert::numpy_column(&dtype, &bytes).map_err(|reason| PyConversion {
                         row: 0,
                         column: Some(name.clone()),
                         value: dtype.clone(),
                         reason,
-                    }
-                })?)
+                    })?;
+                convert::pieces(ColumnData::Typed(typed), chunk)
             }
         };
-        cols.push((name, values));
+        let rows: usize = pieces.iter().map(ColumnData::len).sum();
+        cols.push((name, rows, pieces));
     }
-    if let Some((first, v)) = cols.first() {
-        let n = v.len();
-        if let Some((name, other)) = cols.iter().find(|(_, c)| c.len() != n) {
-            return Err(PyConversion {
-                row: 0,
-                column: Some(name.clone()),
-                value: String::new(),
-                reason: format!(
-                    "columns differ in length: `{first}` has {n} values, `{name}` {}",
-                    other.len()
-                ),
-            });
-        }
+    if let Some((first, n, _)) = cols.first()
+        && let Some((name, other, _)) = cols.iter().find(|(_, rows, _)| rows != n)
+    {
+        return Err(PyConversion {
+            row: 0,
+            column: Some(name.clone()),
+            value: String::new(),
+            reason: format!("columns differ in length: `{first}` has {n} values, `{name}` {other}"),
+        });
     }
-    Ok(convert::chunk_columns(cols, chunk)
-        .into_iter()
-        .map(|c| Item::Input(DynInput::Columns(c)))
-        .collect())
+    Ok(
+        convert::zip_pieces(cols.into_iter().map(|(name, _, p)| (name, p)).collect())
+            .into_iter()
+            .map(|c| Item::Input(DynInput::Columns(c)))
+            .collect(),
+    )
 }

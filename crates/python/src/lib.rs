@@ -17,6 +17,7 @@ pub mod convert;
 pub mod errors;
 pub mod inserter;
 pub mod logging;
+pub mod seq;
 
 use pyo3::prelude::*;
 
