@@ -646,8 +646,12 @@ impl<'py> Run<'py> {
     }
 }
 
-fn same_key(k: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>) -> bool {
-    k.is(key) || (k.is_exact_instance_of::<PyString>() && k.eq(key).unwrap_or(false))
+/// Whether dict key `k` is the run's key `key` (named `name`): the same object, or a `str`
+/// of the same text (compared as UTF-8 bytes, without a call through `==`).
+fn same_key(k: &Bound<'_, PyAny>, key: &Bound<'_, PyAny>, name: &str) -> bool {
+    k.is(key)
+        || k.cast_exact::<PyString>()
+            .is_ok_and(|s| s.to_str().is_ok_and(|s| s == name))
 }
 
 /// Converts rows (dicts) into engine inputs: runs of rows with the same keys become columnar
@@ -724,7 +728,7 @@ pub fn convert_rows<'py>(
             let mut matched = true;
             let mut refused = None;
             for (j, (k, v)) in dict.iter().enumerate() {
-                if !same_key(&k, &r.keys[j]) {
+                if !same_key(&k, &r.keys[j], &r.names[j]) {
                     matched = false;
                     break;
                 }

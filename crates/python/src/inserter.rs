@@ -41,6 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::convert::{self, Item, OnError, RawColumn};
 use crate::errors::{self, ClosedError, ConfigError, PyConversion, QueueFull};
+use crate::seq::Seq;
 use crate::{Ready, arrow};
 
 /// Inputs up to this many rows (or columns up to this length) are converted in the call
@@ -643,8 +644,9 @@ impl Inserter {
         let n = seq.len()?;
         let (on_error, chunk) = (self.on_error, self.chunk_rows);
         if n <= INLINE_ROWS {
+            let rows = Seq::new(&seq).expect("a list or tuple");
             let items = convert::convert_rows(
-                seq.try_iter()?.filter_map(Result::ok),
+                (0..n).map_while(|i| rows.get(i).ok()),
                 on_error,
                 chunk,
                 0,
@@ -657,11 +659,11 @@ impl Inserter {
         self.submit_job(py, move || {
             Python::try_attach(|py| {
                 let seq = seq.bind(py);
-                let iter = seq
-                    .try_iter()
-                    .map_err(|e| WorkError::Other(e.to_string()))?;
-                convert::convert_rows(iter.filter_map(Result::ok), on_error, chunk, 0, true)
-                    .map_err(WorkError::Conversion)
+                let rows = Seq::new(seq).expect("a list or tuple");
+                // Read by index with the rows ahead prefetched; a list that shrinks while
+                // the GIL is released ends the rows there.
+                let rows = (0..n).map_while(|i| rows.get(i).ok());
+                convert::convert_rows(rows, on_error, chunk, 0, true).map_err(WorkError::Conversion)
             })
             .unwrap_or_else(|| Err(WorkError::Other("the interpreter is shutting down".into())))
         })
