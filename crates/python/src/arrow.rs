@@ -7,8 +7,8 @@
 //! fixed-size list) and maps of such columns (their offsets and typed items); everything
 //! else as values.
 //!
-//! One of the two modules of the crate with `unsafe` code (with [`seq`](crate::seq)):
-//! taking the stream out of its capsule.
+//! This is the one module of the crate with `unsafe` code: taking the stream out of its
+//! capsule.
 //!
 //! [Arrow PyCapsule interface]: https://arrow.apache.org/docs/format/CDataInterface/PyCapsuleInterface.html
 
