@@ -813,7 +813,7 @@ pub fn convert_rows<'py>(
 /// GIL where possible.
 pub enum RawColumn {
     /// A list or tuple, converted a chunk of rows at a time: each piece typed when its items
-    /// allow it ([`typed_range`]), values otherwise.
+    /// allow it (`typed_range`), values otherwise.
     Pieces(Vec<ColumnData>),
     /// Values already converted.
     Values(Vec<Value>),

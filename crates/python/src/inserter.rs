@@ -660,8 +660,7 @@ impl Inserter {
             Python::try_attach(|py| {
                 let seq = seq.bind(py);
                 let rows = Seq::new(seq).expect("a list or tuple");
-                // Read by index; a list that shrinks while
-                // the GIL is released ends the rows there.
+                // Read by index; a list that shrinks while the GIL is released ends there.
                 let rows = (0..n).map_while(|i| rows.get(i).ok());
                 convert::convert_rows(rows, on_error, chunk, 0, true).map_err(WorkError::Conversion)
             })
