@@ -27,12 +27,11 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
-    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySet, PyString,
-    PyTuple, PyType,
+    PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyFrozenSet, PyInt, PyList, PySequence, PySet,
+    PyString, PyTuple, PyType,
 };
 
 use crate::errors::PyConversion;
-use crate::seq::Seq;
 
 /// Python types the converter recognises by identity (their type object's address).
 pub struct Types {
@@ -812,11 +811,9 @@ pub fn convert_rows<'py>(
 /// One column of columnar input, taken from Python and ready to become values without the
 /// GIL where possible.
 pub enum RawColumn {
-    /// A list or tuple, converted a chunk of rows at a time: each piece typed when its items
-    /// allow it (`typed_range`), values otherwise.
+    /// A list or tuple (other iterables are made lists first), converted a chunk of rows at
+    /// a time: each piece typed when its items allow it (`typed_range`), values otherwise.
     Pieces(Vec<ColumnData>),
-    /// Values already converted.
-    Values(Vec<Value>),
     /// A 1-D numpy array of a fixed-width type: its dtype text (`<i8`, `<M8[ns]` ...) and bytes.
     Numpy {
         /// `dtype.str`.
@@ -829,8 +826,8 @@ pub enum RawColumn {
 /// Takes the columns of a dict: numpy arrays of numbers, booleans and datetimes by their
 /// bytes (converted later without the GIL); lists and tuples `chunk_rows` items at a time,
 /// each piece in one loop into a typed column when its items are all ints, all floats, all
-/// str, all bools (and `None`), or lists or dicts of such; other pieces, and other iterables,
-/// value by value.
+/// str, all bools (and `None`), or lists or dicts of such, value by value otherwise; other
+/// iterables as the list of their items.
 pub fn take_columns(
     dict: &Bound<'_, PyDict>,
     chunk_rows: usize,
@@ -879,12 +876,14 @@ type ColumnError = (usize, String, String);
 
 /// A list or tuple in pieces of `chunk_rows` items ([`RawColumn::Pieces`]).
 fn take_pieces(
-    seq: &Seq<'_, '_>,
+    seq: &Bound<'_, PySequence>,
     t: &Types,
     chunk_rows: usize,
     background: bool,
 ) -> Result<RawColumn, ColumnError> {
-    let n = seq.len();
+    let n = seq
+        .len()
+        .map_err(|e| (0, short_repr(seq, 200), e.to_string()))?;
     let mut pieces = Vec::with_capacity(n.div_ceil(chunk_rows));
     let mut lo = 0;
     while lo < n {
@@ -899,7 +898,9 @@ fn take_pieces(
                 let mut yielder = Yielder::new(background);
                 for i in lo..hi {
                     yielder.tick(py);
-                    let item = seq.get(i).map_err(|e| (i, String::new(), e.to_string()))?;
+                    let item = seq
+                        .get_item(i)
+                        .map_err(|e| (i, String::new(), e.to_string()))?;
                     out.push(to_value(&item, t, 0).map_err(|r| (i, short_repr(&item, 200), r))?);
                 }
                 ColumnData::Values(out)
@@ -919,8 +920,9 @@ fn take_column(
 ) -> Result<RawColumn, ColumnError> {
     let py = v.py();
     let whole = |reason: String| (0usize, short_repr(v, 200), reason);
-    if let Some(seq) = Seq::new(v) {
-        return take_pieces(&seq, t, chunk_rows, background);
+    if v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>() {
+        let seq = v.cast::<PySequence>().map_err(|e| whole(e.to_string()))?;
+        return take_pieces(seq, t, chunk_rows, background);
     }
     if type_module_is_numpy(v) && v.hasattr(intern!(py, "dtype")).unwrap_or(false) {
         let ndim: usize = v
@@ -946,10 +948,7 @@ fn take_column(
         let list = v
             .call_method0(intern!(py, "tolist"))
             .map_err(|e| whole(e.to_string()))?;
-        return match Seq::new(&list) {
-            Some(seq) => take_pieces(&seq, t, chunk_rows, background),
-            None => Err(whole("numpy's tolist() gave no list".to_owned())),
-        };
+        return take_column(&list, t, chunk_rows, background);
     }
     // pandas Series and the like.
     if v.hasattr(intern!(py, "to_numpy")).unwrap_or(false)
@@ -966,15 +965,12 @@ fn take_column(
             "a column must be a list, tuple or array of values".to_owned(),
         ));
     }
-    let mut out = Vec::with_capacity(v.len().unwrap_or(0));
-    let mut yielder = Yielder::new(background);
-    let iter = v.try_iter().map_err(|e| whole(e.to_string()))?;
-    for (i, item) in iter.enumerate() {
-        yielder.tick(py);
-        let item = item.map_err(|e| whole(e.to_string()))?;
-        out.push(to_value(&item, t, 0).map_err(|r| (i, short_repr(&item, 200), r))?);
-    }
-    Ok(RawColumn::Values(out))
+    let items = v
+        .try_iter()
+        .and_then(|iter| iter.collect::<PyResult<Vec<_>>>())
+        .and_then(|items| PyList::new(py, items))
+        .map_err(|e| whole(e.to_string()))?;
+    take_pieces(items.as_sequence(), t, chunk_rows, background)
 }
 
 /// The items of a list converted into one typed vector.
@@ -1298,7 +1294,7 @@ fn truncate_strings(s: &mut Strings, n: usize) {
 /// `None` when an item is of another kind (or every item is `None`): the caller converts
 /// them value by value, which gives the same result more slowly.
 fn typed_range(
-    seq: &Seq<'_, '_>,
+    seq: &Bound<'_, PySequence>,
     range: std::ops::Range<usize>,
     background: bool,
 ) -> Result<Option<TypedColumn>, String> {
@@ -1310,7 +1306,7 @@ fn typed_range(
     let mut yielder = Yielder::new(background);
     for (i, at) in range.enumerate() {
         yielder.tick(py);
-        let item = seq.get(at).map_err(|e| e.to_string())?;
+        let item = seq.get_item(at).map_err(|e| e.to_string())?;
         if item.is_none() {
             nulls.get_or_insert_with(|| vec![0; n])[i] = 1;
             match acc {
@@ -1850,7 +1846,7 @@ mod tests {
                     (c"[{'a': 1}, {2: 1}]", false),
                 ] {
                     let seq = py.eval(code, None, None).unwrap();
-                    let col = typed_range(&Seq::new(&seq).unwrap(), 0..4, false).unwrap();
+                    let col = typed_range(seq.cast::<PySequence>().unwrap(), 0..4, false).unwrap();
                     assert_eq!(col.is_some(), is_typed, "{code:?}");
                     if let Some(col) = col {
                         let want: Vec<Value> = seq

@@ -41,7 +41,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::convert::{self, Item, OnError, RawColumn};
 use crate::errors::{self, ClosedError, ConfigError, PyConversion, QueueFull};
-use crate::seq::Seq;
 use crate::{Ready, arrow};
 
 /// Inputs up to this many rows (or columns up to this length) are converted in the call
@@ -644,9 +643,8 @@ impl Inserter {
         let n = seq.len()?;
         let (on_error, chunk) = (self.on_error, self.chunk_rows);
         if n <= INLINE_ROWS {
-            let rows = Seq::new(&seq).expect("a list or tuple");
             let items = convert::convert_rows(
-                (0..n).map_while(|i| rows.get(i).ok()),
+                seq.try_iter()?.filter_map(Result::ok),
                 on_error,
                 chunk,
                 0,
@@ -659,10 +657,11 @@ impl Inserter {
         self.submit_job(py, move || {
             Python::try_attach(|py| {
                 let seq = seq.bind(py);
-                let rows = Seq::new(seq).expect("a list or tuple");
-                // Read by index; a list that shrinks while the GIL is released ends there.
-                let rows = (0..n).map_while(|i| rows.get(i).ok());
-                convert::convert_rows(rows, on_error, chunk, 0, true).map_err(WorkError::Conversion)
+                let iter = seq
+                    .try_iter()
+                    .map_err(|e| WorkError::Other(e.to_string()))?;
+                convert::convert_rows(iter.filter_map(Result::ok), on_error, chunk, 0, true)
+                    .map_err(WorkError::Conversion)
             })
             .unwrap_or_else(|| Err(WorkError::Other("the interpreter is shutting down".into())))
         })
@@ -840,7 +839,6 @@ fn finish_columns(raw: Vec<(String, RawColumn)>, chunk: usize) -> Result<Vec<Ite
     for (name, col) in raw {
         let pieces = match col {
             RawColumn::Pieces(p) => p,
-            RawColumn::Values(v) => convert::pieces(ColumnData::Values(v), chunk),
             RawColumn::Numpy { dtype, bytes } => {
                 let typed =
                     convert::numpy_column(&dtype, &bytes).map_err(|reason| PyConversion {

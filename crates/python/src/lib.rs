@@ -17,7 +17,6 @@ pub mod convert;
 pub mod errors;
 pub mod inserter;
 pub mod logging;
-pub mod seq;
 
 use pyo3::prelude::*;
 
