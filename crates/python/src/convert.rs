@@ -1778,7 +1778,7 @@ mod tests {
             Python::initialize();
             Python::attach(|py| {
                 let t = types(py).unwrap();
-                let code = c"{'a': [1, 2, 3, 4, 'x', 6, 7], 'b': [None, None, None, 1.5, None, 2.0, None], 'c': ('p', 'q', 'r', 's', 't', 'u', 'v'), 'd': [[1], [], None, [2, 3], [4], [5], [6]]}";
+                let code = c"{'a': [1, 2, 3, 4, 'x', 6, 7], 'b': [None, None, None, 1.5, None, 2.0, None], 'c': ('p', 'q', 'r', 's', 't', 'u', 'v'), 'd': [[1], [], None, [2, 3], [4], [5], [6]], 'e': range(10, 17)}";
                 let dict = py.eval(code, None, None).unwrap();
                 let dict = dict.cast::<PyDict>().unwrap();
                 let cols = take_columns(dict, 3, false).unwrap();
@@ -1828,6 +1828,18 @@ mod tests {
                     .expect("an object() cannot be converted");
                 assert_eq!((e.row, e.column.as_deref()), (8, Some("b")));
                 assert!(e.value.starts_with("<object object"), "{}", e.value);
+                // Another iterable (a generator) is read as the list of its items.
+                let bad = py
+                    .eval(
+                        c"{'g': (x if x != 5 else object() for x in range(9))}",
+                        None,
+                        None,
+                    )
+                    .unwrap();
+                let e = take_columns(bad.cast::<PyDict>().unwrap(), 4, false)
+                    .err()
+                    .expect("an object() cannot be converted");
+                assert_eq!((e.row, e.column.as_deref()), (5, Some("g")));
             });
         }
 
