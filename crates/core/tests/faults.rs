@@ -198,13 +198,16 @@ async fn poison_rows_are_isolated_and_the_rest_lands() {
 #[tokio::test]
 async fn overload_shrinks_the_concurrency_limit_and_it_recovers() {
     let db = TestDb::new("overload").await;
-    // Few parts allowed: fast small inserts outrun the merges and the server throws
-    // TOO_MANY_PARTS (252) until merges catch up.
+    // Few parts allowed and merges stopped: once eight parts exist, the server throws
+    // TOO_MANY_PARTS (252) on every insert. (Racing the merges instead was flaky: the
+    // server's insert delay alone could shrink the limit enough for merges to keep up.)
+    // Once the engine has seen refusals, the overload ends and everything lands.
     table(
         &db,
         ", parts_to_throw_insert = 8, parts_to_delay_insert = 4, max_delay_to_insert = 1",
     )
     .await;
+    db.exec("SYSTEM STOP MERGES t").await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
     c.max_rows = 200;
@@ -219,10 +222,45 @@ async fn overload_shrinks_the_concurrency_limit_and_it_recovers() {
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
     let h = ing.handle();
     let n = 20_000;
-    for i in 0..n {
+    let producer = tokio::spawn(async move {
+        for i in 0..n {
+            h.send(ev(i)).await.unwrap();
+        }
+        h.flush().await.unwrap();
+    });
+    // Wait for a few refusals (and the limit going down), then end the overload.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = ing.stats();
+        if s.failed_attempts >= 5 && s.concurrency_decreases > 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the server never refused: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The overload ends: merges run and the part limits are lifted.
+    db.exec(
+        "ALTER TABLE t MODIFY SETTING parts_to_throw_insert = 10000, \
+         parts_to_delay_insert = 10000",
+    )
+    .await;
+    db.exec("SYSTEM START MERGES t").await;
+    producer.await.unwrap();
+    // As many rows again with the server healthy: the limit climbs back. (Sampled as it
+    // goes: one slow insert on this busy machine may halve it again near the end.)
+    let h = ing.handle();
+    let mut highest = 0;
+    for i in n..2 * n {
         h.send(ev(i)).await.unwrap();
+        if i % 100 == 0 {
+            highest = highest.max(ing.stats().concurrency_limit);
+        }
     }
     h.flush().await.unwrap();
+    let n = 2 * n;
     let stats = ing.shutdown().await.unwrap();
     assert_eq!(stats.rows_dead_lettered, 0, "{stats:?}");
     assert!(
@@ -231,9 +269,10 @@ async fn overload_shrinks_the_concurrency_limit_and_it_recovers() {
     );
     assert!(stats.concurrency_decreases > 0, "{stats:?}");
     assert!(stats.min_concurrency_limit < 8, "{stats:?}");
+    let highest = highest.max(stats.concurrency_limit);
     assert!(
-        stats.concurrency_limit > stats.min_concurrency_limit,
-        "the limit did not recover: {stats:?}"
+        highest > stats.min_concurrency_limit,
+        "the limit did not recover (highest after the overload {highest}): {stats:?}"
     );
     assert_eq!(db.u64("SELECT count() FROM t").await, n);
     assert_eq!(db.u64(HASH).await, db.u64(&expected_hash("", n)).await);
