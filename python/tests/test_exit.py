@@ -4,7 +4,13 @@ Threads of the native module (the log forwarder, the async runtime's hand-over o
 must not take the GIL while the interpreter finalizes: when they did, one process in three or
 four ended in SIGABRT (`PyGILState_Release: thread state ... must be current`) or SIGSEGV at
 exit. The module's `atexit` hook prevents it. The race is a matter of timing, so the script
-runs many times; with the hook removed this test fails within a few runs."""
+runs many times; with the hook removed this test fails within a few runs.
+
+The script also keeps threads hogging the GIL at the end, so that it is contended:
+the thread that hands the last awaitable's result over may then still be waiting for the
+GIL when the interpreter exits. Against a hook that only slept 20 ms for it, this test failed
+in two runs of three (one process of 48 ended in SIGSEGV after "done"); the hook now waits
+until every hand-over has left the interpreter (`runtime.rs` in the native crate)."""
 
 from __future__ import annotations
 
@@ -15,11 +21,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 SCRIPT = textwrap.dedent(
     """
-    import asyncio, logging, sys
+    import asyncio, logging, sys, threading
     import chasync
 
     # The engine's events go to Python's logging: the forwarder is busy at exit.
     logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+
+    def hog():
+        # Each call holds the GIL for tens of milliseconds: whoever waits for it, waits.
+        while True:
+            sum(range(2_000_000))
 
     async def main(url, database):
         rows = [{"id": i, "name": f"n{i}"} for i in range(20_000)]
@@ -29,6 +40,9 @@ SCRIPT = textwrap.dedent(
             await ins.write_many(rows)
             for r in rows[:200]:
                 await ins.write(r)
+            # Contend for the GIL until the interpreter ends these daemon threads.
+            for _ in range(2):
+                threading.Thread(target=hog, daemon=True).start()
             await ins.flush()
         print("done", flush=True)
 

@@ -41,7 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::convert::{self, Item, OnError, RawColumn};
 use crate::errors::{self, ClosedError, ConfigError, PyConversion, QueueFull};
-use crate::{Ready, arrow};
+use crate::{Ready, arrow, runtime};
 
 /// Inputs up to this many rows (or columns up to this length) are converted in the call
 /// itself; longer ones on a blocking thread so the event loop keeps running.
@@ -385,7 +385,7 @@ impl Inserter {
             r.backlog.fetch_sub(1, SeqCst);
             return Err(ClosedError::new_err("the inserter is closed"));
         }
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        runtime::future_into_py(py, async move {
             match rx.await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(Python::attach(|py| e.into_pyerr(py))),
@@ -422,7 +422,7 @@ impl Inserter {
         job: impl FnOnce() -> Converted + Send + 'static,
     ) -> PyResult<Bound<'py, PyAny>> {
         let r = self.running()?;
-        let handle = pyo3_async_runtimes::tokio::get_runtime().spawn_blocking(job);
+        let handle = runtime::spawn_blocking(job);
         self.enqueue(py, &r, Payload::Pending(handle))
     }
 
@@ -554,7 +554,7 @@ impl Inserter {
     /// Reads the table's schema and starts the engine. Awaitable.
     fn start<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let fut = self.start_future(py)?;
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        runtime::future_into_py(py, async move {
             if let Some(f) = fut {
                 f.await?;
             }
@@ -566,7 +566,7 @@ impl Inserter {
         let py = slf.py();
         let fut = slf.borrow().start_future(py)?;
         let this = slf.unbind();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        runtime::future_into_py(py, async move {
             if let Some(f) = fut {
                 f.await?;
             }
@@ -581,7 +581,7 @@ impl Inserter {
         _args: &Bound<'py, PyTuple>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let fut = self.close_future();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        runtime::future_into_py(py, async move {
             if let Some(f) = fut {
                 f.await?;
             }
@@ -741,7 +741,7 @@ impl Inserter {
             r.backlog.fetch_sub(1, SeqCst);
             return Err(ClosedError::new_err("the inserter is closed"));
         }
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        runtime::future_into_py(py, async move {
             match rx.await {
                 Ok(r) => r.map_err(errors::to_pyerr_attached),
                 Err(_) => Err(ClosedError::new_err("the inserter is closed")),
@@ -766,7 +766,7 @@ impl Inserter {
     /// Awaitable; a second call returns `None`.
     fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let fut = self.close_future();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        runtime::future_into_py(py, async move {
             let Some(f) = fut else {
                 return Ok(None);
             };

@@ -17,6 +17,7 @@ pub mod convert;
 pub mod errors;
 pub mod inserter;
 pub mod logging;
+pub mod runtime;
 
 use pyo3::prelude::*;
 
@@ -63,19 +64,14 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
 /// At interpreter exit, while the interpreter is still whole (an `atexit` hook, run without
 /// the GIL): no thread of ours may take the GIL once it finalizes, or the process aborts
-/// (`PyGILState_Release: thread state ... must be current`, or a crash in a `Py_DECREF` on a
-/// thread the finalizing interpreter ends). The log forwarder stops; tasks still running on
-/// the async runtime get up to two seconds to end; and the tail of an awaitable that Python
-/// has already seen complete (pyo3-async-runtimes hands the result over on a blocking thread
-/// under the GIL, then drops the task's locals, Python objects, still under it; that thread
-/// may be waiting for the GIL again right now) gets the GIL for a moment to finish.
+/// (`PyGILState_Release: thread state ... must be current`, or a crash in a thread that
+/// CPython ends while it waits for the GIL). The log forwarder stops; then, for up to two
+/// seconds, the hook waits until no task is alive on the async runtime and every hand-over
+/// of a result to Python, and every conversion job, has left the interpreter (see
+/// [`runtime`]). The hand-over of the last awaitable may still be attached here: Python
+/// sees the result as soon as `call_soon_threadsafe` has run, before that thread is done.
 fn at_exit() {
-    use std::time::{Duration, Instant};
     logging::stop();
-    let runtime = pyo3_async_runtimes::tokio::get_runtime();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while runtime.metrics().num_alive_tasks() > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    std::thread::sleep(Duration::from_millis(20));
+    // Past the limit (a task that never ends), exit goes on: nothing is left to report to.
+    let _ = runtime::wait_until_idle(std::time::Duration::from_secs(2));
 }
