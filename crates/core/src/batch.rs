@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::ack::AckState;
 use crate::dedup::StreamId;
 use crate::dispatch::Work;
-use crate::encode::{BatchEncoder, RejectedRow, RowSourceRef};
+use crate::encode::{BatchEncoder, EncodedRows, RejectedRow, RowSourceRef};
 use crate::queue::{Msg, RowGate};
 use crate::stats::Counters;
 use crate::writer::{Chunk, Writers};
@@ -213,8 +213,12 @@ impl<E: BatchEncoder> Batcher<E> {
 
     /// Adds a chunk of rows from a writer, sealing as many batches as it fills (into
     /// `sealed`) exactly where rows one by one would have. Returns how many rows the
-    /// encoder refused.
-    pub(crate) fn push_chunk(&mut self, chunk: Chunk<E::Row>, sealed: &mut Vec<Batch>) -> usize {
+    /// encoder refused, and an encoded chunk, spent, for a writer to fill again.
+    pub(crate) fn push_chunk(
+        &mut self,
+        chunk: Chunk<E::Row>,
+        sealed: &mut Vec<Batch>,
+    ) -> (usize, Option<EncodedRows>) {
         match chunk {
             Chunk::Rows(rows) => {
                 let mut refused = 0;
@@ -223,7 +227,7 @@ impl<E: BatchEncoder> Batcher<E> {
                     refused += r;
                     sealed.extend(batch);
                 }
-                refused
+                (refused, None)
             }
             Chunk::Encoded(enc) => {
                 let n = enc.rows();
@@ -251,7 +255,7 @@ impl<E: BatchEncoder> Batcher<E> {
                         sealed.extend(self.seal());
                     }
                 }
-                0
+                (0, Some(enc))
             }
         }
     }
@@ -343,8 +347,11 @@ pub(crate) async fn run<E: BatchEncoder>(
             for (chunk, n) in taken {
                 counters.rows_accepted.fetch_add(n, Relaxed);
                 counters.rows_queued_out.fetch_add(n, Relaxed);
-                let refused = batcher.push_chunk(chunk, sealed);
+                let (refused, spent) = batcher.push_chunk(chunk, sealed);
                 counters.rows_rejected.fetch_add(refused as u64, Relaxed);
+                if let Some(spent) = spent {
+                    writers.spare.put(spent);
+                }
             }
         };
 
@@ -383,9 +390,12 @@ pub(crate) async fn run<E: BatchEncoder>(
                         Msg::Chunk(chunk, n) => {
                             rows_out += n;
                             gate.release(n);
-                            let refused = batcher.push_chunk(chunk, &mut sealed);
+                            let (refused, spent) = batcher.push_chunk(chunk, &mut sealed);
                             if refused > 0 {
                                 counters.rows_rejected.fetch_add(refused as u64, Relaxed);
+                            }
+                            if let Some(spent) = spent {
+                                writers.spare.put(spent);
                             }
                         }
                         Msg::Collect => adopt(&mut batcher, writers.take(true, false), &mut sealed),
@@ -568,7 +578,7 @@ mod tests {
                 for a in part {
                     chunk.push(&mut *enc, &row(a)).unwrap();
                 }
-                assert_eq!(chunked.push_chunk(Chunk::Encoded(chunk), &mut out), 0);
+                assert_eq!(chunked.push_chunk(Chunk::Encoded(chunk), &mut out).0, 0);
             }
             out.extend(chunked.seal());
             let shape = |b: &[Batch]| {

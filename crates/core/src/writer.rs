@@ -63,16 +63,13 @@ impl<R> Pending<R> {
         }
     }
 
-    /// Takes the chunk out, leaving an empty one.
-    fn take(&mut self) -> Option<(Chunk<R>, u64)> {
+    /// Takes the chunk out, leaving an empty one (a spent one of `spare`'s, if it has one).
+    fn take(&mut self, spare: &Spare) -> Option<(Chunk<R>, u64)> {
         if self.rows == 0 {
             return None;
         }
         let empty = match &self.chunk {
-            Chunk::Encoded(e) => Chunk::Encoded(EncodedRows {
-                bytes: Vec::with_capacity(e.bytes.len()),
-                offsets: Vec::with_capacity(e.offsets.len()),
-            }),
+            Chunk::Encoded(e) => Chunk::Encoded(spare.take(e)),
             Chunk::Rows(v) => Chunk::Rows(Vec::with_capacity(v.len())),
         };
         let rows = std::mem::replace(&mut self.rows, 0);
@@ -82,6 +79,43 @@ impl<R> Pending<R> {
 }
 
 type Shared<R> = Arc<Mutex<Pending<R>>>;
+
+/// Encoded chunks the batcher has appended to its batches, for writers to fill again: a
+/// chunk is written into memory already in use instead of fresh pages every time.
+#[derive(Default)]
+pub(crate) struct Spare(Mutex<Vec<EncodedRows>>);
+
+impl Spare {
+    /// Spent chunks kept: enough for the chunks of several writers in turn.
+    const KEEP: usize = 8;
+
+    /// An empty chunk with room for as much as `like` holds.
+    fn take(&self, like: &EncodedRows) -> EncodedRows {
+        let spent = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match spent {
+            Some(mut c)
+                if c.bytes.capacity() >= like.bytes.len()
+                    && c.offsets.capacity() >= like.offsets.len() =>
+            {
+                c.bytes.clear();
+                c.offsets.clear();
+                c
+            }
+            _ => EncodedRows {
+                bytes: Vec::with_capacity(like.bytes.len()),
+                offsets: Vec::with_capacity(like.offsets.len()),
+            },
+        }
+    }
+
+    /// Keeps a chunk whose rows are in a batch now.
+    pub(crate) fn put(&self, chunk: EncodedRows) {
+        let mut spare = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.len() < Self::KEEP {
+            spare.push(chunk);
+        }
+    }
+}
 
 fn lock<R>(p: &Mutex<Pending<R>>) -> MutexGuard<'_, Pending<R>> {
     // A panic while holding the lock leaves plain data behind: keep going with it.
@@ -94,6 +128,8 @@ pub(crate) struct Writers<R> {
     list: Mutex<(Vec<Shared<R>>, bool)>,
     /// The encoder each writer gets a copy of, when rows can be encoded ahead.
     encoder: Option<Mutex<Box<dyn RowEncoder<R>>>>,
+    /// Spent encoded chunks, for the writers' next ones.
+    pub(crate) spare: Spare,
     chunk_rows: u64,
     chunk_bytes: usize,
     linger: Duration,
@@ -109,6 +145,7 @@ impl<R> Writers<R> {
         Self {
             list: Mutex::new((Vec::new(), false)),
             encoder: encoder.map(Mutex::new),
+            spare: Spare::default(),
             // Small enough that a chunk rarely crosses a batch, large enough that the
             // hand-off is paid once per thousands of rows.
             chunk_rows: (max_rows as u64 / 8).clamp(1, 4096),
@@ -163,7 +200,7 @@ impl<R> Writers<R> {
             let mut p = lock(shared);
             let due =
                 all || close || dropped || p.since.is_some_and(|t| t.elapsed() >= self.linger);
-            if due && let Some(c) = p.take() {
+            if due && let Some(c) = p.take(&self.spare) {
                 out.push(c);
             }
             if close {
@@ -339,7 +376,7 @@ impl<R: Send + 'static> Writer<R> {
             // Shut down: the batcher takes the buffer over at its end.
             return;
         };
-        let Some((chunk, rows)) = lock(&self.pending).take() else {
+        let Some((chunk, rows)) = lock(&self.pending).take(&self.handle.writers.spare) else {
             return;
         };
         slot.send(Msg::Chunk(chunk, rows));
@@ -390,6 +427,30 @@ impl<R: Send + 'static> Drop for Writer<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spent_chunk_is_filled_again_when_it_is_large_enough() {
+        let spare = Spare::default();
+        let full = |n: usize| EncodedRows {
+            bytes: vec![1; n],
+            offsets: (0..n as u32).collect(),
+        };
+        let spent = full(1000);
+        let at = spent.bytes.as_ptr();
+        spare.put(spent);
+        let next = spare.take(&full(1000));
+        assert_eq!(next.bytes.as_ptr(), at);
+        assert!(next.bytes.is_empty() && next.offsets.is_empty());
+        // Too small for what the writer's chunks hold now: a new one.
+        spare.put(next);
+        let bigger = spare.take(&full(5000));
+        assert_ne!(bigger.bytes.as_ptr(), at);
+        assert!(bigger.bytes.capacity() >= 5000 && bigger.offsets.capacity() >= 5000);
+        for _ in 0..20 {
+            spare.put(full(10));
+        }
+        assert_eq!(spare.0.lock().unwrap().len(), Spare::KEEP);
+    }
 
     #[test]
     fn writers_dropped_empty_are_forgotten_as_new_ones_register() {

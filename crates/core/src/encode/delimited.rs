@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use uuid::Uuid;
 
-use super::{BatchEncoder, Encoded, LineBuffer, RejectedRow};
+use super::{BatchBuffer, BatchEncoder, Encoded, RejectedRow};
 use crate::dedup::InsertIdColumn;
 
 /// CSV or TabSeparated.
@@ -22,7 +22,7 @@ pub enum Delimiter {
 pub struct DelimitedRows {
     delimiter: Delimiter,
     columns: Vec<String>,
-    lines: LineBuffer,
+    lines: BatchBuffer,
     suffix: Vec<u8>,
     insert_id: Option<InsertIdColumn>,
 }
@@ -43,7 +43,7 @@ impl DelimitedRows {
         Self {
             delimiter,
             columns,
-            lines: LineBuffer::default(),
+            lines: BatchBuffer::default(),
             suffix: Vec::new(),
             insert_id,
         }

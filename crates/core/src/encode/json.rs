@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use uuid::Uuid;
 
-use super::{BatchEncoder, Encoded, LineBuffer, RejectedRow};
+use super::{BatchBuffer, BatchEncoder, Encoded, RejectedRow};
 use crate::dedup::InsertIdColumn;
 
 /// Batches JSON object rows (one object per row, without the newline) into a JSONEachRow
@@ -14,7 +14,7 @@ use crate::dedup::InsertIdColumn;
 /// When the table has an `_insert_id` column, the batch id is added to every object as its
 /// first key; rows must then not carry `_insert_id` themselves (the caller checks).
 pub struct JsonEachRow {
-    lines: LineBuffer,
+    lines: BatchBuffer,
     insert_id: Option<InsertIdColumn>,
     id_prefix: Vec<u8>,
     columns: Vec<String>,
@@ -25,7 +25,7 @@ impl JsonEachRow {
     /// columns by name).
     pub fn new(insert_id: Option<InsertIdColumn>, columns: Vec<String>) -> Self {
         Self {
-            lines: LineBuffer::default(),
+            lines: BatchBuffer::default(),
             insert_id,
             id_prefix: Vec::new(),
             columns,

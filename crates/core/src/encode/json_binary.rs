@@ -45,7 +45,9 @@ use jiff::tz::TimeZone;
 use uuid::Uuid;
 
 use super::rowbinary::put_leb128;
-use super::{BatchEncoder, Encoded, EncodedRows, RejectedRow, RowEncoder, append_encoded};
+use super::{
+    BatchBuffer, BatchEncoder, Encoded, EncodedRows, RejectedRow, RowEncoder, append_encoded,
+};
 use crate::dedup::InsertIdColumn;
 use crate::schema::{ColumnType, DefaultKind, TableSchema};
 
@@ -200,9 +202,7 @@ pub struct JsonRowBinary {
     key_texts: Vec<Option<KeyText>>,
     opts: JsonRowBinaryOptions,
     batch_id: Uuid,
-    buf: Vec<u8>,
-    offsets: Vec<u32>,
-    capacity_hint: usize,
+    batch: BatchBuffer,
     /// Per row: where each column's bytes are in `scratch` (start, end); `u32::MAX` = unset.
     slots: Vec<(u32, u32)>,
     scratch: Vec<u8>,
@@ -288,9 +288,7 @@ impl JsonRowBinary {
             key_texts,
             opts,
             batch_id: Uuid::nil(),
-            buf: Vec::new(),
-            offsets: Vec::new(),
-            capacity_hint: 64 * 1024,
+            batch: BatchBuffer::default(),
             scratch: Vec::new(),
             text: Vec::new(),
         })
@@ -307,9 +305,7 @@ impl JsonRowBinary {
             key_texts: self.key_texts.clone(),
             opts: self.opts,
             batch_id: Uuid::nil(),
-            buf: Vec::new(),
-            offsets: Vec::new(),
-            capacity_hint: 64 * 1024,
+            batch: BatchBuffer::default(),
             slots: vec![(u32::MAX, 0); self.columns.len()],
             scratch: Vec::new(),
             text: Vec::new(),
@@ -473,22 +469,18 @@ impl BatchEncoder for JsonRowBinary {
 
     fn begin(&mut self, batch_id: Uuid) {
         self.batch_id = batch_id;
-        self.offsets = Vec::new();
-        self.buf = Vec::with_capacity(self.capacity_hint);
+        self.batch.begin();
     }
 
     fn push(&mut self, row: Bytes, rejected: &mut Vec<RejectedRow>) {
-        let start = self.buf.len();
-        let mut buf = std::mem::take(&mut self.buf);
+        let start = self.batch.buf.len();
+        let mut buf = std::mem::take(&mut self.batch.buf);
         let result = self.convert(&row, &mut buf);
-        self.buf = buf;
+        self.batch.buf = buf;
         match result {
-            Ok(()) => {
-                // Batches are far below 4 GiB (`Config::validate` caps `max_bytes`).
-                self.offsets.push(start as u32);
-            }
+            Ok(()) => self.batch.row_at(start),
             Err(why) => {
-                self.buf.truncate(start);
+                self.batch.buf.truncate(start);
                 rejected.push(RejectedRow {
                     reason: format!("not converted to RowBinary: {why}"),
                     record: Some(String::from_utf8_lossy(&row).into_owned()),
@@ -498,11 +490,11 @@ impl BatchEncoder for JsonRowBinary {
     }
 
     fn rows(&self) -> usize {
-        self.offsets.len()
+        self.batch.rows()
     }
 
     fn bytes(&self) -> usize {
-        self.buf.len()
+        self.batch.buf.len()
     }
 
     fn row_encoder(&self) -> Option<Box<dyn RowEncoder<Bytes>>> {
@@ -511,8 +503,8 @@ impl BatchEncoder for JsonRowBinary {
 
     fn push_encoded(&mut self, chunk: &EncodedRows, range: std::ops::Range<usize>) {
         append_encoded(
-            &mut self.buf,
-            &mut self.offsets,
+            &mut self.batch.buf,
+            &mut self.batch.offsets,
             chunk,
             range,
             self.insert_id.as_ref().map(|(_, c)| (c, &self.batch_id)),
@@ -520,17 +512,8 @@ impl BatchEncoder for JsonRowBinary {
     }
 
     fn finish(&mut self) -> Encoded {
-        let buf = std::mem::take(&mut self.buf);
-        self.capacity_hint = buf.len().clamp(64 * 1024, 256 << 20);
-        let offsets = std::mem::take(&mut self.offsets);
-        Encoded {
-            columns: self.columns.clone(),
-            format: "RowBinaryWithDefaults",
-            bytes: Bytes::from(buf),
-            rows: offsets.len(),
-            row_offsets: Some(offsets),
-            source: None,
-        }
+        self.batch
+            .finish(self.columns.clone(), "RowBinaryWithDefaults")
     }
 }
 

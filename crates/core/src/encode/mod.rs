@@ -3,6 +3,7 @@
 //! A batch is encoded once, as its rows arrive, into the bytes that every attempt of its insert
 //! sends. [`RowBinary`] encodes typed rows (`T: clickhouse::Row + Serialize`).
 
+mod buffer;
 pub mod delimited;
 pub mod dynamic;
 pub mod json;
@@ -21,6 +22,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::dedup::InsertIdColumn;
+pub(crate) use buffer::BatchBuffer;
 
 /// A row the encoder refused; it goes to the dead-letter spool and the batch goes on.
 #[derive(Debug, Clone)]
@@ -233,12 +235,10 @@ impl EncodedRows {
 /// When the table has an `_insert_id` column that `T` does not have, every row is followed by
 /// the batch id, and `_insert_id` is appended to the column list.
 pub struct RowBinary<T> {
-    buf: Vec<u8>,
-    offsets: Vec<u32>,
+    batch: BatchBuffer,
     columns: Vec<String>,
     insert_id: Option<InsertIdColumn>,
     batch_id: Uuid,
-    capacity_hint: usize,
     _row: PhantomData<fn(T)>,
 }
 
@@ -255,12 +255,10 @@ where
             columns.push(col.name.clone());
         }
         Self {
-            buf: Vec::new(),
-            offsets: Vec::new(),
+            batch: BatchBuffer::default(),
             columns,
             insert_id,
             batch_id: Uuid::nil(),
-            capacity_hint: 64 * 1024,
             _row: PhantomData,
         }
     }
@@ -274,15 +272,15 @@ where
 
     fn begin(&mut self, batch_id: Uuid) {
         self.batch_id = batch_id;
-        self.offsets = Vec::new();
-        self.buf = Vec::with_capacity(self.capacity_hint);
+        self.batch.begin();
     }
 
     #[inline]
     fn push(&mut self, row: T, rejected: &mut Vec<RejectedRow>) {
-        let start = self.buf.len();
-        if let Err(e) = rowbinary::serialize_into(&mut self.buf, &row) {
-            self.buf.truncate(start);
+        let buf = &mut self.batch.buf;
+        let start = buf.len();
+        if let Err(e) = rowbinary::serialize_into(buf, &row) {
+            buf.truncate(start);
             rejected.push(RejectedRow {
                 reason: e.0,
                 record: None,
@@ -290,18 +288,17 @@ where
             return;
         }
         if let Some(col) = &self.insert_id {
-            col.put(&mut self.buf, &self.batch_id);
+            col.put(buf, &self.batch_id);
         }
-        // Batches are far below 4 GiB (`Config::validate` caps `max_bytes`).
-        self.offsets.push(start as u32);
+        self.batch.row_at(start);
     }
 
     fn rows(&self) -> usize {
-        self.offsets.len()
+        self.batch.rows()
     }
 
     fn bytes(&self) -> usize {
-        self.buf.len()
+        self.batch.buf.len()
     }
 
     fn row_encoder(&self) -> Option<Box<dyn RowEncoder<T>>> {
@@ -312,8 +309,8 @@ where
 
     fn push_encoded(&mut self, chunk: &EncodedRows, range: std::ops::Range<usize>) {
         append_encoded(
-            &mut self.buf,
-            &mut self.offsets,
+            &mut self.batch.buf,
+            &mut self.batch.offsets,
             chunk,
             range,
             self.insert_id.as_ref().map(|c| (c, &self.batch_id)),
@@ -321,18 +318,7 @@ where
     }
 
     fn finish(&mut self) -> Encoded {
-        let buf = std::mem::take(&mut self.buf);
-        // The next batch will likely be as large as this one.
-        self.capacity_hint = buf.len().clamp(64 * 1024, 256 << 20);
-        let offsets = std::mem::take(&mut self.offsets);
-        Encoded {
-            columns: self.columns.clone(),
-            format: "RowBinary",
-            bytes: Bytes::from(buf),
-            rows: offsets.len(),
-            row_offsets: Some(offsets),
-            source: None,
-        }
+        self.batch.finish(self.columns.clone(), "RowBinary")
     }
 }
 
@@ -356,45 +342,6 @@ impl<T: Serialize> RowEncoder<T> for RowBinaryRow {
         Box::new(RowBinaryRow {
             insert_id: self.insert_id.clone(),
         })
-    }
-}
-
-/// The buffer of a row-per-line text batch (JSONEachRow, CSV, TSV): the bytes and where each
-/// row starts.
-#[derive(Default)]
-pub(crate) struct LineBuffer {
-    pub buf: Vec<u8>,
-    offsets: Vec<u32>,
-}
-
-impl LineBuffer {
-    /// Empties the buffer for a new batch.
-    pub fn begin(&mut self) {
-        self.buf = Vec::with_capacity(64 * 1024);
-        self.offsets.clear();
-    }
-
-    /// Marks the start of a row at the current end of the buffer.
-    pub fn start_row(&mut self) {
-        // Batches are far below 4 GiB (`Config::validate` caps `max_bytes`).
-        self.offsets.push(self.buf.len() as u32);
-    }
-
-    pub fn rows(&self) -> usize {
-        self.offsets.len()
-    }
-
-    /// The batch, leaving the buffer empty.
-    pub fn finish(&mut self, columns: Vec<String>, format: &'static str) -> Encoded {
-        let offsets = std::mem::take(&mut self.offsets);
-        Encoded {
-            columns,
-            format,
-            bytes: Bytes::from(std::mem::take(&mut self.buf)),
-            rows: offsets.len(),
-            row_offsets: Some(offsets),
-            source: None,
-        }
     }
 }
 
