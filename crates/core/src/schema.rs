@@ -2,6 +2,8 @@
 //! ClickHouse type names into [`ColumnType`].
 
 use std::collections::HashMap;
+
+use crate::FastMap;
 use std::fmt::{self, Write as _};
 use std::sync::{Arc, Mutex};
 
@@ -766,7 +768,7 @@ pub struct TableSchema {
     pub columns: Vec<ColumnDef>,
     /// The server's time zone (`timezone()`), used for `DateTime` columns without one.
     pub server_timezone: String,
-    by_name: HashMap<String, usize>,
+    by_name: FastMap<String, usize>,
 }
 
 impl PartialEq for TableSchema {

@@ -36,7 +36,7 @@
 //! that row "default". (`null` for an `Enum` goes through: JSONEachRow stores a raw 0 there.) A table with a column of another type (or an `EPHEMERAL` column) is not
 //! converted at all ([`JsonRowBinary::new`] says why).
 
-use std::collections::HashMap;
+use crate::FastMap;
 
 use bytes::Bytes;
 use jiff::Timestamp;
@@ -196,7 +196,7 @@ pub struct JsonRowBinary {
     omitted: Vec<Vec<u8>>,
     /// Which column is the `_insert_id` the engine fills.
     insert_id: Option<(usize, InsertIdColumn)>,
-    by_name: HashMap<Box<[u8]>, usize>,
+    by_name: FastMap<Box<[u8]>, usize>,
     /// Per column, `"name":` as it appears in a line that gives the keys in column order
     /// (`None` for a name JSON would spell with escapes): one comparison reads the key.
     key_texts: Vec<Option<KeyText>>,

@@ -1,7 +1,7 @@
 //! Column builders: one tree per column, mirroring the type, each node owning the buffers of
 //! its Native streams (null map, offsets, data, dictionary).
 
-use std::collections::HashMap;
+use crate::FastMap;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -73,7 +73,7 @@ struct LowCard {
     /// Dictionary values, serialized as the inner (non-nullable) type.
     dict: Vec<u8>,
     dict_len: u64,
-    lookup: HashMap<Box<[u8]>, u64>,
+    lookup: FastMap<Box<[u8]>, u64>,
     keys: Vec<u64>,
     scratch: Vec<u8>,
 }
@@ -185,7 +185,7 @@ impl Builder {
                     nullable,
                     dict: Vec::new(),
                     dict_len: 0,
-                    lookup: HashMap::new(),
+                    lookup: FastMap::default(),
                     keys: Vec::new(),
                     scratch: Vec::new(),
                 };

@@ -40,7 +40,7 @@ mod column;
 mod convert;
 mod typed;
 
-use std::collections::HashMap;
+use crate::FastMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -217,7 +217,7 @@ pub struct NativeBatch {
     /// Encoded size of the insert id column: (per block, per row).
     insert_id_cost: (usize, usize),
     blocks: Vec<Block>,
-    by_shape: HashMap<Box<[u64]>, usize>,
+    by_shape: FastMap<Box<[u64]>, usize>,
     rows: usize,
     offered: usize,
     // Scratch, reused across rows.
@@ -299,7 +299,7 @@ impl NativeBatch {
             implicit,
             insert_id_col,
             blocks: Vec::new(),
-            by_shape: HashMap::new(),
+            by_shape: FastMap::default(),
             rows: 0,
             offered: 0,
             slots: vec![0; n],
