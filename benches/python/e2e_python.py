@@ -220,10 +220,13 @@ async def run(name: str, schema: str, data: Dict[str, Any]) -> Dict[str, float]:
         await pipeline(ins, data["rows"], ins.stream_insert, sentinel=True, table=table)
         return engine_latencies(await ins.close())
     if name in ("py-write-many", "py-write-columns-lists", "py-write-columns-arrow"):
-        # The engine's defaults, as for the Rust contenders (CHASYNC_E2E_MAX_ROWS to explore).
-        opts = {}
+        # The engine's defaults, as for the Rust contenders (CHASYNC_E2E_MAX_ROWS and
+        # CHASYNC_E2E_COMPRESSION=none to explore).
+        opts: Dict[str, Any] = {}
         if os.environ.get("CHASYNC_E2E_MAX_ROWS"):
             opts["batch_rows"] = int(os.environ["CHASYNC_E2E_MAX_ROWS"])
+        if os.environ.get("CHASYNC_E2E_COMPRESSION"):
+            opts["compression"] = os.environ["CHASYNC_E2E_COMPRESSION"]
         ins = chasync.Inserter(URL, table, database=DB, dlq_dir=DLQ, **opts)
         await ins.start()
         if name == "py-write-many":
