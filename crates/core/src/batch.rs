@@ -13,10 +13,10 @@ use uuid::Uuid;
 use crate::ack::AckState;
 use crate::dedup::StreamId;
 use crate::dispatch::Work;
-use crate::encode::{BatchEncoder, EncodedRows, RejectedRow, RowSourceRef};
+use crate::encode::{BatchEncoder, RejectedRow, RowSourceRef};
 use crate::queue::{Msg, RowGate};
 use crate::stats::Counters;
-use crate::writer::{Chunk, Writers};
+use crate::writer::{Chunk, Spare, Writers};
 
 /// The unit that moves from the batcher to the dispatcher and, if need be, to the
 /// dead-letter spool.
@@ -212,13 +212,14 @@ impl<E: BatchEncoder> Batcher<E> {
     }
 
     /// Adds a chunk of rows from a writer, sealing as many batches as it fills (into
-    /// `sealed`) exactly where rows one by one would have. Returns how many rows the
-    /// encoder refused, and an encoded chunk, spent, for a writer to fill again.
+    /// `sealed`) exactly where rows one by one would have; an encoded chunk, spent, goes to
+    /// `spare` for a writer to fill again. Returns how many rows the encoder refused.
     pub(crate) fn push_chunk(
         &mut self,
         chunk: Chunk<E::Row>,
         sealed: &mut Vec<Batch>,
-    ) -> (usize, Option<EncodedRows>) {
+        spare: &Spare,
+    ) -> usize {
         match chunk {
             Chunk::Rows(rows) => {
                 let mut refused = 0;
@@ -227,7 +228,7 @@ impl<E: BatchEncoder> Batcher<E> {
                     refused += r;
                     sealed.extend(batch);
                 }
-                (refused, None)
+                refused
             }
             Chunk::Encoded(enc) => {
                 let n = enc.rows();
@@ -255,7 +256,8 @@ impl<E: BatchEncoder> Batcher<E> {
                         sealed.extend(self.seal());
                     }
                 }
-                (0, Some(enc))
+                spare.put(enc);
+                0
             }
         }
     }
@@ -347,11 +349,8 @@ pub(crate) async fn run<E: BatchEncoder>(
             for (chunk, n) in taken {
                 counters.rows_accepted.fetch_add(n, Relaxed);
                 counters.rows_queued_out.fetch_add(n, Relaxed);
-                let (refused, spent) = batcher.push_chunk(chunk, sealed);
+                let refused = batcher.push_chunk(chunk, sealed, &writers.spare);
                 counters.rows_rejected.fetch_add(refused as u64, Relaxed);
-                if let Some(spent) = spent {
-                    writers.spare.put(spent);
-                }
             }
         };
 
@@ -390,12 +389,9 @@ pub(crate) async fn run<E: BatchEncoder>(
                         Msg::Chunk(chunk, n) => {
                             rows_out += n;
                             gate.release(n);
-                            let (refused, spent) = batcher.push_chunk(chunk, &mut sealed);
+                            let refused = batcher.push_chunk(chunk, &mut sealed, &writers.spare);
                             if refused > 0 {
                                 counters.rows_rejected.fetch_add(refused as u64, Relaxed);
-                            }
-                            if let Some(spent) = spent {
-                                writers.spare.put(spent);
                             }
                         }
                         Msg::Collect => adopt(&mut batcher, writers.take(true, false), &mut sealed),
@@ -578,7 +574,10 @@ mod tests {
                 for a in part {
                     chunk.push(&mut *enc, &row(a)).unwrap();
                 }
-                assert_eq!(chunked.push_chunk(Chunk::Encoded(chunk), &mut out).0, 0);
+                assert_eq!(
+                    chunked.push_chunk(Chunk::Encoded(chunk), &mut out, &Spare::default()),
+                    0
+                );
             }
             out.extend(chunked.seal());
             let shape = |b: &[Batch]| {

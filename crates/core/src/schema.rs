@@ -2,12 +2,12 @@
 //! ClickHouse type names into [`ColumnType`].
 
 use std::collections::HashMap;
-
-use crate::FastMap;
 use std::fmt::{self, Write as _};
 use std::sync::{Arc, Mutex};
 
 use clickhouse::Client;
+
+use crate::FastMap;
 
 /// A ClickHouse column type, parsed from its name (see [`ColumnType::parse`]).
 #[derive(Debug, Clone, PartialEq, Eq)]

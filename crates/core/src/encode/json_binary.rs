@@ -36,8 +36,6 @@
 //! that row "default". (`null` for an `Enum` goes through: JSONEachRow stores a raw 0 there.) A table with a column of another type (or an `EPHEMERAL` column) is not
 //! converted at all ([`JsonRowBinary::new`] says why).
 
-use crate::FastMap;
-
 use bytes::Bytes;
 use jiff::Timestamp;
 use jiff::civil;
@@ -48,6 +46,7 @@ use super::rowbinary::put_leb128;
 use super::{
     BatchBuffer, BatchEncoder, Encoded, EncodedRows, RejectedRow, RowEncoder, append_encoded,
 };
+use crate::FastMap;
 use crate::dedup::InsertIdColumn;
 use crate::schema::{ColumnType, DefaultKind, TableSchema};
 

@@ -1,7 +1,6 @@
 //! Column builders: one tree per column, mirroring the type, each node owning the buffers of
 //! its Native streams (null map, offsets, data, dictionary).
 
-use crate::FastMap;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -9,6 +8,7 @@ use jiff::tz::TimeZone;
 
 use super::convert::{Reason, Scalar, U256, varuint_len, write_str_bytes, write_varuint};
 use super::typed::encode_range;
+use crate::FastMap;
 use crate::schema::ColumnType;
 use crate::value::{ColumnData, TypedColumn, TypedData, Value};
 

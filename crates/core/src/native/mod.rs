@@ -40,7 +40,6 @@ mod column;
 mod convert;
 mod typed;
 
-use crate::FastMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -49,6 +48,7 @@ use jiff::tz::TimeZone;
 
 use self::column::{Builder, column_header_len, write_column_header};
 use self::convert::{varuint_len, write_varuint};
+use crate::FastMap;
 use crate::schema::{ColumnType, DefaultKind, TableSchema, quote_ident};
 use crate::value::{ColumnBatch, ColumnData, DynRow, Value};
 
