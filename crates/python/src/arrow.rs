@@ -7,8 +7,8 @@
 //! fixed-size list) and maps of such columns (their offsets and typed items); everything
 //! else as values.
 //!
-//! This is the one module of the crate with `unsafe` code: taking the stream out of its
-//! capsule.
+//! One of the two places of the crate with `unsafe` code (the other is a cache prefetch hint
+//! in `convert.rs`): taking the stream out of its capsule.
 //!
 //! [Arrow PyCapsule interface]: https://arrow.apache.org/docs/format/CDataInterface/PyCapsuleInterface.html
 

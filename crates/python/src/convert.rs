@@ -1287,6 +1287,60 @@ fn truncate_strings(s: &mut Strings, n: usize) {
     }
 }
 
+/// Items [`fetch`] takes at a time.
+const FETCH_ROWS: usize = 256;
+
+/// The items `range` of a sequence into `out`, in a tight loop that has many of them in flight
+/// at once, with a prefetch of each one's next 48 bytes (a `str`'s length, state and first
+/// characters lie there); whether they are scattered in memory: more than one in eight
+/// farther than [`NEAR`] bytes from the one before (`None`, one object, left out).
+///
+/// A list's objects are often far apart in memory: a dict of lists made from rows spreads a
+/// column's objects over all the rows' memory, and each one is then a cache miss. The
+/// conversion does too much per item for the processor to fetch more than one or two ahead;
+/// this loop does little else, and the conversion then finds them in the cache. Measured on
+/// the dict of lists of a million wide rows made from parsed JSON, `write_columns`: 2.2 s
+/// reading the items one by one as they are converted, 1.7–1.8 s fetched ahead like this.
+/// Objects one after the other in memory (a list of numbers made in a loop) are fetched
+/// ahead by the processor itself, and this loop would only cost time.
+fn fetch<'py>(
+    seq: &Bound<'py, PySequence>,
+    range: std::ops::Range<usize>,
+    out: &mut Vec<Bound<'py, PyAny>>,
+) -> Result<bool, String> {
+    let n = range.len();
+    let mut far = 0;
+    let mut last = 0usize;
+    for at in range {
+        let item = seq.get_item(at).map_err(|e| e.to_string())?;
+        if !item.is_none() {
+            let p = item.as_ptr();
+            prefetch(p.cast::<i8>().wrapping_add(48));
+            far += usize::from((p as usize).abs_diff(last) > NEAR);
+            last = p as usize;
+        }
+        out.push(item);
+    }
+    Ok(far * 8 > n)
+}
+
+/// Objects closer than this to the one before count as near in [`fetch`].
+const NEAR: usize = 512;
+
+/// Asks the processor to bring the cache line of `p` in (a hint: nothing on other targets).
+#[inline(always)]
+#[allow(unsafe_code)]
+fn prefetch(p: *const i8) {
+    // SAFETY: a prefetch is a hint that never reads memory into the program nor faults,
+    // whatever the address; SSE, which it needs, is part of every x86-64 processor.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Items `range` of a list or tuple, when they are all `int` (64-bit), all `float`, all
 /// `str` or all `bool` (exact types; `None` anywhere is NULL), or all lists of such scalars,
 /// or all dicts of `str` keys and such scalar values (see [`Cells`]), converted in one loop
@@ -1304,25 +1358,49 @@ fn typed_range(
     let mut nones = 0usize;
     let mut nulls: Option<Vec<u8>> = None;
     let mut yielder = Yielder::new(background);
-    for (i, at) in range.enumerate() {
-        yielder.tick(py);
-        let item = seq.get_item(at).map_err(|e| e.to_string())?;
+    // An item into the column; `false` when it is of another kind than the ones before.
+    let mut i = 0;
+    let mut step = |item: &Bound<'_, PyAny>| {
+        let row = i;
+        i += 1;
         if item.is_none() {
-            nulls.get_or_insert_with(|| vec![0; n])[i] = 1;
+            nulls.get_or_insert_with(|| vec![0; n])[row] = 1;
             match acc {
                 Acc::Empty => nones += 1,
                 ref mut a => a.push_null(),
             }
-            continue;
+            return true;
         }
         if let Acc::Empty = acc {
-            match Acc::start_cell(&item, n, nones) {
+            match Acc::start_cell(item, n, nones) {
                 Some(a) => acc = a,
-                None => return Ok(None),
+                None => return false,
             }
         }
-        if !acc.push(&item) {
-            return Ok(None);
+        acc.push(item)
+    };
+    // Fetched ahead while the items are scattered in memory, one by one once they are not.
+    let mut block = Vec::with_capacity(FETCH_ROWS.min(n));
+    let mut scattered = true;
+    let mut at = range.start;
+    while at < range.end {
+        if scattered {
+            let hi = (at + FETCH_ROWS).min(range.end);
+            scattered = fetch(seq, at..hi, &mut block)?;
+            for item in block.drain(..) {
+                yielder.tick(py);
+                if !step(&item) {
+                    return Ok(None);
+                }
+            }
+            at = hi;
+        } else {
+            yielder.tick(py);
+            let item = seq.get_item(at).map_err(|e| e.to_string())?;
+            if !step(&item) {
+                return Ok(None);
+            }
+            at += 1;
         }
     }
     let Some(data) = acc.finish() else {
@@ -1858,7 +1936,8 @@ mod tests {
                     (c"[{'a': 1}, {2: 1}]", false),
                 ] {
                     let seq = py.eval(code, None, None).unwrap();
-                    let col = typed_range(seq.cast::<PySequence>().unwrap(), 0..4, false).unwrap();
+                    let n = seq.len().unwrap();
+                    let col = typed_range(seq.cast::<PySequence>().unwrap(), 0..n, false).unwrap();
                     assert_eq!(col.is_some(), is_typed, "{code:?}");
                     if let Some(col) = col {
                         let want: Vec<Value> = seq
@@ -1869,6 +1948,56 @@ mod tests {
                         let got: Vec<Value> = (0..col.len()).map(|r| norm(col.value(r))).collect();
                         assert_eq!(got, want, "{code:?}");
                     }
+                }
+            });
+        }
+
+        /// [`typed_range`] reads scattered objects fetched ahead a block at a time and near
+        /// ones one by one ([`fetch`]); either way the column holds the same values, and an
+        /// item of another kind after the first block still makes it untyped.
+        #[test]
+        fn fetched_ahead_or_one_by_one() {
+            Python::initialize();
+            Python::attach(|py| {
+                let t = types(py).unwrap();
+                let near = py
+                    .eval(
+                        c"[None if i % 7 == 3 else f's{i}' for i in range(1000)]",
+                        None,
+                        None,
+                    )
+                    .unwrap();
+                // The same strings in an order far from their order in memory.
+                let scattered = py
+                    .eval(
+                        c"(lambda l: [l[(i * 389) % 1000] for i in range(1000)])([f'v{i}' * (i % 5 + 1) for i in range(1000)])",
+                        None,
+                        None,
+                    )
+                    .unwrap();
+                for (seq, is_scattered) in [(&near, false), (&scattered, true)] {
+                    let seq = seq.cast::<PySequence>().unwrap();
+                    let mut block = Vec::new();
+                    assert_eq!(fetch(seq, 0..256, &mut block).unwrap(), is_scattered);
+                    assert_eq!(block.len(), 256);
+                    for range in [0..1000, 250..700, 999..1000] {
+                        let col = typed_range(seq, range.clone(), false).unwrap().unwrap();
+                        let got: Vec<Value> = (0..col.len()).map(|r| col.value(r)).collect();
+                        let want: Vec<Value> = range
+                            .map(|i| to_value(&seq.get_item(i).unwrap(), t, 0).unwrap())
+                            .collect();
+                        assert_eq!(got, want, "scattered: {is_scattered}");
+                    }
+                }
+                for code in [
+                    c"[f's{i}' for i in range(600)] + [1] + ['x'] * 10",
+                    c"(lambda l: [l[(i * 389) % 1000] for i in range(1000)])([str(i) for i in range(999)] + [2.5])",
+                ] {
+                    let seq = py.eval(code, None, None).unwrap();
+                    let seq = seq.cast::<PySequence>().unwrap();
+                    let n = seq.len().unwrap();
+                    assert!(typed_range(seq, 0..n, false).unwrap().is_none(), "{code:?}");
+                    assert!(typed_range(seq, 0..256, false).unwrap().is_some(), "{code:?}");
                 }
             });
         }
