@@ -420,7 +420,7 @@ async fn main() {
                     c.name,
                     m.rows,
                     m.seconds,
-                    m.rows as f64 / m.seconds,
+                    m.rows_per_s(),
                     m.cpu_s,
                     m.server_cpu_s.unwrap_or(f64::NAN),
                     m.rss_mb,
@@ -460,6 +460,13 @@ struct Measured {
     p95: Option<f64>,
     p99: Option<f64>,
     batches: Option<f64>,
+}
+
+impl Measured {
+    /// Rows landed per second of ingest.
+    fn rows_per_s(&self) -> f64 {
+        self.rows as f64 / self.seconds
+    }
 }
 
 async fn run_contender(
@@ -725,12 +732,12 @@ fn median_of(ms: &[Measured], f: impl Fn(&Measured) -> Option<f64>) -> Option<f6
 fn per_run_ratios(a: &[Measured], b: &[Measured]) -> Vec<f64> {
     a.iter()
         .zip(b)
-        .map(|(x, y)| (x.rows as f64 / x.seconds) / (y.rows as f64 / y.seconds))
+        .map(|(x, y)| x.rows_per_s() / y.rows_per_s())
         .collect()
 }
 
 fn rate(ms: &[Measured]) -> f64 {
-    median(ms.iter().map(|m| m.rows as f64 / m.seconds).collect())
+    median(ms.iter().map(Measured::rows_per_s).collect())
 }
 
 fn report(
@@ -818,7 +825,7 @@ fn report(
                 "ratios": ratios.iter().map(|(l, x)| json!({"to": l, "ratio": x})).collect::<Vec<_>>(),
                 "runs": ms.iter().map(|m| json!({
                     "seconds": m.seconds,
-                    "rows_per_s": m.rows as f64 / m.seconds,
+                    "rows_per_s": m.rows_per_s(),
                     "cpu_s": m.cpu_s,
                     "server_cpu_s": m.server_cpu_s,
                     "peak_rss_mb": m.rss_mb,
