@@ -1,4 +1,7 @@
-//! Shared pieces of the chasync benchmarks: the narrow benchmark row and its table.
+//! Shared pieces of the chasync benchmarks: the benchmark rows and their tables, and a
+//! counting allocator for the end-to-end harness ([`heap`]).
+
+pub mod heap;
 
 /// The narrow benchmark row: `(id UInt64, ts DateTime, name String, value Float64)`.
 #[derive(clickhouse::Row, serde::Serialize, Clone, Debug)]

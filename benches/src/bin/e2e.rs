@@ -33,6 +33,11 @@
 //! harness also reads the server process's CPU time before and after each contender process:
 //! client and server share the cores, so client + server CPU per row bounds what a contender
 //! can reach.
+//!
+//! With `CHASYNC_E2E_HEAP=1` the Rust contenders also count their live heap (a counting
+//! global allocator, [`chasync_benches::heap`]) and report its peak next to peak RSS (`heap N
+//! MB` in the log lines, `peak_heap_mb` in the JSON's runs): what the program held at its
+//! busiest, without what the allocator keeps after frees.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -42,7 +47,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chasync_benches::{
-    NARROW_DDL, Narrow, WIDE_DDL, Wide, narrow_json, narrow_row, wide_json, wide_row,
+    NARROW_DDL, Narrow, WIDE_DDL, Wide, heap, narrow_json, narrow_row, wide_json, wide_row,
 };
 use chasync_core::native::{NativeBatch, NativeOptions};
 use chasync_core::schema::TableSchema;
@@ -322,6 +327,11 @@ impl Opts {
     }
 }
 
+/// Counts the live heap when `CHASYNC_E2E_HEAP=1` (off otherwise: one relaxed load per
+/// allocation).
+#[global_allocator]
+static ALLOC: heap::CountingAlloc = heap::CountingAlloc;
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -340,8 +350,18 @@ async fn main() {
     }
     let rows: u64 = arg(&args, "--rows").map_or(2_000_000, |v| v.parse().expect("--rows"));
     if let Some(one) = arg(&args, "--one") {
+        let count_heap = std::env::var("CHASYNC_E2E_HEAP").as_deref() == Ok("1");
+        if count_heap {
+            heap::enable();
+        }
         let schema = Schema::parse(&arg(&args, "--schema").unwrap_or_else(|| "narrow".into()));
-        let result = run_one(&one, schema, rows).await;
+        let mut result = run_one(&one, schema, rows).await;
+        if count_heap {
+            result.insert(
+                "heap_peak_mb".into(),
+                heap::peak_bytes() as f64 / 1_048_576.0,
+            );
+        }
         println!("{}", kv_line(&result));
         return;
     }
@@ -414,7 +434,7 @@ async fn main() {
             for c in &opts.only {
                 let m = run_contender(&opts, c, schema, &exe, &references).await;
                 eprintln!(
-                    "run {}: {:<6} {:<24} {:>9} rows {:>8.3} s {:>11.0} rows/s  cpu {:>6.2} s  server cpu {:>6.2} s  rss {:>5.0} MB{}",
+                    "run {}: {:<6} {:<24} {:>9} rows {:>8.3} s {:>11.0} rows/s  cpu {:>6.2} s  server cpu {:>6.2} s  rss {:>5.0} MB{}{}",
                     run + 1,
                     schema.name(),
                     c.name,
@@ -424,6 +444,8 @@ async fn main() {
                     m.cpu_s,
                     m.server_cpu_s.unwrap_or(f64::NAN),
                     m.rss_mb,
+                    m.heap_mb
+                        .map_or(String::new(), |h| format!(" (heap {h:.0} MB)")),
                     m.p50.map_or(String::new(), |p| format!(
                         "  p50/p95/p99 {:.0}/{:.0}/{:.0} ms",
                         p,
@@ -453,6 +475,9 @@ struct Measured {
     rss_mb: f64,
     /// Python: resident MB before the timed part (the input rows held in memory).
     input_rss_mb: Option<f64>,
+    /// Rust contenders with `CHASYNC_E2E_HEAP=1`: the peak of the live heap in MB (what the
+    /// program held, without what the allocator keeps; see [`heap`]).
+    heap_mb: Option<f64>,
     /// CPU seconds (user + system) the ClickHouse server process used while the contender
     /// process ran, when the server runs on this machine (see [`server_pid`]).
     server_cpu_s: Option<f64>,
@@ -574,6 +599,7 @@ async fn run_contender(
         cpu_s: inner.get("cpu").copied().unwrap_or(t[1] + t[2]),
         rss_mb: inner.get("rss_peak_mb").copied().unwrap_or(t[3] / 1024.0),
         input_rss_mb: inner.get("rss_input_mb").copied(),
+        heap_mb: inner.get("heap_peak_mb").copied(),
         server_cpu_s,
         p50: inner.get("p50").copied(),
         p95: inner.get("p95").copied(),
@@ -830,6 +856,7 @@ fn report(
                     "server_cpu_s": m.server_cpu_s,
                     "peak_rss_mb": m.rss_mb,
                     "input_rss_mb": m.input_rss_mb,
+                    "peak_heap_mb": m.heap_mb,
                     "batch_ms_p50": m.p50,
                     "batch_ms_p95": m.p95,
                     "batch_ms_p99": m.p99,
