@@ -22,12 +22,13 @@
 //! `http://127.0.0.1:8123`), `curl` and `/usr/bin/time`.
 //!
 //! The rows: one deterministic generator (`chasync_benches::narrow_row` / `wide_row`). The
-//! harness writes them once per schema as NDJSON, RowBinary and Native files (not timed); the
-//! curl and `chasync insert` contenders post those files, the Python contenders read the
-//! NDJSON file (not timed) into dicts, the Rust contenders generate the rows in the producer
-//! loop. Before the runs the server loads the NDJSON file once and computes the reference:
-//! `count()` and `sum(cityHash64(tuple(*)))` (of the first N ids for contenders given fewer
-//! rows). After every contender run the same two figures must match, or the harness stops.
+//! harness writes them once per schema as NDJSON, RowBinary and Native files (not timed), each
+//! only when a contender reads it; the curl and `chasync insert` contenders post those files,
+//! the Python contenders read the NDJSON file (not timed) into dicts, the Rust contenders
+//! generate the rows in the producer loop. Before the runs the server loads the NDJSON rows
+//! once (from the file, or streamed from the generator when no file is written) and computes
+//! the reference: `count()` and `sum(cityHash64(tuple(*)))` (of the first N ids for
+//! contenders given fewer rows). After every contender run the same two figures must match, or the harness stops.
 //!
 //! When the server runs on this machine (it owns the listening socket of the URL's port), the
 //! harness also reads the server process's CPU time before and after each contender process:
@@ -1006,12 +1007,22 @@ async fn prepare(
     std::fs::create_dir_all(&opts.data_dir).expect("data directory");
     let f = files(opts, schema);
     let started = Instant::now();
-    // Written afresh every time, so they always hold what the generator makes now; the
-    // NDJSON file always (the reference load), the binary files when a contender posts them.
+    // Written afresh every time, so they always hold what the generator makes now: the
+    // NDJSON file when a contender reads it (the CLI, Python, curl's JSONEachRow), the binary
+    // files when a contender posts them. Without the NDJSON file the reference load is
+    // streamed from the generator, so that runs of the Rust contenders alone need no disk
+    // for their rows (100M wide rows are 32 GB of NDJSON).
     let wants = |format: &'static str| opts.only.iter().any(|c| c.kind == Kind::Curl(format));
-    write_ndjson(schema, opts.rows, &f.ndjson);
-    for p in [&f.rowbinary, &f.native] {
+    let ndjson_file = wants("JSONEachRow")
+        || opts
+            .only
+            .iter()
+            .any(|c| matches!(c.kind, Kind::Cli | Kind::Python));
+    for p in [&f.ndjson, &f.rowbinary, &f.native] {
         std::fs::remove_file(p).ok();
+    }
+    if ndjson_file {
+        write_ndjson(schema, opts.rows, &f.ndjson);
     }
     if wants("RowBinary") {
         write_rowbinary(schema, opts.rows, &f.rowbinary);
@@ -1022,25 +1033,47 @@ async fn prepare(
             .expect("table schema");
         write_native(schema, opts.rows, Arc::new(table), &f.native);
     }
-    eprintln!(
-        "e2e: {} rows of the {} schema in {} (.ndjson {} MB, .rowbinary {} MB, .native {} MB; {:.1} s)",
-        opts.rows,
-        schema.name(),
-        opts.data_dir.display(),
-        size_mb(&f.ndjson),
-        size_mb(&f.rowbinary),
-        size_mb(&f.native),
-        started.elapsed().as_secs_f64()
-    );
+    if !ndjson_file && !wants("RowBinary") && !wants("Native") {
+        eprintln!(
+            "e2e: {} rows of the {} schema: no files (no contender reads one); the reference \
+             load streams the rows",
+            opts.rows,
+            schema.name()
+        );
+    } else {
+        eprintln!(
+            "e2e: {} rows of the {} schema in {} (.ndjson {} MB, .rowbinary {} MB, .native {} MB; {:.1} s)",
+            opts.rows,
+            schema.name(),
+            opts.data_dir.display(),
+            size_mb(&f.ndjson),
+            size_mb(&f.rowbinary),
+            size_mb(&f.native),
+            started.elapsed().as_secs_f64()
+        );
+    }
     reset(schema).await;
-    // Streamed (`-T -`, the file as stdin): `--data-binary @file` reads it into memory
-    // first, and refuses files of several GB (100M rows).
-    let status = Command::new("curl")
-        .args(["-fsS", "-o", "/dev/null", "-X", "POST", "-T", "-"])
-        .arg(insert_url(schema, "JSONEachRow"))
-        .stdin(std::fs::File::open(&f.ndjson).expect("the NDJSON file"))
-        .status()
-        .expect("curl");
+    // Streamed (`-T -`, stdin): `--data-binary @file` reads it into memory first, and
+    // refuses files of several GB (100M rows).
+    let mut load = Command::new("curl");
+    load.args(["-fsS", "-o", "/dev/null", "-X", "POST", "-T", "-"])
+        .arg(insert_url(schema, "JSONEachRow"));
+    let status = if ndjson_file {
+        load.stdin(std::fs::File::open(&f.ndjson).expect("the NDJSON file"))
+            .status()
+            .expect("curl")
+    } else {
+        let mut child = load
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("curl");
+        let stdin = child.stdin.take().expect("curl's stdin");
+        // A write fails only when curl has stopped reading: its status tells why.
+        let written = write_ndjson_to(schema, opts.rows, stdin);
+        let status = child.wait().expect("curl");
+        written.unwrap_or_else(|e| panic!("streaming the reference rows to curl ({status}): {e}"));
+        status
+    };
     assert!(status.success(), "loading the reference NDJSON failed");
     let mut sizes: Vec<u64> = opts.only.iter().map(|c| opts.rows_of(c)).collect();
     sizes.push(opts.rows);
@@ -1065,7 +1098,14 @@ fn size_mb(p: &Path) -> u64 {
 
 fn write_ndjson(schema: Schema, rows: u64, path: &Path) {
     let tmp = path.with_extension("tmp");
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).unwrap());
+    write_ndjson_to(schema, rows, std::fs::File::create(&tmp).unwrap())
+        .unwrap_or_else(|e| panic!("writing {}: {e}", tmp.display()));
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// The first `rows` rows as NDJSON lines into `out`, which is closed at the end.
+fn write_ndjson_to(schema: Schema, rows: u64, out: impl std::io::Write) -> std::io::Result<()> {
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, out);
     let mut line = String::new();
     for i in 0..rows {
         line.clear();
@@ -1073,11 +1113,9 @@ fn write_ndjson(schema: Schema, rows: u64, path: &Path) {
             Schema::Narrow => narrow_json(&narrow_row(i), &mut line),
             Schema::Wide => wide_json(&wide_row(i), &mut line),
         }
-        w.write_all(line.as_bytes()).unwrap();
+        w.write_all(line.as_bytes())?;
     }
-    w.flush().unwrap();
-    drop(w);
-    std::fs::rename(&tmp, path).unwrap();
+    w.flush()
 }
 
 fn write_rowbinary(schema: Schema, rows: u64, path: &Path) {
