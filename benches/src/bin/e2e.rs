@@ -28,7 +28,8 @@
 //! generate the rows in the producer loop. Before the runs the server loads the NDJSON rows
 //! once (from the file, or streamed from the generator when no file is written) and computes
 //! the reference: `count()` and `sum(cityHash64(tuple(*)))` (of the first N ids for
-//! contenders given fewer rows). After every contender run the same two figures must match, or the harness stops.
+//! contenders given fewer rows). After every contender run the same two figures must match,
+//! or the harness stops.
 //!
 //! When the server runs on this machine (it owns the listening socket of the URL's port), the
 //! harness also reads the server process's CPU time before and after each contender process:
@@ -1018,40 +1019,37 @@ async fn prepare(
             .only
             .iter()
             .any(|c| matches!(c.kind, Kind::Cli | Kind::Python));
+    let (rowbinary_file, native_file) = (wants("RowBinary"), wants("Native"));
     for p in [&f.ndjson, &f.rowbinary, &f.native] {
         std::fs::remove_file(p).ok();
     }
     if ndjson_file {
         write_ndjson(schema, opts.rows, &f.ndjson);
     }
-    if wants("RowBinary") {
+    if rowbinary_file {
         write_rowbinary(schema, opts.rows, &f.rowbinary);
     }
-    if wants("Native") {
+    if native_file {
         let table = TableSchema::fetch(&client(), "chasync_bench", schema.name())
             .await
             .expect("table schema");
         write_native(schema, opts.rows, Arc::new(table), &f.native);
     }
-    if !ndjson_file && !wants("RowBinary") && !wants("Native") {
-        eprintln!(
-            "e2e: {} rows of the {} schema: no files (no contender reads one); the reference \
-             load streams the rows",
-            opts.rows,
-            schema.name()
-        );
-    } else {
-        eprintln!(
-            "e2e: {} rows of the {} schema in {} (.ndjson {} MB, .rowbinary {} MB, .native {} MB; {:.1} s)",
-            opts.rows,
-            schema.name(),
-            opts.data_dir.display(),
-            size_mb(&f.ndjson),
-            size_mb(&f.rowbinary),
-            size_mb(&f.native),
-            started.elapsed().as_secs_f64()
-        );
-    }
+    eprintln!(
+        "e2e: {} rows of the {} schema in {} (.ndjson {} MB, .rowbinary {} MB, .native {} MB; {:.1} s){}",
+        opts.rows,
+        schema.name(),
+        opts.data_dir.display(),
+        size_mb(&f.ndjson),
+        size_mb(&f.rowbinary),
+        size_mb(&f.native),
+        started.elapsed().as_secs_f64(),
+        if ndjson_file {
+            ""
+        } else {
+            "; no NDJSON file (no contender reads one): the reference load streams the rows"
+        }
+    );
     reset(schema).await;
     // Streamed (`-T -`, stdin): `--data-binary @file` reads it into memory first, and
     // refuses files of several GB (100M rows).
