@@ -4,10 +4,10 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chasync_core::batch::{Batcher, Limits, Target};
-use chasync_core::dedup::InsertIdColumn;
-use chasync_core::encode::EncodedRows;
+use chasync_core::EncodedRows;
+use chasync_core::InsertIdColumn;
 use chasync_core::{BatchEncoder, RowBinary, StreamId};
+use chasync_core::{Batcher, Limits, Target};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 #[derive(clickhouse::Row, serde::Serialize, Clone)]
@@ -41,7 +41,7 @@ fn encode(c: &mut Criterion) {
             enc.begin(uuid::Uuid::nil());
             let mut rejected = Vec::new();
             for r in &data {
-                enc.push(r.clone(), &mut rejected);
+                let _ = enc.push(r.clone(), &mut rejected);
             }
             assert!(rejected.is_empty());
             black_box(enc.finish())
@@ -53,7 +53,7 @@ fn encode(c: &mut Criterion) {
             enc.begin(uuid::Uuid::nil());
             let mut rejected = Vec::new();
             for r in &data {
-                enc.push(r.clone(), &mut rejected);
+                let _ = enc.push(r.clone(), &mut rejected);
             }
             assert!(rejected.is_empty());
             black_box(enc.finish())
@@ -97,6 +97,7 @@ fn batching(c: &mut Criterion) {
                 table: Arc::from("t"),
                 stream_id: StreamId::named("bench"),
                 first_sequence: 0,
+                first_input: 0,
             },
         );
         b.iter(|| {

@@ -6,11 +6,9 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use chasync_core::native::{NativeBatch, NativeOptions};
-use chasync_core::schema::{ColumnDef, TableSchema};
-use chasync_core::value::{
-    ColumnBatch, ColumnData, DynRow, Strings, TypedColumn, TypedData, Value,
-};
+use chasync_core::{ColumnBatch, ColumnData, DynRow, Strings, TypedColumn, TypedData, Value};
+use chasync_core::{ColumnDef, TableSchema};
+use chasync_core::{NativeBatch, NativeOptions};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 const ROWS: usize = 10_000;

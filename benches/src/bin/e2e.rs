@@ -46,15 +46,15 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chasync_benches::{
     NARROW_DDL, Narrow, WIDE_DDL, Wide, heap, narrow_json, narrow_row, wide_json, wide_row,
 };
-use chasync_core::native::{NativeBatch, NativeOptions};
-use chasync_core::schema::TableSchema;
-use chasync_core::value::{ColumnBatch, DynRow, Value};
+use chasync_core::TableSchema;
 use chasync_core::{BatchEncoder, Config, DynIngestor, Ingestor, RowBinary, Stats};
+use chasync_core::{ColumnBatch, DynRow, Value};
+use chasync_core::{NativeBatch, NativeOptions};
 use serde_json::json;
 
 /// How a contender runs.
@@ -1030,10 +1030,11 @@ async fn prepare(
         write_rowbinary(schema, opts.rows, &f.rowbinary);
     }
     if native_file {
-        let table = TableSchema::fetch(&client(), "chasync_bench", schema.name())
+        let table = chasync_core::Catalog::with_client(client(), Duration::from_secs(60))
+            .table("chasync_bench", schema.name())
             .await
             .expect("table schema");
-        write_native(schema, opts.rows, Arc::new(table), &f.native);
+        write_native(schema, opts.rows, table, &f.native);
     }
     eprintln!(
         "e2e: {} rows of the {} schema in {} (.ndjson {} MB, .rowbinary {} MB, .native {} MB; {:.1} s){}",
@@ -1125,7 +1126,7 @@ fn write_rowbinary(schema: Schema, rows: u64, path: &Path) {
         enc.begin(uuid::Uuid::nil());
         let mut rejected = Vec::new();
         for i in 0..rows {
-            enc.push(row(i), &mut rejected);
+            assert!(enc.push(row(i), &mut rejected).is_done());
         }
         assert!(rejected.is_empty());
         enc.finish().bytes
@@ -1171,20 +1172,20 @@ async fn checksum(schema: Schema, n: u64) -> (u64, u64) {
 
 fn config(schema: Schema) -> Config {
     let mut c = Config::new(url(), schema.name());
-    c.database = "chasync_bench".into();
+    c.clickhouse.database = "chasync_bench".into();
     // The engine's defaults; overridable to explore tuning: CHASYNC_E2E_MAX_ROWS,
     // CHASYNC_E2E_CONCURRENCY, CHASYNC_E2E_COMPRESSION=none.
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
     if let Some(n) = env("CHASYNC_E2E_MAX_ROWS") {
-        c.max_rows = n;
+        c.batching.max_rows = n;
     }
     if let Some(n) = env("CHASYNC_E2E_CONCURRENCY") {
-        c.max_concurrency = n;
+        c.delivery.max_concurrency = n;
     }
     if std::env::var("CHASYNC_E2E_COMPRESSION").as_deref() == Ok("none") {
-        c.compression = chasync_core::Compression::None;
+        c.clickhouse.compression = chasync_core::Compression::None;
     }
-    c.dead_letter_dir = std::env::temp_dir().join("chasync-e2e-dlq");
+    c.spool.dir = std::env::temp_dir().join("chasync-e2e-dlq");
     c
 }
 

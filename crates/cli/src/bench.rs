@@ -3,8 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use chasync_core::config::quote_ident;
-use chasync_core::ingestor::table_columns;
+use chasync_core::quote_ident;
 use chasync_core::{Ingestor, Stats};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
@@ -96,10 +95,10 @@ async fn prepare_table(
             .execute()
             .await?;
     }
-    let columns = match table_columns(&client, db, table).await {
+    let columns = match settings.columns(db, table).await {
         Ok(c) => c,
-        Err(chasync_core::Error::Config(msg)) => {
-            return Err(CliError::error(msg).hint("add --create to create it"));
+        Err(e @ chasync_core::Error::UnknownTable { .. }) => {
+            return Err(CliError::error(e.to_string()).hint("add --create to create it"));
         }
         Err(e) => return Err(e.into()),
     };

@@ -9,8 +9,10 @@ use crate::settings::{parse_bytes, parse_duration};
 
 /// chasync: stream data into ClickHouse, and look after what the engine leaves behind.
 ///
-/// Options are read from flags, then the environment (`CHASYNC_URL`, `CHASYNC_USER`,
-/// `CHASYNC_PASSWORD`), then the `--config` TOML file, then defaults.
+/// Options are read from flags, then the environment (`CHASYNC_<OPTION>` for every option,
+/// e.g. `CHASYNC_URL`, `CHASYNC_MAX_ROWS`; and `CLICKHOUSE_URL`, `CLICKHOUSE_USER`,
+/// `CLICKHOUSE_PASSWORD`, `CLICKHOUSE_DATABASE`), then the `--config` TOML file, then
+/// defaults.
 ///
 /// Exit codes: 0 success; 1 error (cannot connect, server error, bad input, I/O); 2 usage
 /// error; 3 rows not committed (dead-lettered, or a replay left entries that failed again);
@@ -29,14 +31,14 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct GlobalOpts {
-    /// ClickHouse HTTP URL [default: http://127.0.0.1:8123].
-    #[arg(long, env = "CHASYNC_URL", global = true)]
+    /// ClickHouse HTTP URL; several separated by commas [default: http://127.0.0.1:8123].
+    #[arg(long, global = true)]
     pub url: Option<String>,
     /// ClickHouse user [default: default].
-    #[arg(long, env = "CHASYNC_USER", global = true)]
+    #[arg(long, global = true)]
     pub user: Option<String>,
     /// ClickHouse password (never printed).
-    #[arg(long, env = "CHASYNC_PASSWORD", global = true, hide_env_values = true)]
+    #[arg(long, global = true)]
     pub password: Option<String>,
     /// Database of tables named without one [default: default].
     #[arg(long, global = true)]
@@ -62,30 +64,43 @@ pub enum CompressionArg {
     None,
 }
 
-/// The engine's options, for commands that ingest.
+/// The engine's options, for commands that ingest: the same names, meanings and defaults as
+/// the config file's, the daemon's and Python's (`docs/configuration.md`).
 #[derive(Debug, Args, Default, Clone)]
 pub struct IngestOpts {
     /// Seal a batch at this many rows [default: 250000].
-    #[arg(long, value_name = "N")]
-    pub batch_rows: Option<usize>,
+    #[arg(long, value_name = "N", alias = "batch-rows")]
+    pub max_rows: Option<usize>,
     /// ... or at this many encoded bytes (`1000000`, `32MiB`, `10MB`) [default: 32MiB].
-    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
-    pub batch_bytes: Option<u64>,
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes, alias = "batch-bytes")]
+    pub max_bytes: Option<u64>,
     /// ... or this long after its first row (`500ms`, `2s`, `1m`) [default: 1s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub linger: Option<Duration>,
     /// Inserts in flight at most [default: 4].
     #[arg(long, value_name = "N")]
     pub max_concurrency: Option<usize>,
-    /// Retries of a failed insert after the first attempt (0 = never retry) [default: 9].
+    /// Attempts of an insert in all, the first included; only retryable errors are retried
+    /// [default: 20000].
+    #[arg(long, value_name = "N", conflicts_with = "retries")]
+    pub max_attempts: Option<u32>,
+    /// Retries of a failed insert after the first attempt (`max_attempts` - 1; 0 = never
+    /// retry).
     #[arg(long, value_name = "N")]
     pub retries: Option<u32>,
-    /// The dead-letter spool directory [default: chasync-dlq].
-    #[arg(long, value_name = "DIR")]
-    pub dlq_dir: Option<PathBuf>,
+    /// The dead-letter spool directory [default: chasync-spool].
+    #[arg(long, value_name = "DIR", alias = "dlq-dir")]
+    pub spool_dir: Option<PathBuf>,
     /// Wire compression [default: lz4].
     #[arg(long, value_enum)]
     pub compression: Option<CompressionArg>,
+    /// A ClickHouse setting sent with every insert (repeatable): `--setting
+    /// input_format_skip_unknown_fields=1`.
+    #[arg(long = "setting", value_name = "NAME=VALUE")]
+    pub settings: Vec<String>,
+    /// Any engine option by its name (repeatable): `--set insert_timeout=5m`.
+    #[arg(long = "set", value_name = "OPTION=VALUE")]
+    pub set: Vec<String>,
 }
 
 /// The commands.
@@ -101,9 +116,21 @@ pub enum Command {
     Schema(SchemaCommand),
     /// Load generator: synthetic rows through the engine, with throughput and latency figures.
     Bench(BenchArgs),
-    /// Insert NDJSON, CSV or TSV files (not implemented yet: needs the engine's runtime-schema
-    /// path).
+    /// Insert NDJSON, CSV or TSV files (or stdin) into a table.
     Insert(InsertArgs),
+    /// Print the engine configuration the options resolve to (JSON; the password as `***`).
+    Config(ConfigArgs),
+}
+
+/// `chasync config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// The target table (`db.table`, or `table` in `--database`).
+    #[arg(long, default_value = "-")]
+    pub table: String,
+    /// Engine options.
+    #[command(flatten)]
+    pub ingest: IngestOpts,
 }
 
 /// `chasync doctor`.
@@ -127,9 +154,9 @@ pub struct DoctorArgs {
 /// `chasync dlq`.
 #[derive(Debug, Args)]
 pub struct DlqArgs {
-    /// The dead-letter spool directory [default: chasync-dlq].
-    #[arg(long, value_name = "DIR", global = true)]
-    pub dlq_dir: Option<PathBuf>,
+    /// The dead-letter spool directory [default: chasync-spool].
+    #[arg(long, value_name = "DIR", global = true, alias = "dlq-dir")]
+    pub spool_dir: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: DlqCommand,
@@ -148,7 +175,7 @@ pub enum DlqCommand {
     /// Send every batch entry again with its own batch id (idempotent); committed entries are
     /// removed.
     Replay {
-        /// Retries of a failed insert after the first attempt [default: 9].
+        /// Retries of a failed insert after the first attempt (`max_attempts` - 1).
         #[arg(long, value_name = "N")]
         retries: Option<u32>,
         /// Wire compression [default: lz4].

@@ -156,7 +156,7 @@ fn show(settings: &Settings, spool: &DeadLetterSpool, id: &str) -> Result<u8, Cl
 }
 
 async fn replay_spool(settings: &Settings, spool: &DeadLetterSpool) -> Result<u8, CliError> {
-    let config = settings.config(&settings.database, "-")?;
+    let config = settings.config(settings.database(), "-")?;
     let before = spool.list()?;
     let report = replay(&config, spool).await?;
     let code = if report.failed.is_empty() {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use chasync_core::config::redact_url;
+use chasync_core::redact_url;
 use serde::Serialize;
 
 use crate::cli::DoctorArgs;
@@ -210,7 +210,7 @@ fn finding(
 /// Advice for a ClickHouse error code met by inserts.
 pub fn advice_for_code(code: i64) -> String {
     match code {
-        252 => "too many parts: send fewer, larger inserts: raise --batch-rows / --linger, lower \
+        252 => "too many parts: send fewer, larger inserts: raise --max-rows / --linger, lower \
                 --max-concurrency, and check that merges keep up (system.merges)"
             .into(),
         241 | 173 => "out of memory: lower --batch-bytes or --max-concurrency".into(),
@@ -228,7 +228,7 @@ pub fn advice_for_code(code: i64) -> String {
         159 | 209 | 210 | 394 => "timeouts or network errors: chasync retries them; if they \
                                    persist, lower --batch-bytes or check the network"
             .into(),
-        c if chasync_core::error::classify_code(c as u32) == chasync_core::ErrorKind::Data => {
+        c if chasync_core::classify_code(c as u32) == chasync_core::ErrorKind::Data => {
             "the data cannot be parsed as the table's types: chasync dead-letters such batches \
              (`chasync dlq list`); fix the data or the table, then `chasync dlq replay`"
                 .into()
@@ -283,8 +283,7 @@ pub async fn run(settings: &Settings, args: DoctorArgs) -> Result<u8, CliError> 
     };
     let planned = args
         .planned_connections
-        .or(settings.ingest.max_concurrency.map(|n| n as u64))
-        .unwrap_or(4);
+        .unwrap_or(settings.base().delivery.max_concurrency as u64);
 
     // Recent failed inserts. Flushing the logs makes the last seconds visible (best effort:
     // it needs the SYSTEM FLUSH LOGS privilege).
@@ -313,16 +312,13 @@ pub async fn run(settings: &Settings, args: DoctorArgs) -> Result<u8, CliError> 
             .bind(format!("{db}.{t}"))
             .bind(format!(
                 "{}.{}",
-                chasync_core::config::quote_ident(db),
-                chasync_core::config::quote_ident(t)
+                chasync_core::quote_ident(db),
+                chasync_core::quote_ident(t)
             ))
             .bind(format!("{db}.{t}"))
             .bind(db.as_str())
             .bind(format!("INSERT INTO {t} "))
-            .bind(format!(
-                "INSERT INTO {} ",
-                chasync_core::config::quote_ident(t)
-            ));
+            .bind(format!("INSERT INTO {} ", chasync_core::quote_ident(t)));
     }
     let insert_exceptions: Vec<InsertException> = match query_section(q.bind(args.exceptions)).await
     {
@@ -366,7 +362,7 @@ pub async fn run(settings: &Settings, args: DoctorArgs) -> Result<u8, CliError> 
 
     let connections = connections(&client, planned, &mut findings).await;
     let table = match &target {
-        Some((db, t)) => table_report(&client, db, t, &mut findings).await?,
+        Some((db, t)) => table_report(settings, &client, db, t, &mut findings).await?,
         None => None,
     };
     let replicas = replicas(&client, target.as_ref(), &mut findings).await;
@@ -375,7 +371,7 @@ pub async fn run(settings: &Settings, args: DoctorArgs) -> Result<u8, CliError> 
 
     findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
     let report = Report {
-        url: redact_url(&settings.url),
+        url: redact_url(settings.url()),
         version,
         uptime_s,
         insert_exceptions,
@@ -520,6 +516,7 @@ async fn connections(
 }
 
 async fn table_report(
+    settings: &Settings,
     client: &clickhouse::Client,
     db: &str,
     t: &str,
@@ -549,7 +546,7 @@ async fn table_report(
         table_settings: table_settings(&create),
         ..TableReport::default()
     };
-    let columns = chasync_core::ingestor::table_columns(client, db, t).await?;
+    let columns = settings.columns(db, t).await?;
     r.has_insert_id = columns.iter().any(|(n, _)| n == "_insert_id");
     if !engine.ends_with("MergeTree") {
         findings.push(finding(
@@ -616,7 +613,7 @@ async fn table_report(
                 Severity::Critical,
                 "parts",
                 format!("{place}: inserts fail with TOO_MANY_PARTS (252)"),
-                Some("raise --batch-rows (or --linger) or lower --max-concurrency so that fewer, larger parts are written; check that merges run (SYSTEM START MERGES, system.merges)".into()),
+                Some("raise --max-rows (or --linger) or lower --max-concurrency so that fewer, larger parts are written; check that merges run (SYSTEM START MERGES, system.merges)".into()),
             ));
         } else if delay.is_some_and(|d| d > 0 && n >= d) {
             parts_fine = false;
@@ -624,7 +621,7 @@ async fn table_report(
                 Severity::Warning,
                 "parts",
                 format!("{place}: inserts are being delayed"),
-                Some("raise --batch-rows or lower --max-concurrency (fewer, larger inserts); check that merges keep up (system.merges)".into()),
+                Some("raise --max-rows or lower --max-concurrency (fewer, larger inserts); check that merges keep up (system.merges)".into()),
             ));
         } else if delay.is_some_and(|d| d > 0 && n * 2 >= d) {
             parts_fine = false;
@@ -632,7 +629,7 @@ async fn table_report(
                 Severity::Info,
                 "parts",
                 format!("{place}: over half way to the delay"),
-                Some("consider raising --batch-rows or --linger".into()),
+                Some("consider raising --max-rows or --linger".into()),
             ));
         }
     }
@@ -1026,7 +1023,7 @@ mod tests {
 
     #[test]
     fn advice_names_the_flags() {
-        assert!(advice_for_code(252).contains("--batch-rows"));
+        assert!(advice_for_code(252).contains("--max-rows"));
         assert!(advice_for_code(16).contains("chasync dlq replay"));
         assert!(advice_for_code(27).contains("dead-letters"));
         assert_eq!(human_secs(86_400), "24h");

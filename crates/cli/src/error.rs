@@ -101,7 +101,7 @@ pub fn unreachable_hint(url: &str, url_given: bool) -> String {
         format!(
             "nothing answers at {}: is ClickHouse running there? If it is the project's local \
              server, {start}",
-            chasync_core::config::redact_url(url)
+            chasync_core::redact_url(url)
         )
     } else {
         format!(

@@ -13,18 +13,6 @@ use bytes::{Bytes, BytesMut};
 
 use crate::cli::InputFormat;
 
-/// One record of an input, as the bytes ClickHouse will parse: an NDJSON object line, a
-/// TabSeparated line, or a CSV record (re-quoted by the CSV reader; it may span lines).
-/// Records are passed through untouched otherwise, so whatever ClickHouse wrote (integers of
-/// any width, quoted 64-bit integers, strings of bytes that are not UTF-8) loads back as it was.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Record {
-    /// The record's bytes, without the line end.
-    pub bytes: Bytes,
-    /// An NDJSON object sets `_insert_id` itself.
-    pub has_insert_id: bool,
-}
-
 /// A record that could not be read, with what was read of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Malformed {
@@ -41,8 +29,10 @@ pub struct Item {
     pub source: Arc<str>,
     /// The 1-based line the record starts on.
     pub line: u64,
-    /// The record.
-    pub record: Result<Record, Malformed>,
+    /// The record, as the bytes ClickHouse will parse (an NDJSON line, a TabSeparated line, or
+    /// a CSV record re-quoted by the CSV reader, which may span lines), without its line end;
+    /// or why it could not be read.
+    pub record: Result<Bytes, Malformed>,
 }
 
 impl Item {
@@ -92,9 +82,6 @@ pub struct Reader {
     source: Arc<str>,
     inner: Inner,
     header: Option<Vec<String>>,
-    /// NDJSON lines are checked as they are read (off: the caller checks the lines its
-    /// converter does not take, see [`check_json_line`]).
-    check_json: bool,
 }
 
 enum Inner {
@@ -140,7 +127,6 @@ impl Reader {
                     record: csv::ByteRecord::new(),
                 },
                 header: None,
-                check_json: true,
             },
             InputFormat::Ndjson | InputFormat::Tsv => Self {
                 source,
@@ -152,7 +138,6 @@ impl Reader {
                     eof: false,
                 },
                 header: None,
-                check_json: true,
             },
         };
         if header {
@@ -171,8 +156,7 @@ impl Reader {
                     Some(Ok(Item {
                         record: Ok(rec), ..
                     })) => Some(
-                        rec.bytes
-                            .split(|b| *b == b'\t')
+                        rec.split(|b| *b == b'\t')
                             .map(|f| String::from_utf8_lossy(f).into_owned())
                             .collect(),
                     ),
@@ -191,13 +175,6 @@ impl Reader {
         Ok(reader)
     }
 
-    /// Hands NDJSON lines over unchecked (`has_insert_id` is then not known): for a caller
-    /// that converts lines and checks, with [`check_json_line`], only those it cannot.
-    pub fn without_json_check(mut self) -> Self {
-        self.check_json = false;
-        self
-    }
-
     /// The column names of the header line, if the input has one.
     pub fn header(&self) -> Option<&[String]> {
         self.header.as_deref()
@@ -209,14 +186,15 @@ impl Iterator for Reader {
 
     fn next(&mut self) -> Option<Self::Item> {
         let source = self.source.clone();
+        // Checked here for CSV (the reader frames fields); the engine checks TSV lines.
         let width = self.header.as_ref().map(Vec::len).filter(|w| *w > 0);
         match &mut self.inner {
             Inner::Lines {
                 input,
                 line,
-                format,
                 buf,
                 eof,
+                ..
             } => loop {
                 let raw = match next_line(input, buf, eof) {
                     Ok(Some(raw)) => raw,
@@ -234,19 +212,10 @@ impl Iterator for Reader {
                 if raw[..len].trim_ascii().is_empty() {
                     continue;
                 }
-                let text = raw.slice(..len);
-                let record = match format {
-                    InputFormat::Ndjson if !self.check_json => Ok(Record {
-                        bytes: text,
-                        has_insert_id: false,
-                    }),
-                    InputFormat::Ndjson => check_json_line(text),
-                    _ => check_tsv_line(text, width),
-                };
                 return Some(Ok(Item {
                     source,
                     line: *line,
-                    record,
+                    record: Ok(raw.slice(..len)),
                 }));
             },
             Inner::Csv { reader, record } => match reader.read_byte_record(record) {
@@ -258,10 +227,7 @@ impl Iterator for Reader {
                             reason: format!("{} fields, the header has {w}", record.len()),
                             raw: Some(lossy_join(record)),
                         }),
-                        _ => Ok(Record {
-                            bytes: write_csv(record),
-                            has_insert_id: false,
-                        }),
+                        _ => Ok(write_csv(record)),
                     };
                     Some(Ok(Item {
                         source,
@@ -349,44 +315,6 @@ fn write_csv(record: &csv::ByteRecord) -> Bytes {
     Bytes::from(out)
 }
 
-/// Checks an NDJSON line: one well-formed JSON object.
-pub fn check_json_line(text: Bytes) -> Result<Record, Malformed> {
-    match chasync_core::encode::check_object(&text) {
-        Ok(info) => Ok(Record {
-            bytes: text,
-            has_insert_id: info.has_insert_id,
-        }),
-        Err(reason) => Err(Malformed {
-            reason: format!("invalid JSON: {reason}"),
-            raw: Some(String::from_utf8_lossy(&text).into_owned()),
-        }),
-    }
-}
-
-/// Checks a TabSeparated line: its width against the header, and no dangling backslash.
-fn check_tsv_line(text: Bytes, width: Option<usize>) -> Result<Record, Malformed> {
-    let fields = text.iter().filter(|b| **b == b'\t').count() + 1;
-    let bad = |reason: String| {
-        Err(Malformed {
-            reason,
-            raw: Some(String::from_utf8_lossy(&text).into_owned()),
-        })
-    };
-    if let Some(w) = width
-        && fields != w
-    {
-        return bad(format!("{fields} fields, the header has {w}"));
-    }
-    let trailing = text.iter().rev().take_while(|b| **b == b'\\').count();
-    if trailing % 2 == 1 {
-        return bad("a backslash at the end of a field".into());
-    }
-    Ok(Record {
-        bytes: text,
-        has_insert_id: false,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,7 +331,7 @@ mod tests {
     }
 
     fn text(item: &Item) -> String {
-        String::from_utf8_lossy(&item.record.as_ref().unwrap().bytes).into_owned()
+        String::from_utf8_lossy(item.record.as_ref().unwrap()).into_owned()
     }
 
     #[test]
@@ -426,34 +354,20 @@ mod tests {
     }
 
     #[test]
-    fn ndjson_with_malformed_lines_and_places() {
+    fn ndjson_lines_with_their_places() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.ndjson");
         std::fs::write(&p, b"{\"a\":1}\n\n{\"a\":\n[1]\n{\"a\":\"\xff\"}\r\n").unwrap();
         let (header, items) = read_all(&p, InputFormat::Ndjson, true);
         assert_eq!(header, None);
-        assert_eq!(items.len(), 4);
-        assert_eq!(items[0].line, 1);
+        // Blank lines are skipped; the engine checks each record (see `TextWriter`).
+        let lines: Vec<u64> = items.iter().map(|i| i.line).collect();
+        assert_eq!(lines, vec![1, 3, 4, 5]);
         assert_eq!(text(&items[0]), "{\"a\":1}");
-        assert_eq!(items[1].line, 3);
-        let bad = items[1].record.as_ref().unwrap_err();
-        assert!(bad.reason.starts_with("invalid JSON"), "{bad:?}");
-        assert_eq!(bad.raw.as_deref(), Some("{\"a\":"));
-        assert_eq!(items[2].line, 4);
-        assert!(
-            items[2]
-                .record
-                .as_ref()
-                .unwrap_err()
-                .reason
-                .contains("expected a JSON object")
-        );
-        assert_eq!(items[3].line, 5);
-        // Bytes that are not UTF-8 pass through untouched.
-        assert_eq!(
-            &items[3].record.as_ref().unwrap().bytes[..],
-            b"{\"a\":\"\xff\"}"
-        );
+        assert_eq!(text(&items[1]), "{\"a\":");
+        assert_eq!(text(&items[2]), "[1]");
+        // Bytes that are not UTF-8 pass through untouched, without the line end.
+        assert_eq!(&items[3].record.as_ref().unwrap()[..], b"{\"a\":\"\xff\"}");
         assert!(items[3].place().ends_with("x.ndjson:5"));
     }
 
@@ -480,7 +394,7 @@ mod tests {
     }
 
     #[test]
-    fn tsv_lines_pass_through_and_widths_are_checked() {
+    fn tsv_lines_and_their_header() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.tsv");
         std::fs::write(&p, "1\ta\\tb\\nc\t\\N\n2\tx\\\\y\tz\n").unwrap();
@@ -488,21 +402,12 @@ mod tests {
         assert_eq!(header, None);
         assert_eq!(text(&items[0]), "1\ta\\tb\\nc\t\\N");
         assert_eq!(text(&items[1]), "2\tx\\\\y\tz");
-        // With a header, a line of the wrong width is malformed.
-        std::fs::write(&p, "a\tb\n1\t2\n3\n4\t5\\\n").unwrap();
+        // The header names the columns; the engine checks each line's width against it.
+        std::fs::write(&p, "a\tb\n1\t2\n3\n").unwrap();
         let (header, items) = read_all(&p, InputFormat::Tsv, true);
         assert_eq!(header, Some(vec!["a".to_string(), "b".to_string()]));
-        assert_eq!(items[0].line, 2);
-        assert_eq!(items[1].line, 3);
-        assert!(items[1].record.is_err());
-        assert!(
-            items[2]
-                .record
-                .as_ref()
-                .unwrap_err()
-                .reason
-                .contains("backslash")
-        );
+        assert_eq!((items[0].line, items[1].line), (2, 3));
+        assert_eq!(text(&items[1]), "3");
     }
 
     #[test]

@@ -1,34 +1,22 @@
 //! `chasync insert`: NDJSON / CSV / TSV files (or stdin) into a table.
 //!
-//! Records are read and checked here (well-formed JSON object, field count against the
-//! header) and passed to the engine as they are: the engine batches them (JSONEachRow, CSV or
-//! TabSeparated), inserts with retries and batch-id dedup, isolates rows the server refuses,
-//! and dead-letters what cannot land. A malformed record goes to the dead-letter spool with
-//! its `file:line` (or stops the run under `--strict`).
-//!
-//! NDJSON takes the fast path unless `--no-convert`: the engine's [`JsonRowBinary`], as the
-//! row encoder of a [`Writer`] on the reading thread, converts each line to
-//! RowBinaryWithDefaults for the table's column types where it can do so exactly (such a line
-//! needs no separate check); any other line is checked and goes to a second pipeline that
-//! sends it as JSONEachRow (its own stream of batch ids), so the server parses that line as it
-//! would have without the fast path.
+//! Records are read here, with their file and line, and handed to the engine's
+//! [`TextPipeline`], which routes each one (NDJSON converted to RowBinary on the client where
+//! that is exact, or checked and passed through as JSONEachRow; CSV and TSV as they are),
+//! batches, inserts with retries and batch-id dedup, isolates rows the server refuses, and
+//! dead-letters what cannot land. A malformed record goes to the dead-letter spool with its
+//! `file:line` (or stops the run under `--strict`).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use chasync_core::dedup::InsertIdColumn;
-use chasync_core::encode::{
-    DelimitedRows, Delimiter, JsonEachRow, JsonRowBinary, JsonRowBinaryOptions,
-};
-use chasync_core::schema::TableSchema;
-use chasync_core::{BatchEncoder, Config, Handle, Pipeline, Refused, Stats, StreamId, Writer};
+use chasync_core::{Format, Stats, TextFormat, TextOptions, TextPipeline, TextRefused, TextWriter};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::cli::{InputFormat, InsertArgs};
 use crate::error::{CliError, exit};
-use crate::input::{Item, Reader, check_json_line, format_from_name};
+use crate::input::{Item, Reader, format_from_name};
 use crate::output::print_json;
 use crate::settings::Settings;
 
@@ -76,81 +64,13 @@ pub struct InsertSummary {
     pub stopped_at: Option<String>,
     /// The format the rows were sent in: `RowBinaryWithDefaults` (NDJSON converted on the
     /// client), `JSONEachRow`, `CSV` or `TabSeparated`.
-    pub encoding: &'static str,
+    pub encoding: Format,
     /// NDJSON lines the fast path did not convert and sent as JSONEachRow.
     pub rows_passed_through: u64,
     /// The engine's counters (of the main pipeline).
     pub stats: Stats,
     /// The counters of the pipeline of lines passed through as JSONEachRow, on the fast path.
     pub pass_through_stats: Option<Stats>,
-}
-
-enum Encoders {
-    Json,
-    /// NDJSON converted on the client; lines it does not convert go to the pass-through
-    /// pipeline.
-    Convert(Box<JsonRowBinary>),
-    Delimited(Delimiter, Vec<String>),
-}
-
-/// The fast path's encoder for the table, or why there is none (a column type without an
-/// exact conversion, or the schema could not be read: the usual start-up then reports that).
-async fn converter(
-    settings: &Settings,
-    config: &Config,
-    skip_unknown_fields: bool,
-) -> Result<JsonRowBinary, String> {
-    let client = settings.client().map_err(|e| e.to_string())?;
-    let schema = TableSchema::fetch(&client, &config.database, &config.table)
-        .await
-        .map_err(|e| e.to_string())?;
-    let insert_id = if config.fill_insert_id {
-        schema
-            .columns
-            .iter()
-            .find_map(|c| InsertIdColumn::from_column(&c.name, &c.type_name))
-    } else {
-        None
-    };
-    JsonRowBinary::new(
-        &schema,
-        insert_id,
-        JsonRowBinaryOptions {
-            skip_unknown_fields,
-        },
-    )
-}
-
-/// The stream id of the pass-through pipeline: derived from the main stream's, distinct
-/// from it, and as reproducible as it is.
-fn pass_through_stream(main: StreamId) -> StreamId {
-    StreamId::named(&format!("{}/json-pass-through", main.0))
-}
-
-/// The columns a header-less CSV/TSV file fills: the table's insertable columns, in order,
-/// but `_insert_id` (the engine fills it).
-async fn positional_columns(
-    settings: &Settings,
-    db: &str,
-    table: &str,
-) -> Result<Vec<String>, CliError> {
-    let client = settings.client()?;
-    let cols: Vec<(String, String)> = client
-        .query(
-            "SELECT name, default_kind FROM system.columns WHERE database = ? AND table = ? \
-             ORDER BY position",
-        )
-        .bind(db)
-        .bind(table)
-        .fetch_all()
-        .await?;
-    Ok(cols
-        .into_iter()
-        .filter(|(name, kind)| {
-            name != "_insert_id" && !matches!(kind.as_str(), "MATERIALIZED" | "ALIAS" | "EPHEMERAL")
-        })
-        .map(|(name, _)| name)
-        .collect())
 }
 
 /// Runs `insert`.
@@ -189,84 +109,33 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
             "the inputs have different header lines; run chasync insert once per layout",
         ));
     }
-    let encoders = match format {
-        InputFormat::Ndjson => Encoders::Json,
-        InputFormat::Csv | InputFormat::Tsv => {
-            let delimiter = if format == InputFormat::Csv {
-                Delimiter::Csv
-            } else {
-                Delimiter::Tsv
-            };
-            let columns = match header {
-                Some(h) if !h.is_empty() => h,
-                _ => positional_columns(settings, &db, &table).await?,
-            };
-            Encoders::Delimited(delimiter, columns)
-        }
-    };
-
-    let mut config = settings.config(&db, &table)?;
-    if !args.skip_unknown_fields {
-        config
-            .settings
-            .push(("input_format_skip_unknown_fields".into(), "0".into()));
-    }
-    let dlq_dir = config.dead_letter_dir.clone();
-    let mut encoders = encoders;
-    if matches!(encoders, Encoders::Json) && !args.no_convert {
-        match converter(settings, &config, args.skip_unknown_fields).await {
-            Ok(enc) => encoders = Encoders::Convert(Box::new(enc)),
-            Err(why) => {
-                if !settings.quiet && !settings.json {
-                    eprintln!("note: NDJSON lines go to the server as JSONEachRow: {why}");
-                }
-            }
-        }
-    }
-    let start_error = |e: chasync_core::Error| match e {
+    let config = settings.config(&db, &table)?;
+    let dlq_dir = config.spool.dir.clone();
+    let pipeline = TextPipeline::start(
+        config,
+        TextOptions {
+            format: match format {
+                InputFormat::Ndjson => TextFormat::Ndjson,
+                InputFormat::Csv => TextFormat::Csv,
+                InputFormat::Tsv => TextFormat::Tsv,
+            },
+            columns: header.filter(|h| !h.is_empty()),
+            convert: !args.no_convert,
+            skip_unknown_fields: args.skip_unknown_fields,
+        },
+    )
+    .await
+    .map_err(|e| match e {
         chasync_core::Error::Config(msg) => CliError::error(msg),
         e => e.into(),
-    };
-    // On the fast path, lines are converted as they are read (a writer's row encoder, on the
-    // reading thread); those the converter does not take are checked and go to a JSONEachRow
-    // pipeline of their own.
-    let mut pass_through = None;
-    if matches!(encoders, Encoders::Convert(_)) {
-        let mut c = config.clone();
-        c.stream_id = pass_through_stream(config.stream_id);
-        let p = Pipeline::start_with(c, |t| JsonEachRow::new(t.insert_id.clone(), Vec::new()))
-            .await
-            .map_err(start_error)?;
-        pass_through = Some(p);
-        readers = readers
-            .into_iter()
-            .map(Reader::without_json_check)
-            .collect();
+    })?;
+    if let Some(why) = pipeline.not_converted()
+        && !settings.quiet
+        && !settings.json
+    {
+        eprintln!("note: NDJSON lines go to the server as JSONEachRow: {why}");
     }
-    let mut injects_insert_id = false;
-    let mut encoding = "JSONEachRow";
-    let pipeline = Pipeline::start_with(config, |t| -> Box<dyn BatchEncoder<Row = Bytes>> {
-        match encoders {
-            Encoders::Json => {
-                injects_insert_id = t.insert_id.is_some();
-                Box::new(JsonEachRow::new(t.insert_id.clone(), Vec::new()))
-            }
-            Encoders::Convert(enc) => {
-                injects_insert_id = t.insert_id.is_some();
-                encoding = "RowBinaryWithDefaults";
-                enc
-            }
-            Encoders::Delimited(d, columns) => {
-                encoding = match d {
-                    Delimiter::Csv => "CSV",
-                    Delimiter::Tsv => "TabSeparated",
-                };
-                Box::new(DelimitedRows::new(d, columns, t.insert_id.clone()))
-            }
-        }
-    })
-    .await
-    .map_err(start_error)?;
+    let encoding = pipeline.encoding();
 
     let total_bytes: Option<u64> = args
         .files
@@ -282,16 +151,15 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
         .sum();
     let bar = progress_bar(settings, total_bytes);
     let started = Instant::now();
-    let handle = pipeline.handle();
+    let pipeline = std::sync::Arc::new(pipeline);
     let ticker = {
-        let (bar, handle) = (bar.clone(), handle.clone());
-        let other = pass_through.as_ref().map(Pipeline::handle);
+        let (bar, pipeline) = (bar.clone(), pipeline.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(200));
             loop {
                 tick.tick().await;
-                let s = handle.stats();
-                let o = other.as_ref().map(Handle::stats).unwrap_or_default();
+                let (s, o) = pipeline.stats();
+                let o = o.unwrap_or_default();
                 let landed = s.rows_committed + o.rows_committed;
                 bar.set_message(format!(
                     "{} rows landed, {} dead-lettered, {:.0} rows/s",
@@ -303,13 +171,12 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
         })
     };
 
-    // Reading, checking and converting is blocking work: a thread of its own feeds the
-    // engine; on the fast path, converting lines is spread over threads of their own.
+    // Reading and converting is blocking work: a thread of its own feeds the engine; on the
+    // fast path, converting lines may be spread over threads of their own.
     let feed = {
-        let (handle, bar) = (handle.clone(), bar.clone());
-        let other = pass_through.as_ref().map(Pipeline::handle);
+        let (pipeline, bar) = (pipeline.clone(), bar.clone());
         let strict = args.strict;
-        let threads = if other.is_some() && !strict {
+        let threads = if encoding == Format::RowBinaryWithDefaults && !strict {
             args.threads.unwrap_or(1).clamp(1, 64)
         } else {
             1
@@ -317,11 +184,9 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
         let rt = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let feeder = || Feeder {
-                writer: handle.writer(),
-                pass_through: other.as_ref().map(Handle::writer),
+                writer: pipeline.writer(),
                 bar: &bar,
                 strict,
-                injects_insert_id,
                 fed: Fed::default(),
             };
             if threads == 1 {
@@ -338,13 +203,11 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
     let fed = feed
         .await
         .map_err(|e| CliError::error(format!("reader failed: {e}")))?;
-    drop(handle);
-    let stats = pipeline.shutdown().await?;
-    let pass_through_stats = match pass_through {
-        Some(p) => Some(p.shutdown().await?),
-        None => None,
-    };
     ticker.abort();
+    let _ = ticker.await;
+    let pipeline = std::sync::Arc::into_inner(pipeline)
+        .ok_or_else(|| CliError::error("the pipeline is still in use"))?;
+    let (stats, pass_through_stats) = pipeline.shutdown().await?;
     bar.finish_and_clear();
     let fed = fed?;
     let other = pass_through_stats.clone().unwrap_or_default();
@@ -496,13 +359,9 @@ fn feed_in_parallel<'a>(
 
 /// Hands the records of the inputs to the engine.
 struct Feeder<'a> {
-    /// The main pipeline's writer: on the fast path its row encoder converts each line here.
-    writer: Writer<Bytes>,
-    /// On the fast path: the JSONEachRow pipeline's writer, for lines not converted.
-    pass_through: Option<Writer<Bytes>>,
+    writer: TextWriter,
     bar: &'a ProgressBar,
     strict: bool,
-    injects_insert_id: bool,
     fed: Fed,
 }
 
@@ -512,79 +371,49 @@ impl Feeder<'_> {
         &mut self,
         items: impl IntoIterator<Item = std::io::Result<Item>>,
     ) -> Result<bool, CliError> {
-        let closed = || CliError::error("the engine stopped accepting rows");
         // The progress bar moves once per this many bytes, not per record.
         let mut unreported = 0u64;
-        {
-            for item in items {
-                let Item {
-                    source,
-                    line,
-                    record,
-                } = item.map_err(|e| CliError::error(format!("read error: {e}")))?;
-                self.fed.read += 1;
-                let mut record = match record {
-                    Ok(r) => r,
-                    Err(bad) => {
-                        if self.malformed(&source, line, bad).await? {
-                            return Ok(true);
-                        }
-                        continue;
-                    }
-                };
-                unreported += record.bytes.len() as u64 + 1;
-                if unreported >= 1 << 20 {
-                    self.bar.inc(std::mem::take(&mut unreported));
-                }
-                if self.pass_through.is_some() {
-                    // Converted here, or handed back unconverted: then checked, and sent as
-                    // JSONEachRow.
-                    let bytes = match self.writer.try_write(record.bytes).await {
-                        Ok(()) => continue,
-                        Err(Refused::Closed(_)) => return Err(closed()),
-                        Err(Refused::Unencodable(bytes, _)) => bytes,
-                    };
-                    record = match check_json_line(bytes) {
-                        Ok(r) => r,
-                        Err(bad) => {
-                            if self.malformed(&source, line, bad).await? {
-                                return Ok(true);
-                            }
-                            continue;
-                        }
-                    };
-                }
-                if self.injects_insert_id && record.has_insert_id {
-                    let bad = crate::input::Malformed {
-                        reason: "the row sets _insert_id, which chasync fills with the batch id"
-                            .into(),
-                        raw: Some(String::from_utf8_lossy(&record.bytes).into_owned()),
-                    };
-                    if self.malformed(&source, line, bad).await? {
+        for item in items {
+            let Item {
+                source,
+                line,
+                record,
+            } = item.map_err(|e| CliError::error(format!("read error: {e}")))?;
+            self.fed.read += 1;
+            let record = match record {
+                Ok(r) => r,
+                Err(bad) => {
+                    if self.malformed(&source, line, bad.reason, bad.raw).await? {
                         return Ok(true);
                     }
                     continue;
                 }
-                let writer = match &mut self.pass_through {
-                    Some(w) => {
-                        self.fed.passed_through += 1;
-                        w
+            };
+            unreported += record.len() as u64 + 1;
+            if unreported >= 1 << 20 {
+                self.bar.inc(std::mem::take(&mut unreported));
+            }
+            match self.writer.write(record).await {
+                Ok(()) => {}
+                Err(TextRefused::Closed) => {
+                    return Err(CliError::error("the engine stopped accepting rows"));
+                }
+                Err(TextRefused::Malformed { reason, record }) => {
+                    let raw = String::from_utf8_lossy(&record).into_owned();
+                    if self.malformed(&source, line, reason, Some(raw)).await? {
+                        return Ok(true);
                     }
-                    None => &mut self.writer,
-                };
-                writer.write(record.bytes).await.map_err(|_| closed())?;
+                }
             }
         }
         self.bar.inc(unreported);
         Ok(false)
     }
 
-    /// Closes the writers (handing over what they buffer) and returns the counts.
+    /// Closes the writer (handing over what it buffers) and returns the counts.
     async fn finish(mut self) -> Fed {
+        self.fed.passed_through = self.writer.passed_through();
         self.writer.close().await;
-        if let Some(w) = self.pass_through.take() {
-            w.close().await;
-        }
         self.fed
     }
 
@@ -593,13 +422,14 @@ impl Feeder<'_> {
         &mut self,
         source: &str,
         line: u64,
-        bad: crate::input::Malformed,
+        reason: String,
+        raw: Option<String>,
     ) -> Result<bool, CliError> {
         self.fed.malformed += 1;
-        if let Some(raw) = &bad.raw {
+        if let Some(raw) = &raw {
             self.bar.inc(raw.len() as u64 + 1);
         }
-        let reason = format!("{source}:{line}: {}", bad.reason);
+        let reason = format!("{source}:{line}: {reason}");
         if self.strict {
             self.fed.stopped_at = Some(reason);
             return Ok(true);
@@ -610,11 +440,8 @@ impl Feeder<'_> {
         } else {
             eprintln!("malformed record dead-lettered: {reason}");
         }
-        // Keep the order: what came before goes first.
-        self.writer.send_buffered().await;
         self.writer
-            .handle()
-            .reject(reason, bad.raw)
+            .reject(reason, raw)
             .await
             .map_err(|e| CliError::error(e.to_string()))?;
         Ok(false)
@@ -628,7 +455,7 @@ fn print_summary(s: &InsertSummary) {
         s.rows_read, s.rows_malformed
     );
     println!("rows landed:    {}", s.rows_landed);
-    if s.encoding == "RowBinaryWithDefaults" {
+    if s.encoding == Format::RowBinaryWithDefaults {
         println!(
             "converted:      {} row(s) to RowBinary, {} passed through as JSONEachRow",
             s.rows_read - s.rows_malformed - s.rows_passed_through,
@@ -637,7 +464,7 @@ fn print_summary(s: &InsertSummary) {
     }
     if s.rows_dead_lettered > 0 {
         println!(
-            "dead-lettered:  {} row(s), spool {} (chasync dlq list --dlq-dir {})",
+            "dead-lettered:  {} row(s), spool {} (chasync dlq list --spool-dir {})",
             s.rows_dead_lettered,
             s.dlq_dir.display(),
             s.dlq_dir.display()

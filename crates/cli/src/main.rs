@@ -36,7 +36,7 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::ERROR);
         }
     };
-    let mut url = (settings::DEFAULT_URL.to_string(), false);
+    let mut url = (String::new(), false);
     let result = runtime.block_on(run(cli, &mut url));
     match result {
         Ok(code) => ExitCode::from(code),
@@ -73,9 +73,10 @@ async fn run(cli: Cli, url: &mut (String, bool)) -> Result<u8, CliError> {
     let ingest = match &cli.command {
         Command::Bench(a) => a.ingest.clone(),
         Command::Insert(a) => a.ingest.clone(),
+        Command::Config(a) => a.ingest.clone(),
         Command::Dlq(a) => {
             let mut o = IngestOpts {
-                dlq_dir: a.dlq_dir.clone(),
+                spool_dir: a.spool_dir.clone(),
                 ..none
             };
             if let DlqCommand::Replay {
@@ -91,12 +92,17 @@ async fn run(cli: Cli, url: &mut (String, bool)) -> Result<u8, CliError> {
         _ => none,
     };
     let settings = Settings::resolve(&cli.global, &ingest)?;
-    *url = (settings.url.clone(), settings.url_given);
+    *url = (settings.url().to_string(), settings.url_given);
     match cli.command {
         Command::Doctor(args) => doctor::run(&settings, args).await,
         Command::Dlq(args) => dlq::run(&settings, args.command).await,
         Command::Schema(cli::SchemaCommand::Buffer(args)) => schema::buffer(&settings, args).await,
         Command::Bench(args) => bench::run(&settings, args).await,
         Command::Insert(args) => insert::run(&settings, args).await,
+        Command::Config(args) => {
+            let (db, table) = settings.table_ref(&args.table)?;
+            output::print_json(&settings.config(&db, &table)?);
+            Ok(exit::OK)
+        }
     }
 }

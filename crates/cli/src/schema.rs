@@ -1,7 +1,6 @@
 //! `chasync schema buffer`: a Buffer table in front of a table, with exactly its columns.
 
-use chasync_core::config::quote_ident;
-use chasync_core::ingestor::table_columns;
+use chasync_core::quote_ident;
 use serde_json::json;
 
 use crate::cli::BufferArgs;
@@ -63,7 +62,7 @@ pub async fn buffer(settings: &Settings, args: BufferArgs) -> Result<u8, CliErro
     }
     let client = settings.client()?;
     // The target must exist (and be visible) for `AS db.t` to mirror it.
-    let target_columns = table_columns(&client, &db, &table).await?;
+    let target_columns = settings.columns(&db, &table).await?;
     let ddl = buffer_ddl((&db, &table), (&bdb, &btable), &args);
     if !args.apply {
         if settings.json {
@@ -79,7 +78,7 @@ pub async fn buffer(settings: &Settings, args: BufferArgs) -> Result<u8, CliErro
         return Ok(exit::OK);
     }
     client.query(&ddl).execute().await?;
-    let buffer_columns = table_columns(&client, &bdb, &btable).await?;
+    let buffer_columns = settings.columns(&bdb, &btable).await?;
     if buffer_columns != target_columns {
         return Err(CliError::error(format!(
             "the Buffer table {bdb}.{btable} was created but its columns differ from \

@@ -4,7 +4,7 @@ mod common;
 
 use std::path::Path;
 
-use chasync_core::{Config, DeadLetterSpool, Ingestor, RetryPolicy, StreamId};
+use chasync_core::{Config, DeadLetterSpool, Ingestor, StreamId};
 use common::{TestDb, run};
 
 /// Has a column (`extra`) the table lacks at first: every batch is dead-lettered (16).
@@ -29,11 +29,11 @@ fn copy_dir(from: &Path, to: &Path) {
 
 async fn dead_letter_ten_rows(db: &TestDb, spool: &Path) -> Vec<String> {
     let mut c = Config::new(common::url(), "t");
-    c.database = db.name.clone();
-    c.dead_letter_dir = spool.to_path_buf();
-    c.max_rows = 5;
-    c.retry = RetryPolicy::never();
-    c.stream_id = StreamId::random();
+    c.clickhouse.database = db.name.clone();
+    c.spool.dir = spool.to_path_buf();
+    c.batching.max_rows = 5;
+    c.delivery.max_attempts = 1;
+    c.delivery.stream_id = Some(StreamId::random());
     let ing = Ingestor::<Row>::start(c.clone()).await.unwrap();
     for id in 0..10u64 {
         ing.handle()
@@ -49,7 +49,7 @@ async fn dead_letter_ten_rows(db: &TestDb, spool: &Path) -> Vec<String> {
     assert_eq!(stats.rows_dead_lettered, 10);
     assert_eq!(stats.batches_dead_lettered, 2);
     (0..2)
-        .map(|s| c.stream_id.batch_id(s).to_string())
+        .map(|s| c.delivery.stream_id.unwrap().batch_id(s).to_string())
         .collect()
 }
 
@@ -225,8 +225,8 @@ async fn rejected_rows_show_as_json_lines_and_are_not_replayed() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut c = Config::new(common::url(), "t");
-    c.database = db.name.clone();
-    c.dead_letter_dir = d.join("spool");
+    c.clickhouse.database = db.name.clone();
+    c.spool.dir = d.join("spool");
     let ing = Ingestor::<Picky>::start(c).await.unwrap();
     for id in 0..4u64 {
         ing.handle()

@@ -105,7 +105,7 @@ async fn a_table_near_too_many_parts_is_named_with_its_thresholds_and_advice() {
     );
     assert!(
         r.stdout
-            .contains("advice: raise --batch-rows or lower --max-concurrency"),
+            .contains("advice: raise --max-rows or lower --max-concurrency"),
         "{r:?}"
     );
     assert!(!r.stdout.contains("partition 202610 of"), "{r:?}");
@@ -143,7 +143,7 @@ async fn a_table_near_too_many_parts_is_named_with_its_thresholds_and_advice() {
             "7 active parts in partition 202611 of {table}, delay at 4 / throw at 7: inserts fail with TOO_MANY_PARTS (252)"
         )
     );
-    assert!(first["advice"].as_str().unwrap().contains("--batch-rows"));
+    assert!(first["advice"].as_str().unwrap().contains("--max-rows"));
     let exceptions = v["insert_exceptions"].as_array().unwrap();
     assert_eq!(exceptions.len(), 1, "{v}");
     assert_eq!(exceptions[0]["code"], 252);

@@ -43,11 +43,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
 
     let mut config = Config::new(&url, "events");
-    config.database = "chasync_demo".into();
-    config.max_rows = 100_000;
-    config.max_concurrency = 4;
-    config.dead_letter_dir = std::env::temp_dir().join("chasync-demo-dlq");
-    config.stream_id = StreamId::named("chasync-demo");
+    config.clickhouse.database = "chasync_demo".into();
+    config.batching.max_rows = 100_000;
+    config.delivery.max_concurrency = 4;
+    config.spool.dir = std::env::temp_dir().join("chasync-demo-dlq");
+    config.delivery.stream_id = Some(StreamId::named("chasync-demo"));
     let ingestor = Ingestor::<Event>::start(config).await?;
 
     println!("ingesting {rows} rows into chasync_demo.events at {url}");

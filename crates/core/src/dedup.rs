@@ -13,19 +13,41 @@
 use uuid::Uuid;
 
 /// The namespace of chasync's stream ids (a fixed, random UUID).
-pub const CHASYNC_NAMESPACE: Uuid = Uuid::from_u128(0x6c3c_0f8e_2b7d_4d55_9a43_51c2_7b1e_93a4);
-
-/// The name of the column that carries a row's batch id.
-pub const INSERT_ID_COLUMN: &str = "_insert_id";
+pub(crate) const CHASYNC_NAMESPACE: Uuid =
+    Uuid::from_u128(0x6c3c_0f8e_2b7d_4d55_9a43_51c2_7b1e_93a4);
 
 /// The id of a stream of batches; batch ids derive from it.
+///
+/// In a configuration it is written as a name ([`StreamId::named`]) or as the UUID itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StreamId(pub Uuid);
+
+impl serde::Serialize for StreamId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for StreamId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(StreamId::parse(&text))
+    }
+}
 
 impl StreamId {
     /// A stream id derived from a name: the same name gives the same ids across restarts.
     pub fn named(name: &str) -> Self {
         Self(Uuid::new_v5(&CHASYNC_NAMESPACE, name.as_bytes()))
+    }
+
+    /// The stream a configuration names: the UUID itself when `text` is one, else the stream
+    /// [`named`](Self::named) so.
+    pub fn parse(text: &str) -> Self {
+        match Uuid::parse_str(text.trim()) {
+            Ok(id) => Self(id),
+            Err(_) => Self::named(text),
+        }
     }
 
     /// A fresh random stream id.
@@ -40,63 +62,10 @@ impl StreamId {
 }
 
 /// The id of a part of a batch that was split (e.g. `id/0`, `id/1` after a data error).
-pub fn derived_id(parent: &Uuid, part: u32) -> Uuid {
+pub(crate) fn derived_id(parent: &Uuid, part: u32) -> Uuid {
     let mut name = parent.as_bytes().to_vec();
     name.extend_from_slice(&part.to_be_bytes());
     Uuid::new_v5(&CHASYNC_NAMESPACE, &name)
-}
-
-/// How the table stores `_insert_id`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InsertIdType {
-    /// `UUID`
-    Uuid,
-    /// `String` (the hyphenated UUID text)
-    String,
-}
-
-/// The table's `_insert_id` column.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InsertIdColumn {
-    /// Column name (`_insert_id`).
-    pub name: String,
-    /// Its type.
-    pub ty: InsertIdType,
-}
-
-impl InsertIdColumn {
-    /// Recognises an `_insert_id` column by name and ClickHouse type; `None` for other columns
-    /// or types chasync cannot fill.
-    pub fn from_column(name: &str, type_name: &str) -> Option<Self> {
-        if name != INSERT_ID_COLUMN {
-            return None;
-        }
-        let ty = match type_name.trim() {
-            "UUID" => InsertIdType::Uuid,
-            "String" | "LowCardinality(String)" => InsertIdType::String,
-            _ => return None,
-        };
-        Some(Self {
-            name: name.to_string(),
-            ty,
-        })
-    }
-
-    /// Appends `id` in RowBinary for this column's type.
-    #[inline]
-    pub fn put(&self, buf: &mut Vec<u8>, id: &Uuid) {
-        match self.ty {
-            InsertIdType::Uuid => crate::encode::rowbinary::put_uuid(buf, id),
-            InsertIdType::String => {
-                buf.push(36);
-                buf.extend_from_slice(
-                    id.hyphenated()
-                        .encode_lower(&mut Uuid::encode_buffer())
-                        .as_bytes(),
-                );
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -112,24 +81,5 @@ mod tests {
         let r = StreamId::random();
         assert_ne!(r, StreamId::random());
         assert_ne!(derived_id(&s.batch_id(1), 0), derived_id(&s.batch_id(1), 1));
-    }
-
-    #[test]
-    fn insert_id_column_recognition() {
-        assert_eq!(
-            InsertIdColumn::from_column("_insert_id", "UUID").map(|c| c.ty),
-            Some(InsertIdType::Uuid)
-        );
-        assert_eq!(
-            InsertIdColumn::from_column("_insert_id", "String").map(|c| c.ty),
-            Some(InsertIdType::String)
-        );
-        assert!(InsertIdColumn::from_column("_insert_id", "UInt64").is_none());
-        assert!(InsertIdColumn::from_column("id", "UUID").is_none());
-        let col = InsertIdColumn::from_column("_insert_id", "String").unwrap();
-        let mut buf = Vec::new();
-        col.put(&mut buf, &Uuid::nil());
-        assert_eq!(buf.len(), 37);
-        assert_eq!(buf[0], 36);
     }
 }

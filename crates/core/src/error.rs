@@ -55,6 +55,15 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    /// The table does not exist, or the user cannot see it.
+    #[error("table {database}.{table} does not exist (or the user cannot see it)")]
+    UnknownTable {
+        /// Database name.
+        database: String,
+        /// Table name.
+        table: String,
+    },
+
     /// ClickHouse answered with an exception.
     #[error("ClickHouse error {code}{}: {message}", name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default())]
     Server {
@@ -128,6 +137,7 @@ impl Error {
             Error::Network(_) | Error::Timeout(_) => ErrorKind::UnknownOutcome,
             Error::Encode(_) => ErrorKind::Data,
             Error::Config(_)
+            | Error::UnknownTable { .. }
             | Error::Spool { .. }
             | Error::DeadLettered { .. }
             | Error::Closed
@@ -175,7 +185,7 @@ fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 /// ClickHouse errors read `Code: 60. DB::Exception: Table x.y does not exist. (UNKNOWN_TABLE)
 /// (version 26.9.2.1)`; when only the `X-ClickHouse-Exception-Code` header was available the
 /// `clickhouse` crate reports `Code: 60`. Anything without a code is an HTTP error.
-pub fn parse_server_error(text: &str) -> Error {
+pub(crate) fn parse_server_error(text: &str) -> Error {
     let text = text.trim();
     let Some(code) = text
         .find("Code: ")

@@ -4,14 +4,40 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::limiter::Limiter;
+/// A snapshot of the limiter, for stats and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LimiterStats {
+    /// The current limit of inserts in flight.
+    pub limit: usize,
+    /// The lowest limit so far.
+    pub min_limit: usize,
+    /// How often the limit was cut.
+    pub decreases: u64,
+    /// How often the breaker opened.
+    pub breaker_opens: u64,
+    /// Whether the breaker holds new attempts back now.
+    pub breaker_open: bool,
+}
 
-/// Live counters, shared by the stages of the engine.
+/// What the counters read of the adaptive limiter (delivery's), for [`Stats`].
+pub(crate) trait LimiterView: Send + Sync + std::fmt::Debug {
+    /// The limiter now.
+    fn limiter_stats(&self) -> LimiterStats;
+}
+
+/// The counters of one pipeline's queue (those of delivery may be shared by pipelines).
+#[derive(Debug, Default)]
+pub(crate) struct QueueCounters {
+    /// Rows producers handed over.
+    pub rows_accepted: AtomicU64,
+    /// Rows the batcher took off the queue.
+    pub rows_queued_out: AtomicU64,
+}
+
+/// Live counters of delivery, shared by the stages of the engine.
 #[derive(Debug)]
 pub(crate) struct Counters {
-    pub limiter: Arc<Limiter>,
-    pub rows_accepted: AtomicU64,
-    pub rows_queued_out: AtomicU64,
+    pub limiter: Arc<dyn LimiterView>,
     pub rows_committed: AtomicU64,
     pub bytes_committed: AtomicU64,
     pub batches_committed: AtomicU64,
@@ -28,11 +54,9 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    pub fn new(limiter: Arc<Limiter>) -> Self {
+    pub(crate) fn new(limiter: Arc<dyn LimiterView>) -> Self {
         Self {
             limiter,
-            rows_accepted: AtomicU64::new(0),
-            rows_queued_out: AtomicU64::new(0),
             rows_committed: AtomicU64::new(0),
             bytes_committed: AtomicU64::new(0),
             batches_committed: AtomicU64::new(0),
@@ -49,10 +73,16 @@ impl Counters {
         }
     }
 
-    pub fn snapshot(&self) -> Stats {
-        let limiter = self.limiter.stats();
-        let accepted = self.rows_accepted.load(Relaxed);
-        let out = self.rows_queued_out.load(Relaxed);
+    /// The delivery counters, with nothing accepted (a dispatcher's own).
+    pub(crate) fn snapshot(&self) -> Stats {
+        self.snapshot_of(&QueueCounters::default())
+    }
+
+    /// The delivery counters with the queue counters of one pipeline.
+    pub(crate) fn snapshot_of(&self, queue: &QueueCounters) -> Stats {
+        let limiter = self.limiter.limiter_stats();
+        let accepted = queue.rows_accepted.load(Relaxed);
+        let out = queue.rows_queued_out.load(Relaxed);
         Stats {
             rows_accepted: accepted,
             rows_committed: self.rows_committed.load(Relaxed),
@@ -79,12 +109,12 @@ impl Counters {
         }
     }
 
-    pub fn enter_flight(&self) {
+    pub(crate) fn enter_flight(&self) {
         let now = self.in_flight.fetch_add(1, Relaxed) + 1;
         self.max_in_flight.fetch_max(now, Relaxed);
     }
 
-    pub fn leave_flight(&self) {
+    pub(crate) fn leave_flight(&self) {
         self.in_flight.fetch_sub(1, Relaxed);
     }
 }
@@ -164,12 +194,12 @@ impl Histogram {
         2f64.powf((bucket + 1) as f64 / 4.0) / 1000.0
     }
 
-    pub fn record(&self, d: Duration) {
+    pub(crate) fn record(&self, d: Duration) {
         self.buckets[Self::bucket_of(d)].fetch_add(1, Relaxed);
     }
 
     /// The upper bound of the bucket holding quantile `q` (0 when empty).
-    pub fn quantile_ms(&self, q: f64) -> f64 {
+    pub(crate) fn quantile_ms(&self, q: f64) -> f64 {
         let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
         let total: u64 = counts.iter().sum();
         if total == 0 {

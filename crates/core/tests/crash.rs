@@ -4,7 +4,7 @@ use chasync_testkit as common;
 
 use std::time::Duration;
 
-use chasync_core::{Config, Ingestor, RetryPolicy};
+use chasync_core::{Config, Ingestor};
 use common::server::PrivateServer;
 
 #[derive(clickhouse::Row, serde::Serialize)]
@@ -36,17 +36,14 @@ async fn server_killed_and_restarted_three_times_loses_and_doubles_nothing() {
         .unwrap();
     let dlq = tempfile::tempdir().unwrap();
     let mut c = Config::new(server.url(), "t");
-    c.dead_letter_dir = dlq.path().to_path_buf();
-    c.max_rows = 20_000;
-    c.max_concurrency = 4;
-    c.queue_capacity = 20_000;
-    c.retry = RetryPolicy {
-        max_attempts: 100,
-        initial_backoff: Duration::from_millis(100),
-        max_backoff: Duration::from_millis(500),
-        multiplier: 2.0,
-    };
-    c.timeouts.end = Duration::from_secs(10);
+    c.spool.dir = dlq.path().to_path_buf();
+    c.batching.max_rows = 20_000;
+    c.delivery.max_concurrency = 4;
+    c.batching.queue_rows = 20_000;
+    c.delivery.max_attempts = 100;
+    c.delivery.initial_backoff = Duration::from_millis(100);
+    c.delivery.max_backoff = Duration::from_millis(500);
+    c.clickhouse.insert_timeout = Duration::from_secs(10);
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
     let total = total_rows();
     let h = ing.handle();

@@ -5,8 +5,8 @@ use chasync_testkit as common;
 
 use std::time::Duration;
 
-use chasync_core::native::NativeOptions;
-use chasync_core::value::{ColumnBatch, DynRow, Value};
+use chasync_core::NativeOptions;
+use chasync_core::{ColumnBatch, DynRow, Value};
 use chasync_core::{DeadLetterSpool, DynIngestor, EntryKind, StreamId};
 use common::TestDb;
 
@@ -36,8 +36,8 @@ async fn dynamic_rows_land_with_defaults_and_bad_rows_are_dead_lettered() {
     table(&db).await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.max_rows = 2500;
-    c.stream_id = StreamId::named("dyn");
+    c.batching.max_rows = 2500;
+    c.delivery.stream_id = Some(StreamId::named("dyn"));
     let ing = DynIngestor::start_dynamic(c, NativeOptions::default())
         .await
         .unwrap();
@@ -143,7 +143,7 @@ async fn a_column_added_while_streaming_is_picked_up() {
     table(&db).await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.linger = Duration::from_secs(60);
+    c.batching.linger = Duration::from_secs(60);
     let ing = DynIngestor::start_dynamic(c, NativeOptions::default())
         .await
         .unwrap();
@@ -184,7 +184,7 @@ async fn rows_the_server_refuses_are_isolated_in_native_batches_too() {
     .await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.max_rows = 5000;
+    c.batching.max_rows = 5000;
     let ing = DynIngestor::start_dynamic(c, NativeOptions::default())
         .await
         .unwrap();

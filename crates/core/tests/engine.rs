@@ -6,8 +6,8 @@ use chasync_testkit as common;
 use std::time::Duration;
 
 use chasync_core::{
-    Config, DeadLetterSpool, DynIngestor, EntryKind, Error, ErrorKind, Ingestor, RetryPolicy,
-    StreamId, TrySendError, native::NativeOptions, value::DynRow,
+    Config, DeadLetterSpool, DynIngestor, DynRow, EntryKind, Error, ErrorKind, Ingestor,
+    NativeOptions, StreamId, TrySendError,
 };
 use common::TestDb;
 use common::proxy::{Fault, FaultProxy};
@@ -50,13 +50,10 @@ async fn table(db: &TestDb, insert_id: Option<&str>) {
     .await;
 }
 
-fn fast_retry(attempts: u32) -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: attempts,
-        initial_backoff: Duration::from_millis(50),
-        max_backoff: Duration::from_millis(400),
-        multiplier: 2.0,
-    }
+fn fast_retry(c: &mut Config, attempts: u32) {
+    c.delivery.max_attempts = attempts;
+    c.delivery.initial_backoff = Duration::from_millis(50);
+    c.delivery.max_backoff = Duration::from_millis(400);
 }
 
 #[tokio::test]
@@ -65,9 +62,9 @@ async fn seals_batches_on_row_count_and_fills_insert_id() {
     table(&db, Some("UUID")).await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.max_rows = 100;
-    c.linger = Duration::from_secs(3600);
-    c.stream_id = StreamId::named("rows-test");
+    c.batching.max_rows = 100;
+    c.batching.linger = Duration::from_secs(3600);
+    c.delivery.stream_id = Some(StreamId::named("rows-test"));
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
     let h = ing.handle();
     for i in 0..1000 {
@@ -95,8 +92,8 @@ async fn insert_id_as_string_column() {
     table(&db, Some("String")).await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.max_rows = 7;
-    c.stream_id = StreamId::named("s");
+    c.batching.max_rows = 7;
+    c.delivery.stream_id = Some(StreamId::named("s"));
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
     for i in 0..21 {
         ing.handle().send(ev(i)).await.unwrap();
@@ -118,9 +115,9 @@ async fn seals_batches_on_bytes() {
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
     // A row: 8 (id) + 1 + 83 (name) + 8 (value) + 4 (ts) = 104 bytes. 10 rows reach 1040.
-    c.max_bytes = 1000;
-    c.max_rows = 1_000_000;
-    c.linger = Duration::from_secs(3600);
+    c.batching.max_bytes = 1000;
+    c.batching.max_rows = 1_000_000;
+    c.batching.linger = Duration::from_secs(3600);
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
     let h = ing.handle();
     for i in 0..100u64 {
@@ -141,8 +138,8 @@ async fn seals_a_batch_when_linger_expires_without_more_rows() {
     table(&db, None).await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.max_rows = 1_000_000;
-    c.linger = Duration::from_millis(200);
+    c.batching.max_rows = 1_000_000;
+    c.batching.linger = Duration::from_millis(200);
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
     let h = ing.handle();
     for i in 0..5 {
@@ -180,9 +177,9 @@ async fn a_full_queue_pushes_back_on_producers() {
     slow_table(&db, 1.0).await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.max_rows = 1;
-    c.max_concurrency = 1;
-    c.queue_capacity = 2;
+    c.batching.max_rows = 1;
+    c.delivery.max_concurrency = 1;
+    c.batching.queue_rows = 2;
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
     let h = ing.handle();
     // One batch in flight, one waiting for a slot, one held by the batcher, two in the queue:
@@ -218,8 +215,8 @@ async fn inserts_run_concurrently_up_to_the_bound() {
     slow_table(&db, 0.5).await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.max_rows = 10;
-    c.max_concurrency = 3;
+    c.batching.max_rows = 10;
+    c.delivery.max_concurrency = 3;
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
     let h = ing.handle();
     for i in 0..120 {
@@ -252,9 +249,9 @@ async fn a_retryable_server_error_is_retried_then_succeeds() {
     table(&db, None).await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.stream_id = StreamId::named(&format!("retry-{}", db.name));
-    c.retry = fast_retry(20);
-    let first_batch = c.stream_id.batch_id(0).to_string();
+    c.delivery.stream_id = Some(StreamId::named(&format!("retry-{}", db.name)));
+    fast_retry(&mut c, 20);
+    let first_batch = c.delivery.stream_id.unwrap().batch_id(0).to_string();
     // Occupy the first batch's query id on the server: the insert gets
     // QUERY_WITH_SAME_ID_IS_ALREADY_RUNNING (216, retryable) until the blocker ends.
     let blocker = db.client.clone();
@@ -295,10 +292,10 @@ async fn a_connection_reset_is_retried() {
     let proxy = FaultProxy::start(&common::url(), vec![]).await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.retry = fast_retry(5);
+    fast_retry(&mut c, 5);
     // Start through the real server, then insert through the proxy.
     let mut through = c.clone();
-    through.urls = vec![proxy.url()];
+    through.clickhouse.url = vec![proxy.url()];
     let ing = Ingestor::<Ev>::start(through).await.unwrap();
     proxy.push(Fault::ResetOnAccept);
     proxy.push(Fault::ResetOnAccept);
@@ -321,9 +318,9 @@ async fn a_lost_answer_is_retried_with_the_same_token_and_lands_once() {
     let proxy = FaultProxy::start(&common::url(), vec![]).await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.urls = vec![proxy.url()];
-    c.retry = fast_retry(5);
-    c.max_rows = 1000;
+    c.clickhouse.url = vec![proxy.url()];
+    fast_retry(&mut c, 5);
+    c.batching.max_rows = 1000;
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
     // The metadata query used the first connection; the insert gets a fresh one after the
     // pool's idle timeout, and its answer is cut off after the server applied it.
@@ -351,8 +348,8 @@ async fn the_same_batch_sent_twice_lands_once() {
     for _ in 0..2 {
         // Two runs of the same stream: same ids, same bytes.
         let mut c = db.config("t", dlq.path());
-        c.stream_id = StreamId::named("replayed-stream");
-        c.max_rows = 250;
+        c.delivery.stream_id = Some(StreamId::named("replayed-stream"));
+        c.batching.max_rows = 250;
         let ing = Ingestor::<Ev>::start(c).await.unwrap();
         for i in 0..1000 {
             ing.handle().send(ev(i)).await.unwrap();
@@ -373,7 +370,7 @@ async fn without_a_dedup_window_plain_merge_tree_duplicates() {
     let dlq = tempfile::tempdir().unwrap();
     for _ in 0..2 {
         let mut c = db.config("t", dlq.path());
-        c.stream_id = StreamId::named("no-window");
+        c.delivery.stream_id = Some(StreamId::named("no-window"));
         let ing = Ingestor::<Ev>::start(c).await.unwrap();
         for i in 0..10 {
             ing.handle().send(ev(i)).await.unwrap();
@@ -398,8 +395,8 @@ async fn a_permanent_error_goes_straight_to_the_spool_and_replays_once() {
     table(&db, Some("UUID")).await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.retry = fast_retry(5);
-    c.max_rows = 50;
+    fast_retry(&mut c, 5);
+    c.batching.max_rows = 50;
     let ing = Ingestor::<WithExtra>::start(c.clone()).await.unwrap();
     let h = ing.handle();
     for i in 0..100 {
@@ -479,22 +476,19 @@ async fn retries_are_bounded_and_then_dead_letter() {
     let proxy = FaultProxy::start(&common::url(), vec![Fault::ResetOnAccept; 100]).await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.retry = fast_retry(3);
+    fast_retry(&mut c, 3);
     let mut through = c.clone();
-    through.urls = vec![proxy.url()];
+    through.clickhouse.url = vec![proxy.url()];
     // start() needs the table's columns: fetch them through the real server, then insert
     // through the proxy with a pipeline of the same encoder.
-    let cols = chasync_core::ingestor::table_columns(
-        &chasync_core::sink::client_for(&c, &c.urls[0]),
-        &c.database,
-        "t",
-    )
-    .await
-    .unwrap();
-    assert_eq!(cols.len(), 4);
-    let ing =
-        chasync_core::Pipeline::with_encoder(through, chasync_core::RowBinary::<Ev>::new(None))
-            .unwrap();
+    let cols = chasync_core::Catalog::new(&c)
+        .table(&c.clickhouse.database, "t")
+        .await
+        .unwrap();
+    assert_eq!(cols.columns.len(), 4);
+    let ing = chasync_core::PipelineBuilder::new(through)
+        .start_with_encoder(chasync_core::RowBinary::<Ev>::new(None))
+        .unwrap();
     for i in 0..10 {
         ing.handle().send(ev(i)).await.unwrap();
     }
@@ -531,8 +525,8 @@ async fn shutdown_flushes_what_it_holds() {
     table(&db, None).await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.max_rows = 1_000_000;
-    c.linger = Duration::from_secs(3600);
+    c.batching.max_rows = 1_000_000;
+    c.batching.linger = Duration::from_secs(3600);
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
     let h = ing.handle();
     for i in 0..777 {
@@ -556,8 +550,8 @@ async fn dropping_every_handle_still_commits_accepted_rows() {
     table(&db, None).await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.max_rows = 1_000_000;
-    c.linger = Duration::from_secs(3600);
+    c.batching.max_rows = 1_000_000;
+    c.batching.linger = Duration::from_secs(3600);
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
     let h = ing.handle();
     let producer = tokio::spawn(async move {
@@ -584,8 +578,8 @@ async fn a_million_rows_land_exactly() {
     table(&db, Some("UUID")).await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.max_rows = 100_000;
-    c.max_concurrency = 4;
+    c.batching.max_rows = 100_000;
+    c.delivery.max_concurrency = 4;
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
     let mut producers = Vec::new();
     for p in 0..4u64 {
@@ -623,15 +617,15 @@ async fn a_missing_table_or_bad_password_is_a_clear_error_at_start() {
 
     table(&db, None).await;
     let mut c = db.config("t", dlq.path());
-    c.user = Some("chasync_test".into());
-    c.password = Some(chasync_core::Secret::new("wrong-password"));
+    c.clickhouse.user = Some("chasync_test".into());
+    c.clickhouse.password = Some(chasync_core::Secret::new("wrong-password"));
     let err = Ingestor::<Ev>::start(c.clone()).await.err().unwrap();
     assert_eq!(err.code(), Some(516), "{err}"); // AUTHENTICATION_FAILED
     assert_eq!(err.kind(), ErrorKind::Permanent);
     assert!(!err.to_string().contains("wrong-password"));
 
     // The second user with its real password can insert.
-    c.password = Some(chasync_core::Secret::new(
+    c.clickhouse.password = Some(chasync_core::Secret::new(
         std::env::var("CH_TEST_PASSWORD").unwrap_or_else(|_| "chasync-secret".into()),
     ));
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
@@ -644,7 +638,7 @@ async fn a_missing_table_or_bad_password_is_a_clear_error_at_start() {
 #[test]
 fn config_is_validated() {
     let mut c = Config::new("http://127.0.0.1:1", "t");
-    c.max_rows = 0;
+    c.batching.max_rows = 0;
     let rt = tokio::runtime::Runtime::new().unwrap();
     let err = rt.block_on(Ingestor::<Ev>::start(c)).err().unwrap();
     assert!(matches!(err, Error::Config(_)), "{err}");
@@ -656,8 +650,8 @@ async fn an_ack_resolves_once_its_rows_are_committed_or_dead_lettered() {
     table(&db, None).await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.max_rows = 300;
-    c.linger = Duration::from_millis(100);
+    c.batching.max_rows = 300;
+    c.batching.linger = Duration::from_millis(100);
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
     let h = ing.handle();
     let ack = h.send_acked((0..1000).map(ev)).await.unwrap();
@@ -699,7 +693,7 @@ async fn an_ack_resolves_once_its_rows_are_committed_or_dead_lettered() {
 
 #[tokio::test]
 async fn a_dispatcher_takes_batches_formed_elsewhere() {
-    use chasync_core::batch::{Batcher, Limits, Target};
+    use chasync_core::{Batcher, Limits, Target};
     let db = TestDb::new("dispatcher").await;
     table(&db, None).await;
     let dlq = tempfile::tempdir().unwrap();
@@ -717,6 +711,7 @@ async fn a_dispatcher_takes_batches_formed_elsewhere() {
             table: "t".into(),
             stream_id: StreamId::named("wal"),
             first_sequence: 0,
+            first_input: 0,
         },
     );
     let mut acks = Vec::new();
@@ -742,8 +737,8 @@ async fn send_all_moves_rows_in_chunks_through_a_small_queue() {
     table(&db, None).await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.queue_capacity = 8;
-    c.max_rows = 3000;
+    c.batching.queue_rows = 8;
+    c.batching.max_rows = 3000;
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
     let h = ing.handle();
     h.send_all((0..10_000).map(ev)).await.unwrap();
@@ -763,7 +758,7 @@ async fn send_all_moves_rows_in_chunks_through_a_small_queue() {
 /// A writer test's configuration: no linger unless the test sets one.
 fn writer_config(db: &TestDb, dlq: &std::path::Path) -> Config {
     let mut c = db.config("t", dlq);
-    c.linger = Duration::from_secs(3600);
+    c.batching.linger = Duration::from_secs(3600);
     c
 }
 
@@ -786,8 +781,8 @@ async fn encoded_chunks_seal_exact_batches_with_their_own_insert_ids() {
         table(&db, Some(id_type)).await;
         let dlq = tempfile::tempdir().unwrap();
         let mut c = writer_config(&db, dlq.path());
-        c.max_rows = 1000;
-        c.stream_id = StreamId::named("writer-ids");
+        c.batching.max_rows = 1000;
+        c.delivery.stream_id = Some(StreamId::named("writer-ids"));
         let ing = Ingestor::<Ev>::start(c).await.unwrap();
         // Two producers, chunks (125 rows) that cross batch boundaries in between.
         let mut a = ing.handle().writer();
@@ -832,7 +827,7 @@ async fn an_idle_writer_s_rows_land_after_linger() {
     table(&db, None).await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = writer_config(&db, dlq.path());
-    c.linger = Duration::from_millis(200);
+    c.batching.linger = Duration::from_millis(200);
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
     let mut w = ing.handle().writer();
     for i in 0..10 {
@@ -852,7 +847,7 @@ async fn a_dropped_writer_s_rows_land_without_a_flush() {
     table(&db, None).await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = writer_config(&db, dlq.path());
-    c.linger = Duration::from_millis(100);
+    c.batching.linger = Duration::from_millis(100);
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
     let mut w = ing.handle().writer();
     for i in 0..7 {
@@ -925,9 +920,9 @@ async fn cancelling_a_write_that_waits_for_room_loses_nothing() {
     .await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = writer_config(&db, dlq.path());
-    c.max_rows = 500;
-    c.max_concurrency = 1;
-    c.queue_capacity = 100;
+    c.batching.max_rows = 500;
+    c.delivery.max_concurrency = 1;
+    c.batching.queue_rows = 100;
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
     let mut w = ing.handle().writer();
     let mut written = 0u64;

@@ -5,7 +5,7 @@ use chasync_testkit as common;
 
 use std::time::Duration;
 
-use chasync_core::{DeadLetterSpool, ErrorKind, Ingestor, RetryPolicy};
+use chasync_core::{Config, DeadLetterSpool, ErrorKind, Ingestor};
 use common::TestDb;
 use common::proxy::{Fault, FaultProxy};
 
@@ -42,13 +42,10 @@ async fn table(db: &TestDb, settings: &str) {
     .await;
 }
 
-fn retry(attempts: u32) -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: attempts,
-        initial_backoff: Duration::from_millis(50),
-        max_backoff: Duration::from_millis(500),
-        multiplier: 2.0,
-    }
+fn retry(c: &mut Config, attempts: u32) {
+    c.delivery.max_attempts = attempts;
+    c.delivery.initial_backoff = Duration::from_millis(50);
+    c.delivery.max_backoff = Duration::from_millis(500);
 }
 
 #[tokio::test]
@@ -58,11 +55,11 @@ async fn network_faults_lose_nothing_and_double_nothing() {
     let proxy = FaultProxy::start(&common::url(), vec![]).await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.urls = vec![proxy.url()];
-    c.max_rows = 1_000;
-    c.max_concurrency = 2;
-    c.retry = retry(30);
-    c.timeouts.end = Duration::from_secs(2);
+    c.clickhouse.url = vec![proxy.url()];
+    c.batching.max_rows = 1_000;
+    c.delivery.max_concurrency = 2;
+    retry(&mut c, 30);
+    c.clickhouse.insert_timeout = Duration::from_secs(2);
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
     // New connections from now on meet these faults in turn, then pass.
     tokio::time::sleep(Duration::from_millis(2500)).await; // the start-up connection expires
@@ -114,9 +111,9 @@ async fn a_stalled_server_times_out_and_the_retry_lands_once() {
     let proxy = FaultProxy::start(&common::url(), vec![]).await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.urls = vec![proxy.url()];
-    c.retry = retry(5);
-    c.timeouts.end = Duration::from_millis(800);
+    c.clickhouse.url = vec![proxy.url()];
+    retry(&mut c, 5);
+    c.clickhouse.insert_timeout = Duration::from_millis(800);
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
     proxy.push(Fault::Stall);
@@ -142,8 +139,8 @@ async fn poison_rows_are_isolated_and_the_rest_lands() {
     let poison = [7u64, 123_456, 500_000, 500_001, 999_999];
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.max_rows = 100_000;
-    c.retry = retry(5);
+    c.batching.max_rows = 100_000;
+    retry(&mut c, 5);
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
     let h = ing.handle();
     let n = 1_000_000u64;
@@ -210,15 +207,12 @@ async fn overload_shrinks_the_concurrency_limit_and_it_recovers() {
     db.exec("SYSTEM STOP MERGES t").await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.max_rows = 200;
-    c.max_concurrency = 8;
-    c.queue_capacity = 1000;
-    c.retry = RetryPolicy {
-        max_attempts: 100,
-        initial_backoff: Duration::from_millis(20),
-        max_backoff: Duration::from_millis(300),
-        multiplier: 2.0,
-    };
+    c.batching.max_rows = 200;
+    c.delivery.max_concurrency = 8;
+    c.batching.queue_rows = 1000;
+    c.delivery.max_attempts = 100;
+    c.delivery.initial_backoff = Duration::from_millis(20);
+    c.delivery.max_backoff = Duration::from_millis(300);
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
     let h = ing.handle();
     let n = 20_000;
@@ -297,9 +291,9 @@ async fn a_dead_endpoint_is_taken_out_and_everything_lands_on_the_live_one() {
     };
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.urls = vec![common::url(), dead.clone()];
-    c.max_rows = 1_000;
-    c.retry = retry(10);
+    c.clickhouse.url = vec![common::url(), dead.clone()];
+    c.batching.max_rows = 1_000;
+    retry(&mut c, 10);
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
     let h = ing.handle();
     for i in 0..50_000 {

@@ -3,9 +3,9 @@
 //! same rows, column by column, whether a line was converted or passed through.
 
 use bytes::Bytes;
-use chasync_core::encode::{JsonEachRow, JsonRowBinary, JsonRowBinaryOptions};
-use chasync_core::schema::TableSchema;
-use chasync_core::{Config, Pipeline, Refused, StreamId};
+use chasync_core::{JsonEachRow, JsonRowBinary, JsonRowBinaryOptions};
+
+use chasync_core::{Config, PipelineBuilder, Refused, StreamId};
 use chasync_testkit::TestDb;
 
 const COLUMNS: &str = "id UInt64, \
@@ -130,10 +130,11 @@ async fn export(db: &TestDb, settings: &str) -> Vec<Bytes> {
 
 fn config(db: &TestDb, table: &str, dlq: &std::path::Path, stream: &str) -> Config {
     let mut c = db.config(table, dlq);
-    c.stream_id = StreamId::named(stream);
-    c.max_rows = 700;
-    c.settings
-        .push(("input_format_skip_unknown_fields".into(), "0".into()));
+    c.delivery.stream_id = Some(StreamId::named(stream));
+    c.batching.max_rows = 700;
+    c.clickhouse
+        .settings
+        .insert("input_format_skip_unknown_fields".into(), "0".into());
     c
 }
 
@@ -143,11 +144,10 @@ fn config(db: &TestDb, table: &str, dlq: &std::path::Path, stream: &str) -> Conf
 async fn load_both(db: &TestDb, lines: &[Bytes]) -> u64 {
     let dlq = tempfile::tempdir().unwrap();
     // The server's own parsing.
-    let slow = Pipeline::start_with(config(db, "slow", dlq.path(), "slow"), |t| {
-        JsonEachRow::new(t.insert_id.clone(), Vec::new())
-    })
-    .await
-    .unwrap();
+    let slow = PipelineBuilder::new(config(db, "slow", dlq.path(), "slow"))
+        .start(|t| JsonEachRow::new(t.insert_id(), Vec::new()))
+        .await
+        .unwrap();
     let h = slow.handle();
     for l in lines {
         h.send(l.clone()).await.unwrap();
@@ -156,18 +156,17 @@ async fn load_both(db: &TestDb, lines: &[Bytes]) -> u64 {
     slow.shutdown().await.unwrap();
 
     // The fast path.
-    let schema = TableSchema::fetch(&db.client, &db.name, "fast")
+    let schema = db.schema("fast").await;
+    let pass = PipelineBuilder::new(config(db, "fast", dlq.path(), "fast/pass"))
+        .start(|t| JsonEachRow::new(t.insert_id(), Vec::new()))
         .await
         .unwrap();
-    let pass = Pipeline::start_with(config(db, "fast", dlq.path(), "fast/pass"), |t| {
-        JsonEachRow::new(t.insert_id.clone(), Vec::new())
-    })
-    .await
-    .unwrap();
     // As `chasync insert` does: lines converted by a writer's row encoder; those it hands
     // back go to the JSONEachRow pipeline.
     let enc = JsonRowBinary::new(&schema, None, JsonRowBinaryOptions::default()).unwrap();
-    let fast = Pipeline::with_encoder(config(db, "fast", dlq.path(), "fast"), enc).unwrap();
+    let fast = PipelineBuilder::new(config(db, "fast", dlq.path(), "fast"))
+        .start_with_encoder(enc)
+        .unwrap();
     let mut w = fast.handle().writer();
     let mut pw = pass.handle().writer();
     let mut passed = 0;
@@ -302,19 +301,15 @@ async fn the_demo_table_converts_every_line_and_fills_insert_ids() {
     }
     let dlq = tempfile::tempdir().unwrap();
     let mut c = config(&db, "t", dlq.path(), "demo");
-    c.max_rows = 4000;
-    let schema = TableSchema::fetch(&db.client, &db.name, "t").await.unwrap();
-    let p = Pipeline::start_with(c, |t| {
-        // Lines sent as they are: one outside the fast path would be refused.
-        JsonRowBinary::new(
-            &schema,
-            t.insert_id.clone(),
-            JsonRowBinaryOptions::default(),
-        )
-        .unwrap()
-    })
-    .await
-    .unwrap();
+    c.batching.max_rows = 4000;
+    let schema = db.schema("t").await;
+    let p = PipelineBuilder::new(c)
+        .start(|t| {
+            // Lines sent as they are: one outside the fast path would be refused.
+            JsonRowBinary::new(&schema, t.insert_id(), JsonRowBinaryOptions::default()).unwrap()
+        })
+        .await
+        .unwrap();
     let h = p.handle();
     for l in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         h.send(Bytes::copy_from_slice(l)).await.unwrap();

@@ -3,8 +3,8 @@
 use chasync_testkit as common;
 
 use bytes::Bytes;
-use chasync_core::encode::JsonEachRow;
-use chasync_core::{DeadLetterSpool, ErrorKind, Pipeline, StreamId};
+use chasync_core::JsonEachRow;
+use chasync_core::{DeadLetterSpool, ErrorKind, PipelineBuilder, StreamId};
 use common::TestDb;
 
 #[tokio::test]
@@ -18,9 +18,10 @@ async fn json_rows_land_with_defaults_insert_ids_and_bad_rows_isolated() {
     .await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.stream_id = StreamId::named("json");
-    c.max_rows = 1000;
-    let p = Pipeline::start_with(c, |t| JsonEachRow::new(t.insert_id.clone(), Vec::new()))
+    c.delivery.stream_id = Some(StreamId::named("json"));
+    c.batching.max_rows = 1000;
+    let p = PipelineBuilder::new(c)
+        .start(|t| JsonEachRow::new(t.insert_id(), Vec::new()))
         .await
         .unwrap();
     let h = p.handle();

@@ -5,9 +5,9 @@ mod native_common;
 
 use std::sync::Arc;
 
-use chasync_core::native::{ConversionErrorKind, NativeBatch, NativeOptions};
-use chasync_core::schema::{ColumnType, DefaultKind, SchemaCache, SchemaError};
-use chasync_core::value::{ColumnBatch, DynRow, Value};
+use chasync_core::{Catalog, ColumnType, Deduplication, DefaultKind, Error};
+use chasync_core::{ColumnBatch, DynRow, Value};
+use chasync_core::{ConversionErrorKind, NativeBatch, NativeOptions};
 use native_common::TestDb;
 
 fn row(json: &str) -> DynRow {
@@ -311,13 +311,20 @@ async fn unknown_keys_error_or_skip() {
 }
 
 #[tokio::test]
-async fn schema_cache_refresh_and_unknown_table() {
+async fn catalog_cache_refresh_engines_and_unknown_table() {
     let db = TestDb::new().await;
     db.exec("CREATE TABLE {db}.t (id UInt32) ENGINE = MergeTree ORDER BY id")
         .await;
-    let cache = SchemaCache::new(db.client.clone());
-    let s1 = cache.get_or_fetch(&db.name, "t").await.unwrap();
-    let s2 = cache.get_or_fetch(&db.name, "t").await.unwrap();
+    db.exec(
+        "CREATE TABLE {db}.w (id UInt32, _insert_id String) ENGINE = MergeTree ORDER BY id \
+         SETTINGS non_replicated_deduplication_window = 100, index_granularity = 8192",
+    )
+    .await;
+    db.exec("CREATE TABLE {db}.m (id UInt32) ENGINE = Memory")
+        .await;
+    let cache = Catalog::with_client(db.client.clone(), std::time::Duration::from_secs(10));
+    let s1 = cache.table(&db.name, "t").await.unwrap();
+    let s2 = cache.table(&db.name, "t").await.unwrap();
     assert!(Arc::ptr_eq(&s1, &s2));
     assert_eq!(s1.server_timezone, db.scalar("SELECT timezone()").await);
     db.exec("ALTER TABLE {db}.t ADD COLUMN extra String").await;
@@ -328,10 +335,7 @@ async fn schema_cache_refresh_and_unknown_table() {
         ConversionErrorKind::UnknownColumn
     );
     // The cached schema is stale until refreshed.
-    assert!(Arc::ptr_eq(
-        &cache.get_or_fetch(&db.name, "t").await.unwrap(),
-        &s1
-    ));
+    assert!(Arc::ptr_eq(&cache.table(&db.name, "t").await.unwrap(), &s1));
     let s3 = cache.refresh(&db.name, "t").await.unwrap();
     assert!(s3.column("extra").is_some());
     let mut batch = NativeBatch::new(s3.clone(), NativeOptions::default());
@@ -339,8 +343,25 @@ async fn schema_cache_refresh_and_unknown_table() {
     db.insert(&s3, batch.finish(None)).await.unwrap();
     assert_eq!(db.fetch_text("SELECT * FROM {db}.t", "TSV").await, "1\te\n");
 
-    let err = cache.get_or_fetch(&db.name, "missing").await.unwrap_err();
-    assert!(matches!(err, SchemaError::UnknownTable { .. }));
+    // What the engine needs to know of each table's engine.
+    assert_eq!(s1.engine, "MergeTree");
+    assert_eq!(s1.deduplication, Deduplication::Off);
+    assert!(s1.insert_id().is_none());
+    let w = cache.table(&db.name, "w").await.unwrap();
+    assert_eq!(w.deduplication, Deduplication::Window(100));
+    assert!(w.deduplication.is_on());
+    assert_eq!(
+        w.insert_id().map(|c| c.name),
+        Some("_insert_id".to_string())
+    );
+    let m = cache.table(&db.name, "m").await.unwrap();
+    assert_eq!(
+        (m.engine.as_str(), m.deduplication),
+        ("Memory", Deduplication::Off)
+    );
+
+    let err = cache.table(&db.name, "missing").await.unwrap_err();
+    assert!(matches!(err, Error::UnknownTable { .. }));
     assert!(
         err.to_string().contains(&format!("{}.missing", db.name)),
         "{err}"

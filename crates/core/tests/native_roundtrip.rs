@@ -4,8 +4,8 @@
 
 mod native_common;
 
-use chasync_core::native::{NativeBatch, NativeOptions};
-use chasync_core::value::{ColumnBatch, DynRow, Value};
+use chasync_core::{ColumnBatch, DynRow, Value};
+use chasync_core::{NativeBatch, NativeOptions};
 use native_common::TestDb;
 
 /// Every type family the encoder supports, nested where ClickHouse allows it.

@@ -3,8 +3,8 @@
 
 mod native_common;
 
-use chasync_core::native::{ConversionErrorKind, NativeBatch, NativeOptions};
-use chasync_core::value::{DynRow, Value};
+use chasync_core::{ConversionErrorKind, NativeBatch, NativeOptions};
+use chasync_core::{DynRow, Value};
 use native_common::TestDb;
 
 fn row(json: &str) -> DynRow {

@@ -5,8 +5,8 @@
 
 use chasync_testkit as common;
 
-use chasync_core::native::NativeOptions;
-use chasync_core::value::{ColumnBatch, ColumnData, Strings, TypedColumn, TypedData};
+use chasync_core::NativeOptions;
+use chasync_core::{ColumnBatch, ColumnData, Strings, TypedColumn, TypedData};
 use chasync_core::{DeadLetterSpool, DynIngestor, EntryKind};
 use common::TestDb;
 
@@ -184,7 +184,7 @@ async fn every_typed_kind_round_trips() {
     .await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.max_rows = 4000;
+    c.batching.max_rows = 4000;
     let ing = DynIngestor::start_dynamic(c, NativeOptions::default())
         .await
         .unwrap();
@@ -307,7 +307,7 @@ async fn a_typed_batch_with_a_row_the_server_refuses_is_bisected() {
     .await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.max_rows = 8000;
+    c.batching.max_rows = 8000;
     let ing = DynIngestor::start_dynamic(c, NativeOptions::default())
         .await
         .unwrap();
@@ -481,7 +481,7 @@ async fn typed_lists_and_maps_round_trip_and_bisect() {
     .await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
-    c.max_rows = 4000;
+    c.batching.max_rows = 4000;
     let ing = DynIngestor::start_dynamic(c, NativeOptions::default())
         .await
         .unwrap();

@@ -8,8 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chasync_core::dedup::InsertIdColumn;
-use chasync_core::{Dispatcher, Error as CoreError};
+use chasync_core::{Catalog, Dispatcher, Error as CoreError};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -73,6 +72,7 @@ pub struct App {
     /// Its configuration.
     pub settings: Settings,
     dispatcher: Arc<Dispatcher>,
+    catalog: Arc<Catalog>,
     tables: RwLock<HashMap<(String, String), Arc<Table>>>,
     creating: tokio::sync::Mutex<()>,
     metrics: Arc<Metrics>,
@@ -86,7 +86,7 @@ pub struct App {
 impl App {
     /// Starts the engine and replays every table found in the spool.
     pub async fn start(settings: Settings) -> Result<Arc<Self>, String> {
-        let spool = settings.spool_dir.clone();
+        let spool = settings.spool_dir().to_path_buf();
         std::fs::create_dir_all(spool.join("tables"))
             .map_err(|e| format!("cannot create the spool {}: {e}", spool.display()))?;
         let lock = std::fs::File::create(spool.join("lock"))
@@ -97,14 +97,20 @@ impl App {
                 spool.display()
             ));
         }
-        let core = settings.core_config();
-        let dispatcher = Dispatcher::start(&core).map_err(|e| e.to_string())?;
+        let dispatcher = Dispatcher::start(&settings.engine).map_err(|e| e.to_string())?;
         let clients = settings
-            .urls
+            .engine
+            .clickhouse
+            .url
             .iter()
-            .map(|u| chasync_core::sink::client_for(&core, u))
+            .map(|u| {
+                let mut one = settings.engine.clone();
+                one.clickhouse.url = vec![u.clone()];
+                one.client()
+            })
             .collect();
         let app = Arc::new(Self {
+            catalog: Arc::new(Catalog::new(&settings.engine)),
             settings,
             dispatcher: Arc::new(dispatcher),
             tables: RwLock::new(HashMap::new()),
@@ -124,8 +130,8 @@ impl App {
         for dir in dirs {
             let meta = TableMeta::load(&dir)
                 .map_err(|e| format!("{}: cannot read table.json: {e}", dir.display()))?;
-            let batching = app.settings.batching_for(&meta.database, &meta.table);
-            let table = Table::open(dir.clone(), None, batching, app.shared())
+            let config = app.settings.config_for(&meta.database, &meta.table)?;
+            let table = Table::open(dir.clone(), None, config, app.shared())
                 .map_err(|e| format!("{}: cannot open the write-ahead log: {e}", dir.display()))?;
             app.tables
                 .write()
@@ -138,6 +144,7 @@ impl App {
     fn shared(&self) -> Shared {
         Shared {
             dispatcher: self.dispatcher.clone(),
+            catalog: self.catalog.clone(),
             metrics: self.metrics.clone(),
             queue_bytes: self.queue_bytes.clone(),
             wal: self.wal.clone(),
@@ -201,33 +208,29 @@ impl App {
         Err(last)
     }
 
-    /// The table's `(name, type)` columns, or the reply that explains why there are none.
-    async fn fetch_columns(&self, db: &str, t: &str) -> Result<Vec<(String, String)>, Reply> {
-        let (db2, t2) = (db.to_string(), t.to_string());
-        let cols = self
-            .on_any(|c| {
-                let (db, t) = (db2.clone(), t2.clone());
-                async move {
-                    c.query(
-                        "SELECT name, type FROM system.columns WHERE database = ? AND table = ? \
-                         ORDER BY position",
-                    )
-                    .bind(db)
-                    .bind(t)
-                    .fetch_all::<(String, String)>()
-                    .await
-                }
-            })
-            .await
-            .map_err(unavailable)?;
-        if !cols.is_empty() {
-            return Ok(cols);
+    /// The table's schema (read again with `refresh`), or the reply that explains why there
+    /// is none.
+    async fn fetch_columns(
+        &self,
+        db: &str,
+        t: &str,
+        refresh: bool,
+    ) -> Result<Arc<chasync_core::TableSchema>, Reply> {
+        let read = if refresh {
+            self.catalog.refresh(db, t).await
+        } else {
+            self.catalog.table(db, t).await
+        };
+        match read {
+            Ok(schema) => return Ok(schema),
+            Err(CoreError::UnknownTable { .. }) => {}
+            Err(e) => return Err(unavailable(e)),
         }
         // Let the server say why (unknown table or database), in its own words.
         let sql = format!(
             "DESCRIBE TABLE {}.{}",
-            chasync_core::config::quote_ident(db),
-            chasync_core::config::quote_ident(t)
+            chasync_core::quote_ident(db),
+            chasync_core::quote_ident(t)
         );
         let err = self
             .on_any(|c| {
@@ -266,12 +269,14 @@ impl App {
         if let Some(t) = self.tables.read().unwrap().get(&key) {
             return Ok(t.clone());
         }
-        let cols = self.fetch_columns(db, t).await?;
-        let insert_id = cols
-            .iter()
-            .find(|(n, ty)| InsertIdColumn::from_column(n, ty).is_some())
-            .map(|(_, ty)| ty.clone());
-        let names: Vec<String> = cols.into_iter().map(|(n, _)| n).collect();
+        let schema = self.fetch_columns(db, t, false).await?;
+        let insert_id = schema.insert_id().map(|_| {
+            schema
+                .column(chasync_core::INSERT_ID_COLUMN)
+                .map(|c| c.type_name.clone())
+                .unwrap_or_default()
+        });
+        let names: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).collect();
         let meta = TableMeta {
             database: db.to_string(),
             table: t.to_string(),
@@ -279,14 +284,12 @@ impl App {
             insert_id,
             columns: names.clone(),
         };
-        let dir = table_dir(&self.settings.spool_dir, db, t);
-        let table = Table::open(
-            dir,
-            Some(meta),
-            self.settings.batching_for(db, t),
-            self.shared(),
-        )
-        .map_err(|e| {
+        let dir = table_dir(self.settings.spool_dir(), db, t);
+        let config = self
+            .settings
+            .config_for(db, t)
+            .map_err(|e| Reply::new(StatusCode::BAD_REQUEST, e))?;
+        let table = Table::open(dir, Some(meta), config, self.shared()).map_err(|e| {
             Reply::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 format!("cannot open the spool of {db}.{t}: {e}"),
@@ -309,8 +312,10 @@ impl App {
         if recent {
             return Ok(());
         }
-        let cols = self.fetch_columns(&table.database, &table.table).await?;
-        table.set_columns(cols.into_iter().map(|(n, _)| n).collect());
+        let schema = self
+            .fetch_columns(&table.database, &table.table, true)
+            .await?;
+        table.set_columns(schema.columns.iter().map(|c| c.name.clone()).collect());
         Ok(())
     }
 

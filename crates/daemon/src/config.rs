@@ -1,12 +1,17 @@
-//! The daemon's configuration: a TOML file, environment variables and flags (flags win over
-//! the environment, which wins over the file).
+//! The daemon's configuration: a TOML file, the environment and flags (flags win over the
+//! environment, which wins over the file).
+//!
+//! The engine's options are the engine's own vocabulary ([`chasync_core::Config`]): the
+//! `[clickhouse]`, `[batching]`, `[delivery]` and `[spool]` sections, the same names, meanings
+//! and defaults as the CLI's flags and Python's keyword arguments. The daemon adds its own:
+//! `listen`, `ack`, `token`, `log_format`, `[limits]`, `[ready]`, and per-table batching in
+//! `[tables."db.table"]`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use chasync_core::{Config as CoreConfig, RetryPolicy, Secret, StreamId};
+use chasync_core::{Config as CoreConfig, ConfigBuilder, Secret};
 use serde::Deserialize;
 
 /// When a request is answered with 200.
@@ -42,29 +47,6 @@ pub enum LogFormat {
     Json,
 }
 
-/// Batching of one table (all fields optional: unset ones come from `[batching]`).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct TableBatching {
-    /// Seal a batch at this many rows.
-    pub max_rows: Option<usize>,
-    /// Seal a batch at this many bytes of JSON.
-    pub max_bytes: Option<usize>,
-    /// Seal a batch this long (milliseconds) after its first row.
-    pub linger_ms: Option<u64>,
-}
-
-/// Resolved batching limits of a table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Batching {
-    /// Seal a batch at this many rows.
-    pub max_rows: usize,
-    /// Seal a batch at this many bytes of JSON.
-    pub max_bytes: usize,
-    /// Seal a batch this long after its first row.
-    pub linger: Duration,
-}
-
 /// The `[limits]` section.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -77,8 +59,6 @@ pub struct Limits {
     pub max_queue_bytes: u64,
     /// The write-ahead log of a table rolls to a new segment file at this size.
     pub segment_bytes: u64,
-    /// Inserts in flight at most (the engine's `max_concurrency`).
-    pub max_concurrency: usize,
     /// The `Retry-After` of a 503, seconds.
     pub retry_after_s: u64,
     /// Longest wait of a drain at SIGTERM (seconds); what is left stays in the WAL.
@@ -92,33 +72,8 @@ impl Default for Limits {
             max_spool_bytes: 8 << 30,
             max_queue_bytes: 256 << 20,
             segment_bytes: 64 << 20,
-            max_concurrency: 4,
             retry_after_s: 1,
             shutdown_timeout_s: 60,
-        }
-    }
-}
-
-/// The `[retry]` section: how long a retryable insert is retried before it is
-/// dead-lettered. The default retries for about a day, so that an outage of ClickHouse
-/// never turns acknowledged rows into dead letters.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Retry {
-    /// Attempts in all.
-    pub max_attempts: u32,
-    /// First backoff, milliseconds.
-    pub initial_backoff_ms: u64,
-    /// Longest backoff, milliseconds.
-    pub max_backoff_ms: u64,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        Self {
-            max_attempts: 20_000,
-            initial_backoff_ms: 100,
-            max_backoff_ms: 5_000,
         }
     }
 }
@@ -142,44 +97,31 @@ impl Default for Ready {
     }
 }
 
-/// The TOML file, as written.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+/// The TOML file: the daemon's own keys, and the engine's sections, which go to the engine's
+/// [`ConfigBuilder`] as they are.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    /// Address to listen on.
-    pub listen: Option<SocketAddr>,
-    /// ClickHouse HTTP endpoints (several: failover).
-    pub urls: Option<Vec<String>>,
-    /// ClickHouse user.
-    pub user: Option<String>,
-    /// ClickHouse password.
-    pub password: Option<String>,
-    /// Spool directory (write-ahead logs, stream ids, dead letters).
-    pub spool_dir: Option<PathBuf>,
-    /// Default acknowledgement mode.
-    pub ack: Option<AckMode>,
-    /// Bearer token for the ingest endpoints.
-    pub token: Option<String>,
-    /// Log format.
-    pub log_format: Option<LogFormat>,
-    /// Limits.
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    ack: Option<AckMode>,
+    token: Option<String>,
+    log_format: Option<LogFormat>,
     #[serde(default)]
-    pub limits: Option<Limits>,
-    /// Default batching of every table.
+    limits: Option<Limits>,
     #[serde(default)]
-    pub batching: Option<TableBatching>,
-    /// Retries.
+    ready: Option<Ready>,
+    /// Per-table batching, keyed `"db.table"`: any of `[batching]`'s options.
     #[serde(default)]
-    pub retry: Option<Retry>,
-    /// Readiness.
-    #[serde(default)]
-    pub ready: Option<Ready>,
-    /// Per-table batching, keyed `"db.table"`.
-    #[serde(default)]
-    pub tables: BTreeMap<String, TableBatching>,
+    tables: BTreeMap<String, toml::Table>,
+    clickhouse: Option<toml::Table>,
+    batching: Option<toml::Table>,
+    delivery: Option<toml::Table>,
+    spool: Option<toml::Table>,
 }
 
-/// Command-line flags (each also readable from a `CHASYNCD_*` environment variable).
+/// Command-line flags (each also readable from a `CHASYNCD_*` environment variable; the
+/// engine's options also from `CHASYNC_*` and `CLICKHOUSE_URL` / `_USER` / `_PASSWORD` /
+/// `_DATABASE`).
 #[derive(Debug, Clone, Default, clap::Parser)]
 #[command(
     name = "chasyncd",
@@ -203,9 +145,13 @@ pub struct Flags {
     /// ClickHouse password.
     #[arg(long, env = "CHASYNCD_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
-    /// Spool directory [default: ./chasyncd-spool].
+    /// The spool directory: write-ahead logs (under `tables/`) and dead letters
+    /// [default: chasync-spool].
     #[arg(long, env = "CHASYNCD_SPOOL_DIR")]
     pub spool_dir: Option<PathBuf>,
+    /// Any engine option, `name=value` (repeatable): `--set max_rows=100000`.
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
     /// Default acknowledgement mode: durable or committed.
     #[arg(long, env = "CHASYNCD_ACK")]
     pub ack: Option<AckMode>,
@@ -222,14 +168,9 @@ pub struct Flags {
 pub struct Settings {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// ClickHouse HTTP endpoints.
-    pub urls: Vec<String>,
-    /// ClickHouse user.
-    pub user: Option<String>,
-    /// ClickHouse password.
-    pub password: Option<Secret>,
-    /// Spool directory.
-    pub spool_dir: PathBuf,
+    /// The engine's configuration (table unset: every table takes it with
+    /// [`config_for`](Self::config_for)).
+    pub engine: CoreConfig,
     /// Default acknowledgement mode.
     pub ack: AckMode,
     /// Bearer token, if the ingest endpoints require one.
@@ -238,58 +179,89 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Limits.
     pub limits: Limits,
-    /// Default batching.
-    pub batching: Batching,
-    /// Retries.
-    pub retry: Retry,
     /// Readiness.
     pub ready: Ready,
-    /// Per-table overrides, keyed `"db.table"`.
-    pub tables: BTreeMap<String, TableBatching>,
+    /// The engine's options as layered (file, environment, flags), for per-table configs.
+    layers: ConfigBuilder,
+    /// Per-table batching overrides, keyed `"db.table"`.
+    tables: BTreeMap<String, serde_json::Value>,
 }
 
+/// A placeholder table name: the daemon's shared engine options have no table of their own.
+const NO_TABLE: &str = "-";
+
 impl Settings {
-    /// Merges the file named by `flags.config` (if any) with the flags.
+    /// Merges the file named by `flags.config` (if any), the environment and the flags.
     pub fn load(flags: Flags) -> Result<Self, String> {
-        let file = match &flags.config {
+        let text = match &flags.config {
             Some(path) => read_file(path)?,
-            None => FileConfig::default(),
+            None => String::new(),
         };
-        Self::merge(file, flags)
+        Self::from_parts(&text, flags, |name| std::env::var(name).ok())
     }
 
-    /// Flags (and the environment, through them) override the file.
-    pub fn merge(file: FileConfig, flags: Flags) -> Result<Self, String> {
-        let defaults = TableBatching::default();
-        let b = file.batching.unwrap_or(defaults);
-        let batching = Batching {
-            max_rows: b.max_rows.unwrap_or(100_000),
-            max_bytes: b.max_bytes.unwrap_or(32 << 20),
-            linger: Duration::from_millis(b.linger_ms.unwrap_or(1_000)),
-        };
-        let urls = if !flags.urls.is_empty() {
-            flags.urls
-        } else {
-            file.urls
-                .unwrap_or_else(|| vec!["http://127.0.0.1:8123".into()])
-        };
-        let urls: Vec<String> = urls
-            .into_iter()
-            .map(|u| u.trim().trim_end_matches('/').to_string())
-            .filter(|u| !u.is_empty())
-            .collect();
+    /// [`load`](Self::load) from the file's text, the flags and an environment.
+    pub fn from_parts(
+        text: &str,
+        flags: Flags,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut sections = toml::Table::new();
+        for (name, section) in [
+            ("clickhouse", &file.clickhouse),
+            ("batching", &file.batching),
+            ("delivery", &file.delivery),
+            ("spool", &file.spool),
+        ] {
+            if let Some(s) = section {
+                sections.insert(name.into(), toml::Value::Table(s.clone()));
+            }
+        }
+        let mut layers = ConfigBuilder::new()
+            .merge(serde_json::to_value(sections).map_err(|e| e.to_string())?)
+            .merge_vars(env);
+        if !flags.urls.is_empty() {
+            layers = layers.set("url", flags.urls.clone());
+        }
+        if let Some(user) = &flags.user {
+            layers = layers.set("user", user.as_str());
+        }
+        if let Some(password) = &flags.password {
+            layers = layers.set("password", password.as_str());
+        }
+        if let Some(dir) = &flags.spool_dir {
+            layers = layers.spool_dir(dir);
+        }
+        for kv in &flags.set {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("--set {kv}: expected NAME=VALUE"))?;
+            layers = layers.set_text(k.trim(), v.trim());
+        }
+        let engine = layers
+            .clone()
+            .set("table", NO_TABLE)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut tables = BTreeMap::new();
+        for (key, batching) in file.tables {
+            if !key.contains('.') {
+                return Err(format!(
+                    "[tables.\"{key}\"]: name tables as \"database.table\""
+                ));
+            }
+            tables.insert(
+                key,
+                serde_json::json!({ "batching": serde_json::to_value(batching).map_err(|e| e.to_string())? }),
+            );
+        }
         let s = Self {
             listen: flags
                 .listen
                 .or(file.listen)
-                .unwrap_or_else(|| "127.0.0.1:8124".parse().unwrap()),
-            urls,
-            user: flags.user.or(file.user),
-            password: flags.password.or(file.password).map(Secret::new),
-            spool_dir: flags
-                .spool_dir
-                .or(file.spool_dir)
-                .unwrap_or_else(|| PathBuf::from("chasyncd-spool")),
+                .unwrap_or_else(|| "127.0.0.1:8124".parse().expect("an address")),
+            engine,
             ack: flags.ack.or(file.ack).unwrap_or_default(),
             token: flags
                 .token
@@ -298,139 +270,123 @@ impl Settings {
                 .map(Secret::new),
             log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
             limits: file.limits.unwrap_or_default(),
-            batching,
-            retry: file.retry.unwrap_or_default(),
             ready: file.ready.unwrap_or_default(),
-            tables: file.tables,
+            layers,
+            tables,
         };
         s.validate()?;
         Ok(s)
     }
 
     fn validate(&self) -> Result<(), String> {
-        for key in self.tables.keys() {
-            if !key.contains('.') {
-                return Err(format!(
-                    "[tables.\"{key}\"]: name tables as \"database.table\""
-                ));
-            }
-        }
         if self.limits.max_body_bytes == 0 || self.limits.segment_bytes == 0 {
             return Err("limits: max_body_bytes and segment_bytes must be positive".into());
         }
-        let core = self.core_config();
-        core.validate().map_err(|e| e.to_string())?;
-        for (key, t) in &self.tables {
-            let b = self.batching_for_key(key, t);
-            if b.max_rows == 0 || b.max_bytes == 0 {
-                return Err(format!(
-                    "[tables.\"{key}\"]: max_rows and max_bytes must be positive"
-                ));
-            }
+        for key in self.tables.keys() {
+            let (db, t) = key.split_once('.').expect("checked above");
+            self.config_for(db, t)
+                .map_err(|e| format!("[tables.\"{key}\"]: {e}"))?;
         }
         Ok(())
     }
 
-    fn batching_for_key(&self, _key: &str, t: &TableBatching) -> Batching {
-        Batching {
-            max_rows: t.max_rows.unwrap_or(self.batching.max_rows),
-            max_bytes: t.max_bytes.unwrap_or(self.batching.max_bytes),
-            linger: t
-                .linger_ms
-                .map(Duration::from_millis)
-                .unwrap_or(self.batching.linger),
-        }
+    /// The spool directory.
+    pub fn spool_dir(&self) -> &Path {
+        &self.engine.spool.dir
     }
 
-    /// The batching of table `db.table`: its `[tables."db.table"]` entry over `[batching]`.
-    pub fn batching_for(&self, database: &str, table: &str) -> Batching {
-        let key = format!("{database}.{table}");
-        match self.tables.get(&key) {
-            Some(t) => self.batching_for_key(&key, t),
-            None => self.batching.clone(),
+    /// The engine configuration of table `db.table`: the engine's options, with its
+    /// `[tables."db.table"]` entry over `[batching]`.
+    pub fn config_for(&self, database: &str, table: &str) -> Result<CoreConfig, String> {
+        let mut layers = self.layers.clone();
+        if let Some(over) = self.tables.get(&format!("{database}.{table}")) {
+            layers = layers.merge(over.clone());
         }
-    }
-
-    /// The engine configuration of the shared dispatcher (endpoints, credentials,
-    /// concurrency, retries, dead-letter spool). Batches carry their own table.
-    pub fn core_config(&self) -> CoreConfig {
-        let mut c = CoreConfig::new(self.urls.first().cloned().unwrap_or_default(), "chasyncd");
-        c.urls = self.urls.clone();
-        c.user = self.user.clone();
-        c.password = self.password.clone();
-        c.max_concurrency = self.limits.max_concurrency;
-        c.max_rows = self.batching.max_rows;
-        c.max_bytes = self.batching.max_bytes;
-        c.dead_letter_dir = self.spool_dir.join("dead-letter");
-        c.stream_id = StreamId::random();
-        c.retry = RetryPolicy {
-            max_attempts: self.retry.max_attempts,
-            initial_backoff: Duration::from_millis(self.retry.initial_backoff_ms),
-            max_backoff: Duration::from_millis(self.retry.max_backoff_ms),
-            multiplier: 2.0,
-        };
-        c
+        let mut c = layers
+            .set("table", NO_TABLE)
+            .build()
+            .map_err(|e| e.to_string())?;
+        c.clickhouse.database = database.to_string();
+        c.table = table.to_string();
+        Ok(c)
     }
 }
 
-fn read_file(path: &Path) -> Result<FileConfig, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+fn read_file(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
 
     #[test]
     fn flags_override_the_file_and_tables_override_batching() {
-        let file: FileConfig = toml::from_str(
-            r#"
+        let text = r#"
             listen = "127.0.0.1:9999"
-            urls = ["http://a:8123", "http://b:8123/"]
-            spool_dir = "/tmp/x"
             ack = "committed"
             token = "file-token"
+            [clickhouse]
+            url = ["http://a:8123", "http://b:8123/"]
+            [spool]
+            dir = "/tmp/x"
             [limits]
             max_body_bytes = 1000
             [batching]
             max_rows = 500
-            linger_ms = 200
+            linger = "200ms"
             [tables."db.t"]
             max_rows = 7
-            "#,
-        )
-        .unwrap();
+            "#;
         let flags = Flags {
             listen: Some("127.0.0.1:1".parse().unwrap()),
             token: Some("flag-token".into()),
+            set: vec!["max_concurrency=2".into()],
             ..Flags::default()
         };
-        let s = Settings::merge(file, flags).unwrap();
+        let s = Settings::from_parts(text, flags, no_env).unwrap();
         assert_eq!(s.listen.port(), 1);
-        assert_eq!(s.urls, vec!["http://a:8123", "http://b:8123"]);
+        assert_eq!(
+            s.engine.clickhouse.url,
+            vec!["http://a:8123", "http://b:8123"]
+        );
         assert_eq!(s.ack, AckMode::Committed);
         assert_eq!(s.token.as_ref().unwrap().expose(), "flag-token");
         assert_eq!(s.limits.max_body_bytes, 1000);
-        assert_eq!(s.limits.max_concurrency, 4);
-        assert_eq!(s.batching_for("db", "t").max_rows, 7);
-        assert_eq!(s.batching_for("db", "t").linger, Duration::from_millis(200));
-        assert_eq!(s.batching_for("db", "u").max_rows, 500);
-        assert_eq!(s.core_config().urls.len(), 2);
+        assert_eq!(s.engine.delivery.max_concurrency, 2);
+        assert_eq!(s.spool_dir(), Path::new("/tmp/x"));
+        let t = s.config_for("db", "t").unwrap();
+        assert_eq!((t.database(), t.table.as_str()), ("db", "t"));
+        assert_eq!(t.batching.max_rows, 7);
+        assert_eq!(t.batching.linger, Duration::from_millis(200));
+        assert_eq!(s.config_for("db", "u").unwrap().batching.max_rows, 500);
     }
 
     #[test]
     fn typos_and_bad_values_are_refused() {
-        assert!(toml::from_str::<FileConfig>("listn = \"x\"").is_err());
-        assert!(toml::from_str::<FileConfig>("[limits]\nmax_body = 1").is_err());
-        let file: FileConfig = toml::from_str("urls = [\"127.0.0.1:8123\"]").unwrap();
+        let load = |text: &str| Settings::from_parts(text, Flags::default(), no_env);
+        assert!(load("listn = \"x\"").is_err());
+        assert!(load("[limits]\nmax_body = 1").is_err());
         assert!(
-            Settings::merge(file, Flags::default())
+            load("[batching]\nmax_rowz = 1")
+                .unwrap_err()
+                .contains("max_rowz")
+        );
+        assert!(
+            load("[clickhouse]\nurl = [\"127.0.0.1:8123\"]")
                 .unwrap_err()
                 .contains("http://")
         );
-        let file: FileConfig = toml::from_str("[tables.t]\nmax_rows = 1").unwrap();
-        assert!(Settings::merge(file, Flags::default()).is_err());
+        assert!(load("[tables.t]\nmax_rows = 1").is_err());
+        assert!(
+            load("[tables.\"d.t\"]\nmax_rows = 0")
+                .unwrap_err()
+                .contains("d.t")
+        );
     }
 }

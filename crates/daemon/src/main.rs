@@ -83,8 +83,8 @@ fn main() -> std::process::ExitCode {
         };
         tracing::info!(
             addr = %addr,
-            urls = ?app.settings.urls.iter().map(|u| chasync_core::config::redact_url(u)).collect::<Vec<_>>(),
-            spool = %app.settings.spool_dir.display(),
+            urls = ?app.settings.engine.clickhouse.url.iter().map(|u| chasync_core::redact_url(u)).collect::<Vec<_>>(),
+            spool = %app.settings.spool_dir().display(),
             ack = ?app.settings.ack,
             "chasyncd listening"
         );

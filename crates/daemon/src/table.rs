@@ -1,15 +1,16 @@
-//! One target table: its spool directory (stream id, schema, write-ahead log), its WAL
-//! writer thread and its feeder task, which turns durable rows into the engine's batches.
+//! One target table: its spool directory (stream id, columns, write-ahead log), its WAL
+//! writer thread, and its feeder, which hands durable rows to the engine.
 //!
-//! The feeder is the only place rows become batches: it reads the WAL's rows in order,
-//! pushes them into the core's [`Batcher`] (with the [`JsonEachRow`] encoder), and for every
-//! sealed batch first makes a *seal record* durable and only then submits the batch to the
-//! shared [`Dispatcher`]; when the batch's [`chasync_core::Ack`] resolves it appends a
-//! *commit record*. After a crash, [`Table::open`] re-forms every sealed-but-uncommitted
-//! batch from exactly its rows with the same sequence number (so the same batch id, which
-//! ClickHouse deduplicates), and batches the unsealed rows anew.
+//! Rows become batches in the core's pipeline: the feeder pushes the WAL's rows, in order,
+//! into a [`chasync_core::Pipeline`] whose inputs are numbered from the WAL's row numbers.
+//! The pipeline's seal hook makes a *seal record* (the batch's sequence number and row range,
+//! [`Batch::inputs`]) durable before the batch goes to the shared dispatcher, and watches the
+//! batch: when it ends, a *commit record* follows. After a crash, [`Table::open`] re-forms every
+//! sealed-but-uncommitted batch from exactly its rows with the same sequence number (so the
+//! same batch id, which ClickHouse deduplicates), and the pipeline batches the unsealed rows
+//! anew.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
@@ -18,16 +19,15 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chasync_core::batch::{Batcher, Limits, Target};
-use chasync_core::dedup::InsertIdColumn;
-use chasync_core::encode::JsonEachRow;
-use chasync_core::{Batch, Dispatcher, Error as CoreError, StreamId};
+use chasync_core::{
+    Ack, Batch, Batcher, Config as CoreConfig, Dispatcher, Error as CoreError, InsertIdColumn,
+    JsonEachRow, Limits, PipelineBuilder, SealHook, StreamId, Target,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use crate::config::Batching;
 use crate::metrics::Metrics;
 use crate::wal::{self, Fed, Op, Pending, WalStats};
 
@@ -50,7 +50,7 @@ impl TableMeta {
     fn insert_id_column(&self) -> Option<InsertIdColumn> {
         self.insert_id
             .as_deref()
-            .and_then(|ty| InsertIdColumn::from_column(chasync_core::dedup::INSERT_ID_COLUMN, ty))
+            .and_then(|ty| InsertIdColumn::from_column(chasync_core::INSERT_ID_COLUMN, ty))
     }
 
     /// Writes `table.json` atomically (temporary file, fsync, rename, fsync of the directory).
@@ -133,8 +133,10 @@ pub struct Table {
 /// What the feeder and the ack watchers share.
 #[derive(Clone)]
 pub struct Shared {
-    /// The engine's dispatcher.
+    /// The engine's dispatcher, shared by every table.
     pub dispatcher: Arc<Dispatcher>,
+    /// The engine's catalog of tables.
+    pub catalog: Arc<chasync_core::Catalog>,
     /// The daemon's metrics.
     pub metrics: Arc<Metrics>,
     /// Bytes of accepted rows not yet in a batcher.
@@ -160,7 +162,7 @@ impl Table {
     pub fn open(
         dir: PathBuf,
         fresh: Option<TableMeta>,
-        batching: Batching,
+        config: CoreConfig,
         shared: Shared,
     ) -> io::Result<Arc<Self>> {
         std::fs::create_dir_all(&dir)?;
@@ -216,28 +218,18 @@ impl Table {
             counters: TableCounters::default(),
             closed: AtomicBool::new(false),
         });
+        let watchers = Arc::new(Watchers {
+            ops: handles.ops.clone(),
+            metrics: shared.metrics.clone(),
+            tasks: Mutex::new(JoinSet::new()),
+        });
         let feeder = Feeder {
-            batcher: Batcher::new(
-                JsonEachRow::new(insert_id.clone(), Vec::new()),
-                Limits {
-                    max_rows: batching.max_rows,
-                    max_bytes: batching.max_bytes,
-                    linger: batching.linger,
-                },
-                Target {
-                    database: Arc::from(meta.database.as_str()),
-                    table: Arc::from(meta.table.as_str()),
-                    stream_id: StreamId(meta.stream_id),
-                    first_sequence: recovered.next_seq,
-                },
-            ),
+            config,
             meta,
             insert_id,
             ops: handles.ops,
             shared,
-            open_start: None,
-            next_row: recovered.sealed_end,
-            watchers: JoinSet::new(),
+            watchers,
         };
         *table.feeder.lock().unwrap() = Some(tokio::spawn(feeder.run(recovered, handles.fed)));
         Ok(table)
@@ -339,20 +331,54 @@ impl Table {
 }
 
 struct Feeder {
-    batcher: Batcher<JsonEachRow>,
+    config: CoreConfig,
     meta: TableMeta,
     insert_id: Option<InsertIdColumn>,
     ops: mpsc::UnboundedSender<Op>,
     shared: Shared,
-    /// First row of the open batch.
-    open_start: Option<u64>,
-    /// The next row to push.
-    next_row: u64,
-    watchers: JoinSet<()>,
+    watchers: Arc<Watchers>,
+}
+
+/// Tasks that append a commit record once their batch has ended.
+struct Watchers {
+    ops: mpsc::UnboundedSender<Op>,
+    metrics: Arc<Metrics>,
+    tasks: Mutex<JoinSet<()>>,
+}
+
+impl Watchers {
+    /// Appends a commit record once the batch `seq` has ended.
+    fn watch(&self, ack: Ack, seq: u64) {
+        let ops = self.ops.clone();
+        let metrics = self.metrics.clone();
+        let sealed_at = Instant::now();
+        self.tasks.lock().unwrap().spawn(async move {
+            let dead_lettered = match ack.wait().await {
+                Ok(()) => false,
+                Err(CoreError::DeadLettered { .. }) => true,
+                // The engine stopped before the batch ended: the next start replays it.
+                Err(_) => return,
+            };
+            metrics.batch_latency.observe(sealed_at.elapsed());
+            let _ = ops.send(Op::Commit { seq, dead_lettered });
+        });
+    }
+
+    /// Waits for every watcher, those started meanwhile included.
+    async fn finish(&self) {
+        loop {
+            let tasks = std::mem::take(&mut *self.tasks.lock().unwrap());
+            if tasks.is_empty() {
+                return;
+            }
+            tasks.join_all().await;
+        }
+    }
 }
 
 impl Feeder {
-    async fn run(mut self, recovered: wal::Recovered, mut fed: mpsc::UnboundedReceiver<Fed>) {
+    async fn run(self, recovered: wal::Recovered, mut fed: mpsc::UnboundedReceiver<Fed>) {
+        let stream = StreamId(self.meta.stream_id);
         // 1. Batches that were sealed and may have been sent: the same rows under the same
         //    sequence number, so the same batch id and dedup token.
         for p in &recovered.pending {
@@ -366,126 +392,123 @@ impl Feeder {
                 Target {
                     database: Arc::from(self.meta.database.as_str()),
                     table: Arc::from(self.meta.table.as_str()),
-                    stream_id: StreamId(self.meta.stream_id),
+                    stream_id: stream,
                     first_sequence: p.seq,
+                    first_input: p.start,
                 },
             );
             for row in recovered.rows(p.start, p.end) {
                 let _ = b.push(row);
             }
             let Some(batch) = b.seal() else { continue };
-            debug_assert_eq!(batch.sequence, p.seq);
-            self.submit(batch, *p).await;
-        }
-        // 2. Rows after the last seal were never in a sent batch: batch them anew.
-        let tail = recovered.rows(recovered.sealed_end, recovered.next_row);
-        drop(recovered);
-        for row in tail {
-            self.push(row).await;
-        }
-        // 3. New rows, as they become durable.
-        let linger = tokio::time::sleep(Duration::from_secs(3600));
-        tokio::pin!(linger);
-        loop {
-            let deadline = self.batcher.deadline();
-            if let Some(d) = deadline
-                && linger.deadline() != d
-            {
-                linger.as_mut().reset(d);
-            }
-            tokio::select! {
-                biased;
-                item = fed.recv() => {
-                    let Some(item) = item else { break };
-                    let Fed { first_row, body, reserved } = item;
-                    debug_assert_eq!(first_row, self.next_row);
-                    for row in wal::split_rows(&body) {
-                        self.push(row).await;
-                    }
-                    self.shared.queue_bytes.fetch_sub(reserved, Relaxed);
+            debug_assert_eq!(batch.sequence(), p.seq);
+            match self.shared.dispatcher.submit(batch).await {
+                Ok(ack) => self.watchers.watch(ack, p.seq),
+                Err(e) => {
+                    tracing::error!(error = %e, seq = p.seq, "the engine refused a batch; it stays in the WAL");
                 }
-                _ = &mut linger, if deadline.is_some() => self.seal().await,
-                // Reap finished watchers so the set stays small.
-                Some(_) = self.watchers.join_next(), if !self.watchers.is_empty() => {}
             }
         }
-        self.seal().await;
-        while let Some(r) = self.watchers.join_next().await {
-            if let Err(e) = r
-                && e.is_panic()
-            {
-                std::panic::resume_unwind(e.into_panic());
-            }
-        }
-    }
-
-    async fn push(&mut self, row: Bytes) {
-        if self.open_start.is_none() {
-            self.open_start = Some(self.next_row);
-        }
-        self.next_row += 1;
-        let (sealed, _) = self.batcher.push(row);
-        if let Some(batch) = sealed {
-            self.sealed(batch).await;
-        }
-    }
-
-    async fn seal(&mut self) {
-        if let Some(batch) = self.batcher.seal() {
-            self.sealed(batch).await;
-        }
-    }
-
-    /// A batch was sealed: make the seal durable, then hand the batch to the engine.
-    async fn sealed(&mut self, batch: Batch) {
-        let start = self
-            .open_start
-            .take()
-            .expect("an open batch has a first row");
-        let seal = Pending {
-            seq: batch.sequence,
-            start,
-            end: self.next_row,
-        };
-        debug_assert_eq!(seal.end - seal.start, batch.rows as u64);
-        let (reply, rx) = oneshot::channel();
-        let durable =
-            self.ops.send(Op::Seal { seal, reply }).is_ok() && matches!(rx.await, Ok(Ok(())));
-        if !durable {
-            // Without a durable seal the batch must not be sent (a replay could form it
-            // differently). The rows stay in the WAL for the next start.
-            tracing::error!(
-                seq = seal.seq,
-                "cannot record the seal of a batch; it stays in the WAL"
-            );
-            return;
-        }
-        self.submit(batch, seal).await;
-    }
-
-    async fn submit(&mut self, batch: Batch, seal: Pending) {
-        let sealed_at = Instant::now();
-        let ack = match self.shared.dispatcher.submit(batch).await {
-            Ok(ack) => ack,
+        // 2. Rows after the last seal were never in a sent batch: the pipeline batches them
+        //    anew, numbered from the WAL's row numbers, then the new rows as they become
+        //    durable.
+        let mut config = self.config.clone();
+        config.delivery.stream_id = Some(stream);
+        config.delivery.first_sequence = recovered.next_seq;
+        let pipeline = match PipelineBuilder::new(config)
+            .dispatcher(self.shared.dispatcher.clone())
+            .catalog(self.shared.catalog.clone())
+            .first_input(recovered.sealed_end)
+            .on_current_runtime()
+            .on_seal(self.seal_hook())
+            .start_with_encoder(JsonEachRow::new(self.insert_id.clone(), Vec::new()))
+        {
+            Ok(p) => p,
             Err(e) => {
-                tracing::error!(error = %e, seq = seal.seq, "the engine refused a batch; it stays in the WAL");
+                tracing::error!(error = %e, table = %format!("{}.{}", self.meta.database, self.meta.table), "cannot start the table's pipeline; its rows stay in the WAL");
                 return;
             }
         };
+        let handle = pipeline.handle();
+        let tail = recovered.rows(recovered.sealed_end, recovered.next_row);
+        drop(recovered);
+        // Rows handed to the pipeline.
+        let mut sent = 0u64;
+        for row in tail {
+            if handle.send(row).await.is_err() {
+                break;
+            }
+            sent += 1;
+        }
+        // Accepted bodies count against `max_queue_bytes` until the batcher has taken their
+        // rows off the pipeline's queue: (rows sent up to the body's last, its bytes).
+        let mut waiting: VecDeque<(u64, u64)> = VecDeque::new();
+        let release = |waiting: &mut VecDeque<(u64, u64)>, sent: u64| {
+            let taken = sent - handle.queue_depth();
+            while let Some(&(end, bytes)) = waiting.front()
+                && end <= taken
+            {
+                self.shared.queue_bytes.fetch_sub(bytes, Relaxed);
+                waiting.pop_front();
+            }
+        };
+        let mut look = tokio::time::interval(Duration::from_millis(5));
+        loop {
+            tokio::select! {
+                item = fed.recv() => {
+                    let Some(Fed { body, reserved, .. }) = item else { break };
+                    for row in wal::split_rows(&body) {
+                        if handle.send(row).await.is_err() {
+                            break;
+                        }
+                        sent += 1;
+                    }
+                    waiting.push_back((sent, reserved));
+                    release(&mut waiting, sent);
+                }
+                _ = look.tick(), if !waiting.is_empty() => release(&mut waiting, sent),
+            }
+        }
+        for (_, bytes) in waiting {
+            self.shared.queue_bytes.fetch_sub(bytes, Relaxed);
+        }
+        drop(handle);
+        if let Err(e) = pipeline.shutdown().await {
+            tracing::error!(error = %e, "the table's pipeline did not stop cleanly");
+        }
+        self.watchers.finish().await;
+    }
+
+    /// The pipeline's seal hook: the seal record is made durable before the batch is sent
+    /// (without it the batch must not be sent: a replay could form it differently; its rows
+    /// stay in the WAL for the next start), then the batch is watched for its commit record.
+    fn seal_hook(&self) -> SealHook {
         let ops = self.ops.clone();
-        let metrics = self.shared.metrics.clone();
-        self.watchers.spawn(async move {
-            let dead_lettered = match ack.wait().await {
-                Ok(()) => false,
-                Err(CoreError::DeadLettered { .. }) => true,
-                // The engine stopped before the batch ended: the next start replays it.
-                Err(_) => return,
+        let watcher = self.watchers.clone();
+        Box::new(move |batch: &mut Batch| {
+            let inputs = batch.inputs();
+            let seal = Pending {
+                seq: batch.sequence(),
+                start: inputs.start,
+                end: inputs.end,
             };
-            metrics.batch_latency.observe(sealed_at.elapsed());
-            let _ = ops.send(Op::Commit {
-                seq: seal.seq,
-                dead_lettered,
-            });
-        });
+            let ack = batch.watch();
+            let ops = ops.clone();
+            let watcher = watcher.clone();
+            Box::pin(async move {
+                let (reply, rx) = oneshot::channel();
+                let durable =
+                    ops.send(Op::Seal { seal, reply }).is_ok() && matches!(rx.await, Ok(Ok(())));
+                if !durable {
+                    tracing::error!(
+                        seq = seal.seq,
+                        "cannot record the seal of a batch; it stays in the WAL"
+                    );
+                    return false;
+                }
+                watcher.watch(ack, seal.seq);
+                true
+            })
+        })
     }
 }

@@ -14,7 +14,7 @@ async fn inserts_land_via_query_param_first_body_line_and_v1_with_exact_metrics(
     let (_tmp, spool) = spool();
     let d = Daemon::start(
         DaemonOpts::new(&spool)
-            .config("[batching]\nlinger_ms = 200\n")
+            .config("[batching]\nlinger = \"200ms\"\n")
             .arg("--log-format")
             .arg("json"),
     );
@@ -111,7 +111,7 @@ async fn bad_input_is_refused_exactly_and_disturbs_nothing_else() {
     let n = db.name.clone();
     let mut opts = DaemonOpts::new(&spool).config(&format!(
         "token = \"file-token\"\n[limits]\nmax_body_bytes = 4096\n\
-         [batching]\nlinger_ms = 100\n[tables.\"{n}.t\"]\nmax_rows = 7\n"
+         [batching]\nlinger = \"100ms\"\n[tables.\"{n}.t\"]\nmax_rows = 7\n"
     ));
     // The environment overrides the file.
     opts.env.push(("CHASYNCD_TOKEN".into(), "env-token".into()));
@@ -231,7 +231,7 @@ async fn many_small_clients_coalesce_into_few_inserts_sharing_fsyncs() {
     let db = TestDb::new("coalesce").await;
     db.events("t").await;
     let (_tmp, spool) = spool();
-    let d = Daemon::start(DaemonOpts::new(&spool).config("[batching]\nlinger_ms = 300\n"));
+    let d = Daemon::start(DaemonOpts::new(&spool).config("[batching]\nlinger = \"300ms\"\n"));
     let url = d.url(&format!(
         "/?query=INSERT%20INTO%20{}.t%20FORMAT%20JSONEachRow",
         db.name
@@ -289,7 +289,7 @@ async fn fails_over_to_the_live_endpoint() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())
     };
-    let mut opts = DaemonOpts::new(&spool).config("[batching]\nlinger_ms = 50\n");
+    let mut opts = DaemonOpts::new(&spool).config("[batching]\nlinger = \"50ms\"\n");
     opts.urls = vec![dead, common::url()];
     let d = Daemon::start(opts);
     let http = Http::new();
@@ -322,7 +322,7 @@ async fn the_seed_aiohttp_inserter_lands_its_rows() {
     let db = TestDb::new("seed").await;
     db.events("t").await;
     let (_tmp, spool) = spool();
-    let d = Daemon::start(DaemonOpts::new(&spool).config("[batching]\nlinger_ms = 100\n"));
+    let d = Daemon::start(DaemonOpts::new(&spool).config("[batching]\nlinger = \"100ms\"\n"));
     let port = d.addr.rsplit(':').next().unwrap().to_string();
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -354,7 +354,7 @@ async fn rows_clickhouse_refuses_are_dead_lettered_and_committed_mode_says_so() 
     let db = TestDb::new("dead").await;
     db.events("t").await;
     let (_tmp, spool) = spool();
-    let d = Daemon::start(DaemonOpts::new(&spool).config("[batching]\nlinger_ms = 50\n"));
+    let d = Daemon::start(DaemonOpts::new(&spool).config("[batching]\nlinger = \"50ms\"\n"));
     let http = Http::new();
     let v1 = d.url(&format!("/v1/tables/{}.t", db.name));
     let mut body = rows(0..10);
@@ -371,12 +371,12 @@ async fn rows_clickhouse_refuses_are_dead_lettered_and_committed_mode_says_so() 
     assert!(status.success());
     // The good rows of the same batch landed; the bad one is in the spool.
     assert_eq!(db.ids("t").await, (0..20).collect::<Vec<_>>());
-    let entries = chasync_core::DeadLetterSpool::new(spool.join("dead-letter"))
+    let entries = chasync_core::DeadLetterSpool::new(spool.to_path_buf())
         .list()
         .unwrap();
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].rows, 1);
-    let payload = chasync_core::DeadLetterSpool::new(spool.join("dead-letter"))
+    let payload = chasync_core::DeadLetterSpool::new(spool.to_path_buf())
         .payload(&entries[0])
         .unwrap();
     assert!(String::from_utf8_lossy(&payload).contains("not a number"));

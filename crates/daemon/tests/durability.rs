@@ -74,7 +74,7 @@ async fn kill_9_under_load_then_restart_lands_every_acknowledged_row_exactly_onc
     db.exec("CREATE MATERIALIZED VIEW mv TO slow AS SELECT sleepEachRow(0.003) AS x FROM t")
         .await;
     let (_tmp, spool) = spool();
-    let config = "[batching]\nmax_rows = 50\nlinger_ms = 20\n";
+    let config = "[batching]\nmax_rows = 50\nlinger = \"20ms\"\n";
     let d = Daemon::start(DaemonOpts::new(&spool).config(config));
     let url = d.url(&format!("/v1/tables/{}.t", db.name));
     let load = Load::start(url, 8);
@@ -90,7 +90,7 @@ async fn kill_9_under_load_then_restart_lands_every_acknowledged_row_exactly_onc
     // their recorded row ranges whatever the limits): sealed batches go again under their
     // ids, the rest anew.
     let d = Daemon::start(
-        DaemonOpts::new(&spool).config("[batching]\nmax_rows = 5000\nlinger_ms = 20\n"),
+        DaemonOpts::new(&spool).config("[batching]\nmax_rows = 5000\nlinger = \"20ms\"\n"),
     );
     let replay = d.log_text();
     let batches: u64 = replay
@@ -134,7 +134,7 @@ async fn with_clickhouse_down_it_acks_durably_is_not_ready_and_catches_up() {
     let sw = Switch::start(&common::url()).await;
     let (_tmp, spool) = spool();
     let mut opts = DaemonOpts::new(&spool)
-        .config("[batching]\nlinger_ms = 50\n[retry]\nmax_backoff_ms = 200\n");
+        .config("[batching]\nlinger = \"50ms\"\n[delivery]\nmax_backoff = \"200ms\"\n");
     opts.urls = vec![sw.url()];
     let d = Daemon::start(opts);
     let http = Http::new();
@@ -191,8 +191,8 @@ async fn backpressure(limits: &str, expect: &str) {
     let sw = Switch::start(&common::url()).await;
     let (_tmp, spool) = spool();
     let mut opts = DaemonOpts::new(&spool).config(&format!(
-        "[batching]\nmax_rows = 5\nlinger_ms = 10\n[retry]\nmax_backoff_ms = 100\n\
-         [limits]\nmax_concurrency = 1\nsegment_bytes = 1024\n{limits}"
+        "[batching]\nmax_rows = 5\nlinger = \"10ms\"\n[delivery]\nmax_backoff = \"100ms\"\n\
+         max_concurrency = 1\n[limits]\nsegment_bytes = 1024\n{limits}"
     ));
     opts.urls = vec![sw.url()];
     let d = Daemon::start(opts);
@@ -257,7 +257,7 @@ async fn sigterm_drains_everything_acknowledged_and_exits_zero() {
     let (_tmp, spool) = spool();
     // Batches would only seal after a minute: everything goes at the drain.
     let d = Daemon::start(
-        DaemonOpts::new(&spool).config("[batching]\nlinger_ms = 60000\nmax_rows = 1000000\n"),
+        DaemonOpts::new(&spool).config("[batching]\nlinger = \"60000ms\"\nmax_rows = 1000000\n"),
     );
     let http = Http::new();
     let v1 = d.url(&format!("/v1/tables/{}.t", db.name));

@@ -19,7 +19,7 @@ use arrow_array::ffi_stream::{FFI_ArrowArrayStream, RecordBatchStreamReader};
 use arrow_array::types::*;
 use arrow_array::{Array, ArrowPrimitiveType, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
-use chasync_core::value::{ColumnBatch, ColumnData, Strings, TypedColumn, TypedData, Value};
+use chasync_core::{ColumnBatch, ColumnData, Strings, TypedColumn, TypedData, Value};
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;

@@ -20,9 +20,7 @@
 //! | numpy arrays (nested) | `Array` | Array |
 
 use chasync_core::DynInput;
-use chasync_core::value::{
-    ColumnBatch, ColumnData, DynRow, Strings, TypedColumn, TypedData, Value,
-};
+use chasync_core::{ColumnBatch, ColumnData, DynRow, Strings, TypedColumn, TypedData, Value};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;

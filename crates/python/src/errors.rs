@@ -111,7 +111,7 @@ impl PyConversion {
 pub fn to_pyerr(py: Python<'_>, err: CoreError) -> PyErr {
     let msg = err.to_string();
     match err {
-        CoreError::Config(_) => ConfigError::new_err(msg),
+        CoreError::Config(_) | CoreError::UnknownTable { .. } => ConfigError::new_err(msg),
         CoreError::Server { code, name, .. } => {
             let e = ServerError::new_err(msg);
             let v = e.value(py);

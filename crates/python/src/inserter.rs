@@ -26,13 +26,11 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use chasync_core::native::NativeOptions;
-use chasync_core::value::ColumnData;
+use chasync_core::ColumnData;
+use chasync_core::NativeOptions;
 use chasync_core::{
-    Compression, Config, DynIngestor, DynInput, Error as CoreError, Handle, Secret, Stats,
-    StreamId, TrySendError,
+    Config, ConfigBuilder, DynIngestor, DynInput, Error as CoreError, Handle, Stats, TrySendError,
 };
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -190,118 +188,71 @@ fn config_err(msg: impl Into<String>) -> PyErr {
     ConfigError::new_err(msg.into())
 }
 
-fn secs(name: &str, v: &Bound<'_, PyAny>) -> PyResult<Duration> {
-    let s: f64 = v
-        .extract()
-        .map_err(|_| config_err(format!("{name} must be a number of seconds")))?;
-    Duration::try_from_secs_f64(s)
-        .map_err(|_| config_err(format!("{name} must be a non-negative number of seconds")))
-}
-
-fn count(name: &str, v: &Bound<'_, PyAny>) -> PyResult<usize> {
-    v.extract::<usize>()
-        .map_err(|_| config_err(format!("{name} must be a non-negative integer")))
-}
-
 fn flag(name: &str, v: &Bound<'_, PyAny>) -> PyResult<bool> {
     v.extract::<bool>()
         .map_err(|_| config_err(format!("{name} must be True or False")))
 }
 
-/// The keyword options `Inserter` accepts, for the error message.
-const OPTIONS: &str = "compression, batch_rows, batch_bytes, linger, queue_capacity, \
-    max_concurrency, max_attempts, retries, initial_backoff, max_backoff, backoff_multiplier, \
-    dlq_dir, urls, endpoints, connect_timeout, send_timeout, timeout, stream_id, \
-    first_sequence, fill_insert_id, settings, skip_unknown_keys, preserve_row_order, \
-    insert_id_column, on_conversion_error";
-
-fn urls(v: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
-    if let Ok(s) = v.cast::<PyString>() {
-        return Ok(vec![s.to_cow()?.into_owned()]);
+/// A keyword argument's value as the engine's configuration takes it: text, numbers,
+/// booleans, lists and dicts as they are, paths as text.
+fn option_value(name: &str, v: &Bound<'_, PyAny>) -> PyResult<serde_json::Value> {
+    use serde_json::Value;
+    if v.is_instance_of::<pyo3::types::PyBool>() {
+        return Ok(Value::Bool(v.extract()?));
     }
-    v.extract::<Vec<String>>()
-        .map_err(|_| config_err("a URL must be a str or a list of str"))
+    if let Ok(n) = v.extract::<u64>() {
+        return Ok(Value::from(n));
+    }
+    if let Ok(n) = v.extract::<i64>() {
+        return Ok(Value::from(n));
+    }
+    if let Ok(f) = v.extract::<f64>() {
+        return Ok(Value::from(f));
+    }
+    if let Ok(s) = v.cast::<PyString>() {
+        return Ok(Value::from(s.to_cow()?.into_owned()));
+    }
+    if let Ok(d) = v.cast::<PyDict>() {
+        let mut map = serde_json::Map::new();
+        for (k, item) in d.iter() {
+            let key: String = k
+                .extract()
+                .map_err(|_| config_err(format!("{name}: keys must be str")))?;
+            let value =
+                if item.is_instance_of::<pyo3::types::PyBool>() || item.extract::<f64>().is_ok() {
+                    option_value(name, &item)?
+                } else {
+                    Value::from(item.str()?.to_cow()?.into_owned())
+                };
+            map.insert(key, value);
+        }
+        return Ok(Value::Object(map));
+    }
+    if let Ok(list) = v.extract::<Vec<Bound<'_, PyAny>>>()
+        && !v.is_instance_of::<PyString>()
+    {
+        return list.iter().map(|i| option_value(name, i)).collect();
+    }
+    if let Ok(path) = v.extract::<std::path::PathBuf>() {
+        return Ok(Value::from(path.to_string_lossy().into_owned()));
+    }
+    Err(config_err(format!(
+        "{name}: {} is not a text, number, boolean, list or dict",
+        v.get_type().name()?
+    )))
 }
 
+/// The engine's options, by the names every frontend shares (`docs/configuration.md`), and
+/// the conversion options of this package.
 fn apply_options(
-    config: &mut Config,
+    mut builder: ConfigBuilder,
     native: &mut NativeOptions,
     on_error: &mut OnError,
     options: &Bound<'_, PyDict>,
-) -> PyResult<()> {
+) -> PyResult<ConfigBuilder> {
     for (k, v) in options.iter() {
         let key: String = k.extract()?;
-        let none = v.is_none();
         match key.as_str() {
-            "compression" => {
-                config.compression = match v.extract::<Option<String>>()?.as_deref() {
-                    Some("lz4") => Compression::Lz4,
-                    Some("none") | None => Compression::None,
-                    Some(other) => {
-                        return Err(config_err(format!(
-                            "compression must be 'lz4' or 'none', not {other:?}"
-                        )));
-                    }
-                }
-            }
-            "batch_rows" | "max_rows" => config.max_rows = count(&key, &v)?,
-            "batch_bytes" | "max_bytes" => config.max_bytes = count(&key, &v)?,
-            "linger" => config.linger = secs(&key, &v)?,
-            "queue_capacity" => config.queue_capacity = count(&key, &v)?,
-            "max_concurrency" => config.max_concurrency = count(&key, &v)?,
-            "max_attempts" | "retries" => {
-                config.retry.max_attempts = u32::try_from(count(&key, &v)?)
-                    .map_err(|_| config_err(format!("{key} is too large")))?
-            }
-            "initial_backoff" => config.retry.initial_backoff = secs(&key, &v)?,
-            "max_backoff" => config.retry.max_backoff = secs(&key, &v)?,
-            "backoff_multiplier" => {
-                config.retry.multiplier = v
-                    .extract()
-                    .map_err(|_| config_err("backoff_multiplier must be a number"))?
-            }
-            "dlq_dir" | "dead_letter_dir" => {
-                if !none {
-                    let p: std::path::PathBuf = v
-                        .extract()
-                        .map_err(|_| config_err(format!("{key} must be a path")))?;
-                    config.dead_letter_dir = p;
-                }
-            }
-            "urls" | "endpoints" => {
-                if !none {
-                    config.urls.extend(urls(&v)?);
-                }
-            }
-            "connect_timeout" => config.timeouts.connect = secs(&key, &v)?,
-            "send_timeout" => config.timeouts.send = secs(&key, &v)?,
-            "timeout" | "insert_timeout" => config.timeouts.end = secs(&key, &v)?,
-            "stream_id" => {
-                if !none {
-                    let name: String = v
-                        .extract()
-                        .map_err(|_| config_err("stream_id must be a str"))?;
-                    config.stream_id = StreamId::named(&name);
-                }
-            }
-            "first_sequence" => {
-                config.first_sequence = v
-                    .extract()
-                    .map_err(|_| config_err("first_sequence must be a non-negative integer"))?
-            }
-            "fill_insert_id" => config.fill_insert_id = flag(&key, &v)?,
-            "settings" => {
-                if !none {
-                    let d = v
-                        .cast::<PyDict>()
-                        .map_err(|_| config_err("settings must be a dict"))?;
-                    for (sk, sv) in d.iter() {
-                        config
-                            .settings
-                            .push((sk.extract()?, sv.str()?.to_cow()?.into_owned()));
-                    }
-                }
-            }
             "skip_unknown_keys" => native.skip_unknown_keys = flag(&key, &v)?,
             "preserve_row_order" => native.preserve_row_order = flag(&key, &v)?,
             "insert_id_column" => native.insert_id_column = v.extract()?,
@@ -316,14 +267,19 @@ fn apply_options(
                     }
                 }
             }
-            other => {
-                return Err(config_err(format!(
-                    "unknown option {other:?}; the options are: {OPTIONS}"
-                )));
+            // `None` leaves an option at its default.
+            _ if v.is_none() => {}
+            "compression" if v.is_instance_of::<pyo3::types::PyBool>() => {
+                let on: bool = v.extract()?;
+                builder = builder.set("compression", if on { "lz4" } else { "none" });
             }
+            "urls" | "endpoints" if v.is_instance_of::<PyString>() => {
+                builder = builder.set_text("url", &v.extract::<String>()?);
+            }
+            _ => builder = builder.set(&key, option_value(&key, &v)?),
         }
     }
-    Ok(())
+    Ok(builder)
 }
 
 /// The dict of a [`Stats`] snapshot.
@@ -491,7 +447,7 @@ impl Inserter {
         };
         *state = State::Closed(Some(r.handle.clone()));
         drop(state);
-        let spool = self.config.dead_letter_dir.clone();
+        let spool = self.config.spool.dir.clone();
         let (tx, rx) = oneshot::channel();
         let sent = r.work.send(Work::Close(tx)).is_ok();
         Some(async move {
@@ -522,26 +478,33 @@ impl Inserter {
         password: Option<String>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let mut u = urls(url)?;
-        if u.is_empty() {
-            return Err(config_err("at least one URL is needed"));
-        }
-        let mut config = Config::new(u.remove(0), table);
-        config.urls.extend(u);
+        let mut builder = ConfigBuilder::new()
+            .set("url", option_value("url", url)?)
+            .set("table", table);
         if let Some(db) = database {
-            config.database = db;
+            builder = builder.set("database", db);
         }
-        config.user = user;
-        config.password = password.map(Secret::new);
+        if let Some(user) = user {
+            builder = builder.set("user", user);
+        }
+        if let Some(password) = password {
+            builder = builder.set("password", password);
+        }
         let mut native = NativeOptions::default();
         let mut on_error = OnError::Raise;
         if let Some(options) = options {
-            apply_options(&mut config, &mut native, &mut on_error, options)?;
+            builder = apply_options(builder, &mut native, &mut on_error, options)?;
         }
-        config.validate().map_err(|e| config_err(e.to_string()))?;
+        let config = builder.build().map_err(|e| {
+            config_err(
+                e.to_string()
+                    .trim_start_matches("invalid configuration: ")
+                    .to_string(),
+            )
+        })?;
         // Columnar pieces of at most ~64k rows that add up to the batch size.
-        let k = config.max_rows.div_ceil(65_536).max(1);
-        let chunk_rows = config.max_rows.div_ceil(k).max(1);
+        let k = config.batching.max_rows.div_ceil(65_536).max(1);
+        let chunk_rows = config.batching.max_rows.div_ceil(k).max(1);
         Ok(Self {
             config,
             native,
@@ -549,6 +512,11 @@ impl Inserter {
             chunk_rows,
             state: Arc::new(Mutex::new(State::Idle)),
         })
+    }
+
+    /// The engine configuration the arguments resolve to, as JSON (the password as `***`).
+    fn config_json(&self) -> String {
+        serde_json::to_string(&self.config).expect("configurations serialise")
     }
 
     /// Reads the table's schema and starts the engine. Awaitable.
@@ -786,19 +754,19 @@ impl Inserter {
             State::Closed(Some(h)) => h.stats(),
             _ => Stats::default(),
         };
-        stats_dict(py, &stats, &self.config.dead_letter_dir)
+        stats_dict(py, &stats, &self.config.spool.dir)
     }
 
     /// The dead-letter spool directory.
     #[getter]
     fn dead_letter_dir(&self) -> String {
-        self.config.dead_letter_dir.display().to_string()
+        self.config.spool.dir.display().to_string()
     }
 
     /// `database.table`.
     #[getter]
     fn target(&self) -> String {
-        format!("{}.{}", self.config.database, self.config.table)
+        format!("{}.{}", self.config.clickhouse.database, self.config.table)
     }
 
     /// Rows per columnar piece handed to the engine.
@@ -828,7 +796,7 @@ impl Inserter {
         };
         format!(
             "<chasync.Inserter {}.{} {state}>",
-            self.config.database, self.config.table
+            self.config.clickhouse.database, self.config.table
         )
     }
 }

@@ -1,8 +1,8 @@
 //! `chasync._native`: the Python frontend of the chasync engine.
 //!
 //! This crate only converts: Python objects (dicts, lists, numpy arrays, anything that
-//! exports an Arrow C stream) become the engine's [`chasync_core::value::Value`],
-//! [`chasync_core::value::DynRow`] and [`chasync_core::value::ColumnBatch`]. Batching,
+//! exports an Arrow C stream) become the engine's [`chasync_core::Value`],
+//! [`chasync_core::DynRow`] and [`chasync_core::ColumnBatch`]. Batching,
 //! backpressure, retries, deduplication and dead-lettering are the engine's
 //! ([`chasync_core::DynIngestor`]).
 //!

@@ -75,18 +75,22 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// The schema of a table of this database, read by the engine's catalog.
+    pub async fn schema(&self, table: &str) -> std::sync::Arc<chasync_core::TableSchema> {
+        chasync_core::Catalog::new(&self.config(table, std::path::Path::new("unused")))
+            .table(&self.name, table)
+            .await
+            .unwrap_or_else(|e| panic!("schema of {table}: {e}"))
+    }
+
     /// The (name, type) columns of a table of this database, in order.
     pub async fn columns(&self, table: &str) -> Vec<(String, String)> {
-        self.client
-            .query(
-                "SELECT name, type FROM system.columns WHERE database = ? AND table = ? \
-                 ORDER BY position",
-            )
-            .bind(&self.name)
-            .bind(table)
-            .fetch_all()
+        self.schema(table)
             .await
-            .unwrap_or_else(|e| panic!("columns of {table}: {e}"))
+            .columns
+            .iter()
+            .map(|c| (c.name.clone(), c.type_name.clone()))
+            .collect()
     }
 
     /// `db.table` of a table in this database.
@@ -97,8 +101,8 @@ impl TestDb {
     /// An engine configuration for `table` in this database, spooling to `dlq`.
     pub fn config(&self, table: &str, dlq: &std::path::Path) -> chasync_core::Config {
         let mut c = chasync_core::Config::new(url(), table);
-        c.database = self.name.clone();
-        c.dead_letter_dir = dlq.to_path_buf();
+        c.clickhouse.database = self.name.clone();
+        c.spool.dir = dlq.to_path_buf();
         c
     }
 

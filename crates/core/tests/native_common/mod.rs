@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use chasync_core::native::{EncodedNative, NativeBatch, NativeOptions};
-use chasync_core::schema::TableSchema;
-use chasync_core::value::DynRow;
+use chasync_core::DynRow;
+use chasync_core::TableSchema;
+use chasync_core::{EncodedNative, NativeBatch, NativeOptions};
 use clickhouse::Client;
 
 /// The server URL.
@@ -74,11 +74,10 @@ impl TestDb {
     }
 
     pub async fn schema(&self, table: &str) -> Arc<TableSchema> {
-        Arc::new(
-            TableSchema::fetch(&self.client, &self.name, table)
-                .await
-                .expect("schema"),
-        )
+        chasync_core::Catalog::with_client(self.client.clone(), std::time::Duration::from_secs(30))
+            .table(&self.name, table)
+            .await
+            .expect("schema")
     }
 
     /// Sends the encoded batch with the statement the engine uses.

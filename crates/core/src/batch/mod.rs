@@ -1,0 +1,376 @@
+//! The data that moves between the stages: what an encoder makes of a batch's rows
+//! ([`Encoded`]), the sealed [`Batch`] that delivery sends, and the [`Format`] of its bytes.
+//!
+//! Nothing here does I/O or knows how batches are formed: the batcher makes batches, delivery
+//! sends them, the spool keeps those that cannot land.
+
+pub(crate) mod ack;
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use crate::batch::ack::AckState;
+
+/// The ClickHouse input format of a batch's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Format {
+    /// `RowBinary`: typed rows, every column in the insert's column list.
+    RowBinary,
+    /// `RowBinaryWithDefaults`: RowBinary where each value may be replaced by the column's
+    /// default (NDJSON converted on the client).
+    RowBinaryWithDefaults,
+    /// `Native`: columnar blocks (dynamic rows and columns).
+    Native,
+    /// `JSONEachRow`: one JSON object per line, parsed by the server.
+    JsonEachRow,
+    /// `CSV`.
+    Csv,
+    /// `TabSeparated`.
+    TabSeparated,
+}
+
+impl Format {
+    /// Every format, for parsing and listing.
+    pub const ALL: [Format; 6] = [
+        Format::RowBinary,
+        Format::RowBinaryWithDefaults,
+        Format::Native,
+        Format::JsonEachRow,
+        Format::Csv,
+        Format::TabSeparated,
+    ];
+
+    /// ClickHouse's name of the format, as it appears after `FORMAT`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::RowBinary => "RowBinary",
+            Format::RowBinaryWithDefaults => "RowBinaryWithDefaults",
+            Format::Native => "Native",
+            Format::JsonEachRow => "JSONEachRow",
+            Format::Csv => "CSV",
+            Format::TabSeparated => "TabSeparated",
+        }
+    }
+
+    /// The format of a ClickHouse format name, aliases included (`TSV`, `JSONLines`,
+    /// `NDJSON`); `None` for a name the engine does not write.
+    pub fn from_name(name: &str) -> Option<Format> {
+        match name {
+            "TSV" => return Some(Format::TabSeparated),
+            "JSONLines" | "NDJSON" => return Some(Format::JsonEachRow),
+            _ => {}
+        }
+        Format::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Format {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Format::from_name(s).ok_or_else(|| format!("unknown payload format {s}"))
+    }
+}
+
+impl serde::Serialize for Format {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Format {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A row the encoder refused; it goes to the dead-letter spool and the batch goes on.
+#[derive(Debug, Clone)]
+pub struct RejectedRow {
+    /// Why the row could not be encoded.
+    pub reason: String,
+    /// A readable copy of the row for the dead-letter spool (e.g. a JSON line), when the
+    /// encoder can make one.
+    pub record: Option<String>,
+}
+
+/// How a batch's rows can be told apart, to split the batch when the server rejects some of
+/// its rows.
+#[derive(Clone, Default)]
+pub enum Parts {
+    /// The batch cannot be split.
+    #[default]
+    Whole,
+    /// Where each row starts in the bytes (formats whose rows are contiguous: RowBinary,
+    /// JSONEachRow, CSV, TSV).
+    Offsets(Arc<[u32]>),
+    /// The rows themselves, to encode any range of them again (formats whose bytes cannot be
+    /// cut at row boundaries: Native).
+    Source(RowSourceRef),
+}
+
+impl Parts {
+    /// Where each row starts, for [`Parts::Offsets`].
+    pub fn offsets(&self) -> Option<&[u32]> {
+        match self {
+            Parts::Offsets(o) => Some(o),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Debug for Parts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Parts::Whole => f.write_str("Whole"),
+            Parts::Offsets(o) => write!(f, "Offsets({} rows)", o.len()),
+            Parts::Source(s) => write!(f, "{s:?}"),
+        }
+    }
+}
+
+/// What an encoder hands over for one batch.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    /// The column list for `INSERT INTO t (columns)`, empty for all columns in table order.
+    pub columns: Vec<String>,
+    /// The format of `bytes`.
+    pub format: Format,
+    /// The encoded rows.
+    pub bytes: Bytes,
+    /// How many rows `bytes` holds.
+    pub rows: usize,
+    /// How the rows can be told apart (see [`Parts`]).
+    pub parts: Parts,
+}
+
+/// The rows of a batch, kept so that any range of them can be encoded again (for formats
+/// whose bytes cannot be cut at row boundaries).
+pub trait RowSource: Send + Sync {
+    /// Rows in the source.
+    fn rows(&self) -> usize;
+    /// Encodes rows `range` (of this source) as a batch with id `batch_id`; the result's
+    /// parts cover just that range.
+    fn encode(&self, range: Range<usize>, batch_id: Uuid) -> Encoded;
+}
+
+/// A shared [`RowSource`].
+#[derive(Clone)]
+pub struct RowSourceRef(pub Arc<dyn RowSource>);
+
+impl fmt::Debug for RowSourceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RowSource({} rows)", self.0.rows())
+    }
+}
+
+/// Where a batch goes and how its id was made.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    /// The stream the id derives from.
+    pub stream_id: Uuid,
+    /// Sequence number of the batch in its stream.
+    pub sequence: u64,
+    /// Database of the target table.
+    pub database: Arc<str>,
+    /// Target table.
+    pub table: Arc<str>,
+}
+
+/// A sealed batch: the unit that delivery sends and, if need be, the spool keeps.
+///
+/// Its id is deterministic ([`crate::StreamId::batch_id`]): it is the insert's
+/// `insert_deduplication_token` and `query_id`, and the value of the table's `_insert_id`
+/// column, so every attempt and every replay of the batch lands once on a table that
+/// deduplicates. Every attempt sends the same bytes.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    pub(crate) id: Uuid,
+    pub(crate) origin: Origin,
+    pub(crate) columns: Arc<[String]>,
+    pub(crate) format: Format,
+    pub(crate) bytes: Bytes,
+    pub(crate) rows: usize,
+    pub(crate) parts: Parts,
+    /// The numbers of the inputs the batch was formed from (see [`Batch::inputs`]).
+    pub(crate) inputs: Range<u64>,
+    /// Rows the encoder refused while this batch was open.
+    pub(crate) rejected: Vec<RejectedRow>,
+    /// Acknowledgements waiting for this batch.
+    pub(crate) acks: Vec<Arc<AckState>>,
+}
+
+impl Batch {
+    /// The batch id: dedup token, `query_id` and `_insert_id` value.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// The stream the id derives from.
+    pub fn stream_id(&self) -> Uuid {
+        self.origin.stream_id
+    }
+
+    /// The sequence number of the batch in its stream.
+    pub fn sequence(&self) -> u64 {
+        self.origin.sequence
+    }
+
+    /// The database of the target table.
+    pub fn database(&self) -> &str {
+        &self.origin.database
+    }
+
+    /// The target table.
+    pub fn table(&self) -> &str {
+        &self.origin.table
+    }
+
+    /// The insert's column list (empty: every column, in table order).
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// The format of [`bytes`](Self::bytes).
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The encoded rows, sent as they are by every attempt.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// Rows in the bytes.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The numbers of the inputs the batch was formed from: inputs are numbered in the order
+    /// they reach the batcher, from [`crate::Target::first_input`], refused ones included.
+    /// A frontend that numbers its inputs the same way (a write-ahead log's rows, a file's
+    /// lines) knows from it exactly which of them a batch holds. The halves of a split batch
+    /// keep the range of the batch they came from.
+    pub fn inputs(&self) -> Range<u64> {
+        self.inputs.clone()
+    }
+
+    /// Rows the encoder refused while the batch was open (they go to the spool).
+    pub fn rejected(&self) -> &[RejectedRow] {
+        &self.rejected
+    }
+
+    /// An acknowledgement that resolves when this batch has ended: committed (`Ok`), or with
+    /// rows in the dead-letter spool (`Err(Error::DeadLettered)`); for a frontend that keeps
+    /// its own record of each batch (a write-ahead log's commit).
+    pub fn watch(&mut self) -> crate::batch::ack::Ack {
+        let (state, ack) = crate::batch::ack::AckState::new(1);
+        self.acks.push(state);
+        ack
+    }
+
+    /// How the batch's rows can be told apart.
+    pub fn parts(&self) -> &Parts {
+        &self.parts
+    }
+
+    /// Whether the batch can be split into halves (see [`split`](Self::split)).
+    pub fn splittable(&self) -> bool {
+        self.rows > 1 && !matches!(self.parts, Parts::Whole)
+    }
+
+    /// Splits the batch into two halves at a row boundary, each with an id derived from this
+    /// batch's id (`id/0`, `id/1`). Only for a batch known not to have landed (the server
+    /// rejected its data: one batch is one atomic insert block). `None` when the batch has
+    /// one row or its format cannot be split.
+    pub fn split(&self) -> Option<(Batch, Batch)> {
+        if self.rows < 2 {
+            return None;
+        }
+        let mid = self.rows / 2;
+        let derived = |part| crate::dedup::derived_id(&self.id, part);
+        let half = |id: Uuid, columns: Arc<[String]>, format, bytes, rows, parts| Batch {
+            id,
+            origin: self.origin.clone(),
+            columns,
+            format,
+            bytes,
+            rows,
+            parts,
+            inputs: self.inputs.clone(),
+            rejected: Vec::new(),
+            acks: Vec::new(),
+        };
+        match &self.parts {
+            Parts::Whole => None,
+            Parts::Source(source) => {
+                let encoded = |part: u32, range: Range<usize>| {
+                    let id = derived(part);
+                    let enc = source.0.encode(range, id);
+                    half(
+                        id,
+                        enc.columns.into(),
+                        enc.format,
+                        enc.bytes,
+                        enc.rows,
+                        enc.parts,
+                    )
+                };
+                Some((encoded(0, 0..mid), encoded(1, mid..self.rows)))
+            }
+            Parts::Offsets(offsets) => {
+                if offsets.len() != self.rows {
+                    return None;
+                }
+                let cut = offsets[mid] as usize;
+                let sliced = |part: u32, rows: Range<usize>, bytes: Range<usize>| {
+                    let base = bytes.start as u32;
+                    half(
+                        derived(part),
+                        self.columns.clone(),
+                        self.format,
+                        self.bytes.slice(bytes),
+                        rows.len(),
+                        Parts::Offsets(offsets[rows].iter().map(|o| o - base).collect()),
+                    )
+                };
+                Some((
+                    sliced(0, 0..mid, 0..cut),
+                    sliced(1, mid..self.rows, cut..self.bytes.len()),
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_names_round_trip_and_aliases_parse() {
+        for f in Format::ALL {
+            assert_eq!(Format::from_name(f.name()), Some(f));
+            let json = serde_json::to_string(&f).unwrap();
+            assert_eq!(json, format!("\"{}\"", f.name()));
+            assert_eq!(serde_json::from_str::<Format>(&json).unwrap(), f);
+        }
+        assert_eq!(Format::from_name("TSV"), Some(Format::TabSeparated));
+        assert_eq!(Format::from_name("NDJSON"), Some(Format::JsonEachRow));
+        assert_eq!(
+            "Parquet".parse::<Format>().unwrap_err(),
+            "unknown payload format Parquet"
+        );
+    }
+}

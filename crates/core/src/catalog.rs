@@ -1,0 +1,232 @@
+//! The catalog: the one reader of table metadata. It reads a table's columns (types,
+//! defaults), its `_insert_id` column, its engine and whether the engine deduplicates, and the
+//! server's time zone; caches what it read; and reads again on an explicit
+//! [`refresh`](Catalog::refresh). Every frontend and the pipeline ask it; encoders receive
+//! the schemas it reads and never query the server themselves.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::types::schema::{ColumnDef, Deduplication, DefaultKind, TableSchema};
+
+/// Table metadata read from the server, cached per `(database, table)`.
+///
+/// Cheap to share behind an `Arc`; lookups take a short lock that is never held across a
+/// query. Two tasks missing the same table at once may both read it; the later one wins.
+pub struct Catalog {
+    /// One client per endpoint, tried in turn while an endpoint cannot be reached.
+    clients: Vec<clickhouse::Client>,
+    timeout: Duration,
+    cache: Mutex<HashMap<(String, String), Arc<TableSchema>>>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Catalog {
+    /// A catalog that reads through the endpoints of `config` (the next one when one cannot
+    /// be reached), with its credentials; each metadata query is bounded by the
+    /// configuration's `query_timeout`.
+    pub fn new(config: &Config) -> Self {
+        let clients = config
+            .clickhouse
+            .url
+            .iter()
+            .map(|u| crate::client::client_for(config, u))
+            .collect();
+        Self {
+            clients,
+            timeout: config.clickhouse.query_timeout,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A catalog that reads with `client`; each query is bounded by `timeout`.
+    pub fn with_client(client: clickhouse::Client, timeout: Duration) -> Self {
+        Self {
+            clients: vec![client],
+            timeout,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn key(database: &str, table: &str) -> (String, String) {
+        (database.to_owned(), table.to_owned())
+    }
+
+    /// The cached schema of a table, if it was read.
+    pub fn cached(&self, database: &str, table: &str) -> Option<Arc<TableSchema>> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.get(&Self::key(database, table)).cloned()
+    }
+
+    /// The schema of `database.table`: cached, or read and cached.
+    ///
+    /// Fails with [`Error::UnknownTable`] when there is no such table (or the user cannot see
+    /// it), and with [`Error::Timeout`] when the server does not answer in time.
+    pub async fn table(&self, database: &str, table: &str) -> Result<Arc<TableSchema>> {
+        match self.cached(database, table) {
+            Some(schema) => Ok(schema),
+            None => self.refresh(database, table).await,
+        }
+    }
+
+    /// Reads the schema again and replaces the cached one (e.g. after the table changed). On
+    /// error the cached entry is dropped.
+    pub async fn refresh(&self, database: &str, table: &str) -> Result<Arc<TableSchema>> {
+        let key = Self::key(database, table);
+        let result = self.read(database, table).await;
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        match result {
+            Ok(schema) => {
+                let schema = Arc::new(schema);
+                cache.insert(key, schema.clone());
+                Ok(schema)
+            }
+            Err(e) => {
+                cache.remove(&key);
+                Err(e)
+            }
+        }
+    }
+
+    /// Forgets the cached schema of a table.
+    pub fn invalidate(&self, database: &str, table: &str) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.remove(&Self::key(database, table));
+    }
+
+    /// Puts a schema into the cache (one built with [`TableSchema::from_columns`], say).
+    pub fn insert(&self, schema: Arc<TableSchema>) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.insert(Self::key(&schema.database, &schema.table), schema);
+    }
+
+    /// Runs one metadata query within the timeout.
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        query: impl Future<Output = clickhouse::error::Result<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.timeout, query).await {
+            Ok(result) => result.map_err(Error::from),
+            Err(_) => Err(Error::Timeout(format!(
+                "no answer to {what} within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    /// Reads through the first endpoint that answers.
+    async fn read(&self, database: &str, table: &str) -> Result<TableSchema> {
+        let mut last = None;
+        for client in &self.clients {
+            match self.read_from(client, database, table).await {
+                Err(e @ (Error::Network(_) | Error::Timeout(_) | Error::Http(_))) => {
+                    last = Some(e);
+                }
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Config("no ClickHouse URL".into())))
+    }
+
+    async fn read_from(
+        &self,
+        client: &clickhouse::Client,
+        database: &str,
+        table: &str,
+    ) -> Result<TableSchema> {
+        #[derive(clickhouse::Row, serde::Deserialize)]
+        struct Column {
+            name: String,
+            #[serde(rename = "type")]
+            type_name: String,
+            default_kind: String,
+            default_expression: String,
+            position: u64,
+        }
+        #[derive(clickhouse::Row, serde::Deserialize)]
+        struct Table {
+            engine: String,
+            engine_full: String,
+            timezone: String,
+            window_default: String,
+        }
+        let what = format!("the schema query of {database}.{table}");
+        let rows = self
+            .bounded(
+                &what,
+                client
+                    .query(
+                        "SELECT name, type, default_kind, default_expression, position \
+                         FROM system.columns WHERE database = ? AND table = ? ORDER BY position",
+                    )
+                    .bind(database)
+                    .bind(table)
+                    .fetch_all::<Column>(),
+            )
+            .await?;
+        if rows.is_empty() {
+            return Err(Error::UnknownTable {
+                database: database.to_owned(),
+                table: table.to_owned(),
+            });
+        }
+        let info = self
+            .bounded(
+                &what,
+                client
+                    .query(
+                        "SELECT engine, engine_full, timezone() AS timezone, \
+                         ifNull((SELECT any(value) FROM system.merge_tree_settings \
+                                 WHERE name = 'non_replicated_deduplication_window'), '0') \
+                           AS window_default \
+                         FROM system.tables WHERE database = ? AND name = ?",
+                    )
+                    .bind(database)
+                    .bind(table)
+                    .fetch_optional::<Table>(),
+            )
+            .await?;
+        let columns = rows
+            .into_iter()
+            .map(|r| {
+                let mut c = ColumnDef::new(r.name, r.type_name)
+                    .with_default(DefaultKind::parse(&r.default_kind), r.default_expression);
+                c.position = r.position;
+                c
+            })
+            .collect();
+        let (timezone, engine, dedup) = match info {
+            Some(t) => {
+                let dedup = Deduplication::of_engine(
+                    &t.engine,
+                    &t.engine_full,
+                    t.window_default.parse().unwrap_or(0),
+                );
+                (t.timezone, t.engine, dedup)
+            }
+            // Dropped between the two queries.
+            None => {
+                return Err(Error::UnknownTable {
+                    database: database.to_owned(),
+                    table: table.to_owned(),
+                });
+            }
+        };
+        Ok(
+            TableSchema::with_timezone(database.to_owned(), table.to_owned(), columns, timezone)
+                .with_engine(engine, dedup),
+        )
+    }
+}

@@ -1,0 +1,344 @@
+//! The dispatcher: up to `max_concurrency` inserts in flight; every batch ends committed or in
+//! the dead-letter spool.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::batch::Batch;
+use crate::batch::ack::{Ack, Failure};
+use crate::config::Config;
+use crate::delivery::limiter::Limiter;
+use crate::delivery::sink::Sink;
+use crate::delivery::sink::{Outcome, SharedSink};
+use crate::error::{Error, ErrorKind, Result};
+use crate::spool::DeadLetterSpool;
+use crate::stats::Counters;
+use crate::stats::Stats;
+
+/// A message to the dispatcher.
+pub(crate) enum Work {
+    Batch(Box<Batch>),
+    Flush(oneshot::Sender<Result<()>>),
+}
+
+/// What the dispatcher's tasks share.
+pub(crate) struct Shared {
+    pub sink: SharedSink,
+    pub spool: DeadLetterSpool,
+    pub counters: Arc<Counters>,
+    pub last_dead_letter_error: Mutex<Option<String>>,
+}
+
+/// Sends sealed batches to ClickHouse: at most `max_concurrency` batches in progress (each
+/// attempt within an adaptive limit that halves under overload and grows back), retries, isolation of
+/// rejected rows, and the dead-letter spool. [`Pipeline`](crate::Pipeline) feeds it from its
+/// batcher; a frontend that forms batches itself (e.g. from a write-ahead log, with
+/// [`Batcher`](crate::Batcher)) can [`submit`](Self::submit) them directly.
+pub struct Dispatcher {
+    tx: mpsc::Sender<Work>,
+    task: tokio::task::JoinHandle<()>,
+    counters: Arc<Counters>,
+}
+
+impl Dispatcher {
+    /// Starts a dispatcher for the endpoints, credentials, limits and spool of `config` on
+    /// the current tokio runtime. The table of each batch is the batch's own.
+    pub fn start(config: &Config) -> Result<Self> {
+        config.validate()?;
+        let limiter = Arc::new(Limiter::new(config.delivery.max_concurrency));
+        let sink = Sink::new(config, limiter.clone());
+        Ok(Self::with_sink(config, sink, limiter))
+    }
+
+    pub(crate) fn with_sink(config: &Config, sink: Sink, limiter: Arc<Limiter>) -> Self {
+        if let Some(warning) = crate::delivery::sink::check_open_files(config) {
+            tracing::warn!("{warning}");
+        }
+        let counters = Arc::new(Counters::new(limiter));
+        // One sealed batch may wait for a free slot; more would only hold memory.
+        let (tx, rx) = mpsc::channel(1);
+        let shared = Arc::new(Shared {
+            sink: Arc::new(sink),
+            spool: DeadLetterSpool::new(config.spool.dir.clone()),
+            counters: counters.clone(),
+            last_dead_letter_error: Mutex::new(None),
+        });
+        let task = tokio::spawn(run(rx, shared, config.delivery.max_concurrency));
+        Self { tx, task, counters }
+    }
+
+    pub(crate) fn sender(&self) -> mpsc::Sender<Work> {
+        self.tx.clone()
+    }
+
+    pub(crate) fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
+    }
+
+    /// Queues a sealed batch (waiting while all slots are busy) and returns an [`Ack`] that
+    /// resolves when it has ended: committed, or (some rows) dead-lettered.
+    pub async fn submit(&self, mut batch: Batch) -> Result<Ack> {
+        let ack = batch.watch();
+        self.counters.batches_sealed.fetch_add(1, Relaxed);
+        self.tx
+            .send(Work::Batch(Box::new(batch)))
+            .await
+            .map_err(|_| Error::Closed)?;
+        Ok(ack)
+    }
+
+    /// Returns when every batch submitted before has ended; see [`Handle::flush`](crate::Handle::flush).
+    pub async fn flush(&self) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.tx
+            .send(Work::Flush(done))
+            .await
+            .map_err(|_| Error::Closed)?;
+        wait.await.map_err(|_| Error::Closed)?
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.counters.snapshot()
+    }
+
+    /// Waits for every batch to end and stops.
+    pub async fn shutdown(self) -> Result<Stats> {
+        drop(self.tx);
+        if let Err(e) = self.task.await {
+            if e.is_panic() {
+                std::panic::resume_unwind(e.into_panic());
+            }
+            return Err(Error::Closed);
+        }
+        Ok(self.counters.snapshot())
+    }
+}
+
+/// Runs until the batcher closes its channel and every insert has ended.
+async fn run(mut rx: mpsc::Receiver<Work>, shared: Arc<Shared>, max_concurrency: usize) {
+    let limiter = Arc::new(Semaphore::new(max_concurrency));
+    let mut tasks = JoinSet::new();
+    let mut dead_at_last_flush = (0u64, 0u64);
+    // A slot is taken before the next batch is: while every slot is busy, the next sealed
+    // batch waits in the channel, not here as well (one batch less held in memory when the
+    // server is the bottleneck).
+    let mut slot = None;
+    loop {
+        let permit = match slot.take() {
+            Some(p) => p,
+            None => limiter
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the limiter is never closed"),
+        };
+        let Some(work) = rx.recv().await else { break };
+        while let Some(done) = tasks.try_join_next() {
+            reap(done);
+        }
+        match work {
+            Work::Batch(batch) => {
+                let batch = *batch;
+                let shared = shared.clone();
+                let span = tracing::info_span!(
+                    "chasync.batch",
+                    id = %batch.id,
+                    seq = batch.sequence(),
+                    rows = batch.rows,
+                    table = %batch.table(),
+                );
+                tasks.spawn(
+                    async move {
+                        process(batch, &shared).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
+            }
+            Work::Flush(done) => {
+                slot = Some(permit);
+                while let Some(res) = tasks.join_next().await {
+                    reap(res);
+                }
+                let now = (
+                    shared.counters.batches_dead_lettered.load(Relaxed),
+                    shared.counters.rows_dead_lettered.load(Relaxed),
+                );
+                let result = if now.0 > dead_at_last_flush.0 {
+                    Err(Error::DeadLettered {
+                        batches: now.0 - dead_at_last_flush.0,
+                        rows: now.1 - dead_at_last_flush.1,
+                        spool: shared.spool.dir().to_path_buf(),
+                        last_error: shared
+                            .last_dead_letter_error
+                            .lock()
+                            .unwrap()
+                            .clone()
+                            .unwrap_or_default(),
+                    })
+                } else {
+                    Ok(())
+                };
+                dead_at_last_flush = now;
+                let _ = done.send(result);
+            }
+        }
+    }
+    while let Some(res) = tasks.join_next().await {
+        reap(res);
+    }
+}
+
+fn reap(res: std::result::Result<(), tokio::task::JoinError>) {
+    if let Err(e) = res
+        && e.is_panic()
+    {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Sends one batch, routes its outcome, and releases the acknowledgements waiting for it.
+async fn process(mut batch: Batch, shared: &Shared) {
+    let acks = std::mem::take(&mut batch.acks);
+    let mut failed = Failed::default();
+    route(batch, shared, &mut failed).await;
+    for ack in acks {
+        ack.release((failed.rows > 0).then(|| Failure {
+            rows: failed.rows,
+            error: failed.error.clone(),
+            spool: shared.spool.dir().to_path_buf(),
+        }));
+    }
+}
+
+/// Rows of one batch that were dead-lettered, and the last reason.
+#[derive(Default)]
+struct Failed {
+    rows: u64,
+    error: String,
+}
+
+async fn route(batch: Batch, shared: &Shared, failed: &mut Failed) {
+    let counters = &shared.counters;
+    if !batch.rejected.is_empty() {
+        let rows = batch.rejected.len() as u64;
+        let reason = batch.rejected[0].reason.clone();
+        let spool = shared.spool.clone();
+        let b = batch.clone();
+        let path = write_until_done(move || spool.write_rejected(&b, &b.rejected)).await;
+        counters.rows_dead_lettered.fetch_add(rows, Relaxed);
+        counters.batches_dead_lettered.fetch_add(1, Relaxed);
+        *shared.last_dead_letter_error.lock().unwrap() = Some(reason.clone());
+        tracing::warn!(rows, path = %path.display(), %reason, "rejected rows dead-lettered");
+        failed.rows += rows;
+        failed.error = reason;
+    }
+    if batch.rows == 0 {
+        return;
+    }
+    counters.enter_flight();
+    let started = tokio::time::Instant::now();
+    let outcome = shared.sink.send(&batch, counters).await;
+    counters.leave_flight();
+    match outcome {
+        Outcome::Committed { attempts } => {
+            counters.latency.record(started.elapsed());
+            committed(&batch, counters);
+            tracing::debug!(attempts, "batch committed");
+        }
+        Outcome::Failed { error, attempts }
+            if error.kind() == ErrorKind::Data && batch.splittable() =>
+        {
+            isolate(batch, error, attempts, shared, failed).await;
+        }
+        Outcome::Failed { error, attempts } => {
+            dead_letter(batch, error, attempts, shared, failed).await
+        }
+    }
+}
+
+fn committed(batch: &Batch, counters: &Counters) {
+    counters
+        .rows_committed
+        .fetch_add(batch.rows as u64, Relaxed);
+    counters
+        .bytes_committed
+        .fetch_add(batch.bytes.len() as u64, Relaxed);
+    counters.batches_committed.fetch_add(1, Relaxed);
+}
+
+/// The server rejected the data of `batch` (so nothing of it landed: one batch is one atomic
+/// insert block). Bisect: send each half under a derived id; halves that are rejected again
+/// are split again, down to single rows, which go to the spool with the server's reason.
+/// k bad rows among N cost O(k log N) inserts.
+async fn isolate(batch: Batch, error: Error, attempts: u32, shared: &Shared, failed: &mut Failed) {
+    tracing::info!(rows = batch.rows, %error, "server rejected the batch's data: isolating the bad rows");
+    let mut rejected = vec![(batch, error, attempts)];
+    while let Some((batch, error, attempts)) = rejected.pop() {
+        let Some((left, right)) = batch.split() else {
+            dead_letter(batch, error, attempts, shared, failed).await;
+            continue;
+        };
+        shared.counters.batches_split.fetch_add(1, Relaxed);
+        for half in [right, left] {
+            match shared.sink.send(&half, &shared.counters).await {
+                Outcome::Committed { .. } => committed(&half, &shared.counters),
+                Outcome::Failed { error, attempts } if error.kind() == ErrorKind::Data => {
+                    rejected.push((half, error, attempts));
+                }
+                Outcome::Failed { error, attempts } => {
+                    dead_letter(half, error, attempts, shared, failed).await
+                }
+            }
+        }
+    }
+}
+
+async fn dead_letter(
+    batch: Batch,
+    error: Error,
+    attempts: u32,
+    shared: &Shared,
+    failed: &mut Failed,
+) {
+    let counters = &shared.counters;
+    let rows = batch.rows as u64;
+    let message = error.to_string();
+    let spool = shared.spool.clone();
+    let path = write_until_done(move || spool.write_batch(&batch, &error, attempts)).await;
+    counters.rows_dead_lettered.fetch_add(rows, Relaxed);
+    counters.batches_dead_lettered.fetch_add(1, Relaxed);
+    *shared.last_dead_letter_error.lock().unwrap() = Some(message.clone());
+    tracing::error!(rows, attempts, path = %path.display(), error = %message, "batch dead-lettered");
+    failed.rows += rows;
+    failed.error = message;
+}
+
+/// Writes to the spool, retrying every second while the disk refuses: rows are never dropped,
+/// and a spool that cannot be written stalls the engine (backpressure) instead.
+async fn write_until_done<F>(write: F) -> PathBuf
+where
+    F: Fn() -> Result<PathBuf> + Send + Sync + 'static,
+{
+    let write = Arc::new(write);
+    loop {
+        let w = write.clone();
+        match tokio::task::spawn_blocking(move || w()).await {
+            Ok(Ok(path)) => return path,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot write the dead-letter spool; retrying in 1 s");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "dead-letter writer task failed; retrying in 1 s")
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

@@ -1,0 +1,296 @@
+//! The durable dead-letter spool.
+//!
+//! A batch that cannot be committed is written to a directory as two files:
+//! `<id>.bin`, the encoded payload exactly as it was sent, and `<id>.json`, a
+//! [`DeadLetterRecord`] (table, format, columns, batch id, error, attempts, times). Rows the
+//! encoder refused are written as `<id>.rejected.jsonl` (one JSON object per row with its
+//! reason) next to a record of kind [`EntryKind::Rejected`]. Each file is written to a
+//! temporary name, fsynced and renamed, the record last, so a record on disk always has its
+//! whole payload. Replaying a batch (see [`crate::replay()`]) sends the same bytes with the same
+//! batch id as dedup token, so a batch that had in fact landed is not doubled.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::batch::Batch;
+use crate::batch::RejectedRow;
+use crate::error::{Error, ErrorKind, Result};
+
+/// What a spool entry holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// An encoded batch the server did not commit; replayable.
+    Batch,
+    /// Rows the encoder refused (not replayable as they are: fix and resend them).
+    Rejected,
+}
+
+/// The metadata of one spool entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetterRecord {
+    /// The batch id (dedup token) of the entry.
+    pub id: Uuid,
+    /// Batch or rejected rows.
+    pub kind: EntryKind,
+    /// Database of the target table.
+    pub database: String,
+    /// Target table.
+    pub table: String,
+    /// Insert column list (empty: all columns).
+    pub columns: Vec<String>,
+    /// Format of the payload (`RowBinary`, `Native`, or `JSONEachRow` for rejected rows).
+    pub format: String,
+    /// Rows in the payload.
+    pub rows: u64,
+    /// Payload size in bytes.
+    pub bytes: u64,
+    /// The last error.
+    pub error: String,
+    /// Its classification.
+    pub error_kind: ErrorKind,
+    /// The ClickHouse error code, if any.
+    pub code: Option<u32>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The stream the batch id derives from.
+    pub stream_id: Uuid,
+    /// Sequence number of the batch.
+    pub sequence: u64,
+    /// When it was written, milliseconds since the Unix epoch.
+    pub dead_lettered_at_ms: u64,
+    /// The payload file name, relative to the spool directory.
+    pub payload_file: String,
+}
+
+/// A dead-letter spool directory.
+#[derive(Debug, Clone)]
+pub struct DeadLetterSpool {
+    dir: PathBuf,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Spool {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl DeadLetterSpool {
+    /// A spool in `dir` (created on first write).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The spool directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn write_atomically(&self, name: &str, data: &[u8]) -> Result<()> {
+        let path = self.dir.join(name);
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let mut file = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        file.write_all(data).map_err(io_err(&tmp))?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        drop(file);
+        std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        Ok(())
+    }
+
+    fn sync_dir(&self) -> Result<()> {
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&self.dir))
+    }
+
+    fn write_entry(&self, record: &DeadLetterRecord, payload: &[u8]) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        self.write_atomically(&record.payload_file, payload)?;
+        let meta = serde_json::to_vec_pretty(record).expect("records serialize");
+        self.write_atomically(&format!("{}.json", record.id), &meta)?;
+        self.sync_dir()
+    }
+
+    /// Writes a batch that could not be committed (blocking I/O: call from a blocking
+    /// context).
+    pub fn write_batch(&self, batch: &Batch, error: &Error, attempts: u32) -> Result<PathBuf> {
+        let record = DeadLetterRecord {
+            id: batch.id,
+            kind: EntryKind::Batch,
+            database: batch.database().to_string(),
+            table: batch.table().to_string(),
+            columns: batch.columns.to_vec(),
+            format: batch.format.to_string(),
+            rows: batch.rows as u64,
+            bytes: batch.bytes.len() as u64,
+            error: error.to_string(),
+            error_kind: error.kind(),
+            code: error.code(),
+            attempts,
+            stream_id: batch.stream_id(),
+            sequence: batch.sequence(),
+            dead_lettered_at_ms: now_ms(),
+            payload_file: format!("{}.bin", batch.id),
+        };
+        self.write_entry(&record, &batch.bytes)?;
+        Ok(self.dir.join(format!("{}.json", record.id)))
+    }
+
+    /// Writes rows the encoder refused while batch `batch` was open.
+    pub fn write_rejected(&self, batch: &Batch, rows: &[RejectedRow]) -> Result<PathBuf> {
+        let id = crate::dedup::derived_id(&batch.id, u32::MAX);
+        let mut payload = Vec::new();
+        for row in rows {
+            let line = serde_json::json!({
+                "reason": row.reason,
+                "row": row.record,
+            });
+            serde_json::to_writer(&mut payload, &line).expect("json");
+            payload.push(b'\n');
+        }
+        let record = DeadLetterRecord {
+            id,
+            kind: EntryKind::Rejected,
+            database: batch.database().to_string(),
+            table: batch.table().to_string(),
+            columns: Vec::new(),
+            format: "JSONEachRow".into(),
+            rows: rows.len() as u64,
+            bytes: payload.len() as u64,
+            error: rows.first().map(|r| r.reason.clone()).unwrap_or_default(),
+            error_kind: ErrorKind::Data,
+            code: None,
+            attempts: 0,
+            stream_id: batch.stream_id(),
+            sequence: batch.sequence(),
+            dead_lettered_at_ms: now_ms(),
+            payload_file: format!("{id}.rejected.jsonl"),
+        };
+        self.write_entry(&record, &payload)?;
+        Ok(self.dir.join(format!("{id}.json")))
+    }
+
+    /// All complete entries, oldest first.
+    pub fn list(&self) -> Result<Vec<DeadLetterRecord>> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&self.dir)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io_err(&self.dir))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') || !name.ends_with(".json") {
+                continue;
+            }
+            let path = entry.path();
+            let data = std::fs::read(&path).map_err(io_err(&path))?;
+            let record: DeadLetterRecord = serde_json::from_slice(&data).map_err(|e| {
+                io_err(&path)(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            })?;
+            out.push(record);
+        }
+        out.sort_by_key(|r| (r.dead_lettered_at_ms, r.sequence));
+        Ok(out)
+    }
+
+    /// The record of entry `id`.
+    pub fn record(&self, id: &Uuid) -> Result<DeadLetterRecord> {
+        let path = self.dir.join(format!("{id}.json"));
+        let data = std::fs::read(&path).map_err(io_err(&path))?;
+        serde_json::from_slice(&data)
+            .map_err(|e| io_err(&path)(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+    }
+
+    /// The payload of an entry.
+    pub fn payload(&self, record: &DeadLetterRecord) -> Result<Bytes> {
+        let path = self.dir.join(&record.payload_file);
+        std::fs::read(&path).map(Bytes::from).map_err(io_err(&path))
+    }
+
+    /// Deletes an entry (record first, so a crash leaves no record without payload).
+    pub fn remove(&self, record: &DeadLetterRecord) -> Result<()> {
+        let meta = self.dir.join(format!("{}.json", record.id));
+        std::fs::remove_file(&meta).map_err(io_err(&meta))?;
+        let payload = self.dir.join(&record.payload_file);
+        match std::fs::remove_file(&payload) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&payload)(e)),
+            _ => {}
+        }
+        self.sync_dir()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn batch() -> Batch {
+        Batch {
+            id: Uuid::new_v4(),
+            origin: crate::batch::Origin {
+                stream_id: Uuid::new_v4(),
+                sequence: 3,
+                database: Arc::from("db"),
+                table: Arc::from("t"),
+            },
+            columns: Arc::from(vec!["a".to_string()]),
+            format: crate::batch::Format::RowBinary,
+            bytes: Bytes::from_static(b"\x01\x02"),
+            rows: 1,
+            parts: crate::batch::Parts::Whole,
+            inputs: 0..1,
+            rejected: Vec::new(),
+            acks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn write_list_read_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = DeadLetterSpool::new(dir.path().join("dlq"));
+        assert!(spool.list().unwrap().is_empty());
+        let b = batch();
+        let err =
+            crate::error::parse_server_error("Code: 60. DB::Exception: no table. (UNKNOWN_TABLE)");
+        spool.write_batch(&b, &err, 1).unwrap();
+        spool
+            .write_rejected(
+                &b,
+                &[RejectedRow {
+                    reason: "bad value".into(),
+                    record: Some("{\"a\":\"x\"}".into()),
+                }],
+            )
+            .unwrap();
+        let list = spool.list().unwrap();
+        assert_eq!(list.len(), 2);
+        let rec = list.iter().find(|r| r.kind == EntryKind::Batch).unwrap();
+        assert_eq!(rec.id, b.id);
+        assert_eq!(rec.code, Some(60));
+        assert_eq!(rec.error_kind, ErrorKind::Permanent);
+        assert_eq!(spool.payload(rec).unwrap(), b.bytes);
+        assert_eq!(spool.record(&b.id).unwrap(), *rec);
+        let rej = list.iter().find(|r| r.kind == EntryKind::Rejected).unwrap();
+        let text = String::from_utf8(spool.payload(rej).unwrap().to_vec()).unwrap();
+        assert!(text.contains("bad value"), "{text}");
+        spool.remove(rec).unwrap();
+        assert_eq!(spool.list().unwrap().len(), 1);
+    }
+}
