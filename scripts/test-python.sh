@@ -28,6 +28,11 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "${deps[*]}" ]; then
   echo "${deps[*]}" > "$stamp"
 fi
 
+# The command-line frontends, for the tests that compare the three frontends' options.
+echo "test-python: building chasync and chasyncd" >&2
+(cd "$repo" && cargo build --quiet -p chasync-cli -p chasync-daemon)
+export CHASYNC_BIN_DIR="${CARGO_TARGET_DIR:-$repo/target}/debug"
+
 echo "test-python: building and installing the package (release)" >&2
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$repo/python"
 

@@ -76,8 +76,8 @@ impl From<chasync_core::Error> for CliError {
             E::DeadLettered { .. } => exit::NOT_COMMITTED,
             _ => exit::ERROR,
         };
-        let unreachable = matches!(e, E::Network(_));
-        let mut err = Self::with_code(code, e.to_string());
+        let unreachable = matches!(e, E::Network { .. });
+        let mut err = Self::with_code(code, e.report());
         err.unreachable = unreachable;
         if let E::Server { code: 516, .. } = e {
             err.hint =
@@ -136,7 +136,7 @@ mod tests {
         }
         .into();
         assert_eq!(e.code, exit::NOT_COMMITTED);
-        let e: CliError = chasync_core::Error::Network("refused".into()).into();
+        let e: CliError = chasync_core::Error::network("refused").into();
         assert_eq!(e.code, exit::ERROR);
         assert!(e.unreachable);
     }

@@ -131,7 +131,7 @@ impl Catalog {
         let mut last = None;
         for client in &self.clients {
             match self.read_from(client, database, table).await {
-                Err(e @ (Error::Network(_) | Error::Timeout(_) | Error::Http(_))) => {
+                Err(e @ (Error::Network { .. } | Error::Timeout(_) | Error::Http(_))) => {
                     last = Some(e);
                 }
                 other => return other,

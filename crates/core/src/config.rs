@@ -800,11 +800,18 @@ mod duration {
         d: &Duration,
         s: S,
     ) -> std::result::Result<S::Ok, S::Error> {
-        let ms = d.as_secs_f64() * 1000.0;
-        if ms.fract() == 0.0 {
-            s.serialize_str(&format!("{}ms", ms as u64))
+        s.serialize_str(&text(*d))
+    }
+
+    /// `2s`, `500ms`, `250us`: the largest unit that states it exactly.
+    pub(super) fn text(d: Duration) -> String {
+        let us = d.as_micros();
+        if us % 1_000_000 == 0 {
+            format!("{}s", us / 1_000_000)
+        } else if us % 1_000 == 0 {
+            format!("{}ms", us / 1_000)
         } else {
-            s.serialize_str(&format!("{}us", d.as_micros()))
+            format!("{us}us")
         }
     }
 
@@ -1054,6 +1061,60 @@ mod tests {
         c.batching.linger = Duration::from_micros(1500);
         let back: Config = serde_json::from_value(serde_json::to_value(&c).unwrap()).unwrap();
         assert_eq!(back, c);
+    }
+
+    #[test]
+    fn the_table_of_options_in_the_docs_is_this_vocabulary() {
+        let doc = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/configuration.md"
+        ));
+        let table = &doc[doc.find("## Options").expect("an options section")..];
+        let rows: Vec<(String, String)> = table
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let name = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+                Some((name.to_string(), cells.get(3)?.to_string()))
+            })
+            .collect();
+        let options = Config::options();
+        let documented: Vec<&str> = rows.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = options.iter().map(|(_, n, _)| n.as_str()).collect();
+        for n in &names {
+            assert!(
+                documented.contains(n),
+                "{n} is not in docs/configuration.md"
+            );
+        }
+        for n in &documented {
+            assert!(
+                names.contains(n),
+                "docs/configuration.md lists {n}, no option"
+            );
+        }
+        for (_, name, default) in &options {
+            let cell = &rows.iter().find(|(n, _)| n == name).expect("documented").1;
+            let expected = match default {
+                Value::Null => None,
+                Value::String(s) => Some(s.clone()),
+                Value::Bool(b) => Some(b.to_string()),
+                Value::Number(n) => Some(n.to_string()),
+                Value::Array(a) => a.first().and_then(Value::as_str).map(str::to_string),
+                Value::Object(m) if m.is_empty() => None,
+                other => panic!("{name}: a default of an unexpected kind: {other}"),
+            };
+            match expected {
+                Some(text) => assert!(
+                    cell.contains(&text),
+                    "{name}: default {text}, the docs say {cell}"
+                ),
+                None => assert!(
+                    cell.starts_with('('),
+                    "{name}: no default, the docs say {cell}"
+                ),
+            }
+        }
     }
 
     #[test]

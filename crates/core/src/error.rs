@@ -80,8 +80,14 @@ pub enum Error {
     Http(String),
 
     /// The connection failed or broke; whether the insert was applied is unknown.
-    #[error("network error: {0}")]
-    Network(String),
+    #[error("network error: {message}")]
+    Network {
+        /// What failed.
+        message: String,
+        /// Why, when a lower layer said.
+        #[source]
+        source: Option<BoxError>,
+    },
 
     /// No answer within the configured timeout; whether the insert was applied is unknown.
     #[error("timed out: {0}")]
@@ -120,10 +126,19 @@ pub enum Error {
     #[error("the ingestor is shut down")]
     Closed,
 
-    /// Another error of the `clickhouse` crate.
-    #[error("clickhouse client error: {0}")]
-    Client(String),
+    /// Another error of the `clickhouse` crate, or of the engine's own machinery.
+    #[error("clickhouse client error: {message}")]
+    Client {
+        /// What failed.
+        message: String,
+        /// Why, when a lower layer said.
+        #[source]
+        source: Option<BoxError>,
+    },
 }
+
+/// A boxed cause of an [`Error`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// A `Result` with the engine's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -134,15 +149,28 @@ impl Error {
         match self {
             Error::Server { code, .. } => classify_code(*code),
             Error::Http(_) => ErrorKind::Retryable,
-            Error::Network(_) | Error::Timeout(_) => ErrorKind::UnknownOutcome,
+            Error::Network { .. } | Error::Timeout(_) => ErrorKind::UnknownOutcome,
             Error::Encode(_) => ErrorKind::Data,
             Error::Config(_)
             | Error::UnknownTable { .. }
             | Error::Spool { .. }
             | Error::DeadLettered { .. }
             | Error::Closed
-            | Error::Client(_) => ErrorKind::Permanent,
+            | Error::Client { .. } => ErrorKind::Permanent,
         }
+    }
+
+    /// A network error with `message` and no lower cause.
+    pub fn network(message: impl Into<String>) -> Self {
+        Error::Network {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The error and its causes, each once: `a: b: c` (for messages and logs).
+    pub fn report(&self) -> String {
+        error_chain(self)
     }
 
     /// The ClickHouse error code, when the server sent one.
@@ -159,9 +187,15 @@ impl From<clickhouse::error::Error> for Error {
         use clickhouse::error::Error as Ch;
         match err {
             Ch::BadResponse(text) => parse_server_error(&text),
-            Ch::Network(e) => Error::Network(error_chain(&*e)),
+            Ch::Network(e) => Error::Network {
+                message: e.to_string(),
+                source: Some(e),
+            },
             Ch::TimedOut => Error::Timeout("no answer from ClickHouse in time".into()),
-            other => Error::Client(other.to_string()),
+            other => Error::Client {
+                message: other.to_string(),
+                source: Some(Box::new(other)),
+            },
         }
     }
 }
@@ -290,6 +324,23 @@ mod tests {
         let e = parse_server_error("503 Service Unavailable");
         assert!(matches!(e, Error::Http(_)));
         assert_eq!(e.kind(), ErrorKind::Retryable);
+    }
+
+    #[test]
+    fn causes_are_kept_as_sources_and_reported_once() {
+        use std::error::Error as _;
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let e = Error::Network {
+            message: "client error (Connect)".into(),
+            source: Some(Box::new(io)),
+        };
+        assert_eq!(e.to_string(), "network error: client error (Connect)");
+        assert_eq!(e.source().unwrap().to_string(), "connection refused");
+        assert_eq!(
+            e.report(),
+            "network error: client error (Connect): connection refused"
+        );
+        assert_eq!(e.kind(), ErrorKind::UnknownOutcome);
     }
 
     #[test]

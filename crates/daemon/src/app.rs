@@ -616,10 +616,10 @@ impl App {
 
 fn unavailable(e: CoreError) -> Reply {
     match e {
-        CoreError::Server { .. } => Reply::new(StatusCode::BAD_GATEWAY, e.to_string()),
+        CoreError::Server { .. } => Reply::new(StatusCode::BAD_GATEWAY, e.report()),
         e => Reply::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("ClickHouse not reachable: {e}"),
+            format!("ClickHouse not reachable: {}", e.report()),
         )
         .header("Retry-After", "1"),
     }

@@ -161,6 +161,10 @@ pub struct Flags {
     /// Log format.
     #[arg(long, env = "CHASYNCD_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Check the configuration, print what it resolves to (JSON, passwords as `***`) and exit:
+    /// 0 when it is valid, 2 when not.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 /// The resolved configuration the daemon runs with.
@@ -288,6 +292,17 @@ impl Settings {
                 .map_err(|e| format!("[tables.\"{key}\"]: {e}"))?;
         }
         Ok(())
+    }
+
+    /// What the configuration resolves to, for `--check-config` (secrets as `***`).
+    pub fn describe(&self) -> serde_json::Value {
+        serde_json::json!({
+            "listen": self.listen.to_string(),
+            "ack": format!("{:?}", self.ack).to_lowercase(),
+            "token": self.token.as_ref().map(|_| "***"),
+            "engine": self.engine,
+            "tables": self.tables,
+        })
     }
 
     /// The spool directory.

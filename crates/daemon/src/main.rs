@@ -50,6 +50,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 
 fn main() -> std::process::ExitCode {
     let flags = Flags::parse();
+    let check = flags.check_config;
     let settings = match Settings::load(flags) {
         Ok(s) => s,
         Err(e) => {
@@ -57,6 +58,13 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    if check {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&settings.describe()).expect("JSON")
+        );
+        return std::process::ExitCode::SUCCESS;
+    }
     init_logging(settings.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

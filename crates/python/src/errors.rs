@@ -109,7 +109,7 @@ impl PyConversion {
 
 /// The Python exception for an engine error.
 pub fn to_pyerr(py: Python<'_>, err: CoreError) -> PyErr {
-    let msg = err.to_string();
+    let msg = err.report();
     match err {
         CoreError::Config(_) | CoreError::UnknownTable { .. } => ConfigError::new_err(msg),
         CoreError::Server { code, name, .. } => {

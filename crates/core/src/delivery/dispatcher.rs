@@ -279,7 +279,7 @@ fn committed(batch: &Batch, counters: &Counters) {
 /// are split again, down to single rows, which go to the spool with the server's reason.
 /// k bad rows among N cost O(k log N) inserts.
 async fn isolate(batch: Batch, error: Error, attempts: u32, shared: &Shared, failed: &mut Failed) {
-    tracing::info!(rows = batch.rows, %error, "server rejected the batch's data: isolating the bad rows");
+    tracing::info!(rows = batch.rows, error = %error.report(), "server rejected the batch's data: isolating the bad rows");
     let mut rejected = vec![(batch, error, attempts)];
     while let Some((batch, error, attempts)) = rejected.pop() {
         let Some((left, right)) = batch.split() else {
@@ -310,7 +310,7 @@ async fn dead_letter(
 ) {
     let counters = &shared.counters;
     let rows = batch.rows as u64;
-    let message = error.to_string();
+    let message = error.report();
     let spool = shared.spool.clone();
     let path = write_until_done(move || spool.write_batch(&batch, &error, attempts)).await;
     counters.rows_dead_lettered.fetch_add(rows, Relaxed);
@@ -333,7 +333,7 @@ where
         match tokio::task::spawn_blocking(move || w()).await {
             Ok(Ok(path)) => return path,
             Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot write the dead-letter spool; retrying in 1 s");
+                tracing::error!(error = %e.report(), "cannot write the dead-letter spool; retrying in 1 s");
             }
             Err(e) => {
                 tracing::error!(error = %e, "dead-letter writer task failed; retrying in 1 s")

@@ -73,8 +73,8 @@ pub async fn replay(config: &Config, spool: &DeadLetterSpool) -> Result<ReplayRe
                 report.rows += record.rows;
             }
             Outcome::Failed { error, .. } => {
-                tracing::warn!(id = %record.id, %error, "replay failed; entry kept");
-                report.failed.push((record.id, error.to_string()));
+                tracing::warn!(id = %record.id, error = %error.report(), "replay failed; entry kept");
+                report.failed.push((record.id, error.report()));
             }
         }
     }

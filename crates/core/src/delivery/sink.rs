@@ -145,7 +145,7 @@ impl Sink {
                 let failures = e.failures.fetch_add(1, Relaxed) + 1;
                 let pause = endpoint_pause(failures);
                 *e.down_until.lock().unwrap() = Some(Instant::now() + pause);
-                tracing::warn!(endpoint = %e.url, ?pause, error = %err, "endpoint taken out");
+                tracing::warn!(endpoint = %e.url, ?pause, error = %err.report(), "endpoint taken out");
             }
             Err(_) => {}
         }
@@ -223,14 +223,14 @@ impl Sink {
                     counters.failed_attempts.fetch_add(1, Relaxed);
                     let kind = error.kind();
                     if !kind.is_retryable() || attempt >= self.retry.max_attempts {
-                        tracing::warn!(batch = %batch.id, attempt, %kind, %error, "insert failed, not retrying");
+                        tracing::warn!(batch = %batch.id, attempt, %kind, error = %error.report(), "insert failed, not retrying");
                         return Outcome::Failed {
                             error,
                             attempts: attempt,
                         };
                     }
                     let wait = self.retry.backoff(attempt);
-                    tracing::info!(batch = %batch.id, attempt, %kind, %error, ?wait, "insert failed, retrying");
+                    tracing::info!(batch = %batch.id, attempt, %kind, error = %error.report(), ?wait, "insert failed, retrying");
                     tokio::time::sleep(wait).await;
                     counters.retries.fetch_add(1, Relaxed);
                     attempt += 1;

@@ -78,7 +78,7 @@ impl Refresh {
         match read.await {
             Ok(Ok(schema)) => Some(schema),
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "schema refresh failed");
+                tracing::warn!(error = %e.report(), "schema refresh failed");
                 None
             }
             Err(_) => None,

@@ -337,7 +337,10 @@ impl<E: BatchEncoder> Pipeline<E> {
             },
         };
         if !ended {
-            return Err(Error::Client("the batcher thread panicked".into()));
+            return Err(Error::Client {
+                message: "the batcher thread panicked".into(),
+                source: None,
+            });
         }
         if !self.owns_dispatcher {
             // The shared dispatcher's other users may have dead-lettered too: the result of

@@ -136,7 +136,7 @@ impl DeadLetterSpool {
             format: batch.format.to_string(),
             rows: batch.rows as u64,
             bytes: batch.bytes.len() as u64,
-            error: error.to_string(),
+            error: error.report(),
             error_kind: error.kind(),
             code: error.code(),
             attempts,
