@@ -806,9 +806,9 @@ mod duration {
     /// `2s`, `500ms`, `250us`: the largest unit that states it exactly.
     pub(super) fn text(d: Duration) -> String {
         let us = d.as_micros();
-        if us % 1_000_000 == 0 {
+        if us.is_multiple_of(1_000_000) {
             format!("{}s", us / 1_000_000)
-        } else if us % 1_000 == 0 {
+        } else if us.is_multiple_of(1_000) {
             format!("{}ms", us / 1_000)
         } else {
             format!("{us}us")
