@@ -31,7 +31,7 @@ q "CREATE TABLE chasync_demo.events (id UInt64, ts DateTime, user String,
    ENGINE = MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 1000"
 
 echo "demo: chasync insert --table chasync_demo.events $(basename "$data")"
-"$chasync" --url "$url" insert --table chasync_demo.events --dlq-dir "$repo/var/demo/dlq" "$data"
+"$chasync" --url "$url" insert --table chasync_demo.events --spool-dir "$repo/var/demo/dlq" "$data"
 
 echo "demo: what landed:"
 q "SELECT count() AS rows, uniqExact(id) AS ids, uniqExact(_insert_id) AS batches,
