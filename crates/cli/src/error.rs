@@ -133,6 +133,7 @@ mod tests {
             rows: 2,
             spool: "x".into(),
             last_error: "y".into(),
+            code: Some(27),
         }
         .into();
         assert_eq!(e.code, exit::NOT_COMMITTED);

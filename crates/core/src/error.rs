@@ -120,6 +120,8 @@ pub enum Error {
         spool: PathBuf,
         /// The error of the last dead-lettered batch.
         last_error: String,
+        /// Its ClickHouse error code, if the server gave one.
+        code: Option<u32>,
     },
 
     /// The engine has shut down and accepts no more rows.
@@ -177,6 +179,7 @@ impl Error {
     pub fn code(&self) -> Option<u32> {
         match self {
             Error::Server { code, .. } => Some(*code),
+            Error::DeadLettered { code, .. } => *code,
             _ => None,
         }
     }

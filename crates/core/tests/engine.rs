@@ -691,6 +691,67 @@ async fn an_ack_resolves_once_its_rows_are_committed_or_dead_lettered() {
     ing.shutdown().await.unwrap();
 }
 
+/// Several acknowledgements share a batch that holds one bad row: after the batch is split to
+/// isolate it, each acknowledgement hears only of its own rows (no error for rows that landed).
+#[tokio::test]
+async fn acks_sharing_a_batch_hear_only_of_their_own_rows() {
+    use chasync_core::{JsonEachRow, PipelineBuilder};
+    let db = TestDb::new("acksplit").await;
+    table(&db, None).await;
+    let dlq = tempfile::tempdir().unwrap();
+    let mut c = db.config("t", dlq.path());
+    c.batching.max_rows = 1000;
+    c.batching.linger = Duration::from_millis(200);
+    let p = PipelineBuilder::new(c)
+        .start(|t| JsonEachRow::new(t.insert_id(), Vec::new()))
+        .await
+        .unwrap();
+    let h = p.handle();
+    let line =
+        |i: u64| bytes::Bytes::from(format!(r#"{{"id":{i},"name":"n","value":1.5,"ts":0}}"#));
+    let mut acks = Vec::new();
+    for k in 0..8u64 {
+        let rows: Vec<bytes::Bytes> = (k * 10..k * 10 + 10)
+            .map(|i| {
+                if i == 53 {
+                    bytes::Bytes::from_static(br#"{"id":"not a number"}"#)
+                } else {
+                    line(i)
+                }
+            })
+            .collect();
+        acks.push(h.send_acked(rows).await.unwrap());
+    }
+    let mut outcomes = Vec::new();
+    for ack in acks {
+        outcomes.push(ack.wait().await);
+    }
+    for (k, outcome) in outcomes.iter().enumerate() {
+        if k == 5 {
+            match outcome {
+                Err(Error::DeadLettered {
+                    rows,
+                    code,
+                    last_error,
+                    ..
+                }) => {
+                    assert_eq!(*rows, 1, "only the bad row: {last_error}");
+                    assert!(
+                        matches!(code, Some(6 | 26 | 27 | 38 | 72 | 117)),
+                        "{code:?} {last_error}"
+                    );
+                }
+                other => panic!("ack {k}: {other:?}"),
+            }
+        } else {
+            assert!(outcome.is_ok(), "ack {k}: {outcome:?}");
+        }
+    }
+    assert_eq!(db.u64("SELECT count() FROM t").await, 79);
+    assert_eq!(db.u64("SELECT countIf(id = 53) FROM t").await, 0);
+    p.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_dispatcher_takes_batches_formed_elsewhere() {
     use chasync_core::{Batcher, Limits, Target};

@@ -124,9 +124,11 @@ pub fn to_pyerr(py: Python<'_>, err: CoreError) -> PyErr {
             rows,
             spool,
             last_error,
+            code,
         } => {
             let e = DeadLettered::new_err(msg);
             let v = e.value(py);
+            let _ = v.setattr("code", code);
             let _ = v.setattr("rows", rows);
             let _ = v.setattr("batches", batches);
             let _ = v.setattr("spool", spool.display().to_string());

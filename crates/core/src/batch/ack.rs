@@ -27,14 +27,27 @@ pub struct Ack {
 }
 
 /// Rows of an acknowledgement that were dead-lettered.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Failure {
     /// How many.
     pub rows: u64,
     /// The last error.
     pub error: String,
+    /// The ClickHouse error code of the last error, if the server gave one.
+    pub code: Option<u32>,
     /// The spool they went to.
     pub spool: std::path::PathBuf,
+}
+
+/// An acknowledgement's share of a batch: the batch's units (rows, or whatever the batch
+/// splits at) that hold its rows, and how many of its rows the encoder refused. A batch that is
+/// split hands each half the spans of its units; each span is released once, by the part of
+/// the batch that holds it, with that part's outcome.
+#[derive(Debug, Clone)]
+pub(crate) struct AckSpan {
+    pub ack: Arc<AckState>,
+    pub units: std::ops::Range<u32>,
+    pub refused: u32,
 }
 
 impl AckState {
@@ -54,12 +67,17 @@ impl AckState {
         self.pending.fetch_add(1, Relaxed);
     }
 
+    /// Records that `new.rows` of the rows were dead-lettered (without ending a hold).
+    pub(crate) fn fail(&self, new: Failure) {
+        let mut f = self.failure.lock().unwrap();
+        let rows = f.as_ref().map_or(0, |old| old.rows) + new.rows;
+        *f = Some(Failure { rows, ..new });
+    }
+
     /// A hold ended; `failed` rows of the rows it covered were dead-lettered.
     pub(crate) fn release(&self, failed: Option<Failure>) {
         if let Some(new) = failed {
-            let mut f = self.failure.lock().unwrap();
-            let rows = f.as_ref().map_or(0, |old| old.rows) + new.rows;
-            *f = Some(Failure { rows, ..new });
+            self.fail(new);
         }
         if self.pending.fetch_sub(1, AcqRel) == 1
             && let Some(tx) = self.done.lock().unwrap().take()
@@ -81,6 +99,7 @@ impl Ack {
                 rows: f.rows,
                 spool: f.spool,
                 last_error: f.error,
+                code: f.code,
             }),
         }
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use uuid::Uuid;
 
-use crate::batch::ack::AckState;
+use crate::batch::ack::{AckSpan, AckState};
 
 /// The ClickHouse input format of a batch's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -207,8 +207,8 @@ pub struct Batch {
     pub(crate) inputs: Range<u64>,
     /// Rows the encoder refused while this batch was open.
     pub(crate) rejected: Vec<RejectedRow>,
-    /// Acknowledgements waiting for this batch.
-    pub(crate) acks: Vec<Arc<AckState>>,
+    /// Acknowledgements waiting for this batch, each with the units that hold its rows.
+    pub(crate) acks: Vec<AckSpan>,
 }
 
 impl Batch {
@@ -275,9 +275,36 @@ impl Batch {
     /// rows in the dead-letter spool (`Err(Error::DeadLettered)`); for a frontend that keeps
     /// its own record of each batch (a write-ahead log's commit).
     pub fn watch(&mut self) -> crate::batch::ack::Ack {
-        let (state, ack) = crate::batch::ack::AckState::new(1);
-        self.acks.push(state);
+        let (state, ack) = AckState::new(1);
+        self.acks.push(AckSpan {
+            ack: state,
+            units: 0..u32::MAX,
+            refused: 0,
+        });
         ack
+    }
+
+    /// The units the batch splits at: rows, or the inputs of [`Parts::Units`].
+    pub(crate) fn units(&self) -> usize {
+        match &self.parts {
+            Parts::Whole => self.rows,
+            Parts::Offsets(o) => o.len(),
+            Parts::Source(s) => s.0.rows(),
+        }
+    }
+
+    /// The rows of units `units` (clamped to the batch).
+    pub(crate) fn rows_in(&self, units: &Range<u32>) -> u64 {
+        let n = self.units() as u64;
+        let (start, end) = (u64::from(units.start).min(n), u64::from(units.end).min(n));
+        if n == 0 || end <= start {
+            return 0;
+        }
+        // One row per unit, but for a batch that cannot be split (one unit, all rows).
+        match &self.parts {
+            Parts::Whole => self.rows as u64,
+            _ => end - start,
+        }
     }
 
     /// How the batch's rows can be told apart.
@@ -290,6 +317,35 @@ impl Batch {
         self.rows > 1 && !matches!(self.parts, Parts::Whole)
     }
 
+    /// The acknowledgement spans of the halves of a split at unit `mid`: a span on both sides
+    /// of the cut is held by both halves (one more hold), each with its own units.
+    fn split_acks(&self, mid: u32) -> (Vec<AckSpan>, Vec<AckSpan>) {
+        let (mut left, mut right) = (Vec::new(), Vec::new());
+        for span in &self.acks {
+            let u = &span.units;
+            if u.end <= mid || u.start == u.end {
+                left.push(span.clone());
+            } else if u.start >= mid {
+                right.push(AckSpan {
+                    units: u.start - mid..u.end - mid,
+                    ..span.clone()
+                });
+            } else {
+                span.ack.hold();
+                left.push(AckSpan {
+                    units: u.start..mid,
+                    ..span.clone()
+                });
+                right.push(AckSpan {
+                    units: 0..u.end - mid,
+                    refused: 0,
+                    ack: span.ack.clone(),
+                });
+            }
+        }
+        (left, right)
+    }
+
     /// Splits the batch into two halves at a row boundary, each with an id derived from this
     /// batch's id (`id/0`, `id/1`). Only for a batch known not to have landed (the server
     /// rejected its data: one batch is one atomic insert block). `None` when the batch has
@@ -300,7 +356,7 @@ impl Batch {
         }
         let mid = self.rows / 2;
         let derived = |part| crate::dedup::derived_id(&self.id, part);
-        let half = |id: Uuid, columns: Arc<[String]>, format, bytes, rows, parts| Batch {
+        let half = |id: Uuid, columns: Arc<[String]>, format, bytes, rows, parts, acks| Batch {
             id,
             origin: self.origin.clone(),
             columns,
@@ -310,12 +366,12 @@ impl Batch {
             parts,
             inputs: self.inputs.clone(),
             rejected: Vec::new(),
-            acks: Vec::new(),
+            acks,
         };
         match &self.parts {
             Parts::Whole => None,
             Parts::Source(source) => {
-                let encoded = |part: u32, range: Range<usize>| {
+                let encoded = |part: u32, range: Range<usize>, acks| {
                     let id = derived(part);
                     let enc = source.0.encode(range, id);
                     half(
@@ -325,16 +381,21 @@ impl Batch {
                         enc.bytes,
                         enc.rows,
                         enc.parts,
+                        acks,
                     )
                 };
-                Some((encoded(0, 0..mid), encoded(1, mid..self.rows)))
+                let (left_acks, right_acks) = self.split_acks(mid as u32);
+                Some((
+                    encoded(0, 0..mid, left_acks),
+                    encoded(1, mid..self.rows, right_acks),
+                ))
             }
             Parts::Offsets(offsets) => {
                 if offsets.len() != self.rows {
                     return None;
                 }
                 let cut = offsets[mid] as usize;
-                let sliced = |part: u32, rows: Range<usize>, bytes: Range<usize>| {
+                let sliced = |part: u32, rows: Range<usize>, bytes: Range<usize>, acks| {
                     let base = bytes.start as u32;
                     half(
                         derived(part),
@@ -343,11 +404,13 @@ impl Batch {
                         self.bytes.slice(bytes),
                         rows.len(),
                         Parts::Offsets(offsets[rows].iter().map(|o| o - base).collect()),
+                        acks,
                     )
                 };
+                let (left_acks, right_acks) = self.split_acks(mid as u32);
                 Some((
-                    sliced(0, 0..mid, 0..cut),
-                    sliced(1, mid..self.rows, cut..self.bytes.len()),
+                    sliced(0, 0..mid, 0..cut, left_acks),
+                    sliced(1, mid..self.rows, cut..self.bytes.len(), right_acks),
                 ))
             }
         }

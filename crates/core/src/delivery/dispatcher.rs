@@ -33,6 +33,7 @@ pub(crate) struct Shared {
     pub spool: DeadLetterSpool,
     pub counters: Arc<Counters>,
     pub last_dead_letter_error: Mutex<Option<String>>,
+    pub last_dead_letter_code: Mutex<Option<u32>>,
 }
 
 /// Sends sealed batches to ClickHouse: at most `max_concurrency` batches in progress (each
@@ -68,6 +69,7 @@ impl Dispatcher {
             spool: DeadLetterSpool::new(config.spool.dir.clone()),
             counters: counters.clone(),
             last_dead_letter_error: Mutex::new(None),
+            last_dead_letter_code: Mutex::new(None),
         });
         let task = tokio::spawn(run(rx, shared, config.delivery.max_concurrency));
         Self { tx, task, counters }
@@ -182,6 +184,7 @@ async fn run(mut rx: mpsc::Receiver<Work>, shared: Arc<Shared>, max_concurrency:
                             .unwrap()
                             .clone()
                             .unwrap_or_default(),
+                        code: *shared.last_dead_letter_code.lock().unwrap(),
                     })
                 } else {
                     Ok(())
@@ -204,28 +207,26 @@ fn reap(res: std::result::Result<(), tokio::task::JoinError>) {
     }
 }
 
-/// Sends one batch, routes its outcome, and releases the acknowledgements waiting for it.
-async fn process(mut batch: Batch, shared: &Shared) {
-    let acks = std::mem::take(&mut batch.acks);
-    let mut failed = Failed::default();
-    route(batch, shared, &mut failed).await;
-    for ack in acks {
-        ack.release((failed.rows > 0).then(|| Failure {
-            rows: failed.rows,
-            error: failed.error.clone(),
+/// Sends one batch and routes its outcome; every part of it that ends (committed, or in the
+/// spool) releases the acknowledgements of the rows it holds.
+async fn process(batch: Batch, shared: &Shared) {
+    route(batch, shared).await;
+}
+
+/// How a part of a batch ended, for the acknowledgements of its rows.
+fn release(batch: &Batch, failure: Option<(&Error, &Shared)>) {
+    for span in &batch.acks {
+        let failed = failure.map(|(error, shared)| Failure {
+            rows: batch.rows_in(&span.units),
+            error: error.report(),
+            code: error.code(),
             spool: shared.spool.dir().to_path_buf(),
-        }));
+        });
+        span.ack.release(failed);
     }
 }
 
-/// Rows of one batch that were dead-lettered, and the last reason.
-#[derive(Default)]
-struct Failed {
-    rows: u64,
-    error: String,
-}
-
-async fn route(batch: Batch, shared: &Shared, failed: &mut Failed) {
+async fn route(mut batch: Batch, shared: &Shared) {
     let counters = &shared.counters;
     if !batch.rejected.is_empty() {
         let rows = batch.rejected.len() as u64;
@@ -236,11 +237,23 @@ async fn route(batch: Batch, shared: &Shared, failed: &mut Failed) {
         counters.rows_dead_lettered.fetch_add(rows, Relaxed);
         counters.batches_dead_lettered.fetch_add(1, Relaxed);
         *shared.last_dead_letter_error.lock().unwrap() = Some(reason.clone());
+        *shared.last_dead_letter_code.lock().unwrap() = None;
         tracing::warn!(rows, path = %path.display(), %reason, "rejected rows dead-lettered");
-        failed.rows += rows;
-        failed.error = reason;
+        // The refused rows are those of the acknowledgements they came with.
+        for span in &mut batch.acks {
+            if span.refused > 0 {
+                span.ack.fail(Failure {
+                    rows: u64::from(span.refused),
+                    error: reason.clone(),
+                    code: None,
+                    spool: shared.spool.dir().to_path_buf(),
+                });
+                span.refused = 0;
+            }
+        }
     }
     if batch.rows == 0 {
+        release(&batch, None);
         return;
     }
     counters.enter_flight();
@@ -256,11 +269,9 @@ async fn route(batch: Batch, shared: &Shared, failed: &mut Failed) {
         Outcome::Failed { error, attempts }
             if error.kind() == ErrorKind::Data && batch.splittable() =>
         {
-            isolate(batch, error, attempts, shared, failed).await;
+            isolate(batch, error, attempts, shared).await;
         }
-        Outcome::Failed { error, attempts } => {
-            dead_letter(batch, error, attempts, shared, failed).await
-        }
+        Outcome::Failed { error, attempts } => dead_letter(batch, error, attempts, shared).await,
     }
 }
 
@@ -272,18 +283,20 @@ fn committed(batch: &Batch, counters: &Counters) {
         .bytes_committed
         .fetch_add(batch.bytes.len() as u64, Relaxed);
     counters.batches_committed.fetch_add(1, Relaxed);
+    release(batch, None);
 }
 
 /// The server rejected the data of `batch` (so nothing of it landed: one batch is one atomic
 /// insert block). Bisect: send each half under a derived id; halves that are rejected again
-/// are split again, down to single rows, which go to the spool with the server's reason.
-/// k bad rows among N cost O(k log N) inserts.
-async fn isolate(batch: Batch, error: Error, attempts: u32, shared: &Shared, failed: &mut Failed) {
+/// are split again, down to single units, which go to the spool with the server's reason.
+/// k bad units among N cost O(k log N) inserts. Each half carries the acknowledgements of its
+/// own units, so an acknowledgement hears only of its own rows.
+async fn isolate(batch: Batch, error: Error, attempts: u32, shared: &Shared) {
     tracing::info!(rows = batch.rows, error = %error.report(), "server rejected the batch's data: isolating the bad rows");
     let mut rejected = vec![(batch, error, attempts)];
     while let Some((batch, error, attempts)) = rejected.pop() {
         let Some((left, right)) = batch.split() else {
-            dead_letter(batch, error, attempts, shared, failed).await;
+            dead_letter(batch, error, attempts, shared).await;
             continue;
         };
         shared.counters.batches_split.fetch_add(1, Relaxed);
@@ -294,31 +307,27 @@ async fn isolate(batch: Batch, error: Error, attempts: u32, shared: &Shared, fai
                     rejected.push((half, error, attempts));
                 }
                 Outcome::Failed { error, attempts } => {
-                    dead_letter(half, error, attempts, shared, failed).await
+                    dead_letter(half, error, attempts, shared).await
                 }
             }
         }
     }
 }
 
-async fn dead_letter(
-    batch: Batch,
-    error: Error,
-    attempts: u32,
-    shared: &Shared,
-    failed: &mut Failed,
-) {
+async fn dead_letter(batch: Batch, error: Error, attempts: u32, shared: &Shared) {
     let counters = &shared.counters;
     let rows = batch.rows as u64;
     let message = error.report();
     let spool = shared.spool.clone();
-    let path = write_until_done(move || spool.write_batch(&batch, &error, attempts)).await;
+    let (b, e) = (batch.clone(), error.report());
+    let (code, kind) = (error.code(), error.kind());
+    let path = write_until_done(move || spool.write_batch(&b, &e, code, kind, attempts)).await;
     counters.rows_dead_lettered.fetch_add(rows, Relaxed);
     counters.batches_dead_lettered.fetch_add(1, Relaxed);
     *shared.last_dead_letter_error.lock().unwrap() = Some(message.clone());
+    *shared.last_dead_letter_code.lock().unwrap() = code;
     tracing::error!(rows, attempts, path = %path.display(), error = %message, "batch dead-lettered");
-    failed.rows += rows;
-    failed.error = message;
+    release(&batch, Some((&error, shared)));
 }
 
 /// Writes to the spool, retrying every second while the disk refuses: rows are never dropped,

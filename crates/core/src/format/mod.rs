@@ -69,6 +69,12 @@ pub trait BatchEncoder: Send + 'static {
     /// Rows in the current batch.
     fn rows(&self) -> usize;
 
+    /// The units the current batch can be split at (see [`crate::Parts`]): its rows, unless
+    /// the encoder splits at something else.
+    fn units(&self) -> usize {
+        self.rows()
+    }
+
     /// Encoded bytes in the current batch (exact or a close estimate).
     fn bytes(&self) -> usize;
 
@@ -341,6 +347,10 @@ impl<R: Send + 'static> BatchEncoder for Box<dyn BatchEncoder<Row = R>> {
 
     fn rows(&self) -> usize {
         (**self).rows()
+    }
+
+    fn units(&self) -> usize {
+        (**self).units()
     }
 
     fn bytes(&self) -> usize {

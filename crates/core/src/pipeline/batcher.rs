@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::batch::ack::AckState;
+use crate::batch::ack::{AckSpan, AckState};
 use crate::batch::{Batch, Origin, RejectedRow};
 use crate::catalog::Catalog;
 use crate::dedup::StreamId;
@@ -92,7 +92,7 @@ struct Open {
     first_input: u64,
     deadline: Instant,
     rejected: Vec<RejectedRow>,
-    acks: Vec<Arc<AckState>>,
+    acks: Vec<AckSpan>,
 }
 
 /// Accumulates encoded rows and seals batches on rows or bytes; the caller seals on linger
@@ -162,18 +162,30 @@ impl<E: BatchEncoder> Batcher<E> {
         if self.open.is_none() {
             self.open_batch();
         }
-        if let (Some(ack), Some(open)) = (ack, self.open.as_mut())
-            && !open.acks.last().is_some_and(|a| Arc::ptr_eq(a, ack))
-        {
-            ack.hold();
-            open.acks.push(ack.clone());
-        }
         let open = self.open.as_mut().expect("opened above");
         let before = open.rejected.len();
+        let first_unit = self.encoder.units() as u32;
         if let Push::StaleSchema(row) = self.encoder.push(row, &mut open.rejected) {
             return Pushed::Stale(row);
         }
         let refused = open.rejected.len() - before;
+        if let Some(ack) = ack {
+            let units = first_unit..self.encoder.units() as u32;
+            match open.acks.last_mut() {
+                Some(span) if Arc::ptr_eq(&span.ack, ack) => {
+                    span.units.end = units.end;
+                    span.refused += refused as u32;
+                }
+                _ => {
+                    ack.hold();
+                    open.acks.push(AckSpan {
+                        ack: ack.clone(),
+                        units,
+                        refused: refused as u32,
+                    });
+                }
+            }
+        }
         self.next_input += 1;
         let full = self.encoder.rows() >= self.limits.max_rows
             || self.encoder.bytes() >= self.limits.max_bytes;

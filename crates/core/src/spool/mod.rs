@@ -126,7 +126,14 @@ impl DeadLetterSpool {
 
     /// Writes a batch that could not be committed (blocking I/O: call from a blocking
     /// context).
-    pub fn write_batch(&self, batch: &Batch, error: &Error, attempts: u32) -> Result<PathBuf> {
+    pub fn write_batch(
+        &self,
+        batch: &Batch,
+        error: &str,
+        code: Option<u32>,
+        kind: ErrorKind,
+        attempts: u32,
+    ) -> Result<PathBuf> {
         let record = DeadLetterRecord {
             id: batch.id,
             kind: EntryKind::Batch,
@@ -136,9 +143,9 @@ impl DeadLetterSpool {
             format: batch.format.to_string(),
             rows: batch.rows as u64,
             bytes: batch.bytes.len() as u64,
-            error: error.report(),
-            error_kind: error.kind(),
-            code: error.code(),
+            error: error.to_string(),
+            error_kind: kind,
+            code,
             attempts,
             stream_id: batch.stream_id(),
             sequence: batch.sequence(),
@@ -269,7 +276,9 @@ mod tests {
         let b = batch();
         let err =
             crate::error::parse_server_error("Code: 60. DB::Exception: no table. (UNKNOWN_TABLE)");
-        spool.write_batch(&b, &err, 1).unwrap();
+        spool
+            .write_batch(&b, &err.report(), err.code(), err.kind(), 1)
+            .unwrap();
         spool
             .write_rejected(
                 &b,
