@@ -1,7 +1,6 @@
 //! Encoding typed rows to RowBinary, and the batcher that seals them into batches.
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chasync_core::EncodedRows;
@@ -92,13 +91,7 @@ fn batching(c: &mut Criterion) {
                 max_bytes: 64 << 20,
                 linger: Duration::from_secs(1),
             },
-            Target {
-                database: Arc::from("db"),
-                table: Arc::from("t"),
-                stream_id: StreamId::named("bench"),
-                first_sequence: 0,
-                first_input: 0,
-            },
+            Target::new("db", "t", StreamId::named("bench")),
         );
         b.iter(|| {
             let mut sealed = 0;

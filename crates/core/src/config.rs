@@ -56,6 +56,15 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// A ClickHouse user and password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    /// The user.
+    pub user: String,
+    /// The password.
+    pub password: Secret,
+}
+
 /// Where the engine inserts, as whom, and how long it waits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

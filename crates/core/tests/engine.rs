@@ -767,13 +767,7 @@ async fn a_dispatcher_takes_batches_formed_elsewhere() {
             max_bytes: 1 << 20,
             linger: Duration::from_secs(60),
         },
-        Target {
-            database: db.name.as_str().into(),
-            table: "t".into(),
-            stream_id: StreamId::named("wal"),
-            first_sequence: 0,
-            first_input: 0,
-        },
+        Target::new(db.name.as_str(), "t", StreamId::named("wal")),
     );
     let mut acks = Vec::new();
     for i in 0..1000 {

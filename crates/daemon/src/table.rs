@@ -389,12 +389,12 @@ impl Feeder {
                     max_bytes: usize::MAX,
                     linger: Duration::from_secs(3600),
                 },
-                Target {
-                    database: Arc::from(self.meta.database.as_str()),
-                    table: Arc::from(self.meta.table.as_str()),
-                    stream_id: stream,
-                    first_sequence: p.seq,
-                    first_input: p.start,
+                {
+                    let mut t = Target::of(&self.config);
+                    t.stream_id = stream;
+                    t.first_sequence = p.seq;
+                    t.first_input = p.start;
+                    t
                 },
             );
             for row in recovered.rows(p.start, p.end) {

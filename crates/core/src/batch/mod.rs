@@ -14,6 +14,7 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::batch::ack::{AckSpan, AckState};
+use crate::config::Credentials;
 
 /// The ClickHouse input format of a batch's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -186,6 +187,10 @@ pub(crate) struct Origin {
     pub database: Arc<str>,
     /// Target table.
     pub table: Arc<str>,
+    /// ClickHouse settings of its insert.
+    pub settings: Arc<[(String, String)]>,
+    /// The user it is inserted as (`None`: the dispatcher's).
+    pub credentials: Option<Credentials>,
 }
 
 /// A sealed batch: the unit that delivery sends and, if need be, the spool keeps.
@@ -235,6 +240,16 @@ impl Batch {
     /// The target table.
     pub fn table(&self) -> &str {
         &self.origin.table
+    }
+
+    /// The ClickHouse settings its insert is sent with.
+    pub fn settings(&self) -> &[(String, String)] {
+        &self.origin.settings
+    }
+
+    /// The user it is inserted as, when not the dispatcher's.
+    pub fn user(&self) -> Option<&str> {
+        self.origin.credentials.as_ref().map(|c| c.user.as_str())
     }
 
     /// The insert's column list (empty: every column, in table order).

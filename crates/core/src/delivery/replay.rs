@@ -56,6 +56,8 @@ pub async fn replay(config: &Config, spool: &DeadLetterSpool) -> Result<ReplayRe
                 sequence: record.sequence,
                 database: Arc::from(record.database.as_str()),
                 table: Arc::from(record.table.as_str()),
+                settings: Arc::from(record.settings.clone()),
+                credentials: None,
             },
             columns: Arc::from(record.columns.clone()),
             format,

@@ -36,7 +36,6 @@ pub(crate) struct Sink {
     send_timeout: Duration,
     insert_timeout: Duration,
     retry: RetryPolicy,
-    settings: Vec<(String, String)>,
     block_rows: String,
 }
 
@@ -86,12 +85,6 @@ impl Sink {
             send_timeout: config.clickhouse.send_timeout,
             insert_timeout: config.clickhouse.insert_timeout,
             retry: RetryPolicy::of(&config.delivery),
-            settings: config
-                .clickhouse
-                .settings
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
             block_rows: config.batching.max_rows.max(1_048_449).to_string(),
         }
     }
@@ -189,9 +182,22 @@ impl Sink {
 
     async fn attempt_on(&self, client: &clickhouse::Client, batch: &Batch) -> Result<()> {
         let id = batch.id.to_string();
+        let client = match &batch.origin.credentials {
+            Some(c) => client
+                .clone()
+                .with_user(c.user.clone())
+                .with_password(c.password.expose().to_string()),
+            None => client.clone(),
+        };
         let mut insert = client
             .insert_formatted_with(Self::insert_sql(batch))
-            .with_timeouts(Some(self.send_timeout), Some(self.insert_timeout))
+            .with_timeouts(Some(self.send_timeout), Some(self.insert_timeout));
+        // The batch's own settings first: those the engine needs for idempotent, atomic
+        // inserts (below) win over them.
+        for (name, value) in batch.origin.settings.iter() {
+            insert = insert.with_setting(name.clone(), value.clone());
+        }
+        let insert = insert
             .with_setting("async_insert", "0")
             .with_setting("insert_deduplicate", "1")
             .with_setting("insert_deduplication_token", id.clone())
@@ -199,9 +205,7 @@ impl Sink {
             // One batch, one insert block: the insert is atomic, so a data error proves that
             // nothing of the batch landed.
             .with_setting("max_insert_block_size", self.block_rows.clone());
-        for (name, value) in &self.settings {
-            insert = insert.with_setting(name.clone(), value.clone());
-        }
+        let mut insert = insert;
         let mut offset = 0;
         while offset < batch.bytes.len() {
             let end = (offset + CHUNK).min(batch.bytes.len());

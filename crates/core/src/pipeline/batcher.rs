@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::batch::ack::{AckSpan, AckState};
 use crate::batch::{Batch, Origin, RejectedRow};
 use crate::catalog::Catalog;
+use crate::config::Credentials;
 use crate::dedup::StreamId;
 use crate::delivery::dispatcher::Work;
 use crate::format::{BatchEncoder, Push};
@@ -31,8 +32,9 @@ pub struct Limits {
     pub linger: Duration,
 }
 
-/// What the batches go to, and where their ids come from.
+/// What the batches go to, as whom and with which settings, and where their ids come from.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Target {
     /// Database of the table.
     pub database: Arc<str>,
@@ -45,6 +47,48 @@ pub struct Target {
     /// The number of the first input (inputs are numbered in the order they reach the
     /// batcher; a batch records the range of its inputs, see [`Batch::inputs`]).
     pub first_input: u64,
+    /// ClickHouse settings sent with every insert of these batches.
+    pub settings: Arc<[(String, String)]>,
+    /// The user the batches are inserted as (`None`: the dispatcher's).
+    pub credentials: Option<Credentials>,
+}
+
+impl Target {
+    /// The batches of a pipeline of `config`: its table, stream (random when it names none),
+    /// first sequence number, settings and user.
+    pub fn of(config: &crate::config::Config) -> Self {
+        let mut t = Target::new(
+            &config.clickhouse.database,
+            &config.table,
+            config.delivery.stream_id.unwrap_or_else(StreamId::random),
+        );
+        t.first_sequence = config.delivery.first_sequence;
+        t.settings = config
+            .clickhouse
+            .settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        t.credentials = config.clickhouse.user.as_ref().map(|user| Credentials {
+            user: user.clone(),
+            password: config.clickhouse.password.clone().unwrap_or_default(),
+        });
+        t
+    }
+
+    /// Batches of `database.table`, with ids of `stream_id` from sequence 0, inputs numbered
+    /// from 0, no settings, inserted as the dispatcher's user.
+    pub fn new(database: &str, table: &str, stream_id: StreamId) -> Self {
+        Self {
+            database: Arc::from(database),
+            table: Arc::from(table),
+            stream_id,
+            first_sequence: 0,
+            first_input: 0,
+            settings: Arc::from(Vec::new()),
+            credentials: None,
+        }
+    }
 }
 
 /// What became of a row pushed into the batcher.
@@ -311,6 +355,8 @@ impl<E: BatchEncoder> Batcher<E> {
                 sequence: o.sequence,
                 database: self.target.database.clone(),
                 table: self.target.table.clone(),
+                settings: self.target.settings.clone(),
+                credentials: self.target.credentials.clone(),
             },
             columns,
             format: enc.format,
@@ -533,12 +579,10 @@ mod tests {
                 max_bytes,
                 linger: Duration::from_secs(60),
             },
-            Target {
-                database: Arc::from("db"),
-                table: Arc::from("t"),
-                stream_id: StreamId::named("x"),
-                first_sequence: 5,
-                first_input: 0,
+            {
+                let mut t = Target::new("db", "t", StreamId::named("x"));
+                t.first_sequence = 5;
+                t
             },
         )
     }
@@ -627,13 +671,7 @@ mod tests {
                 max_bytes,
                 linger: Duration::from_secs(60),
             };
-            let target = Target {
-                database: Arc::from("db"),
-                table: Arc::from("t"),
-                stream_id: StreamId::named("x"),
-                first_sequence: 0,
-                first_input: 0,
-            };
+            let target = Target::new("db", "t", StreamId::named("x"));
             let make = || {
                 Batcher::new(
                     RowBinary::<R>::new(Some(id_col.clone())),

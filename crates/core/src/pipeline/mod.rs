@@ -13,7 +13,6 @@ use tokio::sync::mpsc;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::dedup::StreamId;
 use crate::delivery::dispatcher::Dispatcher;
 use crate::error::{Error, Result};
 use crate::format::native::NativeOptions;
@@ -231,12 +230,10 @@ impl PipelineBuilder {
                 max_bytes: config.batching.max_bytes,
                 linger: config.batching.linger,
             },
-            Target {
-                database: Arc::from(config.clickhouse.database.as_str()),
-                table: Arc::from(config.table.as_str()),
-                stream_id: config.delivery.stream_id.unwrap_or_else(StreamId::random),
-                first_sequence: config.delivery.first_sequence,
-                first_input: self.first_input,
+            {
+                let mut t = Target::of(&config);
+                t.first_input = self.first_input;
+                t
             },
         );
         let gate = Arc::new(RowGate::new(config.batching.queue_rows));

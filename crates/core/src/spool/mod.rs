@@ -66,6 +66,12 @@ pub struct DeadLetterRecord {
     pub dead_lettered_at_ms: u64,
     /// The payload file name, relative to the spool directory.
     pub payload_file: String,
+    /// The ClickHouse settings the insert was sent with.
+    #[serde(default)]
+    pub settings: Vec<(String, String)>,
+    /// The user it was inserted as, when not the engine's configured one.
+    #[serde(default)]
+    pub user: Option<String>,
 }
 
 /// A dead-letter spool directory.
@@ -151,6 +157,8 @@ impl DeadLetterSpool {
             sequence: batch.sequence(),
             dead_lettered_at_ms: now_ms(),
             payload_file: format!("{}.bin", batch.id),
+            settings: batch.settings().to_vec(),
+            user: batch.user().map(str::to_string),
         };
         self.write_entry(&record, &batch.bytes)?;
         Ok(self.dir.join(format!("{}.json", record.id)))
@@ -185,6 +193,8 @@ impl DeadLetterSpool {
             sequence: batch.sequence(),
             dead_lettered_at_ms: now_ms(),
             payload_file: format!("{id}.rejected.jsonl"),
+            settings: batch.settings().to_vec(),
+            user: batch.user().map(str::to_string),
         };
         self.write_entry(&record, &payload)?;
         Ok(self.dir.join(format!("{id}.json")))
@@ -256,6 +266,8 @@ mod tests {
                 sequence: 3,
                 database: Arc::from("db"),
                 table: Arc::from("t"),
+                settings: Arc::from(vec![("s".to_string(), "1".to_string())]),
+                credentials: None,
             },
             columns: Arc::from(vec!["a".to_string()]),
             format: crate::batch::Format::RowBinary,
