@@ -91,7 +91,7 @@ mod stats;
 mod types;
 
 pub use batch::ack::Ack;
-pub use batch::{Batch, Encoded, Format, Parts, RejectedRow, RowSource, RowSourceRef};
+pub use batch::{Batch, Encoded, Format, Parts, RejectedRow, RowSource, RowSourceRef, Units};
 pub use catalog::Catalog;
 pub use config::{
     Batching, ClickHouse, Compression, Config, ConfigBuilder, Delivery, Secret, Spool, parse_bytes,
@@ -101,6 +101,7 @@ pub use dedup::StreamId;
 pub use delivery::dispatcher::Dispatcher;
 pub use delivery::replay::{ReplayReport, replay};
 pub use error::{Error, ErrorKind, Result, classify_code};
+pub use format::bodies::{Bodies, Body, Joint};
 pub use format::json::ObjectInfo;
 pub use format::native::{
     ColumnsOutcome, ConversionError, ConversionErrorKind, EncodedNative, NativeBatch, NativeOptions,

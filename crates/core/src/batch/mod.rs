@@ -33,6 +33,8 @@ pub enum Format {
     Csv,
     /// `TabSeparated`.
     TabSeparated,
+    /// Any other ClickHouse input format, by its name (what a gateway's client sends).
+    Other(&'static str),
 }
 
 impl Format {
@@ -55,7 +57,27 @@ impl Format {
             Format::JsonEachRow => "JSONEachRow",
             Format::Csv => "CSV",
             Format::TabSeparated => "TabSeparated",
+            Format::Other(name) => name,
         }
+    }
+
+    /// The format named `name`: one of the engine's own, or [`Format::Other`] for any other
+    /// name (kept once per distinct name for the life of the process).
+    pub fn named(name: &str) -> Format {
+        if let Some(f) = Format::from_name(name) {
+            return f;
+        }
+        static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+        let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+        let name = match names.iter().find(|n| **n == name) {
+            Some(n) => n,
+            None => {
+                let n: &'static str = Box::leak(name.to_string().into_boxed_str());
+                names.push(n);
+                n
+            }
+        };
+        Format::Other(name)
     }
 
     /// The format of a ClickHouse format name, aliases included (`TSV`, `JSONLines`,
@@ -79,7 +101,12 @@ impl fmt::Display for Format {
 impl std::str::FromStr for Format {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Format::from_name(s).ok_or_else(|| format!("unknown payload format {s}"))
+        let ok = !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if ok {
+            Ok(Format::named(s))
+        } else {
+            Err(format!("invalid format name {s:?}"))
+        }
     }
 }
 
@@ -119,6 +146,20 @@ pub enum Parts {
     /// The rows themselves, to encode any range of them again (formats whose bytes cannot be
     /// cut at row boundaries: Native).
     Source(RowSourceRef),
+    /// Indivisible inputs of several rows each (a gateway's requests), after a header that
+    /// every part of the batch starts with (the header of a format `WithNames`, say).
+    Units(Arc<Units>),
+}
+
+/// The inputs of a batch of [`Parts::Units`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Units {
+    /// Bytes at the start of the batch that belong to no input and start every part of it.
+    pub header_len: usize,
+    /// Where each input starts in the batch's bytes.
+    pub starts: Vec<u32>,
+    /// The rows before each input, and all the rows at the end (one more than `starts`).
+    pub rows: Vec<u64>,
 }
 
 impl Parts {
@@ -137,6 +178,7 @@ impl fmt::Debug for Parts {
             Parts::Whole => f.write_str("Whole"),
             Parts::Offsets(o) => write!(f, "Offsets({} rows)", o.len()),
             Parts::Source(s) => write!(f, "{s:?}"),
+            Parts::Units(u) => write!(f, "Units({} inputs)", u.starts.len()),
         }
     }
 }
@@ -305,6 +347,7 @@ impl Batch {
             Parts::Whole => self.rows,
             Parts::Offsets(o) => o.len(),
             Parts::Source(s) => s.0.rows(),
+            Parts::Units(u) => u.starts.len(),
         }
     }
 
@@ -318,6 +361,7 @@ impl Batch {
         // One row per unit, but for a batch that cannot be split (one unit, all rows).
         match &self.parts {
             Parts::Whole => self.rows as u64,
+            Parts::Units(u) => u.rows[end as usize] - u.rows[start as usize],
             _ => end - start,
         }
     }
@@ -329,7 +373,11 @@ impl Batch {
 
     /// Whether the batch can be split into halves (see [`split`](Self::split)).
     pub fn splittable(&self) -> bool {
-        self.rows > 1 && !matches!(self.parts, Parts::Whole)
+        match &self.parts {
+            Parts::Whole => false,
+            Parts::Units(u) => u.starts.len() > 1,
+            _ => self.rows > 1,
+        }
     }
 
     /// The acknowledgement spans of the halves of a split at unit `mid`: a span on both sides
@@ -366,10 +414,10 @@ impl Batch {
     /// rejected its data: one batch is one atomic insert block). `None` when the batch has
     /// one row or its format cannot be split.
     pub fn split(&self) -> Option<(Batch, Batch)> {
-        if self.rows < 2 {
+        if !self.splittable() {
             return None;
         }
-        let mid = self.rows / 2;
+        let mid = self.units() / 2;
         let derived = |part| crate::dedup::derived_id(&self.id, part);
         let half = |id: Uuid, columns: Arc<[String]>, format, bytes, rows, parts, acks| Batch {
             id,
@@ -385,6 +433,49 @@ impl Batch {
         };
         match &self.parts {
             Parts::Whole => None,
+            Parts::Units(units) => {
+                let cut = units.starts[mid] as usize;
+                let header = self.bytes.slice(..units.header_len);
+                let part = |n: u32, inputs: Range<usize>, bytes: Range<usize>, acks| {
+                    let base = bytes.start as u32;
+                    let body = self.bytes.slice(bytes);
+                    let joined = if header.is_empty() {
+                        body
+                    } else {
+                        let mut b = bytes::BytesMut::with_capacity(header.len() + body.len());
+                        b.extend_from_slice(&header);
+                        b.extend_from_slice(&body);
+                        b.freeze()
+                    };
+                    let shift = base as i64 - units.header_len as i64;
+                    let first_rows = units.rows[inputs.start];
+                    half(
+                        derived(n),
+                        self.columns.clone(),
+                        self.format,
+                        joined,
+                        (units.rows[inputs.end] - first_rows) as usize,
+                        Parts::Units(Arc::new(Units {
+                            header_len: units.header_len,
+                            starts: units.starts[inputs.clone()]
+                                .iter()
+                                .map(|s| (*s as i64 - shift) as u32)
+                                .collect(),
+                            rows: units.rows[inputs.start..=inputs.end]
+                                .iter()
+                                .map(|r| r - first_rows)
+                                .collect(),
+                        })),
+                        acks,
+                    )
+                };
+                let (left_acks, right_acks) = self.split_acks(mid as u32);
+                let n = units.starts.len();
+                Some((
+                    part(0, 0..mid, units.starts[0] as usize..cut, left_acks),
+                    part(1, mid..n, cut..self.bytes.len(), right_acks),
+                ))
+            }
             Parts::Source(source) => {
                 let encoded = |part: u32, range: Range<usize>, acks| {
                     let id = derived(part);
@@ -447,8 +538,10 @@ mod tests {
         assert_eq!(Format::from_name("TSV"), Some(Format::TabSeparated));
         assert_eq!(Format::from_name("NDJSON"), Some(Format::JsonEachRow));
         assert_eq!(
-            "Parquet".parse::<Format>().unwrap_err(),
-            "unknown payload format Parquet"
+            "Parquet".parse::<Format>().unwrap(),
+            Format::Other("Parquet")
         );
+        assert_eq!(Format::named("Parquet").name(), "Parquet");
+        assert!("Bad name".parse::<Format>().is_err());
     }
 }

@@ -3,6 +3,7 @@
 //! A batch is encoded once, as its rows arrive, into the bytes that every attempt of its insert
 //! sends. [`RowBinary`] encodes typed rows (`T: clickhouse::Row + Serialize`).
 
+pub(crate) mod bodies;
 mod buffer;
 pub(crate) mod delimited;
 pub(crate) mod dynamic;
@@ -73,6 +74,12 @@ pub trait BatchEncoder: Send + 'static {
     /// the encoder splits at something else.
     fn units(&self) -> usize {
         self.rows()
+    }
+
+    /// Whether the current batch must be sealed now whatever its size (an encoder whose
+    /// batches hold one input each, say).
+    fn full(&self) -> bool {
+        false
     }
 
     /// Encoded bytes in the current batch (exact or a close estimate).
@@ -351,6 +358,10 @@ impl<R: Send + 'static> BatchEncoder for Box<dyn BatchEncoder<Row = R>> {
 
     fn units(&self) -> usize {
         (**self).units()
+    }
+
+    fn full(&self) -> bool {
+        (**self).full()
     }
 
     fn bytes(&self) -> usize {

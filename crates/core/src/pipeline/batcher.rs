@@ -232,7 +232,8 @@ impl<E: BatchEncoder> Batcher<E> {
         }
         self.next_input += 1;
         let full = self.encoder.rows() >= self.limits.max_rows
-            || self.encoder.bytes() >= self.limits.max_bytes;
+            || self.encoder.bytes() >= self.limits.max_bytes
+            || self.encoder.full();
         Pushed::Done {
             sealed: if full {
                 self.seal().map(Box::new)
