@@ -8,6 +8,8 @@ use uuid::Uuid;
 
 use super::{BatchEncoder, Push};
 use crate::batch::{Encoded, Format, Parts, RejectedRow, Units};
+use crate::format::json::{id_prefix, write_object};
+use crate::types::insert_id::InsertIdColumn;
 
 /// One input of [`Bodies`]: a body of rows in the batch's format, and how many rows it holds.
 #[derive(Debug, Clone)]
@@ -43,6 +45,9 @@ pub struct Bodies {
     buf: Vec<u8>,
     starts: Vec<u32>,
     rows: Vec<u64>,
+    /// JSON object lines only: the `_insert_id` column the batch id goes into.
+    insert_id: Option<InsertIdColumn>,
+    id_prefix: Vec<u8>,
 }
 
 impl Bodies {
@@ -64,14 +69,27 @@ impl Bodies {
             buf: Vec::new(),
             starts: Vec::new(),
             rows: vec![0],
+            insert_id: None,
+            id_prefix: Vec::new(),
         }
+    }
+
+    /// For bodies of JSON object lines (`JSONEachRow`): writes the batch id into `column` of
+    /// every row, as [`crate::JsonEachRow`] does (rows must not set it themselves: the caller
+    /// checks).
+    pub fn with_insert_id(mut self, column: InsertIdColumn) -> Self {
+        self.insert_id = Some(column);
+        self
     }
 }
 
 impl BatchEncoder for Bodies {
     type Row = Body;
 
-    fn begin(&mut self, _batch_id: Uuid) {
+    fn begin(&mut self, batch_id: Uuid) {
+        if let Some(col) = &self.insert_id {
+            self.id_prefix = id_prefix(col, batch_id);
+        }
         self.buf.clear();
         self.buf.extend_from_slice(&self.header);
         self.starts.clear();
@@ -82,9 +100,21 @@ impl BatchEncoder for Bodies {
     fn push(&mut self, body: Body, _rejected: &mut Vec<RejectedRow>) -> Push<Body> {
         // Batches are far below 4 GiB (`Config::validate` caps `max_bytes`).
         self.starts.push(self.buf.len() as u32);
-        self.buf.extend_from_slice(&body.bytes);
-        if self.joint == Joint::Newline && !body.bytes.is_empty() && !body.bytes.ends_with(b"\n") {
-            self.buf.push(b'\n');
+        if self.insert_id.is_some() {
+            for line in body.bytes.split(|b| *b == b'\n') {
+                let object = line.trim_ascii();
+                if !object.is_empty() {
+                    write_object(&self.id_prefix, object, &mut self.buf);
+                }
+            }
+        } else {
+            self.buf.extend_from_slice(&body.bytes);
+            if self.joint == Joint::Newline
+                && !body.bytes.is_empty()
+                && !body.bytes.ends_with(b"\n")
+            {
+                self.buf.push(b'\n');
+            }
         }
         let total = self.rows.last().copied().unwrap_or(0) + u64::from(body.rows);
         self.rows.push(total);

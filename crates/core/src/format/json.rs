@@ -34,16 +34,36 @@ impl JsonEachRow {
     }
 }
 
+/// Appends the JSON object `object` (trimmed, `{...}`) and a newline to `out`; with an
+/// `id_prefix` (`{"_insert_id":"<batch id>"`), the object's keys follow it.
+pub(crate) fn write_object(id_prefix: &[u8], object: &[u8], out: &mut Vec<u8>) {
+    if id_prefix.is_empty() {
+        out.extend_from_slice(object);
+    } else {
+        out.extend_from_slice(id_prefix);
+        let inner = object[1..].trim_ascii_start();
+        if inner != b"}" {
+            out.push(b',');
+        }
+        out.extend_from_slice(inner);
+    }
+    out.push(b'\n');
+}
+
+/// The `{"<column>":"<batch id>"` prefix that puts a batch id into each JSON object row.
+pub(crate) fn id_prefix(col: &InsertIdColumn, batch_id: Uuid) -> Vec<u8> {
+    format!("{{\"{}\":\"{batch_id}\"", col.name).into_bytes()
+}
+
 impl BatchEncoder for JsonEachRow {
     type Row = Bytes;
 
     fn begin(&mut self, batch_id: Uuid) {
         self.lines.begin();
-        self.id_prefix.clear();
-        if let Some(col) = &self.insert_id {
-            self.id_prefix
-                .extend_from_slice(format!("{{\"{}\":\"{batch_id}\"", col.name).as_bytes());
-        }
+        self.id_prefix = match &self.insert_id {
+            Some(col) => id_prefix(col, batch_id),
+            None => Vec::new(),
+        };
     }
 
     fn push(&mut self, row: Bytes, rejected: &mut Vec<RejectedRow>) -> Push<Bytes> {
@@ -56,18 +76,7 @@ impl BatchEncoder for JsonEachRow {
             return Push::Done;
         }
         self.lines.start_row();
-        let buf = &mut self.lines.buf;
-        if self.id_prefix.is_empty() {
-            buf.extend_from_slice(trimmed);
-        } else {
-            buf.extend_from_slice(&self.id_prefix);
-            let inner = trimmed[1..].trim_ascii_start();
-            if inner != b"}" {
-                buf.push(b',');
-            }
-            buf.extend_from_slice(inner);
-        }
-        buf.push(b'\n');
+        write_object(&self.id_prefix, trimmed, &mut self.lines.buf);
         Push::Done
     }
 
