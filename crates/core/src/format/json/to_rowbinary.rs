@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use uuid::Uuid;
 
-use super::scan::{Cursor, Grammar, KeyText, unescape};
+use super::scan::{Cursor, Grammar, KeyText};
 use crate::FastMap;
 use crate::batch::{Encoded, Format, RejectedRow};
 use crate::format::kind::{Scalar, scalar};
@@ -495,22 +495,11 @@ fn value(p: &mut Cursor<'_>, kind: &Kind, out: &mut Vec<u8>, text: &mut Vec<u8>)
             }
             Ok(())
         }
-        Kind::Scalar(Scalar::String) => {
-            if p.peek() != Some(b'"') {
-                return Err("a value that is not a string");
-            }
-            let (raw, escaped) = p.string_raw()?;
-            if escaped {
-                text.clear();
-                unescape(raw, text)?;
-                put_leb128(out, text.len() as u64);
-                out.extend_from_slice(text);
-            } else {
-                put_leb128(out, raw.len() as u64);
-                out.extend_from_slice(raw);
-            }
+        Kind::Scalar(Scalar::String) => p.with_string(text, |s| {
+            put_leb128(out, s.len() as u64);
+            out.extend_from_slice(s);
             Ok(())
-        }
+        }),
         Kind::Scalar(Scalar::FixedString(n)) => p.with_string(text, |s| {
             if s.len() > *n {
                 return Err("a string longer than the FixedString");
@@ -539,22 +528,20 @@ fn value(p: &mut Cursor<'_>, kind: &Kind, out: &mut Vec<u8>, text: &mut Vec<u8>)
             out.extend_from_slice(&ip.octets());
             Ok(())
         }),
-        Kind::Scalar(Scalar::Date(_)) => p.with_string(text, |s| {
+        Kind::Scalar(date @ (Scalar::Date(_) | Scalar::Date32(_))) => p.with_string(text, |s| {
             let (y, m, d) = text::parse_date(s).ok_or("not a YYYY-MM-DD date")?;
             let days = days_from_civil(y, m, d);
-            if !(DATE_MIN_DAYS..=DATE_MAX_DAYS).contains(&days) {
-                return Err("a Date out of range");
+            if let Scalar::Date(_) = date {
+                if !(DATE_MIN_DAYS..=DATE_MAX_DAYS).contains(&days) {
+                    return Err("a Date out of range");
+                }
+                out.extend_from_slice(&(days as u16).to_le_bytes());
+            } else {
+                if !(DATE32_MIN_DAYS..=DATE32_MAX_DAYS).contains(&days) {
+                    return Err("a Date32 out of range");
+                }
+                out.extend_from_slice(&(days as i32).to_le_bytes());
             }
-            out.extend_from_slice(&(days as u16).to_le_bytes());
-            Ok(())
-        }),
-        Kind::Scalar(Scalar::Date32(_)) => p.with_string(text, |s| {
-            let (y, m, d) = text::parse_date(s).ok_or("not a YYYY-MM-DD date")?;
-            let days = days_from_civil(y, m, d);
-            if !(DATE32_MIN_DAYS..=DATE32_MAX_DAYS).contains(&days) {
-                return Err("a Date32 out of range");
-            }
-            out.extend_from_slice(&(days as i32).to_le_bytes());
             Ok(())
         }),
         Kind::Scalar(Scalar::DateTime(zone)) => {
