@@ -102,13 +102,13 @@ pub use delivery::dispatcher::Dispatcher;
 pub use delivery::replay::{ReplayReport, replay};
 pub use error::{Error, ErrorKind, Result, classify_code};
 pub use format::bodies::{Bodies, Body, Joint};
-pub use format::json::ObjectInfo;
 pub use format::native::{
     ColumnsOutcome, ConversionError, ConversionErrorKind, EncodedNative, NativeBatch, NativeOptions,
 };
 pub use format::{
     BatchEncoder, DelimitedRows, Delimiter, DynInput, DynamicRows, EncodedRows, JsonEachRow,
-    JsonRowBinary, JsonRowBinaryOptions, Push, RowBinary, RowEncoder, check_object,
+    JsonError, JsonRowBinary, JsonRowBinaryOptions, ObjectInfo, Push, RowBinary, RowEncoder,
+    check_object, read_object,
 };
 pub use pipeline::batcher::{Batcher, Limits, SealHook, Target};
 pub use pipeline::handle::{Handle, SendError, TrySendError};

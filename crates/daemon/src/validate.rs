@@ -1,12 +1,14 @@
 //! Validation of a JSONEachRow body before it is accepted: every row one JSON object, every
 //! key a column of the table. The result is the WAL's body format: one object per line.
+//!
+//! The rows are read by the engine's JSON checker ([`chasync_core::read_object`]), the one the
+//! text pipeline checks its JSON lines with: JSON the way ClickHouse's JSONEachRow reads it.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
 use bytes::Bytes;
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use chasync_core::read_object;
 
 /// A body that passed: the rows, one per line (each followed by `\n`), and how many.
 #[derive(Debug)]
@@ -33,52 +35,6 @@ pub struct Invalid {
 impl fmt::Display for Invalid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "line {}: {}", self.line, self.message)
-    }
-}
-
-/// The keys of one JSON object (values are checked for syntax and skipped).
-struct Keys<'a>(Vec<Cow<'a, str>>);
-
-impl<'de> Deserialize<'de> for Keys<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Keys<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object (one row)")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Keys<'de>, A::Error> {
-                let mut keys = Vec::new();
-                while let Some(key) = map.next_key::<CowStr<'de>>()? {
-                    map.next_value::<IgnoredAny>()?;
-                    keys.push(key.0);
-                }
-                Ok(Keys(keys))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-/// A string borrowed from the input when it has no escapes.
-struct CowStr<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for CowStr<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = CowStr<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<CowStr<'de>, E> {
-                Ok(CowStr(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<CowStr<'de>, E> {
-                Ok(CowStr(Cow::Owned(v.to_string())))
-            }
-        }
-        d.deserialize_str(V)
     }
 }
 
@@ -110,38 +66,51 @@ pub fn validate(
     let mut rows = 0u32;
     let mut unknown = BTreeMap::new();
     let mut insert_id_line = None;
-    let mut stream = serde_json::Deserializer::from_slice(data).into_iter::<Keys>();
-    let mut prev_end = 0usize;
     let mut line = first_line;
-    let mut seen: HashSet<Cow<str>> = HashSet::new();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut at = 0usize;
     loop {
-        let item = stream.next();
-        let end = stream.byte_offset();
-        let Some(item) = item else { break };
-        let keys = match item {
-            Ok(k) => k,
+        // The white space before a row (JSON's: spaces, tabs and line breaks).
+        while let Some(&c) = data.get(at)
+            && matches!(c, b' ' | b'\t' | b'\r' | b'\n')
+        {
+            line += u64::from(c == b'\n');
+            at += 1;
+        }
+        if at == data.len() {
+            break;
+        }
+        let mut not_utf8 = false;
+        let read = read_object(&data[at..], |key| {
+            let Ok(key) = std::str::from_utf8(key) else {
+                not_utf8 = true;
+                return;
+            };
+            if insert_id == Some(key) {
+                insert_id_line.get_or_insert(line);
+            } else if !seen.contains(key) {
+                if !columns.has(key) {
+                    unknown.entry(key.to_string()).or_insert(line);
+                }
+                seen.insert(key.to_string());
+            }
+        });
+        let end = match read {
+            Ok(len) => at + len,
             Err(e) => {
                 return Err(Invalid {
-                    line: first_line + e.line().saturating_sub(1) as u64,
+                    line: line + count_newlines(&data[at..at + e.offset]),
                     message: format!("invalid JSONEachRow row: {e}"),
                 });
             }
         };
-        let raw = &data[prev_end..end];
-        // The row starts after the whitespace that precedes it.
-        let lead = raw.len() - raw.trim_ascii_start().len();
-        line += count_newlines(&raw[..lead]);
-        let row = raw.trim_ascii();
-        for key in keys.0 {
-            if insert_id == Some(key.as_ref()) {
-                insert_id_line.get_or_insert(line);
-            } else if !seen.contains(&key) {
-                if !columns.has(&key) {
-                    unknown.entry(key.to_string()).or_insert(line);
-                }
-                seen.insert(key);
-            }
+        if not_utf8 {
+            return Err(Invalid {
+                line,
+                message: "invalid JSONEachRow row: a key that is not UTF-8".into(),
+            });
         }
+        let row = &data[at..end];
         let start = out.len();
         out.extend_from_slice(row);
         // A row spread over lines (pretty-printed): JSON has no raw newlines inside
@@ -157,7 +126,7 @@ pub fn validate(
         line += nl;
         out.push(b'\n');
         rows += 1;
-        prev_end = end;
+        at = end;
     }
     if rows == 0 && !data.trim_ascii().is_empty() {
         return Err(Invalid {
@@ -226,5 +195,24 @@ mod tests {
         let r = validate(b"  \n", 1, &c, None).unwrap();
         assert_eq!(r.rows, 0);
         assert!(validate(b"nonsense", 1, &c, None).is_err());
+    }
+
+    /// An error names the line of the byte that is wrong, also inside a row spread over
+    /// lines; keys are read with their escapes decoded; a key must be UTF-8.
+    #[test]
+    fn errors_name_the_line_of_the_byte() {
+        let c = cols(&["a", "b"]);
+        let e = validate(b"{\"a\": 1}\n{\n  \"a\": 2,\n  \"b\": }\n", 5, &c, None).unwrap_err();
+        assert_eq!(e.line, 8, "{e}");
+        assert!(e.message.starts_with("invalid JSONEachRow row: "), "{e}");
+        let e = validate(b"{\"a\": 1} x", 1, &c, None).unwrap_err();
+        assert_eq!(e.line, 1, "{e}");
+        assert!(e.message.contains("JSON object"), "{e}");
+        let r = validate(b"{\"\\u0061\": 1}{\"b\": 2}", 1, &c, None).unwrap();
+        assert_eq!(r.rows, 2);
+        assert!(r.unknown.is_empty());
+        let e = validate(b"{\"a\": 1}\n{\"\xff\": 1}", 1, &c, None).unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("UTF-8"), "{e}");
     }
 }

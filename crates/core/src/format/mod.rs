@@ -8,14 +8,16 @@ mod buffer;
 pub(crate) mod delimited;
 pub(crate) mod dynamic;
 pub(crate) mod json;
-pub(crate) mod json_binary;
+pub(crate) mod kind;
 pub(crate) mod native;
 pub(crate) mod rowbinary;
 
 pub use delimited::{DelimitedRows, Delimiter};
 pub use dynamic::{DynInput, DynamicRows};
-pub use json::{JsonEachRow, check_object};
-pub use json_binary::{JsonRowBinary, JsonRowBinaryOptions};
+pub use json::{
+    JsonEachRow, JsonError, JsonRowBinary, JsonRowBinaryOptions, ObjectInfo, check_object,
+    read_object,
+};
 
 use std::marker::PhantomData;
 

@@ -37,7 +37,7 @@ pub(crate) fn serialize_into<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T
     })
 }
 
-pub(crate) use crate::types::wire::{put_leb128, put_uuid};
+use crate::types::wire::put_leb128;
 
 struct RowBinarySerializer<'a> {
     buf: &'a mut Vec<u8>,
@@ -297,20 +297,6 @@ mod tests {
         let e = enc(&s.as_str());
         assert_eq!(&e[..2], &[0xc8, 0x01]);
         assert_eq!(e.len(), 202);
-    }
-
-    #[test]
-    fn uuid_layout() {
-        let id = uuid::Uuid::from_u128(0x0011_2233_4455_6677_8899_aabb_ccdd_eeff);
-        let mut buf = Vec::new();
-        put_uuid(&mut buf, &id);
-        assert_eq!(
-            buf,
-            vec![
-                0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0x00, 0xff, 0xee, 0xdd, 0xcc, 0xbb, 0xaa,
-                0x99, 0x88
-            ]
-        );
     }
 
     #[test]

@@ -4,12 +4,12 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use jiff::tz::TimeZone;
-
-use super::convert::{Reason, Scalar, U256, write_str_bytes};
+use super::convert::{Reason, Scalar, write_str_bytes};
 use super::typed::encode_range;
 use crate::FastMap;
+use crate::format::kind::scalar;
 use crate::types::schema::ColumnType;
+use crate::types::time::Zone;
 use crate::types::value::{ColumnData, TypedColumn, TypedData, Value};
 use crate::types::wire::{leb128_len, put_leb128};
 
@@ -79,58 +79,15 @@ struct LowCard {
     scratch: Vec<u8>,
 }
 
-/// Resolves a time zone name, with the server's as the fallback.
-fn tz(name: Option<&str>, server_tz: &TimeZone) -> Result<TimeZone, Reason> {
-    match name {
-        None => Ok(server_tz.clone()),
-        Some(n) => TimeZone::get(n).map_err(|e| format!("unknown time zone `{n}`: {e}")),
-    }
-}
-
-fn scalar_of(ty: &ColumnType, server_tz: &TimeZone) -> Result<Option<Scalar>, Reason> {
-    use ColumnType as T;
-    if let Some((width, signed)) = ty.int_width() {
-        return Ok(Some(Scalar::Int { width, signed }));
-    }
-    Ok(match ty {
-        T::Float32 => Some(Scalar::Float32),
-        T::Float64 => Some(Scalar::Float64),
-        T::BFloat16 => Some(Scalar::BFloat16),
-        T::Decimal { precision, scale } => Some(Scalar::Decimal {
-            width: match precision {
-                0..=9 => 4,
-                10..=18 => 8,
-                19..=38 => 16,
-                _ => 32,
-            },
-            scale: *scale,
-            limit: U256::pow10(*precision as u32).ok_or("Decimal precision too large")?,
-        }),
-        T::Bool => Some(Scalar::Bool),
-        T::String => Some(Scalar::String),
-        T::FixedString(n) => Some(Scalar::FixedString(*n)),
-        T::Uuid => Some(Scalar::Uuid),
-        T::IPv4 => Some(Scalar::IPv4),
-        T::IPv6 => Some(Scalar::IPv6),
-        T::Date => Some(Scalar::Date(server_tz.clone())),
-        T::Date32 => Some(Scalar::Date32(server_tz.clone())),
-        T::DateTime(z) => Some(Scalar::DateTime(tz(z.as_deref(), server_tz)?)),
-        T::DateTime64(p, z) => Some(Scalar::DateTime64 {
-            precision: *p,
-            tz: tz(z.as_deref(), server_tz)?,
-        }),
-        T::Enum8(items) => Some(Scalar::Enum8(items.clone().into())),
-        T::Enum16(items) => Some(Scalar::Enum16(items.clone().into())),
-        T::Json(_) => Some(Scalar::Json),
-        _ => None,
-    })
-}
-
 impl Builder {
     /// An empty builder for `ty`; fails for unsupported types and unknown time zones.
-    pub(crate) fn new(ty: &ColumnType, server_tz: &TimeZone) -> Result<Builder, Reason> {
+    /// A `DateTime` without a time zone of its own reads local times in `server_tz`.
+    pub(crate) fn new(
+        ty: &ColumnType,
+        server_tz: &Result<Zone, Reason>,
+    ) -> Result<Builder, Reason> {
         let type_name: Arc<str> = ty.to_string().into();
-        if let Some(scalar) = scalar_of(ty, server_tz)? {
+        if let Some(scalar) = scalar(ty, server_tz)? {
             return Ok(Builder {
                 type_name,
                 kind: Kind::Scalar {
@@ -175,7 +132,7 @@ impl Builder {
                     ColumnType::Nullable(b) => (true, &**b),
                     other => (false, other),
                 };
-                let scalar = match scalar_of(base, server_tz)? {
+                let scalar = match scalar(base, server_tz)? {
                     Some(Scalar::Json) | None => {
                         return Err(format!("LowCardinality({base}) is not supported"));
                     }

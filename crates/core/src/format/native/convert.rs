@@ -2,42 +2,24 @@
 //!
 //! Every function appends to `out` only when it succeeds (callers roll back on error anyway).
 
-use crate::types::wire::put_leb128;
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
+use std::net::Ipv6Addr;
 
 use jiff::Timestamp;
 use jiff::civil;
 use jiff::tz::TimeZone;
 
+pub(crate) use crate::format::kind::Scalar;
+use crate::types::text::{self, U256};
+use crate::types::time::{
+    DATE_MAX_DAYS, DATE_MIN_DAYS, DATE32_MAX_DAYS, DATE32_MIN_DAYS, DT64_MAX_SECS, DT64_MIN_SECS,
+    POW10, days_from_civil, days_of,
+};
 use crate::types::value::Value;
+use crate::types::wire::{put_leb128, put_uuid};
 
 /// Why a value could not be converted (the caller adds row, column and type).
 pub(crate) type Reason = String;
-
-/// A resolved scalar column type: what a leaf of the column tree holds.
-#[derive(Debug, Clone)]
-pub(crate) enum Scalar {
-    Int { width: u8, signed: bool },
-    Float32,
-    Float64,
-    BFloat16,
-    Decimal { width: u8, scale: u8, limit: U256 },
-    Bool,
-    String,
-    FixedString(usize),
-    Uuid,
-    IPv4,
-    IPv6,
-    Date(TimeZone),
-    Date32(TimeZone),
-    DateTime(TimeZone),
-    DateTime64 { precision: u8, tz: TimeZone },
-    Enum8(Arc<[(String, i8)]>),
-    Enum16(Arc<[(String, i16)]>),
-    Json,
-}
 
 #[inline]
 pub(crate) fn write_str_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -45,94 +27,11 @@ pub(crate) fn write_str_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(b);
 }
 
-/// A 256-bit unsigned integer as four little-endian u64 limbs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct U256(pub [u64; 4]);
-
-impl U256 {
-    pub(crate) const ZERO: U256 = U256([0; 4]);
-
-    pub(crate) fn from_u128(v: u128) -> Self {
-        U256([v as u64, (v >> 64) as u64, 0, 0])
-    }
-
-    /// `self * m + a`, `None` on overflow.
-    pub(crate) fn mul_add(self, m: u64, a: u64) -> Option<Self> {
-        let mut out = [0u64; 4];
-        let mut carry = a as u128;
-        for (i, limb) in self.0.iter().enumerate() {
-            let t = (*limb as u128) * (m as u128) + carry;
-            out[i] = t as u64;
-            carry = t >> 64;
-        }
-        if carry != 0 { None } else { Some(U256(out)) }
-    }
-
-    pub(crate) fn pow10(n: u32) -> Option<Self> {
-        let mut v = U256::from_u128(1);
-        for _ in 0..n {
-            v = v.mul_add(10, 0)?;
-        }
-        Some(v)
-    }
-
-    fn cmp_limbs(&self, other: &Self) -> std::cmp::Ordering {
-        for i in (0..4).rev() {
-            match self.0[i].cmp(&other.0[i]) {
-                std::cmp::Ordering::Equal => continue,
-                o => return o,
-            }
-        }
-        std::cmp::Ordering::Equal
-    }
-
-    fn is_zero(&self) -> bool {
-        self.0 == [0; 4]
-    }
-
-    fn to_u128(self) -> Option<u128> {
-        if self.0[2] != 0 || self.0[3] != 0 {
-            None
-        } else {
-            Some(self.0[0] as u128 | ((self.0[1] as u128) << 64))
-        }
-    }
-
-    /// Two's complement negation.
-    fn neg(self) -> Self {
-        let mut out = [0u64; 4];
-        let mut carry = 1u128;
-        for (o, limb) in out.iter_mut().zip(self.0) {
-            let t = (!limb) as u128 + carry;
-            *o = t as u64;
-            carry = t >> 64;
-        }
-        U256(out)
-    }
-
-    fn write_le(&self, out: &mut Vec<u8>) {
-        for limb in self.0 {
-            out.extend_from_slice(&limb.to_le_bytes());
-        }
-    }
-}
-
 /// An integer of any supported width: sign and magnitude.
 #[derive(Clone, Copy)]
 struct BigInt {
     neg: bool,
     mag: U256,
-}
-
-fn parse_digits(d: &[u8]) -> Option<U256> {
-    let mut v = U256::ZERO;
-    for &b in d {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        v = v.mul_add(10, (b - b'0') as u64)?;
-    }
-    Some(v)
 }
 
 fn int_from_str(s: &str) -> Result<BigInt, Reason> {
@@ -143,7 +42,7 @@ fn int_from_str(s: &str) -> Result<BigInt, Reason> {
         _ => (false, t),
     };
     if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-        return parse_digits(digits.as_bytes())
+        return U256::parse_digits(digits.as_bytes())
             .map(|mag| BigInt { neg, mag })
             .ok_or_else(|| "integer out of range".to_owned());
     }
@@ -267,7 +166,7 @@ fn encode_int(v: &Value, width: u8, signed: bool, out: &mut Vec<u8>) -> Result<(
         }
     }
     let x = if b.neg { b.mag.neg() } else { b.mag };
-    x.write_le(out);
+    out.extend_from_slice(&x.to_le_bytes());
     Ok(())
 }
 
@@ -393,11 +292,7 @@ fn encode_decimal(
     let x = if d.neg { d.mag.neg() } else { d.mag };
     // Below the limit the value fits the width, so the low bytes of the two's complement
     // 256-bit image are the value's image at that width.
-    let mut le = [0u8; 32];
-    for (i, limb) in x.0.iter().enumerate() {
-        le[i * 8..i * 8 + 8].copy_from_slice(&limb.to_le_bytes());
-    }
-    out.extend_from_slice(&le[..width as usize]);
+    out.extend_from_slice(&x.to_le_bytes()[..width as usize]);
     Ok(())
 }
 
@@ -490,22 +385,6 @@ fn with_text<R>(v: &Value, sink: impl FnOnce(&[u8]) -> R) -> Result<R, Reason> {
     }
 }
 
-pub(crate) const DATE_MIN_DAYS: i64 = 0;
-pub(crate) const DATE_MAX_DAYS: i64 = 65535;
-pub(crate) const DATE32_MIN_DAYS: i64 = -25567; // 1900-01-01
-pub(crate) const DATE32_MAX_DAYS: i64 = 120529; // 2299-12-31
-pub(crate) const DT64_MIN_SECS: i64 = -2208988800; // 1900-01-01 00:00:00 UTC
-pub(crate) const DT64_MAX_SECS: i64 = 10413791999; // 2299-12-31 23:59:59 UTC
-
-fn days_from_civil(d: civil::Date) -> i64 {
-    // civil::Date - 1970-01-01 in days.
-    let epoch = civil::date(1970, 1, 1);
-    epoch
-        .until(d)
-        .map(|span| span.get_days() as i64)
-        .unwrap_or(i64::MAX)
-}
-
 fn has_explicit_offset(s: &str) -> bool {
     // "...Z", "...+02:00", "...-0530" after the time part.
     let b = s.as_bytes();
@@ -583,7 +462,7 @@ fn datetime_secs(v: &Value, tz: &TimeZone) -> Result<i64, Reason> {
 fn date_days(v: &Value, tz: &TimeZone, day_range: (i64, i64)) -> Result<i64, Reason> {
     let from_secs = |secs: i64| -> Result<i64, Reason> {
         let ts = Timestamp::from_second(secs).map_err(|_| "out of range".to_owned())?;
-        Ok(days_from_civil(tz.to_datetime(ts).date()))
+        Ok(days_of(tz.to_datetime(ts).date()))
     };
     let from_int = |i: i64| -> Result<i64, Reason> {
         if i >= day_range.0 && i <= day_range.1 {
@@ -598,14 +477,17 @@ fn date_days(v: &Value, tz: &TimeZone, day_range: (i64, i64)) -> Result<i64, Rea
             if is_epoch_text(t) {
                 return from_int(datetime_secs(v, tz)?);
             }
+            if let Some((y, m, d)) = text::parse_date(t.as_bytes()) {
+                return Ok(days_from_civil(y, m, d));
+            }
             if t.len() == 10 {
                 let d = t
                     .parse::<civil::Date>()
                     .map_err(|_| "not a date (expected YYYY-MM-DD)".to_owned())?;
-                return Ok(days_from_civil(d));
+                return Ok(days_of(d));
             }
             let ts = parse_timestamp(t, tz)?;
-            Ok(days_from_civil(tz.to_datetime(ts).date()))
+            Ok(days_of(tz.to_datetime(ts).date()))
         }
         Value::Int(_) | Value::UInt(_) | Value::Int128(_) | Value::UInt128(_) | Value::Float(_) => {
             from_int(datetime_secs(v, tz).map_err(|e| e.replace("DateTime", "Date"))?)
@@ -613,19 +495,6 @@ fn date_days(v: &Value, tz: &TimeZone, day_range: (i64, i64)) -> Result<i64, Rea
         other => Err(format!("expected a date, got {}", other.kind())),
     }
 }
-
-pub(crate) const POW10: [i64; 10] = [
-    1,
-    10,
-    100,
-    1_000,
-    10_000,
-    100_000,
-    1_000_000,
-    10_000_000,
-    100_000_000,
-    1_000_000_000,
-];
 
 fn datetime64_ticks(v: &Value, precision: u8, tz: &TimeZone) -> Result<i64, Reason> {
     let scale = POW10[precision as usize];
@@ -783,18 +652,13 @@ impl Scalar {
                     Value::UInt128(u) => uuid::Uuid::from_u128(*u),
                     other => return Err(format!("expected a UUID string, got {}", other.kind())),
                 };
-                let x = u.as_u128();
-                out.extend_from_slice(&((x >> 64) as u64).to_le_bytes());
-                out.extend_from_slice(&(x as u64).to_le_bytes());
+                put_uuid(out, &u);
                 Ok(())
             }
             Scalar::IPv4 => {
                 let x: u32 = match v {
-                    Value::String(s) => u32::from(
-                        s.trim()
-                            .parse::<Ipv4Addr>()
-                            .map_err(|_| "not an IPv4 address".to_owned())?,
-                    ),
+                    Value::String(s) => text::parse_ipv4(s.trim().as_bytes())
+                        .ok_or_else(|| "not an IPv4 address".to_owned())?,
                     Value::Int(_) | Value::UInt(_) => {
                         let b = big_int(v)?;
                         b.mag
@@ -815,11 +679,9 @@ impl Scalar {
                         let t = s.trim();
                         match t.parse::<Ipv6Addr>() {
                             Ok(a) => a.octets(),
-                            Err(_) => t
-                                .parse::<Ipv4Addr>()
-                                .map_err(|_| "not an IPv6 address".to_owned())?
-                                .to_ipv6_mapped()
-                                .octets(),
+                            Err(_) => text::parse_ipv4(t.as_bytes())
+                                .map(|v| std::net::Ipv4Addr::from(v).to_ipv6_mapped().octets())
+                                .ok_or_else(|| "not an IPv6 address".to_owned())?,
                         }
                     }
                     Value::Bytes(b) if b.len() == 16 => {
@@ -834,32 +696,32 @@ impl Scalar {
                 out.extend_from_slice(&octets);
                 Ok(())
             }
-            Scalar::Date(tz) => {
-                let d = date_days(v, tz, (DATE_MIN_DAYS, DATE_MAX_DAYS))?;
+            Scalar::Date(zone) => {
+                let d = date_days(v, zone.tz(), (DATE_MIN_DAYS, DATE_MAX_DAYS))?;
                 if !(DATE_MIN_DAYS..=DATE_MAX_DAYS).contains(&d) {
                     return Err("out of range for Date (1970-01-01 .. 2149-06-06)".to_owned());
                 }
                 out.extend_from_slice(&(d as u16).to_le_bytes());
                 Ok(())
             }
-            Scalar::Date32(tz) => {
-                let d = date_days(v, tz, (DATE32_MIN_DAYS, DATE32_MAX_DAYS))?;
+            Scalar::Date32(zone) => {
+                let d = date_days(v, zone.tz(), (DATE32_MIN_DAYS, DATE32_MAX_DAYS))?;
                 if !(DATE32_MIN_DAYS..=DATE32_MAX_DAYS).contains(&d) {
                     return Err("out of range for Date32 (1900-01-01 .. 2299-12-31)".to_owned());
                 }
                 out.extend_from_slice(&(d as i32).to_le_bytes());
                 Ok(())
             }
-            Scalar::DateTime(tz) => {
-                let s = datetime_secs(v, tz)?;
+            Scalar::DateTime(zone) => {
+                let s = datetime_secs(v, zone.tz())?;
                 let s = u32::try_from(s).map_err(|_| {
                     "out of range for DateTime (1970-01-01 .. 2106-02-07 06:28:15 UTC)".to_owned()
                 })?;
                 out.extend_from_slice(&s.to_le_bytes());
                 Ok(())
             }
-            Scalar::DateTime64 { precision, tz } => {
-                let t = datetime64_ticks(v, *precision, tz)?;
+            Scalar::DateTime64 { precision, zone } => {
+                let t = datetime64_ticks(v, *precision, zone.tz())?;
                 out.extend_from_slice(&t.to_le_bytes());
                 Ok(())
             }
@@ -902,20 +764,11 @@ impl Scalar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::wire::leb128_len;
+    use crate::types::time::Zone;
 
     fn enc(s: &Scalar, v: Value) -> Result<Vec<u8>, Reason> {
         let mut out = Vec::new();
         s.encode(&v, &mut out).map(|_| out)
-    }
-
-    #[test]
-    fn varuint() {
-        for v in [0u64, 1, 127, 128, 300, u64::MAX] {
-            let mut out = Vec::new();
-            put_leb128(&mut out, v);
-            assert_eq!(out.len(), leb128_len(v), "{v}");
-        }
     }
 
     #[test]
@@ -982,8 +835,8 @@ mod tests {
 
     #[test]
     fn dates() {
-        let utc = TimeZone::UTC;
-        let tokyo = TimeZone::get("Asia/Tokyo").unwrap();
+        let utc = Zone::UTC;
+        let tokyo = Zone::named("Asia/Tokyo").unwrap();
         let dt = Scalar::DateTime(tokyo.clone());
         let want = 1_700_000_000u32.to_le_bytes().to_vec();
         assert_eq!(enc(&dt, "2023-11-15 07:13:20".into()).unwrap(), want);
@@ -996,7 +849,7 @@ mod tests {
         assert!(enc(&dt, Value::Int(-1)).is_err());
         let dt64 = Scalar::DateTime64 {
             precision: 3,
-            tz: utc.clone(),
+            zone: utc.clone(),
         };
         let t = 1_700_000_000_123i64.to_le_bytes().to_vec();
         assert_eq!(enc(&dt64, "2023-11-14 22:13:20.123".into()).unwrap(), t);

@@ -8,11 +8,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use jiff::tz::TimeZone;
 
 use self::column::{Builder, column_header_len, write_column_header};
 use crate::FastMap;
 use crate::types::schema::{ColumnType, DefaultKind, TableSchema, quote_ident};
+use crate::types::time::Zone;
 use crate::types::value::{ColumnBatch, ColumnData, DynRow, Value};
 use crate::types::wire::{leb128_len, put_leb128};
 
@@ -239,7 +239,8 @@ fn holds_uuid_text(ty: &ColumnType) -> bool {
 impl NativeBatch {
     /// An empty batch for `schema`.
     pub fn new(schema: Arc<TableSchema>, opts: NativeOptions) -> Self {
-        let server_tz = TimeZone::get(&schema.server_timezone).unwrap_or(TimeZone::UTC);
+        // A server time zone unknown here reads local times in UTC.
+        let server_tz = Ok(Zone::named(&schema.server_timezone).unwrap_or(Zone::UTC));
         let protos: Vec<Result<Builder, String>> = schema
             .columns
             .iter()

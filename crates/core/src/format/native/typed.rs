@@ -9,11 +9,10 @@
 
 use std::ops::Range;
 
-use jiff::tz::TimeZone;
-
-use super::convert::{
+use super::convert::{Reason, Scalar, write_str_bytes};
+use crate::types::time::{
     DATE_MAX_DAYS, DATE_MIN_DAYS, DATE32_MAX_DAYS, DATE32_MIN_DAYS, DT64_MAX_SECS, DT64_MIN_SECS,
-    POW10, Reason, Scalar, write_str_bytes,
+    POW10,
 };
 use crate::types::value::{TypedColumn, TypedData};
 
@@ -241,25 +240,6 @@ fn to_bool<T: Num>(src: &[T], base: usize, out: &mut Vec<u8>, slow: &mut Slow<'_
     }
 }
 
-fn is_utc(tz: &TimeZone) -> bool {
-    *tz == TimeZone::UTC
-        || matches!(
-            tz.iana_name(),
-            Some(
-                "UTC"
-                    | "Etc/UTC"
-                    | "UCT"
-                    | "Etc/UCT"
-                    | "GMT"
-                    | "Etc/GMT"
-                    | "Universal"
-                    | "Etc/Universal"
-                    | "Zulu"
-                    | "Etc/Zulu"
-            )
-        )
-}
-
 /// Appends the Native images of rows `range` of `col` for `scalar`. The rows must not be
 /// NULL. A row that does not convert leaves nothing and is reported in `fails`.
 pub(crate) fn encode_range(
@@ -472,12 +452,12 @@ pub(crate) fn encode_range(
             }
             _ => false,
         },
-        Scalar::DateTime(tz) => match &col.data {
+        Scalar::DateTime(zone) => match &col.data {
             TypedData::Timestamp {
                 ticks,
                 precision,
                 zoned,
-            } if *precision <= 9 && (*zoned || is_utc(tz)) => {
+            } if *precision <= 9 && (*zoned || zone.is_utc()) => {
                 let per = POW10[*precision as usize];
                 out.reserve(range.len() * 4);
                 for (i, &t) in ticks[range.clone()].iter().enumerate() {
@@ -499,12 +479,12 @@ pub(crate) fn encode_range(
                 true
             }),
         },
-        Scalar::DateTime64 { precision, tz } => match &col.data {
+        Scalar::DateTime64 { precision, zone } => match &col.data {
             TypedData::Timestamp {
                 ticks,
                 precision: from,
                 zoned,
-            } if *from <= 9 && *precision <= 9 && (*zoned || is_utc(tz)) => {
+            } if *from <= 9 && *precision <= 9 && (*zoned || zone.is_utc()) => {
                 let scale = POW10[*precision as usize];
                 let (up, down) = if from <= precision {
                     (POW10[(precision - from) as usize], 1)
