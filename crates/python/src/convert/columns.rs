@@ -162,6 +162,17 @@ fn take_column(
 }
 
 /// The items of a list converted into one typed vector.
+///
+/// Python's side of the core's [`TypedColumn::from_values`], read from the objects themselves
+/// rather than from a [`Value`] made for each one (a copy of every string, 32 bytes a cell):
+/// the typed columns the core makes of the values these objects stand for (`int` as `Int64`,
+/// `float` as `Float64`, `str` as `String`, `bool` as `Bool`, lists as `List`, dicts of `str`
+/// keys as `Map` of objects; `None` NULL, the type's default in the data), except that ints
+/// beyond `i64` make an `int` column `UInt64` when none is negative (the core keeps values
+/// of both signs apart). What has no kind of its own is the core's: an all-`None` column, or
+/// the items of lists that are all empty or all `None`, is [`TypedColumn::all_null`].
+///
+/// [`Value`]: chasync_core::Value
 pub(super) enum Acc {
     Empty,
     I64(Vec<i64>),
@@ -234,14 +245,13 @@ impl Items {
         self.len = self.len.min(n);
     }
 
-    /// The items as a typed column (NULL `Int64`s when every item is `None`).
+    /// The items as a typed column; when every item is `None` (or there is none), the core's
+    /// all-NULL column ([`TypedColumn::all_null`]), as it makes of the same values.
     fn finish(self) -> TypedColumn {
-        let len = self.len;
-        let col = TypedColumn::new(
-            self.acc
-                .finish()
-                .unwrap_or_else(|| TypedData::Int64(vec![0; len])),
-        );
+        let Some(data) = self.acc.finish() else {
+            return TypedColumn::all_null(self.len);
+        };
+        let col = TypedColumn::new(data);
         match self.nulls {
             Some(n) => col.with_nulls(n),
             None => col,
@@ -541,9 +551,10 @@ fn prefetch(p: *const i8) {
 /// Items `range` of a list or tuple, when they are all `int` (64-bit), all `float`, all
 /// `str` or all `bool` (exact types; `None` anywhere is NULL), or all lists of such scalars,
 /// or all dicts of `str` keys and such scalar values (see `Cells` in `rows`), converted in
-/// one loop into a typed column.
-/// `None` when an item is of another kind (or every item is `None`): the caller converts
-/// them value by value, which gives the same result more slowly.
+/// one loop into a typed column; every item `None`: the core's all-NULL column
+/// ([`TypedColumn::all_null`]).
+/// `None` when an item is of another kind: the caller converts them value by value, which
+/// gives the same result more slowly.
 fn typed_range(
     seq: &Bound<'_, PySequence>,
     range: std::ops::Range<usize>,
@@ -609,7 +620,8 @@ fn typed_range(
         }
     }
     let Some(data) = acc.finish() else {
-        return Ok(None);
+        // Every item `None` (or none at all).
+        return Ok(Some(TypedColumn::all_null(n)));
     };
     let mut col = TypedColumn::new(data);
     if let Some(nulls) = nulls {
@@ -693,10 +705,10 @@ mod tests {
         assert_eq!(b[2].columns[2].1, ColumnData::from(vec![24u64]));
     }
 
-    /// A dict of lists taken in pieces: every piece decides on its own (typed, or values
-    /// when its items are of mixed kinds or all `None`), and the pieces together hold the
-    /// values [`to_value`] gives item by item; a bad item names its row in the whole
-    /// column, not in its piece.
+    /// A dict of lists taken in pieces: every piece decides on its own (typed, the core's
+    /// all-NULL column when its items are all `None`, or values when they are of mixed
+    /// kinds), and the pieces together hold the values [`to_value`] gives item by item; a
+    /// bad item names its row in the whole column, not in its piece.
     #[test]
     fn dict_of_lists_in_pieces() {
         Python::initialize();
@@ -721,10 +733,12 @@ mod tests {
                     .collect();
                 let want_typed = match name.as_str() {
                     "a" => [true, false, true],
-                    "b" => [false, true, false],
                     _ => [true, true, true],
                 };
                 assert_eq!(typed, want_typed, "{name}");
+                if name == "b" {
+                    assert_eq!(pieces[0], ColumnData::Typed(TypedColumn::all_null(3)));
+                }
                 let got: Vec<Value> = pieces
                     .iter()
                     .flat_map(|p| p.to_values())
@@ -764,6 +778,43 @@ mod tests {
                 .err()
                 .expect("an object() cannot be converted");
             assert_eq!((e.row, e.column.as_deref()), (5, Some("g")));
+        });
+    }
+
+    /// Columns (and the items of lists and dicts) of Python objects are the typed columns
+    /// the core makes of the values they stand for ([`TypedColumn::from_values`]): the same
+    /// kind, the same data and null map; `None` only, or no items at all, is the core's
+    /// all-NULL column, not a kind of Python's choosing.
+    #[test]
+    fn the_cores_typed_columns() {
+        Python::initialize();
+        Python::attach(|py| {
+            let t = types(py).unwrap();
+            for code in [
+                c"[None, None, None]",
+                c"[None]",
+                c"[[None], [None, None], [], None]",
+                c"[[], [], []]",
+                c"[{'a': None}, {}, None, {'b': None, 'c': None}]",
+                c"[{}, {}]",
+                c"[None, 1, None, -2]",
+                c"[None, 1.5]",
+                c"['x', None, 'yz']",
+                c"[True, None, False]",
+                c"[[1, None], None, [], [3]]",
+                c"[None, [], ['a', None]]",
+                c"[{'a': 1.5}, {}, None, {'b': None, 'c': 2.0}]",
+            ] {
+                let seq = py.eval(code, None, None).unwrap();
+                let seq = seq.cast::<PySequence>().unwrap();
+                let n = seq.len().unwrap();
+                let values: Vec<Value> = (0..n)
+                    .map(|i| to_value(&seq.get_item(i).unwrap(), t, 0).unwrap())
+                    .collect();
+                let core = TypedColumn::from_values(&values).expect("the core types these");
+                let python = typed_range(seq, 0..n, false).unwrap();
+                assert_eq!(python.as_ref(), Some(&core), "{code:?}");
+            }
         });
     }
 

@@ -2,7 +2,7 @@
 //! order are accumulated column by column (typed where a column's cells are of one kind, see
 //! [`Cells`]) and cut into columnar batches; short runs and odd rows go as single rows.
 
-use chasync_core::{ColumnBatch, ColumnData, DynInput, DynRow, Value};
+use chasync_core::{ColumnBatch, ColumnData, DynInput, DynRow, TypedColumn, Value};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
@@ -30,7 +30,8 @@ const MAX_CAPACITY: usize = 1 << 16;
 /// for them), and every later cell of the run is converted by [`to_value`]. Either way the
 /// column means the same values, in the same order.
 enum Cells {
-    /// Every cell so far is `None` (the run's length of them).
+    /// Every cell so far is `None` (the run's length of them): a chunk that ends so is the
+    /// core's all-NULL column ([`TypedColumn::all_null`]).
     Nones,
     /// One kind of cell, with a null map (one byte per cell) once a `None` came.
     Typed { acc: Acc, nulls: Option<Vec<u8>> },
@@ -143,10 +144,10 @@ impl Cells {
     fn finish(&mut self, rows: usize, cap: usize) -> ColumnData {
         let next = Cells::new(matches!(self, Cells::Values(_)), cap);
         match std::mem::replace(self, next) {
-            Cells::Nones => ColumnData::Values(vec![Value::Null; rows]),
+            Cells::Nones => ColumnData::Typed(TypedColumn::all_null(rows)),
             Cells::Typed { acc, nulls } => match typed_cells(acc, nulls) {
                 Some(col) => ColumnData::Typed(col),
-                None => ColumnData::Values(vec![Value::Null; rows]),
+                None => ColumnData::Typed(TypedColumn::all_null(rows)),
             },
             Cells::Values(v) => ColumnData::Values(v),
         }
@@ -447,9 +448,19 @@ mod tests {
             .collect()
     }
 
+    fn column<'a>(b: &'a ColumnBatch, name: &str) -> &'a ColumnData {
+        &b.columns.iter().find(|(n, _)| n == name).unwrap().1
+    }
+
     fn typed(b: &ColumnBatch, name: &str) -> bool {
-        let (_, c) = b.columns.iter().find(|(n, _)| n == name).unwrap();
-        matches!(c, ColumnData::Typed(_))
+        matches!(column(b, name), ColumnData::Typed(_))
+    }
+
+    /// The core's column of `rows` NULLs, as it makes it of that many `Value::Null`.
+    fn all_null(rows: usize) -> ColumnData {
+        let nulls = ColumnData::Values(vec![Value::Null; rows]).compact();
+        assert_eq!(nulls, ColumnData::Typed(TypedColumn::all_null(rows)));
+        nulls
     }
 
     fn check(code: &CStr, chunk: usize, each: impl FnOnce(&[Item])) {
@@ -499,11 +510,15 @@ mod tests {
             }
             // int then str: values from there on, in the next chunks too
             assert!(typed(b[0], "v") && !typed(b[1], "v") && !typed(b[3], "v"));
-            // None first, then ints
-            assert!(!typed(b[0], "n") && typed(b[1], "n") && typed(b[2], "n"));
+            // None first (a chunk of only None: the core's all-NULL column), then ints
+            assert!(typed(b[0], "n") && typed(b[1], "n") && typed(b[2], "n"));
+            assert_eq!(column(b[0], "n"), &all_null(16));
             // bool, then an int
             assert!(typed(b[0], "b") && !typed(b[1], "b"));
-            assert!(!typed(b[0], "f") && !typed(b[0], "nest") && !typed(b[0], "none"));
+            assert!(!typed(b[0], "f") && !typed(b[0], "nest"));
+            for (c, rows) in b.iter().zip([16, 16, 16, 16, 16, 16]) {
+                assert_eq!(column(c, "none"), &all_null(rows));
+            }
         });
     }
 
