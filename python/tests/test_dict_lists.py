@@ -141,3 +141,63 @@ async def test_a_bad_item_in_a_later_piece_of_a_column_raises_and_writes_nothing
         await ins.write_columns(cols)
     assert db.int("SELECT count() FROM t") == 3000
     assert db.int("SELECT sum(length(counts)) FROM t WHERE id = 2345") == 1
+
+
+NULLS = (
+    "id UInt64, n Nullable(Int64), s Nullable(String), d Int32 DEFAULT 42, "
+    "a Array(Nullable(String)), e Array(UInt8), m Map(String, Nullable(Float64))"
+)
+
+
+def all_none(i: int) -> dict:
+    """Only None: whole columns, the items of lists, the values of dicts; and lists and
+    dicts with no items at all."""
+    return {
+        "id": i,
+        "n": None,
+        "s": None,
+        "d": None,
+        "a": [None] * (i % 3),
+        "e": [],
+        "m": {"k": None} if i % 2 else {},
+    }
+
+
+def all_none_landed(i: int) -> dict:
+    """Row i of all_none as the server holds it: NULL in a Nullable column, the column's
+    default in the others."""
+    return {
+        "id": i,
+        "n": None,
+        "s": None,
+        "d": 42,
+        "a": [None] * (i % 3),
+        "e": [],
+        "m": {"k": None} if i % 2 else {},
+    }
+
+
+async def test_all_none_columns_are_nulls_on_every_path(db, tmp_path):
+    """An all-None column (or lists and dicts of only None items, or of none) is the core's
+    all-NULL column (`TypedColumn::all_null`, the column the core makes of NULL values) on
+    every path: runs of dict rows, dict-of-lists columns, inline and on the background
+    thread. Python's accumulator used to make such items an Int64 column where the core makes
+    a Bool one; the kind does not show in ClickHouse (every row is NULL either way), so this
+    pins what lands, against the value path, and the Rust test
+    `convert::columns::tests::the_cores_typed_columns` pins the kind."""
+    db.create(NULLS, "t", "c", "r")
+    small = [all_none(i) for i in range(20)]
+    big = [all_none(i) for i in range(20, 5_020)]
+    names = list(small[0])
+    async with db.inserter(tmp_path, "t", batch_rows=CHUNK) as ins:
+        await ins.write_many(small)  # inline
+        await ins.write_many(big)  # background conversion
+    async with db.inserter(tmp_path, "c", batch_rows=CHUNK) as ins:
+        for rows in (small, big):
+            await ins.write_columns({k: [r[k] for r in rows] for k in names})
+    await db.write_one_by_one(tmp_path, "r", small + big[:100])
+    want = [all_none_landed(i) for i in range(5_020)]
+    for table in ("t", "c"):
+        got = db.rows(f"SELECT id, n, s, d, a, e, m FROM {table} ORDER BY id")
+        assert got == want, table
+    assert db.rows("SELECT id, n, s, d, a, e, m FROM r ORDER BY id") == want[:120]

@@ -347,3 +347,48 @@ async def test_batch_ids_make_a_resend_land_once(db, tmp_path):
             assert ins.stats()["batches_committed"] == 5
     check_range(db, 0, 50_000)
     assert db.int("SELECT uniqExact(_insert_id) FROM c") == 5
+
+
+async def test_writes_land_in_the_order_they_were_called(db, tmp_path):
+    """Writes land in the order they were called, whatever path each takes: converted in the
+    call or on the background thread (more than 4096 rows), rows or columns, into a queue with
+    room or a full one, all outstanding at once. `try_write` raises QueueFull rather than
+    overtake a write still waiting. (A StripeLog table keeps the order rows arrived in.)"""
+    db.exec("CREATE TABLE o (id UInt64, k String) ENGINE = StripeLog")
+    n = 0
+
+    def rows(count: int) -> list:
+        nonlocal n
+        out = [{"id": n + i, "k": "r"} for i in range(count)]
+        n += count
+        return out
+
+    def cols(count: int) -> dict:
+        nonlocal n
+        out = {"id": list(range(n, n + count)), "k": ["c"] * count}
+        n += count
+        return out
+
+    refused = 0
+    async with new(
+        db, tmp_path, table="o", queue_capacity=64, batch_rows=1000, max_concurrency=1
+    ) as ins:
+        pending = []
+        for _ in range(3):
+            pending.append(ins.write_many(rows(6_000)))  # background conversion
+            pending.append(ins.write(rows(1)[0]))
+            pending.append(ins.write_many(rows(100)))
+            pending.append(ins.write_columns(cols(5_000)))  # background conversion
+            pending.append(ins.write_columns(cols(50)))
+            row = rows(1)[0]
+            try:
+                ins.try_write(row)
+            except chasync.QueueFull:
+                refused += 1
+                pending.append(ins.write(row))
+            pending.append(ins.write_many(rows(3)))
+        await asyncio.gather(*pending)
+    ids = [int(r["id"]) for r in db.rows("SELECT id FROM o SETTINGS max_threads = 1")]
+    assert len(ids) == n
+    assert ids == list(range(n))
+    assert refused >= 1

@@ -8,7 +8,7 @@
 //! else as values.
 //!
 //! One of the two places of the crate with `unsafe` code (the other is a cache prefetch hint
-//! in `convert.rs`): taking the stream out of its capsule.
+//! in `convert/columns.rs`): taking the stream out of its capsule.
 //!
 //! [Arrow PyCapsule interface]: https://arrow.apache.org/docs/format/CDataInterface/PyCapsuleInterface.html
 

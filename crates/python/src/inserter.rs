@@ -16,6 +16,41 @@
 //! Cancelling the awaitable does not take the rows back: once a write was called, its rows
 //! are committed or dead-lettered (by the time `close()` returns).
 //!
+//! ## Why an ordered hand-off in front of the engine's queue
+//!
+//! The engine's queue is a tokio bounded channel behind [`Handle`], and it is FIFO for the
+//! senders it holds: a `send().await` that waits keeps its place, and a later `try_send`
+//! cannot overtake it (tokio's batch semaphore gives a freed slot to the oldest waiter, and
+//! adds slots back to the count `try_send` takes from only once no sender waits:
+//! `add_permits_locked` and `try_acquire` in `tokio/src/sync/batch_semaphore.rs`, 1.54; the
+//! test `a_later_try_send_does_not_overtake_a_waiting_send` pins it). That orders the *inputs*
+//! that have started waiting. The package promises more: *writes* land in the order they were
+//! called, and `close()` commits every write called before it. Without a queue of its own in
+//! front, that breaks in four places:
+//!
+//! 1. A write converted on a blocking thread has no rows yet when the next write is called:
+//!    nothing in the engine's queue holds its place, and a short write converted in its call
+//!    goes in first. (Tried: the row written right after a 6,000-row `write_many` landed
+//!    before it; `test_writes_land_in_the_order_they_were_called`.)
+//! 2. A write is several inputs (columnar chunks, rows, rejected rows) sent one after the
+//!    other, and a place in the channel is per input, not per write: once one of them waits,
+//!    a later write's inputs can come between its own. And a task spawned to wait for room
+//!    takes its place only when it first runs, after later calls may have sent already.
+//! 3. [`Handle::send`] waits for room in two places: the row gate (a semaphore bounding the
+//!    rows of multi-row inputs) and then the channel. A single row skips the gate, so it
+//!    passes a columnar chunk that waits at the gate.
+//! 4. `close()` must commit writes whose rows are not in the engine's queue yet (a conversion
+//!    still running, an awaitable that was cancelled while it waited for room): something
+//!    has to know of them. (Tried: the 50,000 rows of a cancelled `write_many` were lost at
+//!    `close()`; `test_a_cancelled_write_still_lands`.)
+//!
+//! So the order is kept here, and only while something waits: `backlog` counts the writes
+//! handed to the task and not yet in the engine's queue. While it is 0 (the common case: the
+//! engine keeps up) a write goes straight into the engine's queue, and `try_write` may too;
+//! otherwise the write goes behind them to the hand-off task, the one sender while any waits,
+//! which owns the pipeline and runs `close()` behind every earlier write. (Calls that
+//! overlap, from several Python threads, are ordered as they reach the queue.)
+//!
 //! # The GIL
 //!
 //! `write_many` with more than [`INLINE_ROWS`] rows and `write_columns` with long columns
@@ -837,4 +872,52 @@ fn finish_columns(raw: Vec<(String, RawColumn)>, chunk: usize) -> Result<Vec<Ite
             .map(|c| Item::Input(DynInput::Columns(c)))
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::task::{Context, Waker};
+
+    use tokio::sync::mpsc::{self, error::TrySendError};
+
+    /// What the module's ordering rests on, and where it stops: tokio's bounded channel (the
+    /// engine's queue) serves the senders that wait in order, and a later `try_send` does not
+    /// take the slot a waiting sender is owed; but a sender has a place only once it has
+    /// started waiting (see the module docs).
+    #[test]
+    fn a_later_try_send_does_not_overtake_a_waiting_send() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut cx = Context::from_waker(Waker::noop());
+            let (tx, mut rx) = mpsc::channel::<u32>(1);
+            tx.try_send(0).unwrap();
+            let mut first = Box::pin(tx.send(1));
+            let mut second = Box::pin(tx.send(2));
+            assert!(first.as_mut().poll(&mut cx).is_pending(), "full: it waits");
+            assert!(second.as_mut().poll(&mut cx).is_pending(), "full: it waits");
+            assert_eq!(rx.recv().await, Some(0));
+            // The freed slot is the first waiter's: try_send finds none, the second waits on.
+            assert!(matches!(tx.try_send(3), Err(TrySendError::Full(3))));
+            assert!(second.as_mut().poll(&mut cx).is_pending());
+            assert!(first.as_mut().poll(&mut cx).is_ready());
+            assert_eq!(rx.recv().await, Some(1));
+            assert!(matches!(tx.try_send(3), Err(TrySendError::Full(3))));
+            assert!(second.as_mut().poll(&mut cx).is_ready());
+            assert_eq!(rx.recv().await, Some(2));
+            // No one waits: room for whoever comes.
+            tx.try_send(3).unwrap();
+            // A send made but not yet polled (a task spawned, not yet run) has no place: a
+            // later try_send takes the slot first.
+            let mut late = Box::pin(tx.send(4));
+            assert_eq!(rx.recv().await, Some(3));
+            tx.try_send(5).unwrap();
+            assert!(late.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(rx.recv().await, Some(5));
+            assert!(late.as_mut().poll(&mut cx).is_ready());
+            assert_eq!(rx.recv().await, Some(4));
+        });
+    }
 }

@@ -1066,10 +1066,25 @@ impl TypedColumn {
     pub fn from_values(values: &[Value]) -> Option<TypedColumn> {
         typed_of(values)
     }
+
+    /// `len` rows, every one NULL, as [`TypedColumn::from_values`] makes a column of NULLs
+    /// only (and the empty items of lists or maps that are all empty): `Bool` data (one byte
+    /// a row) with every row NULL in its null map (no null map when `len` is 0).
+    ///
+    /// The one kind of an all-NULL column: a frontend that builds typed columns from objects
+    /// of its own (Python's accumulator, which reads Python objects without making values)
+    /// makes its all-NULL columns and items with this, so that they are the columns the core
+    /// makes of the same values.
+    pub fn all_null(len: usize) -> TypedColumn {
+        TypedColumn {
+            data: TypedData::Bool(vec![false; len]),
+            nulls: (len > 0).then(|| vec![1; len]),
+        }
+    }
 }
 
 /// [`TypedColumn::from_values`] of values or of references to them (the items of lists and
-/// maps). NULLs only: booleans, every one NULL.
+/// maps). NULLs only: [`TypedColumn::all_null`].
 fn typed_of<V: std::borrow::Borrow<Value>>(values: &[V]) -> Option<TypedColumn> {
     let all = || values.iter().map(std::borrow::Borrow::borrow);
     let nulls = all()
@@ -1077,7 +1092,7 @@ fn typed_of<V: std::borrow::Borrow<Value>>(values: &[V]) -> Option<TypedColumn> 
         .then(|| all().map(|v| v.is_null() as u8).collect::<Vec<u8>>());
     let first = all().find(|v| !v.is_null()).unwrap_or(&Value::Null);
     let data = match first {
-        Value::Null => TypedData::Bool(vec![false; values.len()]),
+        Value::Null => return Some(TypedColumn::all_null(values.len())),
         Value::Bool(_) => TypedData::Bool(prims(values, |v| match v {
             Value::Bool(b) => Some(*b),
             _ => None,
@@ -1306,6 +1321,46 @@ mod tests {
             Some(&Value::Array(vec![Value::Bool(true), Value::Null]))
         );
         assert_eq!(row.get("c"), Some(&Value::Int(-3)));
+    }
+
+    /// NULLs only, and the items of lists that are all empty or hold only NULLs: the one
+    /// all-NULL column ([`TypedColumn::all_null`]), which frontends building typed columns of
+    /// their own use for the same input.
+    #[test]
+    fn all_null_is_what_nulls_compact_to() {
+        for n in [0, 1, 5] {
+            let col = TypedColumn::all_null(n);
+            assert_eq!(
+                TypedColumn::from_values(&vec![Value::Null; n]),
+                Some(col.clone())
+            );
+            assert_eq!(col.len(), n);
+            assert!((0..n).all(|r| col.value(r) == Value::Null));
+            assert_eq!(col.null_count(), n);
+        }
+        let lists = [
+            Value::Array(vec![]),
+            Value::Array(vec![Value::Null, Value::Null]),
+            Value::Null,
+            Value::Array(vec![Value::Null]),
+        ];
+        let Some(TypedColumn {
+            data: TypedData::List { values, .. },
+            ..
+        }) = TypedColumn::from_values(&lists)
+        else {
+            panic!("lists of NULLs are a typed list");
+        };
+        assert_eq!(*values, TypedColumn::all_null(3));
+        let empty = TypedColumn::from_values(&[Value::Array(vec![]), Value::Array(vec![])]);
+        let Some(TypedColumn {
+            data: TypedData::List { values, .. },
+            ..
+        }) = empty
+        else {
+            panic!("empty lists are a typed list");
+        };
+        assert_eq!(*values, TypedColumn::all_null(0));
     }
 
     #[test]
