@@ -1,19 +1,19 @@
 //! # chasyncd
 //!
-//! An ingestion HTTP service in front of ClickHouse, on the chasync engine. Clients `POST`
-//! JSONEachRow rows, ClickHouse-style (`/?query=INSERT INTO db.t FORMAT JSONEachRow`) or to
-//! `/v1/tables/{db}.{table}`; the daemon validates them, appends them to a per-table
-//! write-ahead log ([`wal`]), acknowledges (after the fsync, or after ClickHouse committed
-//! them), and a feeder per table ([`table`]) batches them with the core's `Batcher` and sends
-//! them through the core's `Dispatcher`, exactly once across crashes.
+//! A ClickHouse HTTP gateway on the chasync engine: existing ClickHouse clients point at it
+//! unchanged. An `INSERT` it can batch ([`gateway`]) is checked against ClickHouse as the
+//! client's own user, framed, appended to the write-ahead log of its stream ([`wal`],
+//! [`stream`]: one per table, format, settings and user) and acknowledged (after the fsync, or
+//! after ClickHouse committed it); the stream's pipeline coalesces many small inserts into few
+//! large ones, sent through the core's shared `Dispatcher`, exactly once across crashes.
+//! Everything else (queries, schema probes, `/ping`) passes through to ClickHouse.
 
 pub mod app;
 pub mod config;
+pub mod gateway;
 pub mod metrics;
-pub mod query;
 pub mod server;
-pub mod table;
-pub mod validate;
+pub mod stream;
 pub mod wal;
 
 pub use app::App;

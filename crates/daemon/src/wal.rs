@@ -1,40 +1,42 @@
-//! The write-ahead log of one table: accepted rows, batch seals and batch commits, in
-//! segment files, written by one thread that group-commits the fsyncs.
+//! The write-ahead log of one stream of inserts (a table, for one insert shape): accepted
+//! request bodies, batch seals and batch commits, in segment files, written by one thread that
+//! group-commits the fsyncs.
 //!
 //! # Records
 //!
 //! Every record is framed as `len: u32 LE | crc32: u32 LE | kind: u8 | payload`, where `len`
-//! counts `kind` and `payload` and the CRC covers them. Rows are numbered across the whole
-//! log of the table (row numbers never repeat), so a batch is a row range.
+//! counts `kind` and `payload` and the CRC covers them. Each data record is one *input* (an
+//! accepted request body, indivisible); inputs are numbered across the whole log (numbers
+//! never repeat), so a batch is a range of inputs.
 //!
 //! | kind | payload | written when |
 //! |---|---|---|
-//! | `Data` | `first_row u64, rows u32, body` (validated rows, one JSON object per line) | a request is accepted; acknowledged (durable mode) after its fsync |
-//! | `Seal` | `seq u64, start u64, end u64` (rows `start..end`) | a batch is sealed, before it is submitted to the engine |
+//! | `Data` | `input u64, rows u32, body` (a validated request body: rows in the stream's format) | a request is accepted; acknowledged (durable mode) after its fsync |
+//! | `Seal` | `seq u64, start u64, end u64` (inputs `start..end`) | a batch is sealed, before it is submitted to the engine |
 //! | `Commit` | `seq u64, dead_lettered u8` | the batch's acknowledgement resolved |
-//! | `Checkpoint` | `next_row u64, next_seq u64, sealed_end u64` | first record of every segment but the very first |
+//! | `Checkpoint` | `next_input u64, next_seq u64, sealed_end u64` | first record of every segment but the very first |
 //!
 //! # Recovery
 //!
 //! [`recover`] reads every segment in order, cuts a torn tail (a record whose length or CRC
-//! does not check), and returns the rows, the batches sealed but not committed (re-formed
-//! from exactly their row range and resubmitted with the same sequence number, hence the
-//! same batch id) and where the unsealed rows start.
+//! does not check), and returns the inputs, the batches sealed but not committed (re-formed
+//! from exactly their input range and resubmitted with the same sequence number, hence the
+//! same batch id) and where the unsealed inputs start.
 //!
 //! # Deletion
 //!
-//! The *committed watermark* is the first row of the oldest batch not yet ended (or the end
-//! of the last sealed batch when none is open): every row below it is committed or
-//! dead-lettered. A closed segment whose rows all lie below the watermark and whose seals
+//! The *committed watermark* is the first input of the oldest batch not yet ended (or the end
+//! of the last sealed batch when none is open): every input below it is committed or
+//! dead-lettered. A closed segment whose inputs all lie below the watermark and whose seals
 //! have all ended is deleted, oldest first.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -50,10 +52,10 @@ const MAX_RECORD: usize = 1 << 30;
 /// A decoded record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
-    /// Accepted rows `first_row..first_row + rows`, one JSON object per line.
+    /// Accepted rows `first..first + rows`, one JSON object per line.
     Data {
         /// Number of the first row.
-        first_row: u64,
+        first: u64,
         /// Rows in `body`.
         rows: u32,
         /// The rows, each followed by `\n`.
@@ -78,7 +80,7 @@ pub enum Record {
     /// The state at the start of a segment.
     Checkpoint {
         /// The next row number.
-        next_row: u64,
+        next_input: u64,
         /// The next batch sequence number.
         next_seq: u64,
         /// One past the last sealed row.
@@ -92,13 +94,9 @@ impl Record {
         let start = buf.len();
         buf.extend_from_slice(&[0u8; 8]);
         match self {
-            Record::Data {
-                first_row,
-                rows,
-                body,
-            } => {
+            Record::Data { first, rows, body } => {
                 buf.push(DATA);
-                buf.extend_from_slice(&first_row.to_le_bytes());
+                buf.extend_from_slice(&first.to_le_bytes());
                 buf.extend_from_slice(&rows.to_le_bytes());
                 buf.extend_from_slice(body);
             }
@@ -114,12 +112,12 @@ impl Record {
                 buf.push(*dead_lettered as u8);
             }
             Record::Checkpoint {
-                next_row,
+                next_input,
                 next_seq,
                 sealed_end,
             } => {
                 buf.push(CHECKPOINT);
-                for v in [next_row, next_seq, sealed_end] {
+                for v in [next_input, next_seq, sealed_end] {
                     buf.extend_from_slice(&v.to_le_bytes());
                 }
             }
@@ -150,7 +148,7 @@ impl Record {
         };
         let rec = match body[0] {
             DATA => Record::Data {
-                first_row: u64_at(1)?,
+                first: u64_at(1)?,
                 rows: u32::from_le_bytes(body.get(9..13)?.try_into().ok()?),
                 body: data.slice(8 + 13..8 + len),
             },
@@ -164,7 +162,7 @@ impl Record {
                 dead_lettered: *body.get(9)? != 0,
             },
             CHECKPOINT => Record::Checkpoint {
-                next_row: u64_at(1)?,
+                next_input: u64_at(1)?,
                 next_seq: u64_at(9)?,
                 sealed_end: u64_at(17)?,
             },
@@ -205,14 +203,14 @@ pub struct Pending {
 pub struct Recovered {
     /// The segments, oldest first.
     pub segments: Vec<Segment>,
-    /// Data records `(first_row, rows, body)`, in row order.
+    /// Data records `(first, rows, body)`, in row order.
     pub data: Vec<(u64, u32, Bytes)>,
     /// Batches sealed and not ended, in sequence order.
     pub pending: Vec<Pending>,
     /// One past the last sealed row: the unsealed rows start here.
     pub sealed_end: u64,
     /// The next row number.
-    pub next_row: u64,
+    pub next_input: u64,
     /// The next batch sequence number.
     pub next_seq: u64,
     /// Bytes of torn tail cut off.
@@ -220,40 +218,14 @@ pub struct Recovered {
 }
 
 impl Recovered {
-    /// The rows `start..end`, each without its newline.
-    pub fn rows(&self, start: u64, end: u64) -> Vec<Bytes> {
-        let mut out = Vec::with_capacity((end - start) as usize);
-        for (first, n, body) in &self.data {
-            let (first, last) = (*first, *first + *n as u64);
-            if last <= start || first >= end {
-                continue;
-            }
-            for (i, row) in split_rows(body).enumerate() {
-                let r = first + i as u64;
-                if r >= start && r < end {
-                    out.push(row);
-                }
-            }
-        }
-        out
-    }
-}
-
-/// The rows of a data record body, without their newlines.
-pub fn split_rows(body: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
-    let mut pos = 0;
-    std::iter::from_fn(move || {
-        if pos >= body.len() {
-            return None;
-        }
-        let end = body[pos..]
+    /// The inputs `start..end`: each data record's body and its rows.
+    pub fn inputs(&self, start: u64, end: u64) -> Vec<(Bytes, u32)> {
+        self.data
             .iter()
-            .position(|&b| b == b'\n')
-            .map_or(body.len(), |i| pos + i);
-        let row = body.slice(pos..end);
-        pos = end + 1;
-        Some(row)
-    })
+            .filter(|(first, _, _)| *first >= start && *first < end)
+            .map(|(_, rows, body)| (body.clone(), *rows))
+            .collect()
+    }
 }
 
 fn segment_path(dir: &Path, index: u64) -> PathBuf {
@@ -304,15 +276,12 @@ pub fn recover(dir: &Path) -> io::Result<Recovered> {
             };
             pos += len;
             match rec {
-                Record::Data {
-                    first_row,
-                    rows,
-                    body,
-                } => {
-                    let end = first_row + rows as u64;
-                    r.next_row = r.next_row.max(end);
+                Record::Data { first, rows, body } => {
+                    let _ = rows;
+                    let end = first + 1;
+                    r.next_input = r.next_input.max(end);
                     seg.data_end = seg.data_end.max(end);
-                    r.data.push((first_row, rows, body));
+                    r.data.push((first, rows, body));
                 }
                 Record::Seal { seq, start, end } => {
                     seals.insert(seq, (start, end));
@@ -324,11 +293,11 @@ pub fn recover(dir: &Path) -> io::Result<Recovered> {
                     commits.insert(seq);
                 }
                 Record::Checkpoint {
-                    next_row,
+                    next_input,
                     next_seq,
                     sealed_end,
                 } => {
-                    r.next_row = r.next_row.max(next_row);
+                    r.next_input = r.next_input.max(next_input);
                     r.next_seq = r.next_seq.max(next_seq);
                     r.sealed_end = r.sealed_end.max(sealed_end);
                 }
@@ -359,12 +328,15 @@ pub fn recover(dir: &Path) -> io::Result<Recovered> {
 pub enum Op {
     /// Append rows; answers with one past the last row number once they are durable.
     Data {
-        /// Validated rows, one JSON object per line.
+        /// A validated request body.
         body: Bytes,
-        /// How many.
+        /// Its rows.
         rows: u32,
-        /// Bytes reserved in the queue for them (handed on to the feeder).
+        /// Bytes reserved in the queue for it (handed on to the feeder).
         reserved: u64,
+        /// Told how the input ended (committed, or in the spool), when the request waits for
+        /// that (handed on to the feeder).
+        outcome: Option<Outcome>,
         /// The answer.
         reply: oneshot::Sender<io::Result<(u64, u64)>>,
     },
@@ -388,16 +360,23 @@ pub enum Op {
     Stop,
 }
 
-/// Durable rows handed to the feeder.
+/// A durable input handed to the feeder.
 #[derive(Debug)]
 pub struct Fed {
-    /// Number of the first row.
-    pub first_row: u64,
-    /// The rows, one per line.
+    /// Its number.
+    pub first: u64,
+    /// The body of rows.
     pub body: Bytes,
+    /// How many rows it holds.
+    pub rows: u32,
     /// Queue bytes to release once they are in the batcher.
     pub reserved: u64,
+    /// Told how the input ended, if the request waits for that.
+    pub outcome: Option<Outcome>,
 }
+
+/// Where a request that waits for its rows to be committed hears how they ended.
+pub type Outcome = oneshot::Sender<Result<(), chasync_core::Error>>;
 
 /// Counters shared by the writers of all tables.
 #[derive(Debug, Default)]
@@ -421,7 +400,7 @@ pub struct WriterStart {
     /// Batches open.
     pub pending: Vec<Pending>,
     /// Next row number.
-    pub next_row: u64,
+    pub next_input: u64,
     /// Next sequence number.
     pub next_seq: u64,
     /// One past the last sealed row.
@@ -435,13 +414,12 @@ struct Writer {
     file: File,
     segments: VecDeque<Segment>,
     open: BTreeMap<u64, (u64, u64)>,
-    next_row: u64,
+    next_input: u64,
     next_seq: u64,
     sealed_end: u64,
     watermark: watch::Sender<u64>,
     feeder: Option<mpsc::UnboundedSender<Fed>>,
     stats: Arc<WalStats>,
-    dead: Arc<Mutex<VecDeque<(u64, u64)>>>,
     broken: Option<String>,
 }
 
@@ -453,8 +431,6 @@ pub struct WriterHandles {
     pub fed: mpsc::UnboundedReceiver<Fed>,
     /// The committed watermark.
     pub watermark: watch::Receiver<u64>,
-    /// Row ranges of recent batches that were dead-lettered.
-    pub dead: Arc<Mutex<VecDeque<(u64, u64)>>>,
     /// The thread.
     pub thread: std::thread::JoinHandle<()>,
 }
@@ -472,20 +448,18 @@ pub fn start_writer(start: WriterStart, stats: Arc<WalStats>) -> io::Result<Writ
     let (watermark_tx, watermark_rx) = watch::channel(0);
     let (fed_tx, fed_rx) = mpsc::unbounded_channel();
     let (ops_tx, ops_rx) = mpsc::unbounded_channel();
-    let dead = Arc::new(Mutex::new(VecDeque::new()));
     let mut w = Writer {
         file: File::create(segment_path(&start.dir, index))?,
         dir: start.dir,
         segment_bytes: start.segment_bytes,
         segments: start.segments.into(),
         open,
-        next_row: start.next_row,
+        next_input: start.next_input,
         next_seq: start.next_seq,
         sealed_end: start.sealed_end,
         watermark: watermark_tx,
         feeder: Some(fed_tx),
         stats,
-        dead: dead.clone(),
         broken: None,
     };
     w.begin_segment(index)?;
@@ -497,7 +471,6 @@ pub fn start_writer(start: WriterStart, stats: Arc<WalStats>) -> io::Result<Writ
         ops: ops_tx,
         fed: fed_rx,
         watermark: watermark_rx,
-        dead,
         thread,
     })
 }
@@ -507,7 +480,7 @@ impl Writer {
     fn begin_segment(&mut self, index: u64) -> io::Result<()> {
         let mut buf = Vec::new();
         Record::Checkpoint {
-            next_row: self.next_row,
+            next_input: self.next_input,
             next_seq: self.next_seq,
             sealed_end: self.sealed_end,
         }
@@ -561,15 +534,15 @@ impl Writer {
             }
             match &op {
                 Op::Data { body, rows, .. } => {
-                    let first_row = self.next_row;
-                    self.next_row += *rows as u64;
+                    let first = self.next_input;
+                    self.next_input += 1;
                     Record::Data {
-                        first_row,
+                        first,
                         rows: *rows,
                         body: body.clone(),
                     }
                     .encode(&mut buf);
-                    data_ranges.push((first_row, self.next_row));
+                    data_ranges.push((first, self.next_input));
                     needs_sync = true;
                     self.stats.data_records.fetch_add(1, Relaxed);
                 }
@@ -593,15 +566,7 @@ impl Writer {
                         dead_lettered: *dead_lettered,
                     }
                     .encode(&mut buf);
-                    if let Some(range) = self.open.remove(seq)
-                        && *dead_lettered
-                    {
-                        let mut dead = self.dead.lock().unwrap();
-                        dead.push_back(range);
-                        if dead.len() > 10_000 {
-                            dead.pop_front();
-                        }
-                    }
+                    self.open.remove(seq);
                 }
                 Op::CloseInput | Op::Stop => {}
             }
@@ -636,23 +601,26 @@ impl Writer {
             match op {
                 Op::Data {
                     body,
+                    rows,
                     reply,
                     reserved,
-                    ..
+                    outcome,
                 } => match &self.broken {
                     Some(e) => {
                         let _ = reply.send(Err(io::Error::other(e.clone())));
                     }
                     None => {
-                        let (first_row, end) = ranges.next().expect("a range per data op");
+                        let (first, end) = ranges.next().expect("a range per data op");
                         if let Some(feeder) = &self.feeder {
                             let _ = feeder.send(Fed {
-                                first_row,
+                                first,
                                 body,
+                                rows,
                                 reserved,
+                                outcome,
                             });
                         }
-                        let _ = reply.send(Ok((first_row, end)));
+                        let _ = reply.send(Ok((first, end)));
                     }
                 },
                 Op::Seal { reply, .. } => {
@@ -739,7 +707,7 @@ mod tests {
     fn records_round_trip_and_corruption_is_detected() {
         let recs = [
             Record::Data {
-                first_row: 7,
+                first: 7,
                 rows: 2,
                 body: body(&["{\"a\":1}", "{\"a\":2}"]),
             },
@@ -753,7 +721,7 @@ mod tests {
                 dead_lettered: true,
             },
             Record::Checkpoint {
-                next_row: 9,
+                next_input: 9,
                 next_seq: 4,
                 sealed_end: 9,
             },
@@ -783,6 +751,7 @@ mod tests {
             body: body(rows),
             rows: rows.len() as u32,
             reserved: 0,
+            outcome: None,
             reply: tx,
         })
         .unwrap();
@@ -807,7 +776,7 @@ mod tests {
                 segment_bytes,
                 segments: r.segments,
                 pending: r.pending,
-                next_row: r.next_row,
+                next_input: r.next_input,
                 next_seq: r.next_seq,
                 sealed_end: r.sealed_end,
             },
@@ -821,11 +790,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let stats = Arc::new(WalStats::default());
         let h = start(dir.path(), 1 << 20, stats.clone());
-        assert_eq!(data(&h.ops, &["{\"a\":0}", "{\"a\":1}"]).await, (0, 2));
-        assert_eq!(data(&h.ops, &["{\"a\":2}"]).await, (2, 3));
+        // Each data record is one input, whatever its rows.
+        assert_eq!(data(&h.ops, &["{\"a\":0}", "{\"a\":1}"]).await, (0, 1));
+        assert_eq!(data(&h.ops, &["{\"a\":2}"]).await, (1, 2));
+        assert_eq!(data(&h.ops, &["{\"a\":3}"]).await, (2, 3));
         seal(&h.ops, 0, 0, 1).await;
         seal(&h.ops, 1, 1, 3).await;
-        assert_eq!(data(&h.ops, &["{\"a\":3}"]).await, (3, 4));
+        assert_eq!(data(&h.ops, &["{\"a\":4}"]).await, (3, 4));
         h.ops
             .send(Op::Commit {
                 seq: 1,
@@ -834,7 +805,7 @@ mod tests {
             .unwrap();
         // Batch 0 is open: the watermark stays at its start.
         let mut fed = h.fed;
-        assert_eq!(fed.recv().await.unwrap().first_row, 0);
+        assert_eq!(fed.recv().await.unwrap().first, 0);
         drop(h.ops);
         h.thread.join().unwrap();
         assert_eq!(*h.watermark.borrow(), 0);
@@ -854,11 +825,15 @@ mod tests {
                 end: 1
             }]
         );
-        assert_eq!((r.sealed_end, r.next_row, r.next_seq), (3, 4, 2));
-        let rows: Vec<_> = r.rows(0, 4).into_iter().map(|b| b.to_vec()).collect();
-        assert_eq!(rows.len(), 4);
-        assert_eq!(rows[3], b"{\"a\":3}");
-        assert_eq!(r.rows(1, 3).len(), 2);
+        assert_eq!((r.sealed_end, r.next_input, r.next_seq), (3, 4, 2));
+        let inputs = r.inputs(0, 4);
+        assert_eq!(inputs.len(), 4);
+        assert_eq!(
+            (&inputs[0].0[..], inputs[0].1),
+            (&b"{\"a\":0}\n{\"a\":1}\n"[..], 2)
+        );
+        assert_eq!(&inputs[3].0[..], b"{\"a\":4}\n");
+        assert_eq!(r.inputs(1, 3).len(), 2);
     }
 
     #[tokio::test]
@@ -886,11 +861,7 @@ mod tests {
         // One more op so that the commits are applied and the segments reconsidered.
         data(&h.ops, &["{\"x\":3}"]).await;
         let mut watermark = h.watermark.clone();
-        watermark.wait_for(|w| *w == 10).await.unwrap();
-        assert_eq!(
-            h.dead.lock().unwrap().iter().copied().collect::<Vec<_>>(),
-            vec![(4, 6)]
-        );
+        watermark.wait_for(|w| *w == 5).await.unwrap();
         drop(h.ops);
         h.thread.join().unwrap();
         let left = list_segments(dir.path()).unwrap();
@@ -904,7 +875,7 @@ mod tests {
         // What is left still knows where the stream is.
         let r = recover(dir.path()).unwrap();
         assert!(r.pending.is_empty());
-        assert_eq!((r.sealed_end, r.next_row, r.next_seq), (10, 11, 5));
-        assert_eq!(r.rows(10, 11).len(), 1);
+        assert_eq!((r.sealed_end, r.next_input, r.next_seq), (5, 6, 5));
+        assert_eq!(r.inputs(5, 6).len(), 1);
     }
 }

@@ -1,27 +1,30 @@
-//! One target table: its spool directory (stream id, columns, write-ahead log), its WAL
-//! writer thread, and its feeder, which hands durable rows to the engine.
+//! One stream of inserts: the requests of one *shape* (table, column list, format and its
+//! header, settings, user) that coalesce into the same batches. Each stream has its spool
+//! directory (shape, stream id, write-ahead log), its WAL writer thread, and its feeder, which
+//! hands durable request bodies to the engine.
 //!
-//! Rows become batches in the core's pipeline: the feeder pushes the WAL's rows, in order,
-//! into a [`chasync_core::Pipeline`] whose inputs are numbered from the WAL's row numbers.
-//! The pipeline's seal hook makes a *seal record* (the batch's sequence number and row range,
-//! [`Batch::inputs`]) durable before the batch goes to the shared dispatcher, and watches the
-//! batch: when it ends, a *commit record* follows. After a crash, [`Table::open`] re-forms every
-//! sealed-but-uncommitted batch from exactly its rows with the same sequence number (so the
-//! same batch id, which ClickHouse deduplicates), and the pipeline batches the unsealed rows
-//! anew.
+//! Bodies become batches in the core's pipeline: the feeder pushes the WAL's inputs, in order,
+//! into a [`chasync_core::Pipeline`] of the [`Bodies`] encoder whose inputs are numbered from
+//! the WAL's input numbers. The pipeline's seal hook makes a *seal record* (the batch's sequence
+//! number and input range, [`Batch::inputs`]) durable before the batch goes to the shared
+//! dispatcher, and watches the batch: when it ends, a *commit record* follows. After a crash,
+//! [`Stream::open`] re-forms every sealed-but-uncommitted batch from exactly its inputs with
+//! the same sequence number (so the same batch id, which ClickHouse deduplicates), and the
+//! pipeline batches the unsealed inputs anew. A body is one input: it lands whole or goes to
+//! the spool whole.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chasync_core::{
-    Ack, Batch, Batcher, Config as CoreConfig, Dispatcher, Error as CoreError, InsertIdColumn,
-    JsonEachRow, Limits, PipelineBuilder, SealHook, StreamId, Target,
+    Ack, Batch, Batcher, Bodies, Body, Config as CoreConfig, Dispatcher, Error as CoreError,
+    Format, InsertIdColumn, Joint, Limits, PipelineBuilder, SealHook, StreamId, Target,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -29,48 +32,118 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::metrics::Metrics;
-use crate::wal::{self, Fed, Op, Pending, WalStats};
+use crate::wal::{self, Fed, Op, Outcome, Pending, WalStats};
 
-/// What the spool remembers about a table (`table.json`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct TableMeta {
+/// What the requests of a stream share, and so its batches: the insert they make, and as whom.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub struct Shape {
     /// Database.
     pub database: String,
     /// Table.
     pub table: String,
-    /// The stream the batch ids derive from; fixed at the table's first use.
-    pub stream_id: Uuid,
-    /// The type of the table's `_insert_id` column that the engine fills, if any.
-    pub insert_id: Option<String>,
-    /// The table's columns when last fetched.
-    pub columns: Vec<String>,
+    /// The insert's column list (`None`: every column, in table order).
+    pub columns: Option<Vec<String>>,
+    /// The ClickHouse format of the bodies.
+    pub format: String,
+    /// The format's header every batch starts with (the `WithNames` formats), hex.
+    pub header: String,
+    /// How bodies are joined (`true`: a line end after a body without one).
+    pub newline_joint: bool,
+    /// Each body is a batch of its own (a format whose bodies do not follow one another).
+    pub whole: bool,
+    /// ClickHouse settings of the insert, sorted by name.
+    pub settings: Vec<(String, String)>,
+    /// The ClickHouse user the batches are inserted as.
+    pub user: String,
 }
 
-impl TableMeta {
+impl Shape {
+    /// The stream's directory: `tables/<db>.<table>/<shape id>`, names %-escaped.
+    pub fn dir(&self, spool: &Path) -> PathBuf {
+        table_dir(spool, &self.database, &self.table).join(self.id().to_string())
+    }
+
+    /// A name of the shape: the same shape, the same id.
+    pub fn id(&self) -> Uuid {
+        let text = serde_json::to_vec(self).expect("shapes serialise");
+        Uuid::new_v5(&Uuid::NAMESPACE_OID, &text)
+    }
+
+    /// The header bytes.
+    pub fn header_bytes(&self) -> Bytes {
+        Bytes::from(hex_decode(&self.header))
+    }
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn hex_decode(text: &str) -> Vec<u8> {
+    (0..text.len() / 2)
+        .filter_map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
+        .collect()
+}
+
+/// What the spool remembers about a stream (`stream.json`, readable by the daemon's user only:
+/// it holds the password the stream's batches are inserted with, so that a restart can send
+/// them).
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+pub struct StreamMeta {
+    /// The shape.
+    pub shape: Shape,
+    /// The stream the batch ids derive from; fixed at the stream's first use.
+    pub stream_id: Uuid,
+    /// The password of the shape's user (the last one that was checked).
+    pub password: String,
+    /// The type of the table's `_insert_id` column that the engine fills, if any.
+    pub insert_id: Option<String>,
+}
+
+impl std::fmt::Debug for StreamMeta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamMeta")
+            .field("shape", &self.shape)
+            .field("stream_id", &self.stream_id)
+            .field("password", &"***")
+            .field("insert_id", &self.insert_id)
+            .finish()
+    }
+}
+
+impl StreamMeta {
     fn insert_id_column(&self) -> Option<InsertIdColumn> {
         self.insert_id
             .as_deref()
             .and_then(|ty| InsertIdColumn::from_column(chasync_core::INSERT_ID_COLUMN, ty))
     }
 
-    /// Writes `table.json` atomically (temporary file, fsync, rename, fsync of the directory).
+    /// Writes `stream.json` atomically (temporary file with mode 0600, fsync, rename, fsync of
+    /// the directory).
     pub fn save(&self, dir: &Path) -> io::Result<()> {
-        let tmp = dir.join("table.json.tmp");
-        let mut f = std::fs::File::create(&tmp)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let tmp = dir.join("stream.json.tmp");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
         io::Write::write_all(&mut f, &serde_json::to_vec_pretty(self)?)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, dir.join("table.json"))?;
+        std::fs::rename(&tmp, dir.join("stream.json"))?;
         wal::sync_dir(dir)
     }
 
-    /// Reads `table.json`.
+    /// Reads `stream.json`.
     pub fn load(dir: &Path) -> io::Result<Self> {
-        let text = std::fs::read(dir.join("table.json"))?;
+        let text = std::fs::read(dir.join("stream.json"))?;
         serde_json::from_slice(&text).map_err(io::Error::other)
     }
 }
 
-/// The directory of a table in the spool: `<db>.<table>` with every byte outside
+/// The directory of a table in the spool: `tables/<db>.<table>` with every byte outside
 /// `[A-Za-z0-9_-]` written as `%XX`.
 pub fn table_dir(spool: &Path, database: &str, table: &str) -> PathBuf {
     fn esc(s: &str, out: &mut String) {
@@ -89,57 +162,41 @@ pub fn table_dir(spool: &Path, database: &str, table: &str) -> PathBuf {
     spool.join("tables").join(name)
 }
 
-/// The schema cache of a table.
-#[derive(Debug)]
-pub struct Schema {
-    /// Column names.
-    pub columns: HashSet<String>,
-    /// When they were fetched (`None`: read from the spool).
-    pub fetched: Option<Instant>,
-}
-
-/// Per-table counters.
+/// Per-stream counters.
 #[derive(Debug, Default)]
-pub struct TableCounters {
+pub struct StreamCounters {
     /// Rows accepted (durable).
     pub rows: AtomicU64,
     /// Bytes of rows accepted.
     pub bytes: AtomicU64,
 }
 
-/// A running table.
-pub struct Table {
-    /// Database.
-    pub database: String,
-    /// Table.
-    pub table: String,
+/// A running stream.
+pub struct Stream {
+    /// Its shape.
+    pub shape: Shape,
     /// Its spool directory.
     pub dir: PathBuf,
-    meta: Mutex<TableMeta>,
-    /// The column the engine fills (rows must not carry it).
-    pub insert_id: Option<String>,
-    /// The schema cache.
-    pub schema: RwLock<Schema>,
+    meta: Mutex<StreamMeta>,
     ops: mpsc::UnboundedSender<Op>,
-    watermark: watch::Receiver<u64>,
-    dead: Arc<Mutex<std::collections::VecDeque<(u64, u64)>>>,
     feeder: Mutex<Option<tokio::task::JoinHandle<()>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Counters.
-    pub counters: TableCounters,
+    pub counters: StreamCounters,
     closed: AtomicBool,
+    _watermark: watch::Receiver<u64>,
 }
 
-/// What the feeder and the ack watchers share.
+/// What the feeders and the ack watchers share.
 #[derive(Clone)]
 pub struct Shared {
-    /// The engine's dispatcher, shared by every table.
+    /// The engine's dispatcher, shared by every stream.
     pub dispatcher: Arc<Dispatcher>,
     /// The engine's catalog of tables.
     pub catalog: Arc<chasync_core::Catalog>,
     /// The daemon's metrics.
     pub metrics: Arc<Metrics>,
-    /// Bytes of accepted rows not yet in a batcher.
+    /// Bytes of accepted bodies not yet taken by a batcher.
     pub queue_bytes: Arc<AtomicU64>,
     /// Counters of the WAL writers.
     pub wal: Arc<WalStats>,
@@ -152,24 +209,25 @@ pub struct Shared {
 pub enum AppendError {
     /// The WAL cannot be written.
     Io(io::Error),
-    /// The table is shutting down.
+    /// The stream is shutting down.
     Closed,
 }
 
-impl Table {
-    /// Opens (recovering its WAL) or creates the table's spool directory and starts its
-    /// writer and feeder. `fresh` is the metadata to use when the directory is new.
+impl Stream {
+    /// Opens (recovering its WAL) or creates the stream's spool directory and starts its
+    /// writer and feeder. `fresh` is the metadata to use when the directory is new; `config`
+    /// is the engine's configuration of the stream's table.
     pub fn open(
         dir: PathBuf,
-        fresh: Option<TableMeta>,
+        fresh: Option<StreamMeta>,
         config: CoreConfig,
         shared: Shared,
     ) -> io::Result<Arc<Self>> {
         std::fs::create_dir_all(&dir)?;
-        let meta = match TableMeta::load(&dir) {
+        let meta = match StreamMeta::load(&dir) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let m = fresh.ok_or_else(|| io::Error::other("table.json missing"))?;
+                let m = fresh.ok_or_else(|| io::Error::other("stream.json missing"))?;
                 m.save(&dir)?;
                 if let Some(parent) = dir.parent() {
                     wal::sync_dir(parent)?;
@@ -185,38 +243,31 @@ impl Table {
                 segment_bytes: shared.segment_bytes,
                 segments: recovered.segments.clone(),
                 pending: recovered.pending.clone(),
-                next_row: recovered.next_row,
+                next_input: recovered.next_input,
                 next_seq: recovered.next_seq,
                 sealed_end: recovered.sealed_end,
             },
             shared.wal.clone(),
         )?;
-        if !recovered.pending.is_empty() || recovered.next_row > recovered.sealed_end {
+        let name = format!("{}.{}", meta.shape.database, meta.shape.table);
+        if !recovered.pending.is_empty() || recovered.next_input > recovered.sealed_end {
             tracing::info!(
-                table = %format!("{}.{}", meta.database, meta.table),
+                table = %name,
                 batches = recovered.pending.len(),
-                unsealed_rows = recovered.next_row - recovered.sealed_end,
+                unsealed_inputs = recovered.next_input - recovered.sealed_end,
                 "replaying the write-ahead log"
             );
         }
-        let insert_id = meta.insert_id_column();
-        let table = Arc::new(Self {
-            database: meta.database.clone(),
-            table: meta.table.clone(),
+        let stream = Arc::new(Self {
+            shape: meta.shape.clone(),
             dir,
-            insert_id: insert_id.as_ref().map(|c| c.name.clone()),
-            schema: RwLock::new(Schema {
-                columns: meta.columns.iter().cloned().collect(),
-                fetched: None,
-            }),
             meta: Mutex::new(meta.clone()),
             ops: handles.ops.clone(),
-            watermark: handles.watermark,
-            dead: handles.dead,
             feeder: Mutex::new(None),
             writer: Mutex::new(Some(handles.thread)),
-            counters: TableCounters::default(),
+            counters: StreamCounters::default(),
             closed: AtomicBool::new(false),
+            _watermark: handles.watermark,
         });
         let watchers = Arc::new(Watchers {
             ops: handles.ops.clone(),
@@ -224,43 +275,40 @@ impl Table {
             tasks: Mutex::new(JoinSet::new()),
         });
         let feeder = Feeder {
-            config,
+            config: stream_config(config, &meta),
             meta,
-            insert_id,
             ops: handles.ops,
             shared,
             watchers,
         };
-        *table.feeder.lock().unwrap() = Some(tokio::spawn(feeder.run(recovered, handles.fed)));
-        Ok(table)
+        *stream.feeder.lock().unwrap() = Some(tokio::spawn(feeder.run(recovered, handles.fed)));
+        Ok(stream)
     }
 
     /// The metadata.
-    pub fn meta(&self) -> TableMeta {
+    pub fn meta(&self) -> StreamMeta {
         self.meta.lock().unwrap().clone()
     }
 
-    /// Replaces the cached columns (and saves them in the spool).
-    pub fn set_columns(&self, columns: Vec<String>) {
+    /// Remembers the password the shape's user was last checked with (for a restart).
+    pub fn set_password(&self, password: &str) {
         let mut meta = self.meta.lock().unwrap();
-        if meta.columns != columns {
-            meta.columns = columns.clone();
+        if meta.password != password {
+            meta.password = password.to_string();
             if let Err(e) = meta.save(&self.dir) {
-                tracing::warn!(error = %e, "cannot save the table's columns in the spool");
+                tracing::warn!(error = %e, "cannot save the stream's metadata in the spool");
             }
         }
-        *self.schema.write().unwrap() = Schema {
-            columns: columns.into_iter().collect(),
-            fetched: Some(Instant::now()),
-        };
     }
 
-    /// Appends validated rows; returns their row range once they are durable.
+    /// Appends a validated body; returns its input range once it is durable. With `outcome`,
+    /// the feeder tells how the input ended.
     pub async fn append(
         &self,
         body: Bytes,
         rows: u32,
         reserved: u64,
+        outcome: Option<Outcome>,
     ) -> Result<(u64, u64), AppendError> {
         if self.closed.load(Relaxed) {
             return Err(AppendError::Closed);
@@ -272,12 +320,13 @@ impl Table {
                 body,
                 rows,
                 reserved,
+                outcome,
                 reply,
             })
             .map_err(|_| AppendError::Closed)?;
         match rx.await {
             Ok(Ok(range)) => {
-                self.counters.rows.fetch_add(rows as u64, Relaxed);
+                self.counters.rows.fetch_add(u64::from(rows), Relaxed);
                 self.counters.bytes.fetch_add(len, Relaxed);
                 Ok(range)
             }
@@ -286,27 +335,7 @@ impl Table {
         }
     }
 
-    /// Waits until every batch holding rows of `range` has ended. `Err` when a batch holding
-    /// some of them had rows dead-lettered.
-    pub async fn committed(&self, range: (u64, u64)) -> Result<(), String> {
-        let mut w = self.watermark.clone();
-        if w.wait_for(|w| *w >= range.1).await.is_err() {
-            return Err("the daemon stopped before the rows were committed".into());
-        }
-        let dead = self.dead.lock().unwrap();
-        if dead.iter().any(|(s, e)| *s < range.1 && *e > range.0) {
-            // The engine isolates the refused rows of a batch; the others landed. Which of
-            // this request's rows were refused is in the spool's entries.
-            return Err(
-                "some of these rows were refused by ClickHouse and written to the dead-letter \
-                 spool (the others were committed)"
-                    .into(),
-            );
-        }
-        Ok(())
-    }
-
-    /// Stops taking rows; the feeder seals what it holds and waits for every batch.
+    /// Stops taking bodies; the feeder seals what it holds and waits for every batch.
     pub async fn drain(&self) {
         self.closed.store(true, Relaxed);
         let _ = self.ops.send(Op::CloseInput);
@@ -330,10 +359,18 @@ impl Table {
     }
 }
 
+/// The engine's configuration of a stream: its table's, with the shape's settings and user.
+fn stream_config(mut config: CoreConfig, meta: &StreamMeta) -> CoreConfig {
+    config.clickhouse.settings = meta.shape.settings.iter().cloned().collect();
+    config.clickhouse.user = Some(meta.shape.user.clone());
+    config.clickhouse.password = Some(chasync_core::Secret::new(meta.password.clone()));
+    config.delivery.stream_id = Some(StreamId(meta.stream_id));
+    config
+}
+
 struct Feeder {
     config: CoreConfig,
-    meta: TableMeta,
-    insert_id: Option<InsertIdColumn>,
+    meta: StreamMeta,
     ops: mpsc::UnboundedSender<Op>,
     shared: Shared,
     watchers: Arc<Watchers>,
@@ -364,6 +401,13 @@ impl Watchers {
         });
     }
 
+    /// Tells a waiting request how its input ended.
+    fn tell(&self, ack: Ack, outcome: Outcome) {
+        self.tasks.lock().unwrap().spawn(async move {
+            let _ = outcome.send(ack.wait().await);
+        });
+    }
+
     /// Waits for every watcher, those started meanwhile included.
     async fn finish(&self) {
         loop {
@@ -377,13 +421,33 @@ impl Watchers {
 }
 
 impl Feeder {
+    /// The stream's encoder: request bodies one after the other, after the format's header.
+    fn encoder(&self) -> Bodies {
+        let shape = &self.meta.shape;
+        let bodies = Bodies::new(
+            Format::named(&shape.format),
+            shape.columns.clone().unwrap_or_default(),
+            shape.header_bytes(),
+            if shape.newline_joint {
+                Joint::Newline
+            } else {
+                Joint::None
+            },
+            shape.whole,
+        );
+        match self.meta.insert_id_column() {
+            Some(col) => bodies.with_insert_id(col),
+            None => bodies,
+        }
+    }
+
     async fn run(self, recovered: wal::Recovered, mut fed: mpsc::UnboundedReceiver<Fed>) {
         let stream = StreamId(self.meta.stream_id);
-        // 1. Batches that were sealed and may have been sent: the same rows under the same
+        // 1. Batches that were sealed and may have been sent: the same inputs under the same
         //    sequence number, so the same batch id and dedup token.
         for p in &recovered.pending {
             let mut b = Batcher::new(
-                JsonEachRow::new(self.insert_id.clone(), Vec::new()),
+                self.encoder(),
                 Limits {
                     max_rows: usize::MAX,
                     max_bytes: usize::MAX,
@@ -397,8 +461,8 @@ impl Feeder {
                     t
                 },
             );
-            for row in recovered.rows(p.start, p.end) {
-                let _ = b.push(row);
+            for (bytes, rows) in recovered.inputs(p.start, p.end) {
+                let _ = b.push(Body { bytes, rows });
             }
             let Some(batch) = b.seal() else { continue };
             debug_assert_eq!(batch.sequence(), p.seq);
@@ -409,11 +473,10 @@ impl Feeder {
                 }
             }
         }
-        // 2. Rows after the last seal were never in a sent batch: the pipeline batches them
-        //    anew, numbered from the WAL's row numbers, then the new rows as they become
+        // 2. Inputs after the last seal were never in a sent batch: the pipeline batches them
+        //    anew, numbered from the WAL's input numbers, then the new inputs as they become
         //    durable.
         let mut config = self.config.clone();
-        config.delivery.stream_id = Some(stream);
         config.delivery.first_sequence = recovered.next_seq;
         let pipeline = match PipelineBuilder::new(config)
             .dispatcher(self.shared.dispatcher.clone())
@@ -421,24 +484,24 @@ impl Feeder {
             .first_input(recovered.sealed_end)
             .on_current_runtime()
             .on_seal(self.seal_hook())
-            .start_with_encoder(JsonEachRow::new(self.insert_id.clone(), Vec::new()))
+            .start_with_encoder(self.encoder())
         {
             Ok(p) => p,
             Err(e) => {
-                tracing::error!(error = %e, table = %format!("{}.{}", self.meta.database, self.meta.table), "cannot start the table's pipeline; its rows stay in the WAL");
+                tracing::error!(error = %e, table = %format!("{}.{}", self.meta.shape.database, self.meta.shape.table), "cannot start the stream's pipeline; its inputs stay in the WAL");
                 return;
             }
         };
         let handle = pipeline.handle();
-        let tail = recovered.rows(recovered.sealed_end, recovered.next_row);
+        let tail = recovered.inputs(recovered.sealed_end, recovered.next_input);
         drop(recovered);
         // Rows handed to the pipeline.
         let mut sent = 0u64;
-        for row in tail {
-            if handle.send(row).await.is_err() {
+        for (bytes, rows) in tail {
+            if handle.send(Body { bytes, rows }).await.is_err() {
                 break;
             }
-            sent += 1;
+            sent += u64::from(rows);
         }
         // Accepted bodies count against `max_queue_bytes` until the batcher has taken their
         // rows off the pipeline's queue: (rows sent up to the body's last, its bytes).
@@ -456,13 +519,22 @@ impl Feeder {
         loop {
             tokio::select! {
                 item = fed.recv() => {
-                    let Some(Fed { body, reserved, .. }) = item else { break };
-                    for row in wal::split_rows(&body) {
-                        if handle.send(row).await.is_err() {
-                            break;
-                        }
-                        sent += 1;
+                    let Some(Fed { body, rows, reserved, outcome, .. }) = item else { break };
+                    let input = Body { bytes: body, rows };
+                    let queued = match outcome {
+                        None => handle.send(input).await.is_ok(),
+                        Some(outcome) => match handle.send_acked([input]).await {
+                            Ok(ack) => {
+                                self.watchers.tell(ack, outcome);
+                                true
+                            }
+                            Err(_) => false,
+                        },
+                    };
+                    if !queued {
+                        break;
                     }
+                    sent += u64::from(rows);
                     waiting.push_back((sent, reserved));
                     release(&mut waiting, sent);
                 }
@@ -474,13 +546,13 @@ impl Feeder {
         }
         drop(handle);
         if let Err(e) = pipeline.shutdown().await {
-            tracing::error!(error = %e, "the table's pipeline did not stop cleanly");
+            tracing::error!(error = %e, "the stream's pipeline did not stop cleanly");
         }
         self.watchers.finish().await;
     }
 
     /// The pipeline's seal hook: the seal record is made durable before the batch is sent
-    /// (without it the batch must not be sent: a replay could form it differently; its rows
+    /// (without it the batch must not be sent: a replay could form it differently; its inputs
     /// stay in the WAL for the next start), then the batch is watched for its commit record.
     fn seal_hook(&self) -> SealHook {
         let ops = self.ops.clone();

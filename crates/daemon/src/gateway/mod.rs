@@ -1,0 +1,606 @@
+//! The ClickHouse HTTP interface, as chasyncd serves it: an `INSERT` it can batch is checked
+//! against ClickHouse as the client's own user, framed, written to its stream's write-ahead log
+//! and acknowledged; everything else passes through to ClickHouse unchanged.
+//!
+//! The flow of one request to `/`:
+//!
+//! 1. The body is read (bounded) and decoded: `Content-Encoding` (gzip, deflate, br, xz, zstd,
+//!    lz4), then ClickHouse's own block framing (`decompress=1`).
+//! 2. The statement is found as ClickHouse finds it: the `query` parameter, a newline, the
+//!    body ([`sql::classify`]). Anything but an `INSERT ... FORMAT`/`VALUES` into a table (a
+//!    query, `INSERT ... SELECT`, `INSERT INTO FUNCTION`) passes through.
+//! 3. The insert is checked against ClickHouse as the client's user, credentials, grant, table,
+//!    columns, format and settings at once: an insert of no rows (cached a few seconds). A
+//!    refusal is ClickHouse's own answer.
+//! 4. The body is framed ([`frame`]): header split off, rows counted, checked as far as cheap.
+//! 5. It is appended to the stream of its shape (table, columns, format, header, settings,
+//!    user) and acknowledged once durable, or once committed with `ack=committed`.
+
+pub mod auth;
+pub mod decode;
+pub mod frame;
+pub mod params;
+pub mod proxy;
+pub mod reply;
+pub mod sql;
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use chasync_core::{ColumnType, DefaultKind, Error as CoreError, TableSchema};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+
+use crate::app::{App, read_body};
+use crate::config::AckMode;
+use crate::gateway::auth::ClientAuth;
+use crate::gateway::params::Params;
+use crate::gateway::reply::{Body, ChError};
+use crate::gateway::sql::{Classified, FormatFamily, FormatInfo, InsertStatement, Separator};
+use crate::stream::{AppendError, Shape, hex};
+
+/// Whether the request passes the daemon's own bearer token, when it has one: in
+/// `Authorization: Bearer`, or in `X-Chasyncd-Token` (for clients whose `Authorization` carries
+/// their ClickHouse credentials).
+fn gate(app: &App, headers: &hyper::HeaderMap) -> bool {
+    let Some(token) = &app.settings.token else {
+        return true;
+    };
+    let given = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| {
+            headers
+                .get("X-Chasyncd-Token")
+                .and_then(|v| v.to_str().ok())
+        })
+        .unwrap_or("");
+    constant_time_eq(given.trim().as_bytes(), token.expose().as_bytes())
+}
+
+fn refused_by_gate() -> Response<Body> {
+    let mut r = reply::text(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+    r.headers_mut()
+        .insert("WWW-Authenticate", HeaderValue::from_static("Bearer"));
+    r
+}
+
+/// A request for ClickHouse itself: passed through as it is.
+pub async fn pass_through(app: &App, req: Request<Incoming>) -> Response<Body> {
+    if req.uri().path() != "/ping" && !gate(app, req.headers()) {
+        return refused_by_gate();
+    }
+    let (parts, body) = req.into_parts();
+    let raw = match read_body(body, app.settings.limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return e.response(&app.version().await, None),
+    };
+    match app.upstream.forward(&parts, raw).await {
+        Ok(r) => r,
+        Err(e) => e.response(&app.version().await, None),
+    }
+}
+
+/// `POST /v1/tables/{db}.{table}`: a JSONEachRow body into a table, as
+/// `INSERT INTO db.table FORMAT JSONEachRow` would.
+pub async fn v1(app: &App, req: Request<Incoming>) -> Response<Body> {
+    let (mut parts, body) = req.into_parts();
+    let name = parts.uri.path()["/v1/tables/".len()..].to_string();
+    let name = String::from_utf8_lossy(&params::percent_decode(&name)).into_owned();
+    let params = Params::parse(parts.uri.query().unwrap_or(""));
+    let (db, table) = match name.split_once('.') {
+        Some((d, t)) => (d.to_string(), t.to_string()),
+        None => (
+            params.get("database").unwrap_or_else(|| "default".into()),
+            name,
+        ),
+    };
+    let version = app.version().await;
+    if db.is_empty() || table.is_empty() {
+        return ChError::new(62, "name the table as /v1/tables/{database}.{table}")
+            .response(&version, None);
+    }
+    let statement = format!(
+        "INSERT INTO {}.{} FORMAT JSONEachRow",
+        sql::quote_identifier(&db),
+        sql::quote_identifier(&table)
+    );
+    let mut query = parts.uri.query().unwrap_or("").to_string();
+    if !query.is_empty() {
+        query.push('&');
+    }
+    query.push_str("query=");
+    query.push_str(&encode_component(&statement));
+    parts.uri = match format!("/?{query}").parse() {
+        Ok(u) => u,
+        Err(e) => return ChError::new(36, e.to_string()).response(&version, None),
+    };
+    handle(app, Request::from_parts(parts, body)).await
+}
+
+/// A request to `/`: an insert the gateway batches, or a request passed through.
+pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let (parts, body) = req.into_parts();
+    let version = app.version().await;
+    let params = Params::parse(parts.uri.query().unwrap_or(""));
+    let query_id = params
+        .get("query_id")
+        .filter(|q| !q.is_empty())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let fail = |e: ChError| e.response(&version, Some(&query_id));
+    if !gate(app, &parts.headers) {
+        return refused_by_gate();
+    }
+    let raw = match read_body(body, app.settings.limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    let query = params.bytes("query").map(<[u8]>::to_vec);
+    let pairs: Vec<(String, String)> = params
+        .0
+        .iter()
+        .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+        .collect();
+    let lookup = sql::param_lookup(&pairs);
+    // Most statements are decided by the query parameter alone; the body is decoded only when
+    // the statement or an insert's data is in it.
+    let first = sql::classify(query.as_deref(), b"", raw.is_empty(), &lookup);
+    let needs_body = matches!(first, Classified::NeedMore | Classified::Insert(_));
+    let decoded = if needs_body {
+        let encoding = parts
+            .headers
+            .get(hyper::header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok());
+        let framed = params.get("decompress").is_some_and(|d| d == "1");
+        match decode::decode_body(encoding, framed, &raw, app.settings.limits.max_body_bytes) {
+            Ok(std::borrow::Cow::Borrowed(_)) => raw.clone(),
+            Ok(std::borrow::Cow::Owned(d)) => Bytes::from(d),
+            Err(e) => {
+                return fail(ChError::new(e.code, e.message).with_status(e.status));
+            }
+        }
+    } else {
+        Bytes::new()
+    };
+    let classified = match first {
+        Classified::NeedMore => sql::classify(query.as_deref(), &decoded, true, &lookup),
+        other => other,
+    };
+    match classified {
+        Classified::Insert(statement) => {
+            let request = Insert {
+                app,
+                headers: &parts.headers,
+                params: &params,
+                query: query.as_deref().unwrap_or(b""),
+                statement,
+                query_id: &query_id,
+                version: &version,
+                started,
+            };
+            match request.run(decoded).await {
+                Ok(r) => r,
+                Err(e) => e,
+            }
+        }
+        Classified::Error(e) => fail(ChError::new(e.code, e.message).with_status(e.http_status)),
+        _ => match app.upstream.forward(&parts, raw).await {
+            Ok(r) => r,
+            Err(e) => fail(e),
+        },
+    }
+}
+
+/// The code of an insert refused for now because chasyncd is full (ClickHouse's
+/// `TOO_MANY_SIMULTANEOUS_QUERIES`, which clients treat as "retry later").
+const TOO_BUSY: u32 = 202;
+
+/// One insert the gateway takes.
+struct Insert<'a> {
+    app: &'a App,
+    headers: &'a hyper::HeaderMap,
+    params: &'a Params,
+    query: &'a [u8],
+    statement: InsertStatement,
+    query_id: &'a str,
+    version: &'a str,
+    started: Instant,
+}
+
+impl Insert<'_> {
+    fn fail(&self, e: ChError) -> Response<Body> {
+        e.response(self.version, Some(self.query_id))
+    }
+
+    async fn run(self, decoded: Bytes) -> Result<Response<Body>, Response<Body>> {
+        let st = &self.statement;
+        let info = st
+            .format
+            .info()
+            .map_err(|e| self.fail(ChError::new(e.code, e.message).with_status(e.http_status)))?;
+        if info.family == FormatFamily::OutputOnly {
+            return Err(self.fail(ChError::new(
+                85,
+                format!("Format {} is not suitable for input", info.name),
+            )));
+        }
+        let database = st
+            .database
+            .clone()
+            .or_else(|| {
+                self.headers
+                    .get("X-ClickHouse-Database")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            })
+            .or_else(|| self.params.get("database"))
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| "default".into());
+        let ack = match self.params.get("ack") {
+            None => self.app.settings.ack,
+            Some(a) => a
+                .parse::<AckMode>()
+                .map_err(|e| self.fail(ChError::new(36, e)))?,
+        };
+        let auth = auth::credentials(
+            self.headers,
+            &|n| self.params.get(n),
+            self.app.settings.token.as_ref().map(|t| t.expose()),
+        )
+        .map_err(|e| self.fail(e))?;
+        let settings = self.settings();
+        self.check(&auth, &database, info, &settings).await?;
+        // The table as the daemon sees it, for checking the rows (not needed: the server checks
+        // them at the insert).
+        let schema = self.app.catalog.table(&database, &st.table).await.ok();
+        let data = {
+            let prefix = st.data.prefix(self.query);
+            let rest = decoded.slice(st.data.body_offset().min(decoded.len())..);
+            if prefix.is_empty() {
+                rest
+            } else {
+                let mut b = BytesMut::with_capacity(prefix.len() + rest.len());
+                b.extend_from_slice(&prefix);
+                b.extend_from_slice(&rest);
+                b.freeze()
+            }
+        };
+        let fill_insert_id = self.app.settings.engine.delivery.fill_insert_id
+            && info.name == "JSONEachRow"
+            && st.columns.is_none();
+        let insert_id = schema
+            .as_ref()
+            .filter(|_| fill_insert_id)
+            .and_then(|s| s.insert_id())
+            .and_then(|col| {
+                schema
+                    .as_ref()?
+                    .column(&col.name)
+                    .map(|c| c.type_name.clone())
+            });
+        let skip_unknown = settings
+            .iter()
+            .any(|(k, v)| k == "input_format_skip_unknown_fields" && v != "0");
+        let reserved = insert_id.as_ref().map(|_| chasync_core::INSERT_ID_COLUMN);
+        let framed = match frame_with(info, &data, schema.as_deref(), st, skip_unknown, reserved) {
+            // A key the cached schema does not know: the table may have changed since.
+            Err(e) if e.code == frame::UNKNOWN_FIELD && schema.is_some() => {
+                let fresh = self.app.catalog.refresh(&database, &st.table).await.ok();
+                frame_with(info, &data, fresh.as_deref(), st, skip_unknown, reserved)
+            }
+            other => other,
+        }
+        .map_err(|e| self.fail(e))?;
+        if framed.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(reply::inserted(0, 0, self.query_id, self.elapsed()));
+        }
+        let shape = Shape {
+            database,
+            table: st.table.clone(),
+            columns: st.columns.clone(),
+            format: info.name.to_string(),
+            header: hex(&framed.header),
+            newline_joint: info.separator == Separator::NewlineIfMissing,
+            whole: framed.whole,
+            settings,
+            user: auth.user.clone(),
+        };
+        let stream = self
+            .app
+            .stream(shape, &auth.password, insert_id)
+            .await
+            .map_err(|e| self.fail(e))?;
+        let (rows, len) = (framed.rows, framed.body.len() as u64);
+        self.admit(len).map_err(|why| self.busy(TOO_BUSY, why))?;
+        let (outcome, waiter) = match ack {
+            AckMode::Committed => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                (Some(tx), Some(rx))
+            }
+            AckMode::Durable => (None, None),
+        };
+        if let Err(e) = stream.append(framed.body, rows, len, outcome).await {
+            self.app.queue_bytes.fetch_sub(len, Relaxed);
+            return Err(self.fail(match e {
+                AppendError::Closed => {
+                    ChError::new(1002, "chasyncd is shutting down; retry").with_status(503)
+                }
+                AppendError::Io(e) => ChError::new(
+                    1002,
+                    format!("chasyncd cannot write its write-ahead log: {e}"),
+                ),
+            }));
+        }
+        if let Some(waiter) = waiter {
+            match waiter.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(self.fail(committed_error(e))),
+                Err(_) => {
+                    return Err(self.fail(
+                        ChError::new(
+                            1002,
+                            "chasyncd stopped before the rows were committed; they are in its \
+                             write-ahead log and are sent at its next start",
+                        )
+                        .with_status(503),
+                    ));
+                }
+            }
+        }
+        Ok(reply::inserted(
+            u64::from(rows),
+            len,
+            self.query_id,
+            self.elapsed(),
+        ))
+    }
+
+    fn elapsed(&self) -> u128 {
+        self.started.elapsed().as_nanos()
+    }
+
+    /// The settings of the insert: the URL's and the statement's (which win), sorted, but the
+    /// engine's own.
+    fn settings(&self) -> Vec<(String, String)> {
+        let mut settings = self.params.settings();
+        for (k, v) in &self.statement.settings {
+            if params::ENGINE_OWNED.contains(&k.as_str()) {
+                continue;
+            }
+            match settings.iter_mut().find(|(name, _)| name == k) {
+                Some(e) => e.1 = v.clone(),
+                None => settings.push((k.clone(), v.clone())),
+            }
+        }
+        settings.sort();
+        settings
+    }
+
+    /// Backpressure: bounded disk and memory. `Err` is why the insert must wait.
+    fn admit(&self, len: u64) -> Result<(), &'static str> {
+        let limits = &self.app.settings.limits;
+        if self.app.wal.spool_bytes.load(Relaxed) + len > limits.max_spool_bytes {
+            return Err("the write-ahead log is full (ClickHouse is behind); retry later");
+        }
+        if self.app.queue_bytes.fetch_add(len, Relaxed) + len > limits.max_queue_bytes {
+            self.app.queue_bytes.fetch_sub(len, Relaxed);
+            return Err("too many rows waiting for the batchers; retry later");
+        }
+        Ok(())
+    }
+
+    /// The answer to an insert that must wait: 503 with `Retry-After`.
+    fn busy(&self, code: u32, why: &str) -> Response<Body> {
+        let mut r = self.fail(ChError::new(code, why).with_status(503));
+        r.headers_mut().insert(
+            "Retry-After",
+            HeaderValue::from(self.app.settings.limits.retry_after_s),
+        );
+        r
+    }
+
+    /// Checks the insert against ClickHouse as the client's user: an insert of no rows with
+    /// the same table, columns, format and settings (no part is written). A refusal is
+    /// ClickHouse's own answer, passed on. A check that passed is trusted a few seconds; while
+    /// ClickHouse cannot be reached, one that passed within the hour is (so that the daemon
+    /// goes on taking what it can keep durably).
+    async fn check(
+        &self,
+        auth: &ClientAuth,
+        database: &str,
+        info: &FormatInfo,
+        settings: &[(String, String)],
+    ) -> Result<(), Response<Body>> {
+        let st = &self.statement;
+        let probe_format = match info.family {
+            FormatFamily::Rows | FormatFamily::Blocks => info.name,
+            FormatFamily::RowsWithHeader { .. } if !info.name.starts_with("RowBinary") => info.name,
+            _ => "Native",
+        };
+        let mut statement = format!(
+            "INSERT INTO {}.{}",
+            sql::quote_identifier(database),
+            sql::quote_identifier(&st.table)
+        );
+        if let Some(cols) = &st.columns {
+            let cols: Vec<String> = cols.iter().map(|c| sql::quote_identifier(c)).collect();
+            statement.push_str(&format!(" ({})", cols.join(", ")));
+        }
+        statement.push_str(" FORMAT ");
+        statement.push_str(probe_format);
+        let mut query = format!("/?query={}", encode_component(&statement));
+        for (k, v) in settings {
+            query.push_str(&format!("&{}={}", encode_component(k), encode_component(v)));
+        }
+        let key = format!("{}\0{:x}\0{query}", auth.user, {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            auth.password.hash(&mut h);
+            h.finish()
+        });
+        if self.app.checked_recently(&key, false) {
+            return Ok(());
+        }
+        let headers = [
+            (
+                HeaderName::from_static("x-clickhouse-user"),
+                HeaderValue::from_str(&auth.user).map_err(|_| {
+                    self.fail(ChError::new(
+                        516,
+                        "Invalid authentication: a user name of bytes no header can hold",
+                    ))
+                })?,
+            ),
+            (
+                HeaderName::from_static("x-clickhouse-key"),
+                HeaderValue::from_str(&auth.password).map_err(|_| {
+                    self.fail(ChError::new(
+                        516,
+                        "Invalid authentication: a password of bytes no header can hold",
+                    ))
+                })?,
+            ),
+        ];
+        let sent = self
+            .app
+            .upstream
+            .send(
+                hyper::Method::POST,
+                &query,
+                headers.iter().map(|(k, v)| (k, v)),
+                Bytes::new(),
+            )
+            .await;
+        match sent {
+            Ok(resp) if resp.status() == StatusCode::OK => {
+                self.app.check_passed(key);
+                Ok(())
+            }
+            Ok(resp) => {
+                // ClickHouse's own refusal: status, exception code and body.
+                let (head, body) = resp.into_parts();
+                let body = body
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                Err(Response::from_parts(head, reply::full(body)))
+            }
+            Err(e) if self.app.checked_recently(&key, true) => {
+                tracing::debug!(error = %e, "ClickHouse is not reachable: taking the insert on an earlier check");
+                Ok(())
+            }
+            // The check wrote nothing: whatever failed, the client may retry.
+            Err(e) => Err(self.busy(
+                e.code,
+                &format!(
+                    "{} (chasyncd checks an insert with ClickHouse before taking it)",
+                    e.message
+                ),
+            )),
+        }
+    }
+}
+
+/// Frames `data` against `schema` (the table as the daemon last read it, if it could).
+fn frame_with(
+    info: &FormatInfo,
+    data: &Bytes,
+    schema: Option<&TableSchema>,
+    statement: &InsertStatement,
+    skip_unknown: bool,
+    reserved: Option<&str>,
+) -> Result<frame::Framed, ChError> {
+    let columns = schema.and_then(|s| insert_columns(s, statement.columns.as_deref()));
+    let has = |name: &str| schema.is_some_and(|s| s.column(name).is_some());
+    frame::frame(
+        info,
+        data.clone(),
+        &frame::Table {
+            columns,
+            skip_unknown,
+            reserved,
+            has: &has,
+        },
+    )
+}
+
+/// The columns the rows give, with their types: the insert's column list, or the table's
+/// insertable columns in order. `None` when a named column is not in the table (the server
+/// refuses that, at the check).
+fn insert_columns<'s>(
+    schema: &'s TableSchema,
+    columns: Option<&[String]>,
+) -> Option<Vec<(&'s str, &'s ColumnType)>> {
+    match columns {
+        Some(names) => names
+            .iter()
+            .map(|n| schema.column(n).map(|c| (c.name.as_str(), &c.ty)))
+            .collect(),
+        None => Some(
+            schema
+                .columns
+                .iter()
+                .filter(|c| {
+                    !matches!(
+                        c.default_kind,
+                        DefaultKind::Materialized | DefaultKind::Alias | DefaultKind::Ephemeral
+                    )
+                })
+                .map(|c| (c.name.as_str(), &c.ty))
+                .collect(),
+        ),
+    }
+}
+
+/// The answer to an `ack=committed` request whose rows could not be committed: ClickHouse's
+/// error for its data (4xx), or a 5xx when retrying may help.
+fn committed_error(e: CoreError) -> ChError {
+    match e {
+        CoreError::DeadLettered {
+            last_error,
+            code,
+            spool,
+            ..
+        } => {
+            let message = match last_error.split_once("): ") {
+                Some((head, rest)) if head.starts_with("ClickHouse error") => rest.to_string(),
+                _ => last_error.clone(),
+            };
+            let message = format!(
+                "{message} (the request's rows are in chasyncd's dead-letter spool {})",
+                spool.display()
+            );
+            match code {
+                Some(code) => ChError::new(code, message),
+                None => ChError::new(1002, message),
+            }
+        }
+        other => ChError::new(1002, other.report()).with_status(503),
+    }
+}
+
+/// Percent-encodes a URL query component.
+fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3 / 2);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

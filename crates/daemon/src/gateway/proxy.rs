@@ -1,0 +1,127 @@
+//! Pass-through: a request that is not an insert the gateway batches (a query, a schema probe,
+//! `/ping`, a handshake) goes to ClickHouse as it came, with the client's own credentials, and
+//! ClickHouse's answer (status, headers, body, streamed) goes back as it is.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{self, HeaderName};
+use hyper::{Request, Response, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::gateway::reply::{Body, ChError};
+
+/// Headers of one hop only, never passed on.
+const HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Whether a header is chasyncd's own bearer token (its gate, not ClickHouse's credentials).
+fn is_gate_header(name: &HeaderName, value: &hyper::header::HeaderValue) -> bool {
+    name.as_str() == "x-chasyncd-token"
+        || (*name == header::AUTHORIZATION && value.as_bytes().starts_with(b"Bearer "))
+}
+
+/// The ClickHouse endpoints requests pass through to.
+pub struct Upstream {
+    client: Client<HttpConnector, Full<Bytes>>,
+    urls: Vec<String>,
+}
+
+impl Upstream {
+    /// Pass-through to `urls` (the first that accepts a connection).
+    pub fn new(urls: &[String], connect_timeout: std::time::Duration) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        Self {
+            client: Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(std::time::Duration::from_secs(30))
+                .build(connector),
+            urls: urls.to_vec(),
+        }
+    }
+
+    /// Sends the request (`parts` as received, with `body`) to ClickHouse and returns its answer.
+    pub async fn forward(
+        &self,
+        parts: &hyper::http::request::Parts,
+        body: Bytes,
+    ) -> Result<Response<Body>, ChError> {
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let headers: Vec<(&HeaderName, &hyper::header::HeaderValue)> = parts
+            .headers
+            .iter()
+            .filter(|(name, value)| {
+                !HOP.contains(name)
+                    && *name != header::HOST
+                    && *name != header::CONTENT_LENGTH
+                    && !is_gate_header(name, value)
+            })
+            .collect();
+        let resp = self
+            .send(parts.method.clone(), path, headers.into_iter(), body)
+            .await?;
+        let (mut head, incoming) = resp.into_parts();
+        for name in &HOP {
+            head.headers.remove(name);
+        }
+        Ok(Response::from_parts(head, incoming.boxed()))
+    }
+
+    /// Sends a request to the first endpoint that takes the connection.
+    pub async fn send<'h>(
+        &self,
+        method: hyper::Method,
+        path_and_query: &str,
+        headers: impl Iterator<Item = (&'h HeaderName, &'h hyper::header::HeaderValue)> + Clone,
+        body: Bytes,
+    ) -> Result<Response<hyper::body::Incoming>, ChError> {
+        let mut last = None;
+        for base in &self.urls {
+            let uri: Uri = match format!("{}{path_and_query}", base.trim_end_matches('/')).parse() {
+                Ok(u) => u,
+                Err(e) => {
+                    last = Some(ChError::new(36, format!("bad upstream URL: {e}")));
+                    continue;
+                }
+            };
+            let mut req = Request::builder().method(method.clone()).uri(uri);
+            for (name, value) in headers.clone() {
+                req = req.header(name, value);
+            }
+            if method != hyper::Method::GET && method != hyper::Method::HEAD {
+                // hyper leaves an empty body unannounced, and ClickHouse wants a length on a POST.
+                req = req.header(header::CONTENT_LENGTH, body.len());
+            }
+            let req = req
+                .body(Full::new(body.clone()))
+                .map_err(|e| ChError::new(36, e.to_string()))?;
+            match self.client.request(req).await {
+                Ok(resp) => return Ok(resp),
+                Err(e) if e.is_connect() => {
+                    last = Some(ChError::new(
+                        210,
+                        format!("Connection to ClickHouse at {base} failed: {e}"),
+                    ));
+                }
+                Err(e) => {
+                    return Err(
+                        ChError::new(210, format!("ClickHouse at {base}: {e}")).with_status(502)
+                    );
+                }
+            }
+        }
+        Err(last
+            .unwrap_or_else(|| ChError::new(210, "no ClickHouse URL"))
+            .with_status(503))
+    }
+}
