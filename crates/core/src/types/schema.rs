@@ -132,7 +132,7 @@ impl ColumnType {
         })
     }
 
-    /// Parses a ClickHouse type name as `system.columns.type` shows it.
+    /// Parses a ClickHouse type name as the server spells it (the `type` the catalog reads).
     pub fn parse(s: &str) -> Result<ColumnType, TypeParseError> {
         let mut p = TypeParser { s, pos: 0 };
         let ty = p.parse_type()?;
@@ -680,7 +680,7 @@ impl TypeParser<'_> {
 }
 
 /// How a column's value is produced when an `INSERT` does not give it
-/// (`system.columns.default_kind`).
+/// (the `default_kind` the catalog reads).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DefaultKind {
     /// No default expression: the type's default value.
@@ -696,7 +696,7 @@ pub enum DefaultKind {
 }
 
 impl DefaultKind {
-    /// Parses `system.columns.default_kind` (`""`, `DEFAULT`, `MATERIALIZED`, ...).
+    /// Parses a column's `default_kind` (`""`, `DEFAULT`, `MATERIALIZED`, ...).
     pub fn parse(s: &str) -> DefaultKind {
         match s {
             "DEFAULT" => DefaultKind::Default,

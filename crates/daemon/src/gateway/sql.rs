@@ -2522,7 +2522,7 @@ mod tests {
             (Some("SELECT 1"), "", "not-insert"),
             (
                 Some(
-                    "SELECT name, type, default_kind FROM system.columns WHERE database = {db:String} AND table = {tbl:String} ORDER BY position FORMAT JSONEachRow",
+                    "SELECT name, engine FROM system.tables WHERE database = {db:String} AND name = {tbl:String} FORMAT JSONEachRow",
                 ),
                 "",
                 "not-insert",
