@@ -45,6 +45,12 @@ test:
     scripts/with-clickhouse.sh cargo test --workspace --doc
     cargo bench -p chasync-benches -- --test
     scripts/with-clickhouse.sh scripts/test-python.sh
+    scripts/with-clickhouse.sh scripts/test-gateway.sh
+
+# chasyncd with the real clients (clickhouse-connect, aiochclient, curl), e.g.
+# `./run test-gateway -k curl`.
+test-gateway *args:
+    scripts/with-clickhouse.sh scripts/test-gateway.sh {{args}}
 
 # The Python package's tests (pytest, release build, cached venv) against a real ClickHouse.
 test-python *args:

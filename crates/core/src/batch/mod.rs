@@ -371,6 +371,16 @@ impl Batch {
         &self.parts
     }
 
+    /// Whether the batch has nothing to send: no rows, and no input whose rows are not
+    /// counted (a body of a format the engine does not read, such as Parquet, counts as
+    /// rows it cannot see).
+    pub fn is_empty(&self) -> bool {
+        match &self.parts {
+            Parts::Units(u) => u.starts.is_empty(),
+            _ => self.rows == 0,
+        }
+    }
+
     /// Whether the batch can be split into halves (see [`split`](Self::split)).
     pub fn splittable(&self) -> bool {
         match &self.parts {

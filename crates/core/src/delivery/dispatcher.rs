@@ -252,7 +252,7 @@ async fn route(mut batch: Batch, shared: &Shared) {
             }
         }
     }
-    if batch.rows == 0 {
+    if batch.is_empty() {
         release(&batch, None);
         return;
     }

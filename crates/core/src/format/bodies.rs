@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{BatchEncoder, Push};
 use crate::batch::{Encoded, Format, Parts, RejectedRow, Units};
-use crate::format::json::{id_prefix, write_object};
+use crate::format::json::{id_prefix, read_object, write_object};
 use crate::types::insert_id::InsertIdColumn;
 
 /// One input of [`Bodies`]: a body of rows in the batch's format, and how many rows it holds.
@@ -101,10 +101,29 @@ impl BatchEncoder for Bodies {
         // Batches are far below 4 GiB (`Config::validate` caps `max_bytes`).
         self.starts.push(self.buf.len() as u32);
         if self.insert_id.is_some() {
-            for line in body.bytes.split(|b| *b == b'\n') {
-                let object = line.trim_ascii();
-                if !object.is_empty() {
-                    write_object(&self.id_prefix, object, &mut self.buf);
+            // The objects as ClickHouse reads them: whitespace or commas between them, an
+            // object over several lines.
+            let bytes = &body.bytes[..];
+            let mut at = 0;
+            loop {
+                while at < bytes.len() && matches!(bytes[at], b' ' | b'\t' | b'\r' | b'\n' | b',') {
+                    at += 1;
+                }
+                if at == bytes.len() {
+                    break;
+                }
+                match read_object(&bytes[at..], |_| {}) {
+                    Ok(len) => {
+                        write_object(&self.id_prefix, &bytes[at..at + len], &mut self.buf);
+                        at += len;
+                    }
+                    Err(_) => {
+                        // Not an object (the caller checks bodies first): left for the
+                        // server to judge, as it came.
+                        self.buf.extend_from_slice(&bytes[at..]);
+                        self.buf.push(b'\n');
+                        break;
+                    }
                 }
             }
         } else {
@@ -216,5 +235,29 @@ mod tests {
         assert!(!w.full());
         assert!(w.push(body("PAR1", 4), &mut Vec::new()).is_done());
         assert!(w.full(), "a whole format takes one body a batch");
+    }
+
+    #[test]
+    fn the_batch_id_goes_into_every_object_however_the_objects_are_laid_out() {
+        let col = InsertIdColumn::from_column("_insert_id", "UUID").unwrap();
+        let mut e = Bodies::new(
+            Format::named("JSONEachRow"),
+            vec![],
+            Bytes::new(),
+            Joint::Newline,
+            false,
+        )
+        .with_insert_id(col);
+        e.begin(Uuid::nil());
+        let text = "{\"a\":1}, {\"a\":\n 2}\n\n{\"s\":\"x\\n}\"}\n{}";
+        assert!(e.push(body(text, 4), &mut Vec::new()).is_done());
+        let nil = Uuid::nil();
+        let prefix = format!("{{\"_insert_id\":\"{nil}\"");
+        assert_eq!(
+            String::from_utf8(e.finish().bytes.to_vec()).unwrap(),
+            format!(
+                "{prefix},\"a\":1}}\n{prefix},\"a\":\n 2}}\n{prefix},\"s\":\"x\\n}}\"}}\n{prefix}}}\n"
+            )
+        );
     }
 }

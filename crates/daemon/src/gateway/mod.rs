@@ -417,9 +417,10 @@ impl Insert<'_> {
         settings: &[(String, String)],
     ) -> Result<(), Response<Body>> {
         let st = &self.statement;
+        // An empty body in the insert's own format, where the format reads one as no rows
+        // (formats with a header want the header: Native stands in for them).
         let probe_format = match info.family {
             FormatFamily::Rows | FormatFamily::Blocks => info.name,
-            FormatFamily::RowsWithHeader { .. } if !info.name.starts_with("RowBinary") => info.name,
             _ => "Native",
         };
         let mut statement = format!(
