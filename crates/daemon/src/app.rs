@@ -43,6 +43,8 @@ pub struct App {
     clients: Vec<clickhouse::Client>,
     /// Checks of inserts that passed, by what was checked, until when they are trusted.
     checked: Mutex<HashMap<String, Instant>>,
+    /// One lock per check in progress.
+    check_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// ClickHouse's version, for error bodies shaped like its own.
     version: Mutex<Option<String>>,
     /// Held (locked) while the daemon runs: one daemon per spool.
@@ -90,6 +92,7 @@ impl App {
             wal: Arc::new(WalStats::default()),
             clients,
             checked: Mutex::new(HashMap::new()),
+            check_locks: Mutex::new(HashMap::new()),
             version: Mutex::new(None),
             _lock: lock,
         });
@@ -218,6 +221,16 @@ impl App {
         };
         let checked = self.checked.lock().unwrap();
         checked.get(key).is_some_and(|t| t.elapsed() < within)
+    }
+
+    /// The lock of the check `key`: concurrent requests that need the same check wait for
+    /// one probe instead of each sending their own.
+    pub(crate) fn check_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.check_locks.lock().unwrap();
+        if locks.len() > 10_000 {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(key.to_string()).or_default().clone()
     }
 
     /// Remembers a check that passed.

@@ -59,6 +59,8 @@ pub struct Metrics {
     pub requests: Mutex<BTreeMap<u16, u64>>,
     /// Seal-to-end latency of batches (queueing in the engine, retries and the insert).
     pub batch_latency: Histogram,
+    /// Requests answered from an earlier request with the same retry key.
+    pub retries_answered: std::sync::atomic::AtomicU64,
 }
 
 impl Metrics {
@@ -131,7 +133,13 @@ pub fn render(m: &Metrics, s: &Sample) -> String {
             escape(t)
         );
     }
-    let counters: [(&str, &str, u64); 9] = [
+    let counters: [(&str, &str, u64); 10] = [
+        (
+            "chasyncd_retried_requests_total",
+            "Inserts answered from an earlier insert with the same insert_deduplication_token (not appended again).",
+            m.retries_answered
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
         (
             "chasyncd_rows_committed_total",
             "Rows ClickHouse committed.",

@@ -31,8 +31,105 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
+use crate::gateway::reply::committed_error;
 use crate::metrics::Metrics;
-use crate::wal::{self, Fed, Op, Outcome, Pending, WalStats};
+use crate::wal::{self, Fed, KeyOutcome, Op, Outcome, Pending, WalStats};
+
+/// How long the end of a request with a retry key is remembered.
+pub const KEY_TTL: Duration = Duration::from_secs(3600);
+
+/// Where the request of a retry key stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyState {
+    /// Durable, not ended yet.
+    Pending,
+    /// Ended: committed, or the error its request was answered with.
+    Ended(KeyOutcome),
+    /// The daemon stopped before it ended (it is in the log; the next start sends it).
+    Interrupted,
+}
+
+/// A request that carried a retry key (its `insert_deduplication_token`): a retry with the
+/// same key is answered from here instead of being appended again.
+#[derive(Debug)]
+pub struct KeyEntry {
+    /// The key.
+    pub key: Bytes,
+    /// When the first request was accepted (ms since the Unix epoch).
+    pub at_ms: u64,
+    /// Its rows.
+    pub rows: u32,
+    /// Where it stands.
+    pub state: watch::Sender<KeyState>,
+}
+
+impl KeyEntry {
+    fn new(key: Bytes, at_ms: u64, rows: u32, state: KeyState) -> Arc<Self> {
+        Arc::new(Self {
+            key,
+            at_ms,
+            rows,
+            state: watch::channel(state).0,
+        })
+    }
+
+    /// Waits until the request ended (`None`: the daemon is stopping before it did).
+    pub async fn ended(&self) -> Option<KeyOutcome> {
+        let mut rx = self.state.subscribe();
+        let state = rx
+            .wait_for(|s| !matches!(s, KeyState::Pending))
+            .await
+            .map(|s| s.clone());
+        match state {
+            Ok(KeyState::Ended(o)) => Some(o),
+            _ => None,
+        }
+    }
+
+    fn end(&self, outcome: KeyOutcome) {
+        self.state.send_replace(KeyState::Ended(outcome));
+    }
+}
+
+/// What a retry key found.
+pub enum Claim {
+    /// The key is new: the request goes on, under this entry.
+    New(Arc<KeyEntry>),
+    /// A request with this key was accepted before.
+    Seen(Arc<KeyEntry>),
+}
+
+/// The retry keys of a stream: by key, and the keyed inputs not sealed yet by input number.
+#[derive(Default)]
+struct Keys {
+    by_key: std::collections::HashMap<Bytes, Arc<KeyEntry>>,
+    by_input: std::collections::BTreeMap<u64, Arc<KeyEntry>>,
+    claims: u64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// How an input's acknowledgement ended, as its request is answered (`None`: the engine
+/// stopped first).
+fn key_outcome(result: Result<(), CoreError>, rows: u32) -> Option<KeyOutcome> {
+    match result {
+        Ok(()) => Some(KeyOutcome::committed(rows)),
+        Err(CoreError::Closed) => None,
+        Err(e) => {
+            let e = committed_error(e);
+            Some(KeyOutcome {
+                code: e.code,
+                status: e.status,
+                message: e.message,
+                rows,
+            })
+        }
+    }
+}
 
 /// What the requests of a stream share, and so its batches: the insert they make, and as whom.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
@@ -185,6 +282,7 @@ pub struct Stream {
     pub counters: StreamCounters,
     closed: AtomicBool,
     _watermark: watch::Receiver<u64>,
+    keys: Arc<Mutex<Keys>>,
 }
 
 /// What the feeders and the ack watchers share.
@@ -237,6 +335,61 @@ impl Stream {
             Err(e) => return Err(e),
         };
         let recovered = wal::recover(&dir)?;
+        let keys = Arc::new(Mutex::new(Keys::default()));
+        let mut open_keys = std::collections::BTreeSet::new();
+        {
+            let since = now_ms().saturating_sub(KEY_TTL.as_millis() as u64);
+            let ended = wal::load_keys(&dir, since)?;
+            let mut k = keys.lock().unwrap();
+            for (key, (at_ms, outcome)) in ended {
+                let entry =
+                    KeyEntry::new(key.clone(), at_ms, outcome.rows, KeyState::Ended(outcome));
+                k.by_key.insert(key, entry);
+            }
+            for (input, at_ms, key) in &recovered.keys {
+                if k.by_key.contains_key(key) {
+                    continue;
+                }
+                let rows = recovered
+                    .data
+                    .iter()
+                    .find(|(first, _, _)| first == input)
+                    .map_or(0, |(_, rows, _)| *rows);
+                let batch_ended = recovered
+                    .seals
+                    .iter()
+                    .find(|(_, (start, end))| start <= input && input < end)
+                    .is_some_and(|(seq, _)| recovered.ended.contains_key(seq));
+                if batch_ended {
+                    // Its end was written before its batch's commit record, always; a log
+                    // without it was damaged.
+                    tracing::warn!(
+                        input,
+                        "a keyed input's batch ended but its end is not in keys.log"
+                    );
+                    let entry = KeyEntry::new(
+                        key.clone(),
+                        *at_ms,
+                        rows,
+                        KeyState::Ended(KeyOutcome {
+                            code: 1002,
+                            status: 500,
+                            message: "the outcome of the earlier request with this \
+                                      insert_deduplication_token is unknown (chasyncd's log of it \
+                                      was damaged): check the table before sending it again"
+                                .into(),
+                            rows,
+                        }),
+                    );
+                    k.by_key.insert(key.clone(), entry);
+                    continue;
+                }
+                let entry = KeyEntry::new(key.clone(), *at_ms, rows, KeyState::Pending);
+                k.by_key.insert(key.clone(), entry.clone());
+                k.by_input.insert(*input, entry);
+                open_keys.insert(*input);
+            }
+        }
         let handles = wal::start_writer(
             wal::WriterStart {
                 dir: dir.clone(),
@@ -246,6 +399,7 @@ impl Stream {
                 next_input: recovered.next_input,
                 next_seq: recovered.next_seq,
                 sealed_end: recovered.sealed_end,
+                open_keys,
             },
             shared.wal.clone(),
         )?;
@@ -268,6 +422,7 @@ impl Stream {
             counters: StreamCounters::default(),
             closed: AtomicBool::new(false),
             _watermark: handles.watermark,
+            keys: keys.clone(),
         });
         let watchers = Arc::new(Watchers {
             ops: handles.ops.clone(),
@@ -275,6 +430,7 @@ impl Stream {
             tasks: Mutex::new(JoinSet::new()),
         });
         let feeder = Feeder {
+            keys,
             config: stream_config(config, &meta),
             meta,
             ops: handles.ops,
@@ -301,14 +457,46 @@ impl Stream {
         }
     }
 
+    /// Looks up the retry key of a request (`insert_deduplication_token`, scoped to the
+    /// stream): a key seen within [`KEY_TTL`] is answered from its entry; a new one is claimed
+    /// for the request, which must then [`append`](Self::append) with it or
+    /// [`unclaim`](Self::unclaim) it.
+    pub fn claim(&self, key: Bytes, rows: u32) -> Claim {
+        let mut k = self.keys.lock().unwrap();
+        if let Some(e) = k.by_key.get(&key) {
+            return Claim::Seen(e.clone());
+        }
+        k.claims += 1;
+        if k.claims.is_multiple_of(1024) {
+            let since = now_ms().saturating_sub(KEY_TTL.as_millis() as u64);
+            k.by_key
+                .retain(|_, e| e.at_ms >= since || matches!(*e.state.borrow(), KeyState::Pending));
+        }
+        let entry = KeyEntry::new(key.clone(), now_ms(), rows, KeyState::Pending);
+        k.by_key.insert(key, entry.clone());
+        Claim::New(entry)
+    }
+
+    /// Forgets a claimed key whose request was not appended.
+    pub fn unclaim(&self, entry: &Arc<KeyEntry>) {
+        let mut k = self.keys.lock().unwrap();
+        if k.by_key
+            .get(&entry.key)
+            .is_some_and(|e| Arc::ptr_eq(e, entry))
+        {
+            k.by_key.remove(&entry.key);
+        }
+    }
+
     /// Appends a validated body; returns its input range once it is durable. With `outcome`,
-    /// the feeder tells how the input ended.
+    /// the feeder tells how the input ended; with a claimed `key`, its entry hears it.
     pub async fn append(
         &self,
         body: Bytes,
         rows: u32,
         reserved: u64,
         outcome: Option<Outcome>,
+        key: Option<&Arc<KeyEntry>>,
     ) -> Result<(u64, u64), AppendError> {
         if self.closed.load(Relaxed) {
             return Err(AppendError::Closed);
@@ -321,6 +509,7 @@ impl Stream {
                 rows,
                 reserved,
                 outcome,
+                key: key.map(|e| (e.at_ms, e.key.clone())),
                 reply,
             })
             .map_err(|_| AppendError::Closed)?;
@@ -369,6 +558,7 @@ fn stream_config(mut config: CoreConfig, meta: &StreamMeta) -> CoreConfig {
 }
 
 struct Feeder {
+    keys: Arc<Mutex<Keys>>,
     config: CoreConfig,
     meta: StreamMeta,
     ops: mpsc::UnboundedSender<Op>,
@@ -384,8 +574,10 @@ struct Watchers {
 }
 
 impl Watchers {
-    /// Appends a commit record once the batch `seq` has ended.
-    fn watch(&self, ack: Ack, seq: u64) {
+    /// Appends a commit record once the batch `seq` has ended, after the ends of its keyed
+    /// inputs (`keyed`: input numbers and their entries), so that a key's end is never lost
+    /// while its batch counts as ended.
+    fn watch(&self, ack: Ack, seq: u64, keyed: Vec<(u64, Arc<KeyEntry>)>) {
         let ops = self.ops.clone();
         let metrics = self.metrics.clone();
         let sealed_at = Instant::now();
@@ -396,15 +588,40 @@ impl Watchers {
                 // The engine stopped before the batch ended: the next start replays it.
                 Err(_) => return,
             };
+            for (input, entry) in keyed {
+                // Each input's own acknowledgement ends with (or before) its batch's.
+                let Some(outcome) = entry.ended().await else {
+                    return;
+                };
+                let _ = ops.send(Op::KeyEnded {
+                    input,
+                    at_ms: entry.at_ms,
+                    key: entry.key.clone(),
+                    outcome,
+                });
+            }
             metrics.batch_latency.observe(sealed_at.elapsed());
             let _ = ops.send(Op::Commit { seq, dead_lettered });
         });
     }
 
-    /// Tells a waiting request how its input ended.
-    fn tell(&self, ack: Ack, outcome: Outcome) {
+    /// Tells a waiting request, or the entry of its retry key, how its input ended.
+    fn tell(&self, ack: Ack, outcome: Option<Outcome>, entry: Option<Arc<KeyEntry>>) {
         self.tasks.lock().unwrap().spawn(async move {
-            let _ = outcome.send(ack.wait().await);
+            let result = ack.wait().await;
+            match entry {
+                Some(entry) => match key_outcome(result, entry.rows) {
+                    Some(o) => entry.end(o),
+                    None => {
+                        entry.state.send_replace(KeyState::Interrupted);
+                    }
+                },
+                None => {
+                    if let Some(outcome) = outcome {
+                        let _ = outcome.send(result);
+                    }
+                }
+            }
         });
     }
 
@@ -461,13 +678,25 @@ impl Feeder {
                     t
                 },
             );
-            for (bytes, rows) in recovered.inputs(p.start, p.end) {
-                let _ = b.push(Body { bytes, rows });
+            let mut keyed = Vec::new();
+            for (input, bytes, rows) in recovered.inputs(p.start, p.end) {
+                let body = Body { bytes, rows };
+                let entry = self.keys.lock().unwrap().by_input.remove(&input);
+                match entry {
+                    Some(entry) => {
+                        let (_, _, ack) = b.push_with_ack(body);
+                        self.watchers.tell(ack, None, Some(entry.clone()));
+                        keyed.push((input, entry));
+                    }
+                    None => {
+                        let _ = b.push(body);
+                    }
+                }
             }
             let Some(batch) = b.seal() else { continue };
             debug_assert_eq!(batch.sequence(), p.seq);
             match self.shared.dispatcher.submit(batch).await {
-                Ok(ack) => self.watchers.watch(ack, p.seq),
+                Ok(ack) => self.watchers.watch(ack, p.seq, keyed),
                 Err(e) => {
                     tracing::error!(error = %e, seq = p.seq, "the engine refused a batch; it stays in the WAL");
                 }
@@ -497,8 +726,19 @@ impl Feeder {
         drop(recovered);
         // Rows handed to the pipeline.
         let mut sent = 0u64;
-        for (bytes, rows) in tail {
-            if handle.send(Body { bytes, rows }).await.is_err() {
+        for (input, bytes, rows) in tail {
+            let body = Body { bytes, rows };
+            let queued = match self.keyed(input) {
+                None => handle.send(body).await.is_ok(),
+                Some(entry) => match handle.send_acked([body]).await {
+                    Ok(ack) => {
+                        self.watchers.tell(ack, None, Some(entry));
+                        true
+                    }
+                    Err(_) => false,
+                },
+            };
+            if !queued {
                 break;
             }
             sent += u64::from(rows);
@@ -519,13 +759,19 @@ impl Feeder {
         loop {
             tokio::select! {
                 item = fed.recv() => {
-                    let Some(Fed { body, rows, reserved, outcome, .. }) = item else { break };
+                    let Some(Fed { first, body, rows, reserved, outcome, key }) = item else { break };
                     let input = Body { bytes: body, rows };
-                    let queued = match outcome {
-                        None => handle.send(input).await.is_ok(),
-                        Some(outcome) => match handle.send_acked([input]).await {
+                    let entry = key.and_then(|key| {
+                        let mut k = self.keys.lock().unwrap();
+                        let entry = k.by_key.get(&key).cloned()?;
+                        k.by_input.insert(first, entry.clone());
+                        Some(entry)
+                    });
+                    let queued = match (outcome, entry) {
+                        (None, None) => handle.send(input).await.is_ok(),
+                        (outcome, entry) => match handle.send_acked([input]).await {
                             Ok(ack) => {
-                                self.watchers.tell(ack, outcome);
+                                self.watchers.tell(ack, outcome, entry);
                                 true
                             }
                             Err(_) => false,
@@ -551,18 +797,32 @@ impl Feeder {
         self.watchers.finish().await;
     }
 
+    /// The entry of keyed input `input`, if it is one.
+    fn keyed(&self, input: u64) -> Option<Arc<KeyEntry>> {
+        self.keys.lock().unwrap().by_input.get(&input).cloned()
+    }
+
     /// The pipeline's seal hook: the seal record is made durable before the batch is sent
     /// (without it the batch must not be sent: a replay could form it differently; its inputs
     /// stay in the WAL for the next start), then the batch is watched for its commit record.
     fn seal_hook(&self) -> SealHook {
         let ops = self.ops.clone();
         let watcher = self.watchers.clone();
+        let keys = self.keys.clone();
         Box::new(move |batch: &mut Batch| {
             let inputs = batch.inputs();
             let seal = Pending {
                 seq: batch.sequence(),
                 start: inputs.start,
                 end: inputs.end,
+            };
+            let keyed: Vec<(u64, Arc<KeyEntry>)> = {
+                let mut k = keys.lock().unwrap();
+                let taken: Vec<u64> = k.by_input.range(inputs.clone()).map(|(i, _)| *i).collect();
+                taken
+                    .into_iter()
+                    .filter_map(|i| Some((i, k.by_input.remove(&i)?)))
+                    .collect()
             };
             let ack = batch.watch();
             let ops = ops.clone();
@@ -578,7 +838,7 @@ impl Feeder {
                     );
                     return false;
                 }
-                watcher.watch(ack, seal.seq);
+                watcher.watch(ack, seal.seq, keyed);
                 true
             })
         })

@@ -15,6 +15,16 @@
 //! | `Seal` | `seq u64, start u64, end u64` (inputs `start..end`) | a batch is sealed, before it is submitted to the engine |
 //! | `Commit` | `seq u64, dead_lettered u8` | the batch's acknowledgement resolved |
 //! | `Checkpoint` | `next_input u64, next_seq u64, sealed_end u64` | first record of every segment but the very first |
+//! | `Key` | `input u64, at_ms u64, key` | just before the `Data` record of a request that carries a retry key (its `insert_deduplication_token`) |
+//!
+//! How a keyed request ended goes to a second file, `keys.log`, in the same framing:
+//!
+//! | kind | payload | written when |
+//! |---|---|---|
+//! | `KeyEnded` | `at_ms u64, code u32, status u16, rows u32, key_len u16, key, message` | the input's part of its batch ended; fsynced before the batch's `Commit` record is written |
+//!
+//! A segment that holds a keyed input whose end is not yet in `keys.log` is not deleted, so
+//! after a restart every key is either ended in `keys.log` or pending in the log.
 //!
 //! # Recovery
 //!
@@ -30,7 +40,7 @@
 //! dead-lettered. A closed segment whose inputs all lie below the watermark and whose seals
 //! have all ended is deleted, oldest first.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -45,6 +55,8 @@ const DATA: u8 = 1;
 const SEAL: u8 = 2;
 const COMMIT: u8 = 3;
 const CHECKPOINT: u8 = 4;
+const KEY: u8 = 5;
+const KEY_ENDED: u8 = 6;
 const HEADER: usize = 9;
 /// A record longer than this is corruption (bodies are far smaller).
 const MAX_RECORD: usize = 1 << 30;
@@ -77,6 +89,24 @@ pub enum Record {
         /// Whether it ended in the dead-letter spool.
         dead_lettered: bool,
     },
+    /// Input `input` (the next data record) carries the retry key `key`.
+    Key {
+        /// The input.
+        input: u64,
+        /// When it was accepted (milliseconds since the Unix epoch).
+        at_ms: u64,
+        /// The key.
+        key: Bytes,
+    },
+    /// How the input of retry key `key` ended (in `keys.log`).
+    KeyEnded {
+        /// When it was accepted (milliseconds since the Unix epoch).
+        at_ms: u64,
+        /// The key.
+        key: Bytes,
+        /// How it ended.
+        outcome: KeyOutcome,
+    },
     /// The state at the start of a segment.
     Checkpoint {
         /// The next row number.
@@ -86,6 +116,32 @@ pub enum Record {
         /// One past the last sealed row.
         sealed_end: u64,
     },
+}
+
+/// How the input of a retry key ended: committed (`code` 0), or the error its request is
+/// answered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyOutcome {
+    /// 0 when committed, else the ClickHouse error code.
+    pub code: u32,
+    /// The HTTP status of the error.
+    pub status: u16,
+    /// The error's message.
+    pub message: String,
+    /// The rows of the request.
+    pub rows: u32,
+}
+
+impl KeyOutcome {
+    /// Committed.
+    pub fn committed(rows: u32) -> Self {
+        Self {
+            code: 0,
+            status: 200,
+            message: String::new(),
+            rows,
+        }
+    }
 }
 
 impl Record {
@@ -110,6 +166,26 @@ impl Record {
                 buf.push(COMMIT);
                 buf.extend_from_slice(&seq.to_le_bytes());
                 buf.push(*dead_lettered as u8);
+            }
+            Record::Key { input, at_ms, key } => {
+                buf.push(KEY);
+                buf.extend_from_slice(&input.to_le_bytes());
+                buf.extend_from_slice(&at_ms.to_le_bytes());
+                buf.extend_from_slice(key);
+            }
+            Record::KeyEnded {
+                at_ms,
+                key,
+                outcome,
+            } => {
+                buf.push(KEY_ENDED);
+                buf.extend_from_slice(&at_ms.to_le_bytes());
+                buf.extend_from_slice(&outcome.code.to_le_bytes());
+                buf.extend_from_slice(&outcome.status.to_le_bytes());
+                buf.extend_from_slice(&outcome.rows.to_le_bytes());
+                buf.extend_from_slice(&(key.len().min(u16::MAX as usize) as u16).to_le_bytes());
+                buf.extend_from_slice(&key[..key.len().min(u16::MAX as usize)]);
+                buf.extend_from_slice(outcome.message.as_bytes());
             }
             Record::Checkpoint {
                 next_input,
@@ -166,6 +242,24 @@ impl Record {
                 next_seq: u64_at(9)?,
                 sealed_end: u64_at(17)?,
             },
+            KEY => Record::Key {
+                input: u64_at(1)?,
+                at_ms: u64_at(9)?,
+                key: data.slice(8 + 17..8 + len),
+            },
+            KEY_ENDED => {
+                let key_len = u16::from_le_bytes(body.get(19..21)?.try_into().ok()?) as usize;
+                Record::KeyEnded {
+                    at_ms: u64_at(1)?,
+                    outcome: KeyOutcome {
+                        code: u32::from_le_bytes(body.get(9..13)?.try_into().ok()?),
+                        status: u16::from_le_bytes(body.get(13..15)?.try_into().ok()?),
+                        rows: u32::from_le_bytes(body.get(15..19)?.try_into().ok()?),
+                        message: String::from_utf8_lossy(body.get(21 + key_len..)?).into_owned(),
+                    },
+                    key: Bytes::copy_from_slice(body.get(21..21 + key_len)?),
+                }
+            }
             _ => return None,
         };
         Some((rec, 8 + len))
@@ -215,17 +309,73 @@ pub struct Recovered {
     pub next_seq: u64,
     /// Bytes of torn tail cut off.
     pub truncated: u64,
+    /// Inputs that carry a retry key: `(input, at_ms, key)`.
+    pub keys: Vec<(u64, u64, Bytes)>,
+    /// Batches that ended: sequence number → whether dead-lettered.
+    pub ended: BTreeMap<u64, bool>,
+    /// Sealed batches: sequence number → inputs `start..end`.
+    pub seals: BTreeMap<u64, (u64, u64)>,
 }
 
 impl Recovered {
-    /// The inputs `start..end`: each data record's body and its rows.
-    pub fn inputs(&self, start: u64, end: u64) -> Vec<(Bytes, u32)> {
+    /// The inputs `start..end`: each data record's number, body and rows.
+    pub fn inputs(&self, start: u64, end: u64) -> Vec<(u64, Bytes, u32)> {
         self.data
             .iter()
             .filter(|(first, _, _)| *first >= start && *first < end)
-            .map(|(_, rows, body)| (body.clone(), *rows))
+            .map(|(first, rows, body)| (*first, body.clone(), *rows))
             .collect()
     }
+}
+
+/// The file of ended retry keys, next to the segments.
+pub const KEYS_FILE: &str = "keys.log";
+
+/// Reads `keys.log` in `dir`: the ended retry keys accepted at or after `since_ms`, by key
+/// (`(at_ms, outcome)`), and rewrites the file with only those (older keys are forgotten).
+pub fn load_keys(dir: &Path, since_ms: u64) -> io::Result<HashMap<Bytes, (u64, KeyOutcome)>> {
+    let path = dir.join(KEYS_FILE);
+    let data = match std::fs::read(&path) {
+        Ok(d) => Bytes::from(d),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashMap::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = HashMap::new();
+    let mut pos = 0;
+    while pos < data.len() {
+        // A torn last record (a crash while it was written) was never acted on.
+        let Some((rec, len)) = Record::decode(&data.slice(pos..)) else {
+            break;
+        };
+        pos += len;
+        if let Record::KeyEnded {
+            at_ms,
+            key,
+            outcome,
+        } = rec
+            && at_ms >= since_ms
+        {
+            out.insert(key, (at_ms, outcome));
+        }
+    }
+    let mut buf = Vec::new();
+    for (key, (at_ms, outcome)) in &out {
+        Record::KeyEnded {
+            at_ms: *at_ms,
+            key: key.clone(),
+            outcome: outcome.clone(),
+        }
+        .encode(&mut buf);
+    }
+    let tmp = dir.join("keys.log.tmp");
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(&buf)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    sync_dir(dir)?;
+    Ok(out)
 }
 
 fn segment_path(dir: &Path, index: u64) -> PathBuf {
@@ -259,7 +409,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 pub fn recover(dir: &Path) -> io::Result<Recovered> {
     let mut r = Recovered::default();
     let mut seals: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
-    let mut commits: BTreeSet<u64> = BTreeSet::new();
+    let mut commits: BTreeMap<u64, bool> = BTreeMap::new();
     for (index, path) in list_segments(dir)? {
         let data = Bytes::from(std::fs::read(&path)?);
         let mut pos = 0;
@@ -289,9 +439,12 @@ pub fn recover(dir: &Path) -> io::Result<Recovered> {
                     r.sealed_end = r.sealed_end.max(end);
                     seg.max_seal = Some(seg.max_seal.map_or(seq, |m| m.max(seq)));
                 }
-                Record::Commit { seq, .. } => {
-                    commits.insert(seq);
+                Record::Commit { seq, dead_lettered } => {
+                    commits.insert(seq, dead_lettered);
                 }
+                Record::Key { input, at_ms, key } => r.keys.push((input, at_ms, key)),
+                // Only in keys.log.
+                Record::KeyEnded { .. } => {}
                 Record::Checkpoint {
                     next_input,
                     next_seq,
@@ -317,10 +470,12 @@ pub fn recover(dir: &Path) -> io::Result<Recovered> {
     }
     r.data.sort_by_key(|(first, _, _)| *first);
     r.pending = seals
-        .into_iter()
-        .filter(|(seq, _)| !commits.contains(seq))
-        .map(|(seq, (start, end))| Pending { seq, start, end })
+        .iter()
+        .filter(|(seq, _)| !commits.contains_key(seq))
+        .map(|(&seq, &(start, end))| Pending { seq, start, end })
         .collect();
+    r.seals = seals;
+    r.ended = commits;
     Ok(r)
 }
 
@@ -337,8 +492,22 @@ pub enum Op {
         /// Told how the input ended (committed, or in the spool), when the request waits for
         /// that (handed on to the feeder).
         outcome: Option<Outcome>,
+        /// The request's retry key and when it was accepted (ms since the epoch).
+        key: Option<(u64, Bytes)>,
         /// The answer.
         reply: oneshot::Sender<io::Result<(u64, u64)>>,
+    },
+    /// Record how the input of a retry key ended (in `keys.log`, fsynced before any commit
+    /// record that follows it).
+    KeyEnded {
+        /// The input.
+        input: u64,
+        /// When it was accepted.
+        at_ms: u64,
+        /// The key.
+        key: Bytes,
+        /// How it ended.
+        outcome: KeyOutcome,
     },
     /// Record a seal; answers once it is durable.
     Seal {
@@ -373,6 +542,8 @@ pub struct Fed {
     pub reserved: u64,
     /// Told how the input ended, if the request waits for that.
     pub outcome: Option<Outcome>,
+    /// The input's retry key, if it carries one.
+    pub key: Option<Bytes>,
 }
 
 /// Where a request that waits for its rows to be committed hears how they ended.
@@ -405,6 +576,8 @@ pub struct WriterStart {
     pub next_seq: u64,
     /// One past the last sealed row.
     pub sealed_end: u64,
+    /// Keyed inputs whose end is not yet in `keys.log`.
+    pub open_keys: BTreeSet<u64>,
 }
 
 /// The writer's state (owned by its thread).
@@ -421,6 +594,8 @@ struct Writer {
     feeder: Option<mpsc::UnboundedSender<Fed>>,
     stats: Arc<WalStats>,
     broken: Option<String>,
+    keys: File,
+    open_keys: BTreeSet<u64>,
 }
 
 /// Handles to a running writer.
@@ -448,6 +623,10 @@ pub fn start_writer(start: WriterStart, stats: Arc<WalStats>) -> io::Result<Writ
     let (watermark_tx, watermark_rx) = watch::channel(0);
     let (fed_tx, fed_rx) = mpsc::unbounded_channel();
     let (ops_tx, ops_rx) = mpsc::unbounded_channel();
+    let keys = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(start.dir.join(KEYS_FILE))?;
     let mut w = Writer {
         file: File::create(segment_path(&start.dir, index))?,
         dir: start.dir,
@@ -461,6 +640,8 @@ pub fn start_writer(start: WriterStart, stats: Arc<WalStats>) -> io::Result<Writ
         feeder: Some(fed_tx),
         stats,
         broken: None,
+        keys,
+        open_keys: start.open_keys,
     };
     w.begin_segment(index)?;
     w.publish_watermark();
@@ -524,6 +705,7 @@ impl Writer {
 
     fn apply(&mut self, ops: &mut Vec<Op>) {
         let mut buf = Vec::new();
+        let mut ended_keys = Vec::new();
         let mut needs_sync = false;
         let mut replies: Vec<Op> = Vec::with_capacity(ops.len());
         let mut data_ranges = Vec::new();
@@ -533,9 +715,20 @@ impl Writer {
                 continue;
             }
             match &op {
-                Op::Data { body, rows, .. } => {
+                Op::Data {
+                    body, rows, key, ..
+                } => {
                     let first = self.next_input;
                     self.next_input += 1;
+                    if let Some((at_ms, key)) = key {
+                        Record::Key {
+                            input: first,
+                            at_ms: *at_ms,
+                            key: key.clone(),
+                        }
+                        .encode(&mut buf);
+                        self.open_keys.insert(first);
+                    }
                     Record::Data {
                         first,
                         rows: *rows,
@@ -568,9 +761,34 @@ impl Writer {
                     .encode(&mut buf);
                     self.open.remove(seq);
                 }
+                Op::KeyEnded {
+                    input,
+                    at_ms,
+                    key,
+                    outcome,
+                } => {
+                    Record::KeyEnded {
+                        at_ms: *at_ms,
+                        key: key.clone(),
+                        outcome: outcome.clone(),
+                    }
+                    .encode(&mut ended_keys);
+                    self.open_keys.remove(input);
+                }
                 Op::CloseInput | Op::Stop => {}
             }
             replies.push(op);
+        }
+        // The ends of keyed inputs are durable before the commit records that follow them.
+        if self.broken.is_none() && !ended_keys.is_empty() {
+            let result = self
+                .keys
+                .write_all(&ended_keys)
+                .and_then(|()| self.keys.sync_data());
+            if let Err(e) = result {
+                tracing::error!(error = %e, dir = %self.dir.display(), "cannot write keys.log; refusing writes from now on");
+                self.broken = Some(e.to_string());
+            }
         }
         if self.broken.is_none() && !buf.is_empty() {
             let result = self.file.write_all(&buf).and_then(|()| {
@@ -605,6 +823,7 @@ impl Writer {
                     reply,
                     reserved,
                     outcome,
+                    key,
                 } => match &self.broken {
                     Some(e) => {
                         let _ = reply.send(Err(io::Error::other(e.clone())));
@@ -618,6 +837,7 @@ impl Writer {
                                 rows,
                                 reserved,
                                 outcome,
+                                key: key.map(|(_, k)| k),
                             });
                         }
                         let _ = reply.send(Ok((first, end)));
@@ -629,7 +849,7 @@ impl Writer {
                         None => Ok(()),
                     });
                 }
-                Op::Commit { .. } | Op::Stop => {}
+                Op::Commit { .. } | Op::KeyEnded { .. } | Op::Stop => {}
                 Op::CloseInput => self.feeder = None,
             }
         }
@@ -667,7 +887,9 @@ impl Writer {
             let seals_done = front
                 .max_seal
                 .is_none_or(|s| self.open.range(..=s).next().is_none());
-            if !(seals_done && front.data_end <= watermark) {
+            // A keyed input whose end is not in keys.log yet keeps its segment.
+            let keys_done = self.open_keys.range(..front.data_end).next().is_none();
+            if !(seals_done && keys_done && front.data_end <= watermark) {
                 break;
             }
             let seg = self.segments.pop_front().unwrap();
@@ -725,6 +947,21 @@ mod tests {
                 next_seq: 4,
                 sealed_end: 9,
             },
+            Record::Key {
+                input: 9,
+                at_ms: 1_700_000_000_000,
+                key: Bytes::from_static(b"token-1"),
+            },
+            Record::KeyEnded {
+                at_ms: 1_700_000_000_000,
+                key: Bytes::from_static(b"token-1"),
+                outcome: KeyOutcome {
+                    code: 27,
+                    status: 400,
+                    message: "Cannot parse input".into(),
+                    rows: 12,
+                },
+            },
         ];
         let mut buf = Vec::new();
         for r in &recs {
@@ -752,6 +989,7 @@ mod tests {
             rows: rows.len() as u32,
             reserved: 0,
             outcome: None,
+            key: None,
             reply: tx,
         })
         .unwrap();
@@ -776,6 +1014,7 @@ mod tests {
                 segment_bytes,
                 segments: r.segments,
                 pending: r.pending,
+                open_keys: Default::default(),
                 next_input: r.next_input,
                 next_seq: r.next_seq,
                 sealed_end: r.sealed_end,
@@ -829,10 +1068,10 @@ mod tests {
         let inputs = r.inputs(0, 4);
         assert_eq!(inputs.len(), 4);
         assert_eq!(
-            (&inputs[0].0[..], inputs[0].1),
-            (&b"{\"a\":0}\n{\"a\":1}\n"[..], 2)
+            (inputs[0].0, &inputs[0].1[..], inputs[0].2),
+            (0, &b"{\"a\":0}\n{\"a\":1}\n"[..], 2)
         );
-        assert_eq!(&inputs[3].0[..], b"{\"a\":4}\n");
+        assert_eq!(&inputs[3].1[..], b"{\"a\":4}\n");
         assert_eq!(r.inputs(1, 3).len(), 2);
     }
 

@@ -299,3 +299,107 @@ async fn a_second_daemon_refuses_a_spool_in_use() {
     let (status, _) = d.terminate(Duration::from_secs(30));
     assert!(status.success());
 }
+
+/// A client that retries an insert with the same `insert_deduplication_token` gets the first
+/// insert's answer and the rows land once, on a table that does not deduplicate: while the
+/// first is pending, once it is committed, once it failed on a bad value, and across restarts
+/// (the first insert still in the WAL after a `kill -9`, or committed before a restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_with_the_same_token_lands_once_and_hears_the_first_answer() {
+    let db = TestDb::new("retry").await;
+    // No dedup window: ClickHouse would store a second insert of the same rows.
+    db.exec(
+        "CREATE TABLE t (id UInt64, name String, _insert_id UUID) ENGINE = MergeTree ORDER BY id",
+    )
+    .await;
+    let sw = Switch::start(&common::url()).await;
+    let (_tmp, spool) = spool();
+    let config = "[batching]\nlinger = \"50ms\"\n[delivery]\nmax_backoff = \"200ms\"\n";
+    let opts = || {
+        let mut o = DaemonOpts::new(&spool).config(config);
+        o.urls = vec![sw.url()];
+        o
+    };
+    let http = Http::new();
+    let d = Daemon::start(opts());
+    let url = |d: &Daemon, token: &str, ack: &str| {
+        d.url(&format!(
+            "/?query=INSERT+INTO+{}.t+FORMAT+JSONEachRow&insert_deduplication_token={token}&ack={ack}",
+            db.name
+        ))
+    };
+    // 1. Committed, then retried twice: one copy, the same answer.
+    for _ in 0..3 {
+        let r = http.post(&url(&d, "tok-1", "committed"), rows(0..10)).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.headers["x-chasyncd-rows"], "10");
+    }
+    // The token in a SETTINGS clause is the same key.
+    let r = http
+        .post(
+            &d.url("/"),
+            format!(
+                "INSERT INTO {}.t SETTINGS insert_deduplication_token = 'tok-1' FORMAT JSONEachRow\n{}",
+                db.name,
+                rows(0..10)
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Another token is another insert.
+    let r = http
+        .post(&url(&d, "tok-2", "committed"), rows(10..20))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // 2. A bad value: the retry hears the same error, and the spool holds one copy.
+    let mut bad = rows(20..25);
+    bad.push_str("{\"id\":\"x\",\"name\":\"bad\"}\n");
+    let first = http
+        .post(&url(&d, "tok-bad", "committed"), bad.clone())
+        .await;
+    assert_eq!(first.status, 400, "{}", first.body);
+    let again = http.post(&url(&d, "tok-bad", "durable"), bad).await;
+    assert_eq!(
+        (again.status, &again.headers["x-clickhouse-exception-code"]),
+        (400, &first.headers["x-clickhouse-exception-code"])
+    );
+    // 3. ClickHouse down: a durable ack, then the daemon is killed before it could send.
+    sw.set_down(true);
+    let r = http.post(&url(&d, "tok-3", "durable"), rows(30..40)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let m = http.get(&d.url("/metrics")).await.body;
+    assert_eq!(metric(&m, "chasyncd_retried_requests_total"), 4.0);
+    d.kill9();
+    sw.set_down(false);
+    // After the restart the retry waits for the replayed first insert and hears it landed.
+    let d = Daemon::start(opts());
+    let r = http
+        .post(&url(&d, "tok-3", "committed"), rows(30..40))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.headers["x-chasyncd-rows"], "10");
+    let (status, log) = d.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{log}");
+    // 4. After a clean restart the keys of committed inserts are still known.
+    let d = Daemon::start(opts());
+    for (token, ids) in [("tok-1", 0..10), ("tok-2", 10..20), ("tok-3", 30..40)] {
+        let r = http.post(&url(&d, token, "committed"), rows(ids)).await;
+        assert_eq!(r.status, 200, "{token}: {}", r.body);
+    }
+    let r = http
+        .post(&url(&d, "tok-bad", "committed"), rows(20..21))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let m = http.get(&d.url("/metrics")).await.body;
+    assert_eq!(metric(&m, "chasyncd_retried_requests_total"), 4.0);
+    let (status, log) = d.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{log}");
+    let mut want: Vec<u64> = (0..20).collect();
+    want.extend(30..40);
+    assert_eq!(db.ids("t").await, want);
+    let entries = chasync_core::DeadLetterSpool::new(spool.to_path_buf())
+        .list()
+        .unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].rows, 6);
+}

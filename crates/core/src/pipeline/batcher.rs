@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::batch::ack::{AckSpan, AckState};
+use crate::batch::ack::{Ack, AckSpan, AckState};
 use crate::batch::{Batch, Origin, RejectedRow};
 use crate::catalog::Catalog;
 use crate::config::Credentials;
@@ -191,6 +191,22 @@ impl<E: BatchEncoder> Batcher<E> {
                 Pushed::Stale(again) => row = again,
             }
         }
+    }
+
+    /// Adds a row, as [`push`](Self::push) does, and returns an [`Ack`] that resolves when
+    /// the batch (or, after a split, the part) holding it has ended: `Ok` once committed.
+    pub fn push_with_ack(&mut self, row: E::Row) -> (Option<Batch>, usize, Ack) {
+        let (state, ack) = AckState::new(1);
+        let mut row = row;
+        let out = loop {
+            match self.push_acked(row, Some(&state)) {
+                Pushed::Done { sealed, refused } => break (sealed.map(|b| *b), refused),
+                Pushed::Stale(again) => row = again,
+            }
+        };
+        // The hold of the queuing, as a producer's marker would end it.
+        state.release(None);
+        (out.0, out.1, ack)
     }
 
     /// Hands a schema read again to the encoder (after [`Pushed::Stale`]).

@@ -28,7 +28,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use chasync_core::{ColumnType, DefaultKind, Error as CoreError, TableSchema};
+use chasync_core::{ColumnType, DefaultKind, TableSchema};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
@@ -40,7 +40,7 @@ use crate::gateway::auth::ClientAuth;
 use crate::gateway::params::Params;
 use crate::gateway::reply::{Body, ChError};
 use crate::gateway::sql::{Classified, FormatFamily, FormatInfo, InsertStatement, Separator};
-use crate::stream::{AppendError, Shape, hex};
+use crate::stream::{AppendError, Claim, KeyEntry, KeyState, Shape, hex};
 
 /// Whether the request passes the daemon's own bearer token, when it has one: in
 /// `Authorization: Bearer`, or in `X-Chasyncd-Token` (for clients whose `Authorization` carries
@@ -316,16 +316,39 @@ impl Insert<'_> {
             .await
             .map_err(|e| self.fail(e))?;
         let (rows, len) = (framed.rows, framed.body.len() as u64);
-        self.admit(len).map_err(|why| self.busy(TOO_BUSY, why))?;
+        // A retry of a request with the same insert_deduplication_token is answered with what
+        // became of the first one, not appended again.
+        let key = match self.retry_key() {
+            None => None,
+            Some(key) => match stream.claim(key, rows) {
+                Claim::New(entry) => Some(entry),
+                Claim::Seen(entry) => {
+                    self.app.metrics.retries_answered.fetch_add(1, Relaxed);
+                    return self.answer_retry(&entry, ack).await;
+                }
+            },
+        };
+        if let Err(why) = self.admit(len) {
+            if let Some(entry) = &key {
+                stream.unclaim(entry);
+            }
+            return Err(self.busy(TOO_BUSY, why));
+        }
         let (outcome, waiter) = match ack {
-            AckMode::Committed => {
+            AckMode::Committed if key.is_none() => {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 (Some(tx), Some(rx))
             }
-            AckMode::Durable => (None, None),
+            _ => (None, None),
         };
-        if let Err(e) = stream.append(framed.body, rows, len, outcome).await {
+        if let Err(e) = stream
+            .append(framed.body, rows, len, outcome, key.as_ref())
+            .await
+        {
             self.app.queue_bytes.fetch_sub(len, Relaxed);
+            if let Some(entry) = &key {
+                stream.unclaim(entry);
+            }
             return Err(self.fail(match e {
                 AppendError::Closed => {
                     ChError::new(1002, "chasyncd is shutting down; retry").with_status(503)
@@ -336,10 +359,13 @@ impl Insert<'_> {
                 ),
             }));
         }
+        if let (Some(entry), AckMode::Committed) = (&key, ack) {
+            return self.answer_retry(entry, ack).await;
+        }
         if let Some(waiter) = waiter {
             match waiter.await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(self.fail(committed_error(e))),
+                Ok(Err(e)) => return Err(self.fail(reply::committed_error(e))),
                 Err(_) => {
                     return Err(self.fail(
                         ChError::new(
@@ -358,6 +384,60 @@ impl Insert<'_> {
             self.query_id,
             self.elapsed(),
         ))
+    }
+
+    /// The request's retry key: its `insert_deduplication_token` (in the URL or the
+    /// statement's `SETTINGS`, which wins).
+    fn retry_key(&self) -> Option<Bytes> {
+        let name = "insert_deduplication_token";
+        self.statement
+            .settings
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| Bytes::copy_from_slice(v.as_bytes()))
+            .or_else(|| self.params.bytes(name).map(Bytes::copy_from_slice))
+            .filter(|k| !k.is_empty())
+    }
+
+    /// The answer to a request whose key was seen (or to a keyed request that waits for its
+    /// commit): its rows' fate, once known (`ack=committed`), or that they are durable.
+    async fn answer_retry(
+        &self,
+        entry: &KeyEntry,
+        ack: AckMode,
+    ) -> Result<Response<Body>, Response<Body>> {
+        let state = entry.state.borrow().clone();
+        let outcome = match (state, ack) {
+            (KeyState::Ended(o), _) => Some(o),
+            (_, AckMode::Durable) => None,
+            (_, AckMode::Committed) => match entry.ended().await {
+                Some(o) => Some(o),
+                None => {
+                    return Err(self.fail(
+                        ChError::new(
+                            1002,
+                            "chasyncd stopped before the rows were committed; they are in its \
+                             write-ahead log and are sent at its next start",
+                        )
+                        .with_status(503),
+                    ));
+                }
+            },
+        };
+        match outcome {
+            Some(o) if o.code != 0 => Err(self.fail(ChError {
+                code: o.code,
+                message: o.message,
+                status: o.status,
+            })),
+            _ => Ok(reply::inserted(
+                u64::from(entry.rows),
+                0,
+                self.query_id,
+                self.elapsed(),
+            )),
+        }
     }
 
     fn elapsed(&self) -> u128 {
@@ -444,6 +524,11 @@ impl Insert<'_> {
             auth.password.hash(&mut h);
             h.finish()
         });
+        if self.app.checked_recently(&key, false) {
+            return Ok(());
+        }
+        let lock = self.app.check_lock(&key);
+        let _one_probe = lock.lock().await;
         if self.app.checked_recently(&key, false) {
             return Ok(());
         }
@@ -556,33 +641,6 @@ fn insert_columns<'s>(
                 .map(|c| (c.name.as_str(), &c.ty))
                 .collect(),
         ),
-    }
-}
-
-/// The answer to an `ack=committed` request whose rows could not be committed: ClickHouse's
-/// error for its data (4xx), or a 5xx when retrying may help.
-fn committed_error(e: CoreError) -> ChError {
-    match e {
-        CoreError::DeadLettered {
-            last_error,
-            code,
-            spool,
-            ..
-        } => {
-            let message = match last_error.split_once("): ") {
-                Some((head, rest)) if head.starts_with("ClickHouse error") => rest.to_string(),
-                _ => last_error.clone(),
-            };
-            let message = format!(
-                "{message} (the request's rows are in chasyncd's dead-letter spool {})",
-                spool.display()
-            );
-            match code {
-                Some(code) => ChError::new(code, message),
-                None => ChError::new(1002, message),
-            }
-        }
-        other => ChError::new(1002, other.report()).with_status(503),
     }
 }
 

@@ -173,6 +173,33 @@ pub fn text(status: StatusCode, body: impl Into<String>) -> Response<Body> {
     r
 }
 
+/// The answer to an `ack=committed` request whose rows could not be committed: ClickHouse's
+/// error for its data (4xx), or a 5xx when retrying may help.
+pub fn committed_error(e: chasync_core::Error) -> ChError {
+    match e {
+        chasync_core::Error::DeadLettered {
+            last_error,
+            code,
+            spool,
+            ..
+        } => {
+            let message = match last_error.split_once("): ") {
+                Some((head, rest)) if head.starts_with("ClickHouse error") => rest.to_string(),
+                _ => last_error.clone(),
+            };
+            let message = format!(
+                "{message} (the request's rows are in chasyncd's dead-letter spool {})",
+                spool.display()
+            );
+            match code {
+                Some(code) => ChError::new(code, message),
+                None => ChError::new(1002, message),
+            }
+        }
+        other => ChError::new(1002, other.report()).with_status(503),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
