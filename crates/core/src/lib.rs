@@ -50,6 +50,10 @@
 //!   is exact), CSV and TSV records.
 //! * **Any encoder**: [`PipelineBuilder`] wires a [`BatchEncoder`] of the caller's, with a
 //!   shared [`Dispatcher`] or [`Catalog`] and a [`SealHook`] (a write-ahead log's seal).
+//! * **Bodies already in a ClickHouse format** (a gateway's requests): [`format_info`] knows
+//!   every format by its names and aliases ([`FormatInfo`]: can its bodies be put one after
+//!   the other?), [`frame`] splits a body into header and rows, counts and checks them, and
+//!   [`Bodies`] puts bodies one after the other into batches.
 //! * **Producers**: a cloneable [`Handle`] (`send`, `try_send`, `send_acked` with an [`Ack`],
 //!   `flush`), or a [`Writer`] per producer, far cheaper per row.
 //!
@@ -102,6 +106,8 @@ pub use delivery::dispatcher::Dispatcher;
 pub use delivery::replay::{ReplayReport, replay};
 pub use error::{Error, ErrorKind, Result, classify_code};
 pub use format::bodies::{Bodies, Body, Joint};
+pub use format::framing::{FrameError, FrameTable, Framed, frame};
+pub use format::info::{FormatFamily, FormatInfo, HeaderKind, RowSyntax, format_info};
 pub use format::native::{
     ColumnsOutcome, ConversionError, ConversionErrorKind, EncodedNative, NativeBatch, NativeOptions,
 };

@@ -17,6 +17,10 @@ use crate::batch::ack::{AckSpan, AckState};
 use crate::config::Credentials;
 
 /// The ClickHouse input format of a batch's bytes.
+///
+/// Names are read ([`Format::named`], [`Format::from_name`], `FromStr`, `Deserialize`)
+/// through the catalog of ClickHouse's formats ([`crate::format_info`]), aliases and case as
+/// ClickHouse reads them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Format {
@@ -60,36 +64,6 @@ impl Format {
             Format::Other(name) => name,
         }
     }
-
-    /// The format named `name`: one of the engine's own, or [`Format::Other`] for any other
-    /// name (kept once per distinct name for the life of the process).
-    pub fn named(name: &str) -> Format {
-        if let Some(f) = Format::from_name(name) {
-            return f;
-        }
-        static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
-        let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
-        let name = match names.iter().find(|n| **n == name) {
-            Some(n) => n,
-            None => {
-                let n: &'static str = Box::leak(name.to_string().into_boxed_str());
-                names.push(n);
-                n
-            }
-        };
-        Format::Other(name)
-    }
-
-    /// The format of a ClickHouse format name, aliases included (`TSV`, `JSONLines`,
-    /// `NDJSON`); `None` for a name the engine does not write.
-    pub fn from_name(name: &str) -> Option<Format> {
-        match name {
-            "TSV" => return Some(Format::TabSeparated),
-            "JSONLines" | "NDJSON" => return Some(Format::JsonEachRow),
-            _ => {}
-        }
-        Format::ALL.into_iter().find(|f| f.name() == name)
-    }
 }
 
 impl fmt::Display for Format {
@@ -98,28 +72,9 @@ impl fmt::Display for Format {
     }
 }
 
-impl std::str::FromStr for Format {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let ok = !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        if ok {
-            Ok(Format::named(s))
-        } else {
-            Err(format!("invalid format name {s:?}"))
-        }
-    }
-}
-
 impl serde::Serialize for Format {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.name())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Format {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -530,28 +485,5 @@ impl Batch {
                 ))
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn format_names_round_trip_and_aliases_parse() {
-        for f in Format::ALL {
-            assert_eq!(Format::from_name(f.name()), Some(f));
-            let json = serde_json::to_string(&f).unwrap();
-            assert_eq!(json, format!("\"{}\"", f.name()));
-            assert_eq!(serde_json::from_str::<Format>(&json).unwrap(), f);
-        }
-        assert_eq!(Format::from_name("TSV"), Some(Format::TabSeparated));
-        assert_eq!(Format::from_name("NDJSON"), Some(Format::JsonEachRow));
-        assert_eq!(
-            "Parquet".parse::<Format>().unwrap(),
-            Format::Other("Parquet")
-        );
-        assert_eq!(Format::named("Parquet").name(), "Parquet");
-        assert!("Bad name".parse::<Format>().is_err());
     }
 }

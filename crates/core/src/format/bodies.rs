@@ -30,6 +30,16 @@ pub enum Joint {
     Newline,
 }
 
+impl Joint {
+    /// The bytes that go after `previous` (a body) before the next body is put after it.
+    pub fn after(self, previous: &[u8]) -> &'static [u8] {
+        match self {
+            Joint::Newline if previous.last().is_some_and(|&b| b != b'\n') => b"\n",
+            _ => b"",
+        }
+    }
+}
+
 /// Puts bodies of rows of one format one after the other: the batch is the format's header
 /// (if it has one) followed by the bodies, each an indivisible unit ([`Parts::Units`]), so a
 /// batch the server refuses is split between bodies and a body lands whole or not at all.
@@ -128,12 +138,7 @@ impl BatchEncoder for Bodies {
             }
         } else {
             self.buf.extend_from_slice(&body.bytes);
-            if self.joint == Joint::Newline
-                && !body.bytes.is_empty()
-                && !body.bytes.ends_with(b"\n")
-            {
-                self.buf.push(b'\n');
-            }
+            self.buf.extend_from_slice(self.joint.after(&body.bytes));
         }
         let total = self.rows.last().copied().unwrap_or(0) + u64::from(body.rows);
         self.rows.push(total);

@@ -2,11 +2,17 @@
 //!
 //! A batch is encoded once, as its rows arrive, into the bytes that every attempt of its insert
 //! sends. [`RowBinary`] encodes typed rows (`T: clickhouse::Row + Serialize`).
+//!
+//! Bodies already in a ClickHouse format (a gateway's requests) are looked up in the catalog
+//! of formats (`info`), framed (`framing`: header split off, rows counted, checked as far as
+//! cheap) and put one after the other (`bodies`).
 
 pub(crate) mod bodies;
 mod buffer;
 pub(crate) mod delimited;
 pub(crate) mod dynamic;
+pub(crate) mod framing;
+pub(crate) mod info;
 pub(crate) mod json;
 pub(crate) mod kind;
 pub(crate) mod native;

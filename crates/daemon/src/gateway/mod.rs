@@ -12,13 +12,13 @@
 //! 3. The insert is checked against ClickHouse as the client's user, credentials, grant, table,
 //!    columns, format and settings at once: an insert of no rows (cached a few seconds). A
 //!    refusal is ClickHouse's own answer.
-//! 4. The body is framed ([`frame`]): header split off, rows counted, checked as far as cheap.
+//! 4. The body is framed ([`chasync_core::frame`]): header split off, rows counted, checked as
+//!    far as cheap.
 //! 5. It is appended to the stream of its shape (table, columns, format, header, settings,
 //!    user) and acknowledged once durable, or once committed with `ack=committed`.
 
 pub mod auth;
 pub mod decode;
-pub mod frame;
 pub mod params;
 pub mod proxy;
 pub mod reply;
@@ -28,7 +28,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use chasync_core::{ColumnType, DefaultKind, TableSchema};
+use chasync_core::{
+    ColumnType, DefaultKind, FormatFamily, FormatInfo, FrameError, FrameTable, Framed, Joint,
+    TableSchema,
+};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
@@ -39,7 +42,7 @@ use crate::config::AckMode;
 use crate::gateway::auth::ClientAuth;
 use crate::gateway::params::Params;
 use crate::gateway::reply::{Body, ChError};
-use crate::gateway::sql::{Classified, FormatFamily, FormatInfo, InsertStatement, Separator};
+use crate::gateway::sql::{Classified, InsertStatement};
 use crate::stream::{AppendError, Claim, KeyEntry, KeyState, Shape, hex};
 
 /// Whether the request passes the daemon's own bearer token, when it has one: in
@@ -289,7 +292,7 @@ impl Insert<'_> {
         let reserved = insert_id.as_ref().map(|_| chasync_core::INSERT_ID_COLUMN);
         let framed = match frame_with(info, &data, schema.as_deref(), st, skip_unknown, reserved) {
             // A key the cached schema does not know: the table may have changed since.
-            Err(e) if e.code == frame::UNKNOWN_FIELD && schema.is_some() => {
+            Err(e) if e.code == FrameError::UNKNOWN_FIELD && schema.is_some() => {
                 let fresh = self.app.catalog.refresh(&database, &st.table).await.ok();
                 frame_with(info, &data, fresh.as_deref(), st, skip_unknown, reserved)
             }
@@ -305,7 +308,7 @@ impl Insert<'_> {
             columns: st.columns.clone(),
             format: info.name.to_string(),
             header: hex(&framed.header),
-            newline_joint: info.separator == Separator::NewlineIfMissing,
+            newline_joint: info.joint == Joint::Newline,
             whole: framed.whole,
             settings,
             user: auth.user.clone(),
@@ -601,19 +604,20 @@ fn frame_with(
     statement: &InsertStatement,
     skip_unknown: bool,
     reserved: Option<&str>,
-) -> Result<frame::Framed, ChError> {
+) -> Result<Framed, ChError> {
     let columns = schema.and_then(|s| insert_columns(s, statement.columns.as_deref()));
     let has = |name: &str| schema.is_some_and(|s| s.column(name).is_some());
-    frame::frame(
+    chasync_core::frame(
         info,
         data.clone(),
-        &frame::Table {
+        &FrameTable {
             columns,
             skip_unknown,
             reserved,
             has: &has,
         },
     )
+    .map_err(|e| ChError::new(e.code, e.message))
 }
 
 /// The columns the rows give, with their types: the insert's column list, or the table's

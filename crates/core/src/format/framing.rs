@@ -1,4 +1,5 @@
-//! The bodies of inserts, framed before they are acknowledged: split into the format's header
+//! The bodies of inserts in a ClickHouse input format (a gateway's requests), framed before
+//! they are acknowledged: split into the format's header
 //! (of the `WithNames` formats) and the rows, the rows counted, and checked as far as that is
 //! cheap, so that a broken body gets ClickHouse's 400 before the durable acknowledgement
 //! instead of a 200 followed by a dead letter. What a check cannot see (a value of the wrong
@@ -9,19 +10,20 @@
 //! it goes to ClickHouse in a batch of its own, where the server judges it.
 
 use bytes::Bytes;
-use chasync_core::ColumnType;
 
-use crate::gateway::reply::ChError;
-use crate::gateway::sql::{FormatFamily, FormatInfo, HeaderKind, RowSyntax};
+use crate::format::info::{FormatFamily, FormatInfo, HeaderKind, RowSyntax};
+use crate::format::json::read_object;
+use crate::types::schema::ColumnType;
 
 /// A framed body.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Framed {
     /// The format's header (`WithNames` formats): bodies coalesce when it is the same.
     pub header: Bytes,
     /// The rows, without the header.
     pub body: Bytes,
-    /// How many rows (0 when not known: `whole` bodies of formats the gateway does not read).
+    /// How many rows (0 when not known: `whole` bodies of formats framing does not read).
     pub rows: u32,
     /// The body goes to ClickHouse alone (a format whose bodies do not follow one another, or
     /// one the walkers could not frame).
@@ -29,7 +31,7 @@ pub struct Framed {
 }
 
 /// What framing needs to know of the table.
-pub struct Table<'a> {
+pub struct FrameTable<'a> {
     /// The insert's columns with their types, in order (the insert's column list, or the
     /// table's insertable columns); `None` when the table's schema is not known.
     pub columns: Option<Vec<(&'a str, &'a ColumnType)>>,
@@ -41,17 +43,41 @@ pub struct Table<'a> {
     pub has: &'a dyn Fn(&str) -> bool,
 }
 
-/// The code of a JSON key that names no column (ClickHouse's `INCORRECT_DATA`).
-pub const UNKNOWN_FIELD: u32 = 117;
+/// A body that cannot be framed: the error ClickHouse answers such a body with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FrameError {
+    /// ClickHouse's error code (27 `CANNOT_PARSE_INPUT_ASSERTION_FAILED`, 33
+    /// `CANNOT_READ_ALL_DATA`, 117 `INCORRECT_DATA`, ...).
+    pub code: u32,
+    /// The message, without the `Code: N. DB::Exception: ` prefix.
+    pub message: String,
+}
 
-fn bad(code: u32, message: impl Into<String>) -> ChError {
-    ChError::new(code, message)
+impl FrameError {
+    /// The code of a JSON key that names no column (ClickHouse's `INCORRECT_DATA`).
+    pub const UNKNOWN_FIELD: u32 = 117;
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Code: {}. {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+fn bad(code: u32, message: impl Into<String>) -> FrameError {
+    FrameError {
+        code,
+        message: message.into(),
+    }
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Frames `data` (the bytes after the statement) of format `info`.
-pub fn frame(info: &FormatInfo, data: Bytes, table: &Table<'_>) -> Result<Framed, ChError> {
+pub fn frame(info: &FormatInfo, data: Bytes, table: &FrameTable<'_>) -> Result<Framed, FrameError> {
     let data = if data.starts_with(BOM) {
         data.slice(BOM.len()..)
     } else {
@@ -87,8 +113,8 @@ fn rows(
     info: &FormatInfo,
     data: Bytes,
     header: Option<HeaderKind>,
-    table: &Table<'_>,
-) -> Result<Framed, ChError> {
+    table: &FrameTable<'_>,
+) -> Result<Framed, FrameError> {
     let framed = |header: Bytes, body: Bytes, rows: Option<u32>| match rows {
         Some(rows) => Framed {
             header,
@@ -159,7 +185,7 @@ fn rows(
 
 /// The JSON objects of a JSONEachRow body (whitespace or commas between them, as ClickHouse
 /// reads them), each checked, its keys against the table.
-fn json_rows(data: &[u8], table: &Table<'_>) -> Result<u32, ChError> {
+fn json_rows(data: &[u8], table: &FrameTable<'_>) -> Result<u32, FrameError> {
     let mut at = 0;
     let mut rows = 0u32;
     let line_of = |at: usize| 1 + data[..at].iter().filter(|b| **b == b'\n').count();
@@ -171,7 +197,7 @@ fn json_rows(data: &[u8], table: &Table<'_>) -> Result<u32, ChError> {
             return Ok(rows);
         }
         let mut problem: Option<String> = None;
-        let read = chasync_core::read_object(&data[at..], |key| {
+        let read = read_object(&data[at..], |key| {
             if problem.is_some() {
                 return;
             }
@@ -210,7 +236,7 @@ fn json_rows(data: &[u8], table: &Table<'_>) -> Result<u32, ChError> {
 }
 
 /// Splits off the first `n` lines (the header of a text format).
-fn split_lines(data: &Bytes, n: usize) -> Result<(Bytes, Bytes), ChError> {
+fn split_lines(data: &Bytes, n: usize) -> Result<(Bytes, Bytes), FrameError> {
     let mut at = 0;
     for _ in 0..n {
         match data[at..].iter().position(|b| *b == b'\n') {
@@ -243,7 +269,7 @@ fn csv_record_end(data: &[u8], mut at: usize) -> usize {
     at
 }
 
-fn split_csv_records(data: &Bytes, n: usize) -> Result<(Bytes, Bytes), ChError> {
+fn split_csv_records(data: &Bytes, n: usize) -> Result<(Bytes, Bytes), FrameError> {
     let mut at = 0;
     for _ in 0..n {
         if at >= data.len() {
@@ -254,7 +280,7 @@ fn split_csv_records(data: &Bytes, n: usize) -> Result<(Bytes, Bytes), ChError> 
     Ok((data.slice(..at), data.slice(at..)))
 }
 
-fn count_csv_records(body: &[u8]) -> Result<u32, ChError> {
+fn count_csv_records(body: &[u8]) -> Result<u32, FrameError> {
     let (mut at, mut rows) = (0, 0u32);
     while at < body.len() {
         let end = csv_record_end(body, at);
@@ -286,7 +312,7 @@ fn trim_values(data: &Bytes) -> Bytes {
 }
 
 /// The tuples of a Values body: `(...)` at depth 0, quotes and comments respected.
-fn count_values(body: &[u8]) -> Result<u32, ChError> {
+fn count_values(body: &[u8]) -> Result<u32, FrameError> {
     let (mut depth, mut rows, mut i) = (0i32, 0u32, 0);
     while i < body.len() {
         match body[i] {
@@ -455,7 +481,7 @@ fn skip_rowbinary(b: &mut Bin<'_>, ty: &ColumnType) -> Option<bool> {
 
 /// The rows of a RowBinary body of `types`; `None` when a type is one the walker does not
 /// know; an error when the body ends inside a row.
-fn rowbinary_rows(body: &[u8], types: &[ColumnType]) -> Result<Option<u32>, ChError> {
+fn rowbinary_rows(body: &[u8], types: &[ColumnType]) -> Result<Option<u32>, FrameError> {
     let mut b = Bin { s: body, i: 0 };
     let mut rows = 0u32;
     while b.i < body.len() {
@@ -484,7 +510,7 @@ fn rowbinary_rows(body: &[u8], types: &[ColumnType]) -> Result<Option<u32>, ChEr
 fn rowbinary_header(
     data: &[u8],
     kind: HeaderKind,
-) -> Result<(usize, Option<Vec<ColumnType>>), ChError> {
+) -> Result<(usize, Option<Vec<ColumnType>>), FrameError> {
     let short = || bad(33, "Cannot read all data: the body ends inside its header");
     let mut b = Bin { s: data, i: 0 };
     let n = b.leb128().ok_or_else(short)?;
@@ -596,7 +622,7 @@ fn skip_native_prefix(b: &mut Bin<'_>, ty: &ColumnType) -> Option<()> {
 
 /// The rows of a Native body (blocks without BlockInfo, as insert bodies are); `None` when a
 /// column type is one the walker does not know; an error when a block ends early.
-fn native_rows(data: &[u8]) -> Result<Option<u32>, ChError> {
+fn native_rows(data: &[u8]) -> Result<Option<u32>, FrameError> {
     let mut b = Bin { s: data, i: 0 };
     let mut rows = 0u64;
     let short = |block: usize| {
@@ -634,13 +660,13 @@ fn native_rows(data: &[u8]) -> Result<Option<u32>, ChError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::sql::format_info;
+    use crate::format::info::format_info;
 
     fn table<'a>(
         columns: Option<Vec<(&'a str, &'a ColumnType)>>,
         has: &'a dyn Fn(&str) -> bool,
-    ) -> Table<'a> {
-        Table {
+    ) -> FrameTable<'a> {
+        FrameTable {
             columns,
             skip_unknown: false,
             reserved: Some("_insert_id"),
@@ -666,7 +692,7 @@ mod tests {
         .unwrap();
         assert_eq!((j.rows, j.whole), (3, false));
         let e = f("JSONEachRow", "{\"id\":1}\n{\"id\":").unwrap_err();
-        assert_eq!((e.code, e.status), (27, 400));
+        assert_eq!(e.code, 27);
         let e = f("JSONEachRow", "{\"nope\":1}").unwrap_err();
         assert!(e.message.contains("nope"), "{e}");
         assert!(f("JSONEachRow", "{\"_insert_id\":\"x\"}").is_err());
