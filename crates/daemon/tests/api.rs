@@ -408,3 +408,42 @@ async fn a_bad_value_fails_its_own_request_only() {
         "{payload}"
     );
 }
+
+/// What is not an insert chasyncd batches goes through with its body streamed, unread: an
+/// `INSERT ... SELECT ... FROM input()` over the body limit lands, and ClickHouse's answer to
+/// a query comes back as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_pass_through_with_their_bodies_streamed() {
+    let db = TestDb::new("stream").await;
+    db.exec("CREATE TABLE t (id UInt64) ENGINE = MergeTree ORDER BY id")
+        .await;
+    let (_tmp, spool) = spool();
+    let d = Daemon::start(DaemonOpts::new(&spool).config("[limits]\nmax_body_bytes = 4096\n"));
+    let http = Http::new();
+    let body: String = (0..100_000u64).map(|i| format!("{i}\n")).collect();
+    assert!(body.len() > 4096 * 100);
+    let r = http
+        .post(
+            &d.url(&format!(
+                "/?query=INSERT+INTO+{}.t+SELECT+id+%2A+2+FROM+input%28%27id+UInt64%27%29+FORMAT+TSV",
+                db.name
+            )),
+            body,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(db.u64("SELECT count() FROM t").await, 100_000);
+    assert_eq!(db.u64("SELECT max(id) FROM t").await, 199_998);
+    // A batched insert over the limit is refused, as configured.
+    let r = http
+        .post(
+            &d.url(&format!("/?query=INSERT+INTO+{}.t+FORMAT+TSV", db.name)),
+            "1\n".repeat(4096),
+        )
+        .await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    let r = http
+        .get(&d.url("/?query=SELECT+sum(number)+FROM+numbers(1000000)"))
+        .await;
+    assert_eq!((r.status, r.body.as_str()), (200, "499999500000\n"));
+}

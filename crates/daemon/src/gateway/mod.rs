@@ -78,11 +78,7 @@ pub async fn pass_through(app: &App, req: Request<Incoming>) -> Response<Body> {
         return refused_by_gate();
     }
     let (parts, body) = req.into_parts();
-    let raw = match read_body(body, app.settings.limits.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => return e.response(&app.version().await, None),
-    };
-    match app.upstream.forward(&parts, raw).await {
+    match app.upstream.forward_stream(&parts, body).await {
         Ok(r) => r,
         Err(e) => e.response(&app.version().await, None),
     }
@@ -139,10 +135,6 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
     if !gate(app, &parts.headers) {
         return refused_by_gate();
     }
-    let raw = match read_body(body, app.settings.limits.max_body_bytes).await {
-        Ok(b) => b,
-        Err(e) => return fail(e),
-    };
     let query = params.bytes("query").map(<[u8]>::to_vec);
     let pairs: Vec<(String, String)> = params
         .0
@@ -150,26 +142,44 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
         .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
         .collect();
     let lookup = sql::param_lookup(&pairs);
-    // Most statements are decided by the query parameter alone; the body is decoded only when
-    // the statement or an insert's data is in it.
-    let first = sql::classify(query.as_deref(), b"", raw.is_empty(), &lookup);
-    let needs_body = matches!(first, Classified::NeedMore | Classified::Insert(_));
-    let decoded = if needs_body {
-        let encoding = parts
-            .headers
-            .get(hyper::header::CONTENT_ENCODING)
-            .and_then(|v| v.to_str().ok());
-        let framed = params.get("decompress").is_some_and(|d| d == "1");
+    // Most statements are decided by the query parameter alone: a query is passed through
+    // with its body streamed, unread; the body is read only when the statement or an
+    // insert's data is in it.
+    let first = sql::classify(
+        query.as_deref(),
+        b"",
+        hyper::body::Body::is_end_stream(&body),
+        &lookup,
+    );
+    match first {
+        Classified::NeedMore | Classified::Insert(_) => {}
+        Classified::Error(e) => {
+            return fail(ChError::new(e.code, e.message).with_status(e.http_status));
+        }
+        _ => {
+            return match app.upstream.forward_stream(&parts, body).await {
+                Ok(r) => r,
+                Err(e) => fail(e),
+            };
+        }
+    }
+    let raw = match read_body(body, app.settings.limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    let encoding = parts
+        .headers
+        .get(hyper::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    let framed = params.get("decompress").is_some_and(|d| d == "1");
+    let decoded =
         match decode::decode_body(encoding, framed, &raw, app.settings.limits.max_body_bytes) {
             Ok(std::borrow::Cow::Borrowed(_)) => raw.clone(),
             Ok(std::borrow::Cow::Owned(d)) => Bytes::from(d),
             Err(e) => {
                 return fail(ChError::new(e.code, e.message).with_status(e.status));
             }
-        }
-    } else {
-        Bytes::new()
-    };
+        };
     let classified = match first {
         Classified::NeedMore => sql::classify(query.as_deref(), &decoded, true, &lookup),
         other => other,

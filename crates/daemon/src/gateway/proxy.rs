@@ -2,15 +2,18 @@
 //! `/ping`, a handshake) goes to ClickHouse as it came, with the client's own credentials, and
 //! ClickHouse's answer (status, headers, body, streamed) goes back as it is.
 
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::Relaxed;
+
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::header::{self, HeaderName};
 use hyper::{Request, Response, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::gateway::reply::{Body, ChError};
+use crate::gateway::reply::{self, Body, ChError};
 
 /// Headers of one hop only, never passed on.
 const HOP: [HeaderName; 8] = [
@@ -32,8 +35,10 @@ fn is_gate_header(name: &HeaderName, value: &hyper::header::HeaderValue) -> bool
 
 /// The ClickHouse endpoints requests pass through to.
 pub struct Upstream {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpConnector, Body>,
     urls: Vec<String>,
+    /// The endpoint that last took a request: a streamed request goes there.
+    preferred: AtomicUsize,
 }
 
 impl Upstream {
@@ -47,6 +52,7 @@ impl Upstream {
                 .pool_idle_timeout(std::time::Duration::from_secs(30))
                 .build(connector),
             urls: urls.to_vec(),
+            preferred: AtomicUsize::new(0),
         }
     }
 
@@ -57,24 +63,65 @@ impl Upstream {
         body: Bytes,
     ) -> Result<Response<Body>, ChError> {
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let headers: Vec<(&HeaderName, &hyper::header::HeaderValue)> = parts
-            .headers
-            .iter()
-            .filter(|(name, value)| {
-                !HOP.contains(name)
-                    && *name != header::HOST
-                    && *name != header::CONTENT_LENGTH
-                    && !is_gate_header(name, value)
-            })
-            .collect();
         let resp = self
-            .send(parts.method.clone(), path, headers.into_iter(), body)
+            .send(
+                parts.method.clone(),
+                path,
+                passed_on(parts).into_iter(),
+                body,
+            )
             .await?;
-        let (mut head, incoming) = resp.into_parts();
-        for name in &HOP {
-            head.headers.remove(name);
+        Ok(answer(resp))
+    }
+
+    /// Sends the request with its body streamed as it arrives (to the endpoint that last
+    /// answered: a body read once cannot go to a second one) and streams the answer back.
+    pub async fn forward_stream(
+        &self,
+        parts: &hyper::http::request::Parts,
+        body: hyper::body::Incoming,
+    ) -> Result<Response<Body>, ChError> {
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let i = self
+            .preferred
+            .load(Relaxed)
+            .min(self.urls.len().saturating_sub(1));
+        let base = self
+            .urls
+            .get(i)
+            .ok_or_else(|| ChError::new(210, "no ClickHouse URL").with_status(503))?;
+        let uri: Uri = format!("{}{path}", base.trim_end_matches('/'))
+            .parse()
+            .map_err(|e| ChError::new(36, format!("bad upstream URL: {e}")))?;
+        let mut req = Request::builder().method(parts.method.clone()).uri(uri);
+        for (name, value) in passed_on(parts) {
+            req = req.header(name, value);
         }
-        Ok(Response::from_parts(head, incoming.boxed()))
+        if let Some(len) = parts.headers.get(header::CONTENT_LENGTH) {
+            req = req.header(header::CONTENT_LENGTH, len);
+        } else if hyper::body::Body::is_end_stream(&body)
+            && parts.method != hyper::Method::GET
+            && parts.method != hyper::Method::HEAD
+        {
+            // An empty body goes unannounced otherwise, and ClickHouse wants a length on a POST.
+            req = req.header(header::CONTENT_LENGTH, 0);
+        }
+        let req = req
+            .body(body.boxed())
+            .map_err(|e| ChError::new(36, e.to_string()))?;
+        match self.client.request(req).await {
+            Ok(resp) => Ok(answer(resp)),
+            Err(e) if e.is_connect() => {
+                // Another endpoint takes the next request.
+                self.preferred.store((i + 1) % self.urls.len(), Relaxed);
+                Err(ChError::new(
+                    210,
+                    format!("Connection to ClickHouse at {base} failed: {e}"),
+                )
+                .with_status(503))
+            }
+            Err(e) => Err(ChError::new(210, format!("ClickHouse at {base}: {e}")).with_status(502)),
+        }
     }
 
     /// Sends a request to the first endpoint that takes the connection.
@@ -86,7 +133,7 @@ impl Upstream {
         body: Bytes,
     ) -> Result<Response<hyper::body::Incoming>, ChError> {
         let mut last = None;
-        for base in &self.urls {
+        for (i, base) in self.urls.iter().enumerate() {
             let uri: Uri = match format!("{}{path_and_query}", base.trim_end_matches('/')).parse() {
                 Ok(u) => u,
                 Err(e) => {
@@ -103,10 +150,13 @@ impl Upstream {
                 req = req.header(header::CONTENT_LENGTH, body.len());
             }
             let req = req
-                .body(Full::new(body.clone()))
+                .body(reply::full(body.clone()))
                 .map_err(|e| ChError::new(36, e.to_string()))?;
             match self.client.request(req).await {
-                Ok(resp) => return Ok(resp),
+                Ok(resp) => {
+                    self.preferred.store(i, Relaxed);
+                    return Ok(resp);
+                }
                 Err(e) if e.is_connect() => {
                     last = Some(ChError::new(
                         210,
@@ -124,4 +174,30 @@ impl Upstream {
             .unwrap_or_else(|| ChError::new(210, "no ClickHouse URL"))
             .with_status(503))
     }
+}
+
+/// The headers of a request that go on to ClickHouse: all but those of one hop, the host,
+/// the length (set again for the body sent) and chasyncd's own token.
+fn passed_on(
+    parts: &hyper::http::request::Parts,
+) -> Vec<(&HeaderName, &hyper::header::HeaderValue)> {
+    parts
+        .headers
+        .iter()
+        .filter(|(name, value)| {
+            !HOP.contains(name)
+                && *name != header::HOST
+                && *name != header::CONTENT_LENGTH
+                && !is_gate_header(name, value)
+        })
+        .collect()
+}
+
+/// ClickHouse's answer, streamed, without the headers of one hop.
+fn answer(resp: Response<hyper::body::Incoming>) -> Response<Body> {
+    let (mut head, incoming) = resp.into_parts();
+    for name in &HOP {
+        head.headers.remove(name);
+    }
+    Response::from_parts(head, incoming.boxed())
 }
