@@ -43,6 +43,8 @@ pub struct App {
     clients: Vec<clickhouse::Client>,
     /// Checks of inserts that passed, by what was checked, until when they are trusted.
     checked: Mutex<HashMap<String, Instant>>,
+    /// Whether the last readiness check reached each endpoint.
+    endpoint_up: Mutex<Vec<Option<bool>>>,
     /// One lock per check in progress.
     check_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// ClickHouse's version, for error bodies shaped like its own.
@@ -93,6 +95,7 @@ impl App {
             clients,
             checked: Mutex::new(HashMap::new()),
             check_locks: Mutex::new(HashMap::new()),
+            endpoint_up: Mutex::new(Vec::new()),
             version: Mutex::new(None),
             _lock: lock,
         });
@@ -290,6 +293,16 @@ impl App {
 
     async fn ready(&self) -> Response<Body> {
         let delay = self.settings.ready.max_replica_delay_s;
+        // Every endpoint's health, for /metrics.
+        let timeout = Duration::from_millis(self.settings.ready.timeout_ms);
+        let mut up = Vec::with_capacity(self.clients.len());
+        for c in &self.clients {
+            let ok = tokio::time::timeout(timeout, c.query("SELECT 1").fetch_one::<u8>())
+                .await
+                .is_ok_and(|r| r.is_ok());
+            up.push(Some(ok));
+        }
+        *self.endpoint_up.lock().unwrap() = up;
         let result = self
             .on_any(|c| async move {
                 c.query("SELECT 1").fetch_one::<u8>().await?;
@@ -316,13 +329,22 @@ impl App {
 
     fn metrics(&self) -> Response<Body> {
         let streams = self.streams.read().unwrap();
-        let mut tables: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        let mut tables: std::collections::BTreeMap<String, [u64; 6]> = Default::default();
         for s in streams.values() {
             let e = tables
                 .entry(format!("{}.{}", s.shape.database, s.shape.table))
                 .or_default();
-            e.0 += s.counters.rows.load(Relaxed);
-            e.1 += s.counters.bytes.load(Relaxed);
+            let c = &s.counters;
+            for (slot, v) in e.iter_mut().zip([
+                &c.rows,
+                &c.bytes,
+                &c.committed_rows,
+                &c.committed_bytes,
+                &c.dead_rows,
+                &c.dead_bytes,
+            ]) {
+                *slot += v.load(Relaxed);
+            }
         }
         let text = metrics::render(
             &self.metrics,
@@ -334,7 +356,28 @@ impl App {
                 wal_records: self.wal.data_records.load(Relaxed),
                 tables: tables
                     .iter()
-                    .map(|(n, (r, b))| (n.as_str(), *r, *b))
+                    .map(|(n, v)| metrics::TableSample {
+                        name: n.as_str(),
+                        accepted: (v[0], v[1]),
+                        committed: (v[2], v[3]),
+                        dead_lettered: (v[4], v[5]),
+                    })
+                    .collect(),
+                endpoints: self
+                    .settings
+                    .engine
+                    .clickhouse
+                    .url
+                    .iter()
+                    .map(|u| chasync_core::redact_url(u).to_string())
+                    .zip(
+                        self.endpoint_up
+                            .lock()
+                            .unwrap()
+                            .iter()
+                            .copied()
+                            .chain(std::iter::repeat(None)),
+                    )
                     .collect(),
             },
         );

@@ -12,6 +12,7 @@ pub mod app;
 pub mod config;
 pub mod gateway;
 pub mod metrics;
+pub mod notify;
 pub mod server;
 pub mod stream;
 pub mod wal;

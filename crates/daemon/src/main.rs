@@ -96,6 +96,14 @@ fn main() -> std::process::ExitCode {
             ack = ?app.settings.ack,
             "chasyncd listening"
         );
+        chasync_daemon::notify::notify(&format!(
+            "READY=1\nSTATUS=listening on {addr}\nMAINPID={}",
+            std::process::id()
+        ));
+        let shutdown = async move {
+            shutdown.await;
+            chasync_daemon::notify::notify("STOPPING=1\nSTATUS=draining");
+        };
         let drained = chasync_daemon::server::serve(app, listener, shutdown).await;
         tracing::info!(drained, "chasyncd stopped");
         std::process::ExitCode::SUCCESS

@@ -83,7 +83,84 @@ pub struct Sample<'a> {
     /// Data records appended to the WAL.
     pub wal_records: u64,
     /// Per table `(name, rows accepted, bytes accepted)`.
-    pub tables: Vec<(&'a str, u64, u64)>,
+    pub tables: Vec<TableSample<'a>>,
+    /// Endpoints and whether the last readiness check reached them (`None`: not checked yet).
+    pub endpoints: Vec<(String, Option<bool>)>,
+}
+
+/// The counters of one table (its streams summed).
+#[derive(Debug, Default, Clone)]
+pub struct TableSample<'a> {
+    /// `db.table`.
+    pub name: &'a str,
+    /// Rows and bytes accepted (durable in the WAL).
+    pub accepted: (u64, u64),
+    /// Rows and bytes ClickHouse committed.
+    pub committed: (u64, u64),
+    /// Rows and bytes written to the dead-letter spool.
+    pub dead_lettered: (u64, u64),
+}
+
+/// The process, as the Prometheus client libraries' process collector shows it (Linux).
+#[derive(Debug, Default)]
+pub struct Process {
+    /// CPU seconds, user and system.
+    pub cpu_seconds: f64,
+    /// Resident memory.
+    pub resident_bytes: u64,
+    /// Virtual memory.
+    pub virtual_bytes: u64,
+    /// Open file descriptors.
+    pub open_fds: u64,
+    /// The limit of open file descriptors.
+    pub max_fds: u64,
+    /// Start time, seconds since the Unix epoch.
+    pub start_time_seconds: f64,
+}
+
+impl Process {
+    /// Reads `/proc/self` (zeros where it cannot).
+    pub fn read() -> Self {
+        let mut p = Process::default();
+        // Times in /proc are in USER_HZ ticks, 100 a second on the architectures Linux runs.
+        let ticks = 100.0;
+        if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
+            && let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r)
+        {
+            // Fields after the command name, starting at field 3 (state).
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let num = |i: usize| {
+                f.get(i - 3)
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            p.cpu_seconds = (num(14) + num(15)) / ticks;
+            p.virtual_bytes = num(23) as u64;
+            let start_ticks = num(22);
+            if let Some(boot) = std::fs::read_to_string("/proc/stat").ok().and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<f64>().ok())
+            }) {
+                p.start_time_seconds = boot + start_ticks / ticks;
+            }
+        }
+        if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+            p.resident_bytes = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map_or(0, |kb| kb * 1024);
+        }
+        p.open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+        if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
+            p.max_fds = limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3)?.parse().ok())
+                .unwrap_or(0);
+        }
+        p
+    }
 }
 
 fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
@@ -115,24 +192,84 @@ pub fn render(m: &Metrics, s: &Sample) -> String {
         out,
         "# HELP chasyncd_rows_accepted_total Rows accepted (written to the WAL), by table.\n# TYPE chasyncd_rows_accepted_total counter"
     );
-    for (t, rows, _) in &s.tables {
+    for t in &s.tables {
         let _ = writeln!(
             out,
-            "chasyncd_rows_accepted_total{{table=\"{}\"}} {rows}",
-            escape(t)
+            "chasyncd_rows_accepted_total{{table=\"{}\"}} {}",
+            escape(t.name),
+            t.accepted.0
         );
+    }
+    type Pick = fn(&TableSample<'_>) -> u64;
+    let per_table: [(&str, &str, Pick); 5] = [
+        (
+            "chasyncd_bytes_accepted_total",
+            "Bytes of rows accepted, by table.",
+            |t| t.accepted.1,
+        ),
+        (
+            "chasyncd_table_rows_committed_total",
+            "Rows ClickHouse committed, by table.",
+            |t| t.committed.0,
+        ),
+        (
+            "chasyncd_table_bytes_committed_total",
+            "Bytes (as received) of the rows ClickHouse committed, by table.",
+            |t| t.committed.1,
+        ),
+        (
+            "chasyncd_table_rows_dead_lettered_total",
+            "Rows written to the dead-letter spool, by table.",
+            |t| t.dead_lettered.0,
+        ),
+        (
+            "chasyncd_table_bytes_dead_lettered_total",
+            "Bytes (as received) of the rows written to the dead-letter spool, by table.",
+            |t| t.dead_lettered.1,
+        ),
+    ];
+    for (name, help, pick) in per_table {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for t in &s.tables {
+            let _ = writeln!(out, "{name}{{table=\"{}\"}} {}", escape(t.name), pick(t));
+        }
     }
     let _ = writeln!(
         out,
-        "# HELP chasyncd_bytes_accepted_total Bytes of rows accepted, by table.\n# TYPE chasyncd_bytes_accepted_total counter"
+        "# HELP chasyncd_build_info The version of chasyncd.\n# TYPE chasyncd_build_info gauge\n\
+         chasyncd_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
     );
-    for (t, _, bytes) in &s.tables {
-        let _ = writeln!(
-            out,
-            "chasyncd_bytes_accepted_total{{table=\"{}\"}} {bytes}",
-            escape(t)
-        );
+    let _ = writeln!(
+        out,
+        "# HELP chasyncd_endpoint_up Whether the last readiness check reached the ClickHouse endpoint.\n# TYPE chasyncd_endpoint_up gauge"
+    );
+    for (url, up) in &s.endpoints {
+        if let Some(up) = up {
+            let _ = writeln!(
+                out,
+                "chasyncd_endpoint_up{{url=\"{}\"}} {}",
+                escape(url),
+                u8::from(*up)
+            );
+        }
     }
+    let p = Process::read();
+    let _ = writeln!(
+        out,
+        "# HELP process_cpu_seconds_total User and system CPU time.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}\n\
+         # HELP process_resident_memory_bytes Resident memory.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n\
+         # HELP process_virtual_memory_bytes Virtual memory.\n# TYPE process_virtual_memory_bytes gauge\nprocess_virtual_memory_bytes {}\n\
+         # HELP process_open_fds Open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {}\n\
+         # HELP process_max_fds The limit of open file descriptors.\n# TYPE process_max_fds gauge\nprocess_max_fds {}\n\
+         # HELP process_start_time_seconds Start time since the Unix epoch.\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {}",
+        p.cpu_seconds,
+        p.resident_bytes,
+        p.virtual_bytes,
+        p.open_fds,
+        p.max_fds,
+        p.start_time_seconds
+    );
     let counters: [(&str, &str, u64); 10] = [
         (
             "chasyncd_retried_requests_total",
@@ -257,13 +394,25 @@ mod tests {
                 spool_bytes: 6,
                 fsyncs: 1,
                 wal_records: 2,
-                tables: vec![("db.t\"x", 3, 30)],
+                tables: vec![TableSample {
+                    name: "db.t\"x",
+                    accepted: (3, 30),
+                    committed: (2, 20),
+                    dead_lettered: (1, 10),
+                }],
+                endpoints: vec![
+                    ("http://a:8123".into(), Some(true)),
+                    ("http://b:8123".into(), None),
+                ],
             },
         );
         for line in [
             "chasyncd_requests_total{code=\"200\"} 2",
             "chasyncd_requests_total{code=\"503\"} 1",
             "chasyncd_rows_accepted_total{table=\"db.t\\\"x\"} 3",
+            "chasyncd_table_rows_committed_total{table=\"db.t\\\"x\"} 2",
+            "chasyncd_table_bytes_dead_lettered_total{table=\"db.t\\\"x\"} 10",
+            "chasyncd_endpoint_up{url=\"http://a:8123\"} 1",
             "chasyncd_rows_committed_total 42",
             "chasyncd_spool_bytes 6",
             "chasyncd_batch_latency_seconds_bucket{le=\"0.01\"} 0",
@@ -274,5 +423,21 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
+        let build = format!(
+            "chasyncd_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert!(text.lines().any(|l| l == build), "{text}");
+        assert!(
+            !text.contains("http://b:8123"),
+            "an endpoint not checked yet has no value"
+        );
+        // The process collector reads this process.
+        let rss = text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap();
+        assert!(rss > 1 << 20, "{rss}");
     }
 }

@@ -266,6 +266,27 @@ pub struct StreamCounters {
     pub rows: AtomicU64,
     /// Bytes of rows accepted.
     pub bytes: AtomicU64,
+    /// Rows ClickHouse committed.
+    pub committed_rows: AtomicU64,
+    /// Bytes (as received) of the rows ClickHouse committed.
+    pub committed_bytes: AtomicU64,
+    /// Rows written to the dead-letter spool.
+    pub dead_rows: AtomicU64,
+    /// Bytes (as received) of the rows written to the dead-letter spool.
+    pub dead_bytes: AtomicU64,
+}
+
+impl StreamCounters {
+    /// Counts how an input of `rows` rows and `bytes` bytes ended.
+    fn ended(&self, result: &Result<(), CoreError>, rows: u32, bytes: u64) {
+        let (r, b) = match result {
+            Ok(()) => (&self.committed_rows, &self.committed_bytes),
+            Err(CoreError::DeadLettered { .. }) => (&self.dead_rows, &self.dead_bytes),
+            Err(_) => return,
+        };
+        r.fetch_add(u64::from(rows), Relaxed);
+        b.fetch_add(bytes, Relaxed);
+    }
 }
 
 /// A running stream.
@@ -279,7 +300,7 @@ pub struct Stream {
     feeder: Mutex<Option<tokio::task::JoinHandle<()>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Counters.
-    pub counters: StreamCounters,
+    pub counters: Arc<StreamCounters>,
     closed: AtomicBool,
     _watermark: watch::Receiver<u64>,
     keys: Arc<Mutex<Keys>>,
@@ -336,6 +357,7 @@ impl Stream {
         };
         let recovered = wal::recover(&dir)?;
         let keys = Arc::new(Mutex::new(Keys::default()));
+        let counters = Arc::new(StreamCounters::default());
         let mut open_keys = std::collections::BTreeSet::new();
         {
             let since = now_ms().saturating_sub(KEY_TTL.as_millis() as u64);
@@ -419,13 +441,14 @@ impl Stream {
             ops: handles.ops.clone(),
             feeder: Mutex::new(None),
             writer: Mutex::new(Some(handles.thread)),
-            counters: StreamCounters::default(),
+            counters: counters.clone(),
             closed: AtomicBool::new(false),
             _watermark: handles.watermark,
             keys: keys.clone(),
         });
         let watchers = Arc::new(Watchers {
             ops: handles.ops.clone(),
+            counters,
             metrics: shared.metrics.clone(),
             tasks: Mutex::new(JoinSet::new()),
         });
@@ -569,6 +592,7 @@ struct Feeder {
 /// Tasks that append a commit record once their batch has ended.
 struct Watchers {
     ops: mpsc::UnboundedSender<Op>,
+    counters: Arc<StreamCounters>,
     metrics: Arc<Metrics>,
     tasks: Mutex<JoinSet<()>>,
 }
@@ -605,10 +629,19 @@ impl Watchers {
         });
     }
 
-    /// Tells a waiting request, or the entry of its retry key, how its input ended.
-    fn tell(&self, ack: Ack, outcome: Option<Outcome>, entry: Option<Arc<KeyEntry>>) {
+    /// Counts how an input (`rows`, `bytes`) ended, and tells its waiting request or the
+    /// entry of its retry key.
+    fn tell(
+        &self,
+        ack: Ack,
+        (rows, bytes): (u32, u64),
+        outcome: Option<Outcome>,
+        entry: Option<Arc<KeyEntry>>,
+    ) {
+        let counters = self.counters.clone();
         self.tasks.lock().unwrap().spawn(async move {
             let result = ack.wait().await;
+            counters.ended(&result, rows, bytes);
             match entry {
                 Some(entry) => match key_outcome(result, entry.rows) {
                     Some(o) => entry.end(o),
@@ -680,17 +713,12 @@ impl Feeder {
             );
             let mut keyed = Vec::new();
             for (input, bytes, rows) in recovered.inputs(p.start, p.end) {
-                let body = Body { bytes, rows };
+                let size = (rows, bytes.len() as u64);
                 let entry = self.keys.lock().unwrap().by_input.remove(&input);
-                match entry {
-                    Some(entry) => {
-                        let (_, _, ack) = b.push_with_ack(body);
-                        self.watchers.tell(ack, None, Some(entry.clone()));
-                        keyed.push((input, entry));
-                    }
-                    None => {
-                        let _ = b.push(body);
-                    }
+                let (_, _, ack) = b.push_with_ack(Body { bytes, rows });
+                self.watchers.tell(ack, size, None, entry.clone());
+                if let Some(entry) = entry {
+                    keyed.push((input, entry));
                 }
             }
             let Some(batch) = b.seal() else { continue };
@@ -727,16 +755,13 @@ impl Feeder {
         // Rows handed to the pipeline.
         let mut sent = 0u64;
         for (input, bytes, rows) in tail {
-            let body = Body { bytes, rows };
-            let queued = match self.keyed(input) {
-                None => handle.send(body).await.is_ok(),
-                Some(entry) => match handle.send_acked([body]).await {
-                    Ok(ack) => {
-                        self.watchers.tell(ack, None, Some(entry));
-                        true
-                    }
-                    Err(_) => false,
-                },
+            let size = (rows, bytes.len() as u64);
+            let queued = match handle.send_acked([Body { bytes, rows }]).await {
+                Ok(ack) => {
+                    self.watchers.tell(ack, size, None, self.keyed(input));
+                    true
+                }
+                Err(_) => false,
             };
             if !queued {
                 break;
@@ -760,6 +785,7 @@ impl Feeder {
             tokio::select! {
                 item = fed.recv() => {
                     let Some(Fed { first, body, rows, reserved, outcome, key }) = item else { break };
+                    let size = (rows, body.len() as u64);
                     let input = Body { bytes: body, rows };
                     let entry = key.and_then(|key| {
                         let mut k = self.keys.lock().unwrap();
@@ -767,15 +793,14 @@ impl Feeder {
                         k.by_input.insert(first, entry.clone());
                         Some(entry)
                     });
-                    let queued = match (outcome, entry) {
-                        (None, None) => handle.send(input).await.is_ok(),
-                        (outcome, entry) => match handle.send_acked([input]).await {
-                            Ok(ack) => {
-                                self.watchers.tell(ack, outcome, entry);
-                                true
-                            }
-                            Err(_) => false,
-                        },
+                    // Every input hears how it ended: inputs land or fail whole, so the
+                    // per-table counts of committed and dead-lettered rows are exact.
+                    let queued = match handle.send_acked([input]).await {
+                        Ok(ack) => {
+                            self.watchers.tell(ack, size, outcome, entry);
+                            true
+                        }
+                        Err(_) => false,
                     };
                     if !queued {
                         break;

@@ -447,3 +447,84 @@ async fn queries_pass_through_with_their_bodies_streamed() {
         .await;
     assert_eq!((r.status, r.body.as_str()), (200, "499999500000\n"));
 }
+
+/// Operations: systemd readiness (`READY=1` once listening, `STOPPING=1` on SIGTERM),
+/// `chasyncd_build_info`, the process collector, per-table committed and dead-lettered rows
+/// and bytes, and per-endpoint health.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn it_tells_systemd_and_prometheus_what_it_does() {
+    let db = TestDb::new("ops").await;
+    db.events("t").await;
+    let (tmp, spool) = spool();
+    let socket_path = tmp.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut opts = DaemonOpts::new(&spool).config("[batching]\nlinger = \"50ms\"\n");
+    opts.env.push((
+        "NOTIFY_SOCKET".into(),
+        socket_path.to_string_lossy().into_owned(),
+    ));
+    // A second endpoint that is down: the daemon fails over, and /metrics says which is up.
+    opts.urls.push("http://127.0.0.1:9".into());
+    let d = Daemon::start(opts);
+    let mut buf = [0u8; 512];
+    let n = socket.recv(&mut buf).unwrap();
+    let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(
+        ready.starts_with("READY=1\n") && ready.contains(&format!("listening on {}", d.addr)),
+        "{ready}"
+    );
+    let http = Http::new();
+    let v1 = d.url(&format!("/v1/tables/{}.t?ack=committed", db.name));
+    let good = rows(0..10);
+    let r = http.post(&v1, good.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let bad = "{\"id\":\"x\",\"name\":\"bad\"}\n".to_string();
+    let r = http.post(&v1, bad.clone()).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(http.get(&d.url("/ready")).await.status, 200);
+    let m = http.get(&d.url("/metrics")).await.body;
+    let t = format!("{{table=\"{}.t\"}}", db.name);
+    for (name, want) in [
+        ("chasyncd_table_rows_committed_total", 10.0),
+        ("chasyncd_table_bytes_committed_total", good.len() as f64),
+        ("chasyncd_table_rows_dead_lettered_total", 1.0),
+        ("chasyncd_table_bytes_dead_lettered_total", bad.len() as f64),
+    ] {
+        assert_eq!(metric(&m, &format!("{name}{t}")), want, "{name}");
+    }
+    assert_eq!(
+        metric(
+            &m,
+            &format!(
+                "chasyncd_build_info{{version=\"{}\"}}",
+                env!("CARGO_PKG_VERSION")
+            )
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            &format!("chasyncd_endpoint_up{{url=\"{}\"}}", common::url())
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&m, "chasyncd_endpoint_up{url=\"http://127.0.0.1:9\"}"),
+        0.0
+    );
+    assert!(metric(&m, "process_resident_memory_bytes") > 1e6);
+    assert!(metric(&m, "process_open_fds") >= 3.0);
+    assert!(metric(&m, "process_start_time_seconds") > 1.7e9);
+    let (status, _) = d.terminate(Duration::from_secs(30));
+    assert!(status.success());
+    let n = socket.recv(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("STOPPING=1"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+}
