@@ -136,6 +136,7 @@ impl App {
             queue_bytes: self.queue_bytes.clone(),
             wal: self.wal.clone(),
             segment_bytes: self.settings.limits.segment_bytes,
+            spool: self.settings.spool_dir().to_path_buf(),
         }
     }
 
@@ -292,6 +293,29 @@ impl App {
     }
 
     async fn ready(&self) -> Response<Body> {
+        match crate::corrupt::unacknowledged(self.settings.spool_dir()) {
+            Ok(open) if open.is_empty() => {}
+            Ok(open) => {
+                let mut text = format!(
+                    "write-ahead log damage not acknowledged (see {}; acknowledge with `chasyncd --ack-corruption`):",
+                    self.settings
+                        .spool_dir()
+                        .join(crate::corrupt::DIR)
+                        .display()
+                );
+                for r in &open {
+                    text.push('\n');
+                    text.push_str(&r.summary());
+                }
+                return reply::text(StatusCode::SERVICE_UNAVAILABLE, text);
+            }
+            Err(e) => {
+                return reply::text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("cannot read the write-ahead log damage reports: {e}"),
+                );
+            }
+        }
         let delay = self.settings.ready.max_replica_delay_s;
         // Every endpoint's health, for /metrics.
         let timeout = Duration::from_millis(self.settings.ready.timeout_ms);
@@ -379,6 +403,8 @@ impl App {
                             .chain(std::iter::repeat(None)),
                     )
                     .collect(),
+                damage_unacknowledged: crate::corrupt::unacknowledged(self.settings.spool_dir())
+                    .map_or(0, |r| r.len() as u64),
             },
         );
         let mut r = reply::text(StatusCode::OK, text);

@@ -165,6 +165,11 @@ pub struct Flags {
     /// 0 when it is valid, 2 when not.
     #[arg(long)]
     pub check_config: bool,
+    /// Acknowledge every report of write-ahead log damage in the spool (`corrupt/*.json`), so
+    /// that `/ready` can answer 200 again, print them and exit. Works whether a daemon runs on
+    /// the spool or not.
+    #[arg(long)]
+    pub ack_corruption: bool,
 }
 
 /// The resolved configuration the daemon runs with.

@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod config;
+pub mod corrupt;
 pub mod gateway;
 pub mod metrics;
 pub mod notify;

@@ -51,6 +51,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 fn main() -> std::process::ExitCode {
     let flags = Flags::parse();
     let check = flags.check_config;
+    let ack_corruption = flags.ack_corruption;
     let settings = match Settings::load(flags) {
         Ok(s) => s,
         Err(e) => {
@@ -64,6 +65,31 @@ fn main() -> std::process::ExitCode {
             serde_json::to_string_pretty(&settings.describe()).expect("JSON")
         );
         return std::process::ExitCode::SUCCESS;
+    }
+    if ack_corruption {
+        let spool = settings.spool_dir();
+        return match chasync_daemon::corrupt::acknowledge(spool) {
+            Ok(done) if done.is_empty() => {
+                println!(
+                    "no unacknowledged write-ahead log damage in {}",
+                    spool.display()
+                );
+                std::process::ExitCode::SUCCESS
+            }
+            Ok(done) => {
+                for r in &done {
+                    println!("acknowledged: {}", r.summary());
+                }
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!(
+                    "chasyncd: cannot acknowledge the damage reports in {}: {e}",
+                    spool.join(chasync_daemon::corrupt::DIR).display()
+                );
+                std::process::ExitCode::from(1)
+            }
+        };
     }
     init_logging(settings.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()

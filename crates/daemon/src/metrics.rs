@@ -61,6 +61,10 @@ pub struct Metrics {
     pub batch_latency: Histogram,
     /// Requests answered from an earlier request with the same retry key.
     pub retries_answered: std::sync::atomic::AtomicU64,
+    /// Damaged ranges found in write-ahead logs by this process's recoveries.
+    pub wal_corruptions: AtomicU64,
+    /// Bytes of those ranges.
+    pub wal_corrupt_bytes: AtomicU64,
 }
 
 impl Metrics {
@@ -86,6 +90,8 @@ pub struct Sample<'a> {
     pub tables: Vec<TableSample<'a>>,
     /// Endpoints and whether the last readiness check reached them (`None`: not checked yet).
     pub endpoints: Vec<(String, Option<bool>)>,
+    /// Reports of write-ahead log damage no operator has acknowledged.
+    pub damage_unacknowledged: u64,
 }
 
 /// The counters of one table (its streams summed).
@@ -333,6 +339,27 @@ pub fn render(m: &Metrics, s: &Sample) -> String {
         "Data records (accepted requests) appended to the write-ahead log.",
         s.wal_records,
     );
+    metric(
+        &mut out,
+        "chasyncd_wal_corruptions_total",
+        "counter",
+        "Damaged byte ranges found in write-ahead logs at start (records after them are recovered).",
+        m.wal_corruptions.load(Relaxed),
+    );
+    metric(
+        &mut out,
+        "chasyncd_wal_corrupt_bytes_total",
+        "counter",
+        "Bytes of write-ahead log found damaged at start (lost).",
+        m.wal_corrupt_bytes.load(Relaxed),
+    );
+    metric(
+        &mut out,
+        "chasyncd_wal_damage_unacknowledged",
+        "gauge",
+        "Reports of write-ahead log damage not acknowledged (chasyncd --ack-corruption); /ready is 503 while above 0.",
+        s.damage_unacknowledged,
+    );
     let gauges: [(&str, &str, u64); 5] = [
         (
             "chasyncd_queue_bytes",
@@ -404,6 +431,7 @@ mod tests {
                     ("http://a:8123".into(), Some(true)),
                     ("http://b:8123".into(), None),
                 ],
+                damage_unacknowledged: 1,
             },
         );
         for line in [
@@ -415,6 +443,7 @@ mod tests {
             "chasyncd_endpoint_up{url=\"http://a:8123\"} 1",
             "chasyncd_rows_committed_total 42",
             "chasyncd_spool_bytes 6",
+            "chasyncd_wal_damage_unacknowledged 1",
             "chasyncd_batch_latency_seconds_bucket{le=\"0.01\"} 0",
             "chasyncd_batch_latency_seconds_bucket{le=\"0.025\"} 1",
             "chasyncd_batch_latency_seconds_bucket{le=\"2.5\"} 2",

@@ -321,6 +321,8 @@ pub struct Shared {
     pub wal: Arc<WalStats>,
     /// Segment size.
     pub segment_bytes: u64,
+    /// The spool directory (damage reports go to its `corrupt/`).
+    pub spool: PathBuf,
 }
 
 /// Why an append failed.
@@ -355,7 +357,26 @@ impl Stream {
             }
             Err(e) => return Err(e),
         };
-        let recovered = wal::recover(&dir)?;
+        let name = format!("{}.{}", meta.shape.database, meta.shape.table);
+        let mut recovered = wal::recover(&dir)?;
+        if !recovered.damage.is_empty() {
+            // Reported, and the damaged segments kept rather than deleted.
+            let kept = crate::corrupt::report(&shared.spool, &dir, &name, &recovered)?;
+            for seg in &mut recovered.segments {
+                seg.quarantine = kept.get(&seg.index).cloned();
+            }
+            let m = &shared.metrics;
+            m.wal_corruptions
+                .fetch_add(recovered.damage.len() as u64, Relaxed);
+            m.wal_corrupt_bytes.fetch_add(
+                recovered
+                    .damage
+                    .iter()
+                    .map(|d| d.bytes.end - d.bytes.start)
+                    .sum(),
+                Relaxed,
+            );
+        }
         let keys = Arc::new(Mutex::new(Keys::default()));
         let counters = Arc::new(StreamCounters::default());
         let mut open_keys = std::collections::BTreeSet::new();
@@ -412,12 +433,13 @@ impl Stream {
                 open_keys.insert(*input);
             }
         }
+        let resend = recovered.assign_resends(meta.shape.whole, config.batching.max_bytes);
         let handles = wal::start_writer(
             wal::WriterStart {
                 dir: dir.clone(),
                 segment_bytes: shared.segment_bytes,
                 segments: recovered.segments.clone(),
-                pending: recovered.pending.clone(),
+                pending: recovered.pending.iter().chain(&resend).copied().collect(),
                 next_input: recovered.next_input,
                 next_seq: recovered.next_seq,
                 sealed_end: recovered.sealed_end,
@@ -425,12 +447,15 @@ impl Stream {
             },
             shared.wal.clone(),
         )?;
-        let name = format!("{}.{}", meta.shape.database, meta.shape.table);
-        if !recovered.pending.is_empty() || recovered.next_input > recovered.sealed_end {
+        if !recovered.pending.is_empty()
+            || !resend.is_empty()
+            || recovered.next_input > recovered.sealed_end
+        {
             tracing::info!(
                 table = %name,
                 batches = recovered.pending.len(),
-                unsealed_inputs = recovered.next_input - recovered.sealed_end,
+                resent_batches = resend.len(),
+                unsealed_inputs = recovered.next_input - recovered.tail_start,
                 "replaying the write-ahead log"
             );
         }
@@ -460,7 +485,8 @@ impl Stream {
             shared,
             watchers,
         };
-        *stream.feeder.lock().unwrap() = Some(tokio::spawn(feeder.run(recovered, handles.fed)));
+        *stream.feeder.lock().unwrap() =
+            Some(tokio::spawn(feeder.run(recovered, resend, handles.fed)));
         Ok(stream)
     }
 
@@ -580,6 +606,9 @@ fn stream_config(mut config: CoreConfig, meta: &StreamMeta) -> CoreConfig {
     config
 }
 
+/// Keyed inputs of a batch: input numbers and their entries.
+type Keyed = Vec<(u64, Arc<KeyEntry>)>;
+
 struct Feeder {
     keys: Arc<Mutex<Keys>>,
     config: CoreConfig,
@@ -691,38 +720,81 @@ impl Feeder {
         }
     }
 
-    async fn run(self, recovered: wal::Recovered, mut fed: mpsc::UnboundedReceiver<Fed>) {
-        let stream = StreamId(self.meta.stream_id);
+    /// The batch of exactly the inputs of `p`, numbered `p.seq` (so the same batch id), each
+    /// input told how it ended; with its keyed inputs.
+    fn reform(&self, recovered: &wal::Recovered, p: &Pending) -> Option<(Batch, Keyed)> {
+        let mut b = Batcher::new(
+            self.encoder(),
+            Limits {
+                max_rows: usize::MAX,
+                max_bytes: usize::MAX,
+                linger: Duration::from_secs(3600),
+            },
+            {
+                let mut t = Target::of(&self.config);
+                t.stream_id = StreamId(self.meta.stream_id);
+                t.first_sequence = p.seq;
+                t.first_input = p.start;
+                t
+            },
+        );
+        let mut keyed = Vec::new();
+        for (input, bytes, rows) in recovered.inputs(p.start, p.end) {
+            let size = (rows, bytes.len() as u64);
+            let entry = self.keys.lock().unwrap().by_input.remove(&input);
+            let (_, _, ack) = b.push_with_ack(Body { bytes, rows });
+            self.watchers.tell(ack, size, None, entry.clone());
+            if let Some(entry) = entry {
+                keyed.push((input, entry));
+            }
+        }
+        let batch = b.seal()?;
+        debug_assert_eq!(batch.sequence(), p.seq);
+        Some((batch, keyed))
+    }
+
+    async fn run(
+        self,
+        recovered: wal::Recovered,
+        resend: Vec<Pending>,
+        mut fed: mpsc::UnboundedReceiver<Fed>,
+    ) {
         // 1. Batches that were sealed and may have been sent: the same inputs under the same
         //    sequence number, so the same batch id and dedup token.
         for p in &recovered.pending {
-            let mut b = Batcher::new(
-                self.encoder(),
-                Limits {
-                    max_rows: usize::MAX,
-                    max_bytes: usize::MAX,
-                    linger: Duration::from_secs(3600),
-                },
-                {
-                    let mut t = Target::of(&self.config);
-                    t.stream_id = stream;
-                    t.first_sequence = p.seq;
-                    t.first_input = p.start;
-                    t
-                },
-            );
-            let mut keyed = Vec::new();
-            for (input, bytes, rows) in recovered.inputs(p.start, p.end) {
-                let size = (rows, bytes.len() as u64);
-                let entry = self.keys.lock().unwrap().by_input.remove(&input);
-                let (_, _, ack) = b.push_with_ack(Body { bytes, rows });
-                self.watchers.tell(ack, size, None, entry.clone());
-                if let Some(entry) = entry {
-                    keyed.push((input, entry));
+            let Some((batch, keyed)) = self.reform(&recovered, p) else {
+                // Every input of it was lost with damage (reported): nothing to send, and it
+                // must not hold its segments for ever.
+                tracing::warn!(seq = p.seq, inputs = ?(p.start..p.end), "a batch whose inputs were all lost to damage is recorded as ended");
+                let _ = self.ops.send(Op::Commit {
+                    seq: p.seq,
+                    dead_lettered: false,
+                });
+                continue;
+            };
+            match self.shared.dispatcher.submit(batch).await {
+                Ok(ack) => self.watchers.watch(ack, p.seq, keyed),
+                Err(e) => {
+                    tracing::error!(error = %e, seq = p.seq, "the engine refused a batch; it stays in the WAL");
                 }
             }
-            let Some(batch) = b.seal() else { continue };
-            debug_assert_eq!(batch.sequence(), p.seq);
+        }
+        // 1b. After damage, inputs whose batch record may have been lost: new batches, sealed
+        //     (durably) before they are sent, like any other.
+        for p in &resend {
+            let Some((batch, keyed)) = self.reform(&recovered, p) else {
+                continue;
+            };
+            let (reply, rx) = oneshot::channel();
+            let durable = self.ops.send(Op::Seal { seal: *p, reply }).is_ok()
+                && matches!(rx.await, Ok(Ok(())));
+            if !durable {
+                tracing::error!(
+                    seq = p.seq,
+                    "cannot record the seal of a batch; its inputs stay in the WAL"
+                );
+                break;
+            }
             match self.shared.dispatcher.submit(batch).await {
                 Ok(ack) => self.watchers.watch(ack, p.seq, keyed),
                 Err(e) => {
@@ -738,7 +810,7 @@ impl Feeder {
         let pipeline = match PipelineBuilder::new(config)
             .dispatcher(self.shared.dispatcher.clone())
             .catalog(self.shared.catalog.clone())
-            .first_input(recovered.sealed_end)
+            .first_input(recovered.tail_start)
             .on_current_runtime()
             .on_seal(self.seal_hook())
             .start_with_encoder(self.encoder())
@@ -750,7 +822,7 @@ impl Feeder {
             }
         };
         let handle = pipeline.handle();
-        let tail = recovered.inputs(recovered.sealed_end, recovered.next_input);
+        let tail = recovered.inputs(recovered.tail_start, recovered.next_input);
         drop(recovered);
         // Rows handed to the pipeline.
         let mut sent = 0u64;
