@@ -8,9 +8,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use chasync_core::{Catalog, Dispatcher, Error as CoreError};
 use http_body_util::BodyExt;
+
+use crate::budget::{Budget, Held};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use uuid::Uuid;
@@ -40,6 +42,8 @@ pub struct App {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) queue_bytes: Arc<AtomicU64>,
     pub(crate) wal: Arc<WalStats>,
+    /// Request bodies in memory (`limits.max_body_bytes_in_flight`).
+    pub(crate) bodies: Arc<Budget>,
     clients: Vec<clickhouse::Client>,
     /// Checks of inserts that passed, by what was checked, until when they are trusted.
     checked: Mutex<HashMap<String, Instant>>,
@@ -79,6 +83,7 @@ impl App {
                 one.client()
             })
             .collect();
+        let bodies = Budget::new(settings.limits.max_body_bytes_in_flight);
         let app = Arc::new(Self {
             catalog: Arc::new(Catalog::new(&settings.engine)),
             upstream: Upstream::new(
@@ -92,6 +97,7 @@ impl App {
             metrics: Arc::new(Metrics::default()),
             queue_bytes: Arc::new(AtomicU64::new(0)),
             wal: Arc::new(WalStats::default()),
+            bodies,
             clients,
             checked: Mutex::new(HashMap::new()),
             check_locks: Mutex::new(HashMap::new()),
@@ -170,6 +176,21 @@ impl App {
             let _ = tokio::task::spawn_blocking(move || s.stop_writer()).await;
         }
         true
+    }
+
+    /// The refusal of a body that does not fit in the budget of bodies in flight: 503, retry.
+    pub(crate) fn bodies_full(&self) -> ChError {
+        self.metrics.bodies_refused.fetch_add(1, Relaxed);
+        ChError::new(
+            202,
+            format!(
+                "chasyncd holds {} bytes of request bodies in memory, its limit \
+                 (limits.max_body_bytes_in_flight); retry later",
+                self.settings.limits.max_body_bytes_in_flight
+            ),
+        )
+        .with_status(503)
+        .with_retry_after(self.settings.limits.retry_after_s)
     }
 
     /// A metadata query on the first endpoint that answers.
@@ -405,6 +426,10 @@ impl App {
                     .collect(),
                 damage_unacknowledged: crate::corrupt::unacknowledged(self.settings.spool_dir())
                     .map_or(0, |r| r.len() as u64),
+                body_bytes_in_flight: self.bodies.used(),
+                body_bytes_in_flight_max: self.bodies.limit(),
+                header_read_timeout_s: self.settings.limits.header_read_timeout_s,
+                body_read_timeout_s: self.settings.limits.body_read_timeout_s,
             },
         );
         let mut r = reply::text(StatusCode::OK, text);
@@ -448,15 +473,95 @@ impl App {
     }
 }
 
-/// A request's body, read whole (at most `limit` bytes: 413 above).
-pub(crate) async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, ChError> {
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ChError::new(
+/// A request's body, read whole, within the limits: at most `limits.max_body_bytes` (413
+/// above, by `Content-Length` before reading or while reading), within
+/// `limits.body_read_timeout_s` (408 after), its bytes taken from the budget of bodies in
+/// flight first (503 with `Retry-After` when they do not fit: by `Content-Length` before any
+/// byte is read). The budget is held until the returned [`Held`] is dropped.
+pub(crate) async fn read_body(app: &App, body: Incoming) -> Result<(Bytes, Held), ChError> {
+    use hyper::body::Body as _;
+    let limits = &app.settings.limits;
+    let limit = limits.max_body_bytes;
+    let over = || {
+        ChError::new(
             229,
-            format!("The request body is over chasyncd's limit of {limit} bytes (limits.max_body_bytes)"),
+            format!(
+                "The request body is over chasyncd's limit of {limit} bytes (limits.max_body_bytes)"
+            ),
         )
-        .with_status(413)),
-        Err(e) => Err(ChError::new(1000, format!("Cannot read the request body: {e}")).with_status(400)),
+        .with_status(413)
+    };
+    let announced = body.size_hint().exact();
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(over());
     }
+    let mut held = app
+        .bodies
+        .take(announced.unwrap_or(0))
+        .ok_or_else(|| app.bodies_full())?;
+    // With a length, one buffer of that size, filled as the frames come. Without, the frames
+    // as they come (no copy), joined once at the end: twice the bytes are taken from the
+    // budget meanwhile, so that the join always fits.
+    let mut whole = announced.map(|n| BytesMut::with_capacity(n as usize));
+    let mut frames: Vec<Bytes> = Vec::new();
+    let mut len = 0usize;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(limits.body_read_timeout_s);
+    let mut body = body;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => {
+                app.metrics.body_timeouts.fetch_add(1, Relaxed);
+                return Err(ChError::new(
+                    209,
+                    format!(
+                        "The request body did not arrive within {} s (limits.body_read_timeout_s)",
+                        limits.body_read_timeout_s
+                    ),
+                )
+                .with_status(408));
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(
+                    ChError::new(1000, format!("Cannot read the request body: {e}"))
+                        .with_status(400),
+                );
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        len += data.len();
+        if len > limit {
+            return Err(over());
+        }
+        match &mut whole {
+            // More than announced is the framing's error (hyper stops at the length).
+            Some(buf) if len <= buf.capacity() => buf.extend_from_slice(&data),
+            Some(_) => return Err(over()),
+            None => {
+                if !held.grow_to(2 * len as u64) {
+                    return Err(app.bodies_full());
+                }
+                frames.push(data);
+            }
+        }
+    }
+    if let Some(buf) = whole {
+        return Ok((buf.freeze(), held));
+    }
+    let body = match frames.len() {
+        0 => Bytes::new(),
+        1 => frames.pop().expect("one frame"),
+        _ => {
+            let mut joined = BytesMut::with_capacity(len);
+            for f in frames.drain(..) {
+                joined.extend_from_slice(&f);
+            }
+            joined.freeze()
+        }
+    };
+    held.shrink_to(len as u64);
+    Ok((body, held))
 }

@@ -48,7 +48,7 @@ pub enum LogFormat {
 }
 
 /// The `[limits]` section.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Largest request body (413 above).
@@ -63,6 +63,19 @@ pub struct Limits {
     pub retry_after_s: u64,
     /// Longest wait of a drain at SIGTERM (seconds); what is left stays in the WAL.
     pub shutdown_timeout_s: u64,
+    /// Longest wait for a request's head (seconds), from the connection's start or the end of
+    /// its previous request: the connection is closed after it (slow or idle clients).
+    pub header_read_timeout_s: u64,
+    /// Longest wait for a request's whole body (seconds): 408 after it.
+    pub body_read_timeout_s: u64,
+    /// Most bytes of request bodies held in memory at once, all requests together, from the
+    /// first byte read to the body's append to the WAL (decoded copies included): 503 with
+    /// `Retry-After` above. A body with a `Content-Length` takes its share before any of it is
+    /// read.
+    pub max_body_bytes_in_flight: u64,
+    /// Most connections open at once. Beyond it the connection idle the longest (waiting for a
+    /// request) is closed to make room; when every connection is busy the new one is closed.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -74,6 +87,10 @@ impl Default for Limits {
             segment_bytes: 64 << 20,
             retry_after_s: 1,
             shutdown_timeout_s: 60,
+            header_read_timeout_s: 10,
+            body_read_timeout_s: 60,
+            max_body_bytes_in_flight: 256 << 20,
+            max_connections: 1024,
         }
     }
 }
@@ -288,8 +305,24 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), String> {
-        if self.limits.max_body_bytes == 0 || self.limits.segment_bytes == 0 {
-            return Err("limits: max_body_bytes and segment_bytes must be positive".into());
+        let l = &self.limits;
+        if l.max_body_bytes == 0
+            || l.segment_bytes == 0
+            || l.header_read_timeout_s == 0
+            || l.body_read_timeout_s == 0
+            || l.max_connections == 0
+        {
+            return Err(
+                "limits: max_body_bytes, segment_bytes, header_read_timeout_s, \
+                 body_read_timeout_s and max_connections must be positive"
+                    .into(),
+            );
+        }
+        if l.max_body_bytes_in_flight < l.max_body_bytes as u64 {
+            return Err(format!(
+                "limits: max_body_bytes_in_flight ({}) must be at least max_body_bytes ({}), or no body of the largest size could be taken",
+                l.max_body_bytes_in_flight, l.max_body_bytes
+            ));
         }
         for key in self.tables.keys() {
             let (db, t) = key.split_once('.').expect("checked above");
@@ -306,6 +339,7 @@ impl Settings {
             "ack": format!("{:?}", self.ack).to_lowercase(),
             "token": self.token.as_ref().map(|_| "***"),
             "engine": self.engine,
+            "limits": self.limits,
             "tables": self.tables,
         })
     }
@@ -403,6 +437,13 @@ mod tests {
                 .contains("http://")
         );
         assert!(load("[tables.t]\nmax_rows = 1").is_err());
+        assert!(
+            load("[limits]\nmax_body_bytes = 100\nmax_body_bytes_in_flight = 99")
+                .unwrap_err()
+                .contains("max_body_bytes_in_flight")
+        );
+        assert!(load("[limits]\nheader_read_timeout_s = 0").is_err());
+        assert!(load("[limits]\nmax_connections = 0").is_err());
         assert!(
             load("[tables.\"d.t\"]\nmax_rows = 0")
                 .unwrap_err()

@@ -9,6 +9,7 @@
 //! Everything else (queries, schema probes, `/ping`) passes through to ClickHouse.
 
 pub mod app;
+pub mod budget;
 pub mod config;
 pub mod corrupt;
 pub mod gateway;

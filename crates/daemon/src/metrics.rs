@@ -65,6 +65,21 @@ pub struct Metrics {
     pub wal_corruptions: AtomicU64,
     /// Bytes of those ranges.
     pub wal_corrupt_bytes: AtomicU64,
+    /// Connections open.
+    pub connections: AtomicU64,
+    /// Most connections open at once (`limits.max_connections`, or fewer when the limit of
+    /// open files is lower).
+    pub connections_max: AtomicU64,
+    /// Connections closed at once because every connection was busy.
+    pub connections_refused: AtomicU64,
+    /// Idle connections closed to make room for a new one.
+    pub connections_evicted: AtomicU64,
+    /// Connections closed because a request's head did not arrive in time.
+    pub header_timeouts: AtomicU64,
+    /// Requests answered 408 because their body did not arrive in time.
+    pub body_timeouts: AtomicU64,
+    /// Requests answered 503 because their body did not fit in the budget of bodies in flight.
+    pub bodies_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -92,6 +107,14 @@ pub struct Sample<'a> {
     pub endpoints: Vec<(String, Option<bool>)>,
     /// Reports of write-ahead log damage no operator has acknowledged.
     pub damage_unacknowledged: u64,
+    /// Bytes of request bodies held in memory.
+    pub body_bytes_in_flight: u64,
+    /// `limits.max_body_bytes_in_flight`.
+    pub body_bytes_in_flight_max: u64,
+    /// `limits.header_read_timeout_s`.
+    pub header_read_timeout_s: u64,
+    /// `limits.body_read_timeout_s`.
+    pub body_read_timeout_s: u64,
 }
 
 /// The counters of one table (its streams summed).
@@ -390,6 +413,77 @@ pub fn render(m: &Metrics, s: &Sample) -> String {
     for (name, help, v) in gauges {
         metric(&mut out, name, "gauge", help, v);
     }
+    let abuse: [(&str, &str, &str, u64); 11] = [
+        (
+            "chasyncd_connections",
+            "gauge",
+            "Client connections open.",
+            m.connections.load(Relaxed),
+        ),
+        (
+            "chasyncd_connections_max",
+            "gauge",
+            "Most client connections open at once (limits.max_connections, or fewer when the limit of open files is lower).",
+            m.connections_max.load(Relaxed),
+        ),
+        (
+            "chasyncd_connections_evicted_total",
+            "counter",
+            "Idle connections closed to make room for a new one (at the connection limit).",
+            m.connections_evicted.load(Relaxed),
+        ),
+        (
+            "chasyncd_connections_refused_total",
+            "counter",
+            "Connections closed at once: at the connection limit with every connection busy.",
+            m.connections_refused.load(Relaxed),
+        ),
+        (
+            "chasyncd_header_timeouts_total",
+            "counter",
+            "Connections closed because a request's head did not arrive within limits.header_read_timeout_s.",
+            m.header_timeouts.load(Relaxed),
+        ),
+        (
+            "chasyncd_header_read_timeout_seconds",
+            "gauge",
+            "limits.header_read_timeout_s.",
+            s.header_read_timeout_s,
+        ),
+        (
+            "chasyncd_body_timeouts_total",
+            "counter",
+            "Requests answered 408: the body did not arrive within limits.body_read_timeout_s.",
+            m.body_timeouts.load(Relaxed),
+        ),
+        (
+            "chasyncd_body_read_timeout_seconds",
+            "gauge",
+            "limits.body_read_timeout_s.",
+            s.body_read_timeout_s,
+        ),
+        (
+            "chasyncd_body_bytes_in_flight",
+            "gauge",
+            "Bytes of request bodies held in memory (read or decoded, not yet in the write-ahead log).",
+            s.body_bytes_in_flight,
+        ),
+        (
+            "chasyncd_body_bytes_in_flight_max",
+            "gauge",
+            "limits.max_body_bytes_in_flight.",
+            s.body_bytes_in_flight_max,
+        ),
+        (
+            "chasyncd_bodies_refused_total",
+            "counter",
+            "Requests answered 503: their body did not fit in limits.max_body_bytes_in_flight.",
+            m.bodies_refused.load(Relaxed),
+        ),
+    ];
+    for (name, kind, help, v) in abuse {
+        metric(&mut out, name, kind, help, v);
+    }
     m.batch_latency.render(
         "chasyncd_batch_latency_seconds",
         "Time from sealing a batch to its commit (or dead letter).",
@@ -432,6 +526,10 @@ mod tests {
                     ("http://b:8123".into(), None),
                 ],
                 damage_unacknowledged: 1,
+                body_bytes_in_flight: 7,
+                body_bytes_in_flight_max: 8,
+                header_read_timeout_s: 9,
+                body_read_timeout_s: 10,
             },
         );
         for line in [
@@ -444,6 +542,9 @@ mod tests {
             "chasyncd_rows_committed_total 42",
             "chasyncd_spool_bytes 6",
             "chasyncd_wal_damage_unacknowledged 1",
+            "chasyncd_body_bytes_in_flight 7",
+            "chasyncd_body_bytes_in_flight_max 8",
+            "chasyncd_header_read_timeout_seconds 9",
             "chasyncd_batch_latency_seconds_bucket{le=\"0.01\"} 0",
             "chasyncd_batch_latency_seconds_bucket{le=\"0.025\"} 1",
             "chasyncd_batch_latency_seconds_bucket{le=\"2.5\"} 2",

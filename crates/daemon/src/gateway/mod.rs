@@ -38,6 +38,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 
 use crate::app::{App, read_body};
+use crate::budget::Held;
 use crate::config::AckMode;
 use crate::gateway::auth::ClientAuth;
 use crate::gateway::params::Params;
@@ -163,7 +164,7 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
             };
         }
     }
-    let raw = match read_body(body, app.settings.limits.max_body_bytes).await {
+    let (raw, mut held) = match read_body(app, body).await {
         Ok(b) => b,
         Err(e) => return fail(e),
     };
@@ -172,14 +173,27 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
         .get(hyper::header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok());
     let framed = params.get("decompress").is_some_and(|d| d == "1");
-    let decoded =
-        match decode::decode_body(encoding, framed, &raw, app.settings.limits.max_body_bytes) {
-            Ok(std::borrow::Cow::Borrowed(_)) => raw.clone(),
-            Ok(std::borrow::Cow::Owned(d)) => Bytes::from(d),
-            Err(e) => {
-                return fail(ChError::new(e.code, e.message).with_status(e.status));
-            }
-        };
+    // What decoding allocates comes out of the budget of bodies in flight too.
+    let read = held.bytes();
+    let limit = decode_budget(
+        &mut held,
+        encoding,
+        framed,
+        app.settings.limits.max_body_bytes,
+    );
+    let decoded = match decode::decode_body(encoding, framed, &raw, limit) {
+        Ok(std::borrow::Cow::Borrowed(_)) => raw.clone(),
+        Ok(std::borrow::Cow::Owned(d)) => {
+            held.shrink_to(read + d.capacity() as u64);
+            Bytes::from(d)
+        }
+        Err(e) if e.status == 413 && limit < app.settings.limits.max_body_bytes => {
+            return fail(app.bodies_full());
+        }
+        Err(e) => {
+            return fail(ChError::new(e.code, e.message).with_status(e.status));
+        }
+    };
     let classified = match first {
         Classified::NeedMore => sql::classify(query.as_deref(), &decoded, true, &lookup),
         other => other,
@@ -196,7 +210,7 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
                 version: &version,
                 started,
             };
-            match request.run(decoded).await {
+            match request.run(decoded, held).await {
                 Ok(r) => r,
                 Err(e) => e,
             }
@@ -206,6 +220,38 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Response<Body> {
             Ok(r) => r,
             Err(e) => fail(e),
         },
+    }
+}
+
+/// Takes what decoding a body may allocate from the budget of bodies in flight (nothing when
+/// the body is used as it is) and returns the decoded-size limit that fits: `max_body_bytes`,
+/// or less when the budget is short (a body over it is then refused with 503, not 413).
+fn decode_budget(
+    held: &mut Held,
+    encoding: Option<&str>,
+    framed: bool,
+    max_body_bytes: usize,
+) -> usize {
+    let encoded = encoding
+        .is_some_and(|e| !e.trim().is_empty() && !e.trim().eq_ignore_ascii_case("identity"));
+    if !encoded && !framed {
+        return max_body_bytes;
+    }
+    // Both: the decoded encoding (up to `framed_limit`) and the blocks decoded from it.
+    let cost = |limit: usize| {
+        if encoded && framed {
+            limit.saturating_add(decode::framed_limit(limit))
+        } else {
+            limit
+        }
+    };
+    let got = held.take_up_to(cost(max_body_bytes) as u64) as usize;
+    if got >= cost(max_body_bytes) {
+        max_body_bytes
+    } else if encoded && framed {
+        got.saturating_sub(64 << 10) / 3
+    } else {
+        got
     }
 }
 
@@ -230,7 +276,7 @@ impl Insert<'_> {
         e.response(self.version, Some(self.query_id))
     }
 
-    async fn run(self, decoded: Bytes) -> Result<Response<Body>, Response<Body>> {
+    async fn run(self, decoded: Bytes, held: Held) -> Result<Response<Body>, Response<Body>> {
         let st = &self.statement;
         let info = st
             .format
@@ -354,10 +400,12 @@ impl Insert<'_> {
             }
             _ => (None, None),
         };
-        if let Err(e) = stream
+        let appended = stream
             .append(framed.body, rows, len, outcome, key.as_ref())
-            .await
-        {
+            .await;
+        // The body is in the WAL (and counted in the queue) or refused: out of the budget.
+        drop(held);
+        if let Err(e) = appended {
             self.app.queue_bytes.fetch_sub(len, Relaxed);
             if let Some(entry) = &key {
                 stream.unclaim(entry);
@@ -443,6 +491,7 @@ impl Insert<'_> {
                 code: o.code,
                 message: o.message,
                 status: o.status,
+                retry_after: None,
             })),
             _ => Ok(reply::inserted(
                 u64::from(entry.rows),

@@ -26,6 +26,8 @@ pub struct ChError {
     pub message: String,
     /// The HTTP status (by default the one ClickHouse gives the code).
     pub status: u16,
+    /// `Retry-After` (seconds), for a refusal the client should retry.
+    pub retry_after: Option<u64>,
 }
 
 impl ChError {
@@ -35,7 +37,14 @@ impl ChError {
             code,
             message: message.into(),
             status: status_of(code),
+            retry_after: None,
         }
+    }
+
+    /// The same error with `Retry-After: seconds`.
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// The same error at another status.
@@ -73,6 +82,9 @@ impl ChError {
         h.insert("X-ClickHouse-Exception-Code", HeaderValue::from(self.code));
         if let Some(id) = query_id.and_then(|q| HeaderValue::from_str(q).ok()) {
             h.insert("X-ClickHouse-Query-Id", id);
+        }
+        if let Some(s) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         r
     }

@@ -60,6 +60,8 @@ pub struct DaemonOpts<'a> {
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub config: Option<String>,
+    /// Run the daemon with this limit of open files (soft and hard).
+    pub fd_limit: Option<u64>,
 }
 
 impl<'a> DaemonOpts<'a> {
@@ -70,6 +72,7 @@ impl<'a> DaemonOpts<'a> {
             args: Vec::new(),
             env: Vec::new(),
             config: None,
+            fd_limit: None,
         }
     }
 
@@ -87,7 +90,17 @@ impl<'a> DaemonOpts<'a> {
 
 impl Daemon {
     pub fn start(opts: DaemonOpts) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chasyncd"));
+        let mut cmd = match opts.fd_limit {
+            None => Command::new(env!("CARGO_BIN_EXE_chasyncd")),
+            // The shell sets the limit and becomes the daemon (same process id).
+            Some(n) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_chasyncd"));
+                c
+            }
+        };
         cmd.arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--spool-dir")
