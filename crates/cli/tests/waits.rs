@@ -251,3 +251,60 @@ async fn a_truncated_gzip_is_named_and_the_files_after_it_still_load() {
     assert_eq!(db.u64("SELECT count() FROM t").await, 10_000 + from_b);
     assert_eq!(db.u64("SELECT count() FROM t WHERE id >= 60000").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inserts_hanging_in_flight_are_given_up_at_the_deadline() {
+    let db = TestDb::new("deadline_stall").await;
+    db.exec(
+        "CREATE TABLE t (id UInt64, name String) ENGINE = MergeTree ORDER BY id \
+         SETTINGS non_replicated_deduplication_window = 1000",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("x.csv"), "id,name\n1,a\n2,b\n3,c\n").unwrap();
+    // The server takes the insert and never answers: without the deadline the attempt waits
+    // for insert_timeout (120 s), then retries for days.
+    let proxy = FaultProxy::start(&common::url(), vec![]).await;
+    proxy.set_default(Fault::StallInserts);
+    let (url, t) = (proxy.url(), db.t("t"));
+    let r = run_off(
+        d,
+        strings(&[
+            "--url",
+            &url,
+            "--json",
+            "insert",
+            "--table",
+            &t,
+            "--deadline",
+            "3s",
+            "x.csv",
+        ]),
+        vec![],
+    )
+    .await;
+    // Everything was read: the rows are dead-lettered, not lost.
+    assert_eq!(r.code, 3, "{r:?}");
+    let v = r.json();
+    assert_eq!(v["rows_read"], 3);
+    assert_eq!(v["rows_dead_lettered"], 3);
+    assert_eq!(v["deadline_passed_at"], serde_json::Value::Null);
+    let records = DeadLetterSpool::new(d.join("chasync-spool"))
+        .list()
+        .unwrap();
+    assert_eq!(records.len(), 1);
+    assert!(
+        records[0].error.contains("gave up (deadline)"),
+        "{:?}",
+        records[0]
+    );
+    assert!(
+        records[0].error.contains("outcome is unknown"),
+        "{:?}",
+        records[0]
+    );
+    let r = run_off(d, strings(&["dlq", "replay"]), vec![]).await;
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(db.u64("SELECT count() FROM t").await, 3);
+}

@@ -30,6 +30,9 @@ pub enum Fault {
     /// `clickhouse` crate puts the statement in the URL) is closed at once, before anything
     /// reaches the server; other connections (metadata queries) are forwarded.
     ResetInserts,
+    /// Like [`Fault::ResetInserts`], but an insert's connection is held open and never
+    /// answered (a server that takes the insert and hangs).
+    StallInserts,
 }
 
 /// A proxy on a loopback port of its own, in front of the real server.
@@ -108,16 +111,18 @@ impl Drop for FaultProxy {
 async fn handle(mut client: TcpStream, upstream: SocketAddr, fault: Fault) {
     let mut first = Vec::new();
     let fault = match fault {
-        Fault::ResetInserts => {
+        Fault::ResetInserts | Fault::StallInserts => {
             // The request line (and so the statement) is in the first bytes.
             let mut buf = vec![0u8; 64 * 1024];
             let n = client.read(&mut buf).await.unwrap_or(0);
             first.extend_from_slice(&buf[..n]);
             let head = String::from_utf8_lossy(&first).to_ascii_uppercase();
-            if head.contains("INSERT") {
+            if !head.contains("INSERT") {
+                Fault::Forward
+            } else if fault == Fault::ResetInserts {
                 Fault::ResetOnAccept
             } else {
-                Fault::Forward
+                Fault::Stall
             }
         }
         f => f,
@@ -136,7 +141,11 @@ async fn handle(mut client: TcpStream, upstream: SocketAddr, fault: Fault) {
                 }
             }
         }
-        Fault::Forward | Fault::CutResponse | Fault::Delay(_) | Fault::ResetInserts => {
+        Fault::Forward
+        | Fault::CutResponse
+        | Fault::Delay(_)
+        | Fault::ResetInserts
+        | Fault::StallInserts => {
             let Ok(server) = TcpStream::connect(upstream).await else {
                 return;
             };
