@@ -1,4 +1,4 @@
-//! `chasync dlq`: the engine's dead-letter spool ([`DeadLetterSpool`]) and [`replay()`].
+//! `chasync dlq`: the engine's dead-letter spool ([`DeadLetterSpool`]) and [`replay_with`].
 
 use chasync_core::{DeadLetterRecord, DeadLetterSpool, EntryKind, ReplayOptions, replay_with};
 use serde_json::json;

@@ -146,6 +146,12 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
             "--resume needs one thread: with --threads, rows reach batches in no fixed order",
         ));
     }
+    if threads > 1 && !settings.quiet && !settings.json {
+        eprintln!(
+            "note: with --threads {threads}, rows reach batches in no fixed order: the batch ids \
+             are random, and running this load again would not be deduplicated"
+        );
+    }
     let rerun = if files_only && threads == 1 {
         Some(
             Rerun::of_files(&args.files, args.resume)

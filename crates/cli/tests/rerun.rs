@@ -10,14 +10,20 @@ use std::time::{Duration, Instant};
 use chasync_testkit::proxy::{Fault, FaultProxy};
 use common::{Run, TestDb, chasync, run_cmd};
 
-const ROWS: u64 = 200_000;
+/// Rows in the file: 200k, or `CHASYNC_SOAK_rows()` for a longer run.
+fn rows() -> u64 {
+    std::env::var("CHASYNC_SOAK_rows()")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000)
+}
 const BATCH: &str = "5000";
 
-/// NDJSON rows `0..ROWS`; every 997th sends `name` as a number (not converted on the client:
+/// NDJSON rows `0..rows()`; every 997th sends `name` as a number (not converted on the client:
 /// it goes through the second, JSONEachRow pipeline).
 fn write_file(path: &Path) {
-    let mut text = String::with_capacity(ROWS as usize * 40);
-    for id in 0..ROWS {
+    let mut text = String::with_capacity(rows() as usize * 40);
+    for id in 0..rows() {
         if id % 997 == 0 {
             text.push_str(&format!("{{\"id\":{id},\"name\":{id}}}\n"));
         } else {
@@ -86,7 +92,7 @@ async fn start_and_kill(db: &TestDb, dir: &Path, args: &[String]) -> u64 {
     child.kill().unwrap();
     child.wait().unwrap();
     let landed = db.u64("SELECT count() FROM t").await;
-    assert!(landed < ROWS, "killed too late: {landed}");
+    assert!(landed < rows(), "killed too late: {landed}");
     landed
 }
 
@@ -98,13 +104,14 @@ async fn run_off(dir: &Path, args: Vec<String>) -> Run {
 }
 
 async fn each_row_once(db: &TestDb) {
-    assert_eq!(db.u64("SELECT count() FROM t").await, ROWS);
-    assert_eq!(db.u64("SELECT uniqExact(id) FROM t").await, ROWS);
+    assert_eq!(db.u64("SELECT count() FROM t").await, rows());
+    assert_eq!(db.u64("SELECT uniqExact(id) FROM t").await, rows());
     assert_eq!(
         db.u64("SELECT sum(cityHash64(id, name)) FROM t").await,
         db.u64(&format!(
             "SELECT sum(cityHash64(number, if(number % 997 = 0, toString(number), \
-             concat('n', toString(number))))) FROM numbers({ROWS})"
+             concat('n', toString(number))))) FROM numbers({})",
+            rows()
         ))
         .await
     );
@@ -142,7 +149,8 @@ async fn a_killed_load_run_again_lands_each_row_once() {
     let v = r.json();
     assert_eq!(v["rerunnable"], true);
     assert_eq!(
-        v["rows_landed"], ROWS,
+        v["rows_landed"],
+        rows(),
         "every batch sent again, {landed} deduplicated"
     );
     // The batches the first run committed were deduplicated: the same ids.
@@ -181,7 +189,7 @@ async fn a_resumed_load_sends_only_what_is_left() {
         "{skipped} skipped, {landed} had landed"
     );
     // Every batch not skipped is sent (and deduplicated when it had landed).
-    assert_eq!(skipped + sent, ROWS, "{v}");
+    assert_eq!(skipped + sent, rows(), "{v}");
     each_row_once(&db).await;
     // The re-run sent none of the journaled batches again.
     let all = inserts(&db).await;
@@ -192,7 +200,7 @@ async fn a_resumed_load_sends_only_what_is_left() {
     // Once more: everything is in the journal, nothing is sent.
     let r = run_off(dir.path(), args(&db, &common::url(), &file, &["--resume"])).await;
     assert_eq!(r.code, 0, "{r:?}");
-    assert_eq!(r.json()["rows_skipped"], ROWS);
+    assert_eq!(r.json()["rows_skipped"], rows());
     assert_eq!(r.json()["rows_landed"], 0);
     assert_eq!(inserts(&db).await.len(), all.len());
     each_row_once(&db).await;
