@@ -392,3 +392,23 @@ async def test_writes_land_in_the_order_they_were_called(db, tmp_path):
     assert len(ids) == n
     assert ids == list(range(n))
     assert refused >= 1
+
+
+async def test_start_against_a_silent_server_fails_within_the_query_timeout(tmp_path):
+    # A listening socket that is never accepted from: the kernel completes the connection,
+    # nothing ever answers. start() reads the table's schema: bounded by query_timeout.
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        port = silent.getsockname()[1]
+        ins = chasync.Inserter(
+            f"http://127.0.0.1:{port}", "t", dlq_dir=str(tmp_path / "dlq"), query_timeout=1
+        )
+        with pytest.raises(chasync.Error, match="no answer to the schema query"):
+            # The liveness bound is generous; the timeout is the inserter's own.
+            await asyncio.wait_for(ins.start(), 60)
+    finally:
+        silent.close()

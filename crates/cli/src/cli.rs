@@ -16,7 +16,8 @@ use crate::settings::{parse_bytes, parse_duration};
 ///
 /// Exit codes: 0 success; 1 error (cannot connect, server error, bad input, I/O); 2 usage
 /// error; 3 rows not committed (dead-lettered, or a replay left entries that failed again);
-/// 4 `doctor` found problems that need attention.
+/// 4 `doctor` found problems that need attention; 5 `insert` did not read all of its input
+/// (an input could not be read to its end, or the deadline passed).
 #[derive(Debug, Parser)]
 #[command(name = "chasync", version, about, long_about)]
 pub struct Cli {
@@ -172,9 +173,15 @@ pub enum DlqCommand {
         /// The entry id.
         id: String,
     },
-    /// Send every batch entry again with its own batch id (idempotent); committed entries are
-    /// removed.
+    /// Send every batch entry again exactly as it was sent (statement, settings, its own
+    /// batch id as dedup token: idempotent); committed entries are removed. Authenticates as
+    /// the configured user (--user / --password); entries recorded for another user are
+    /// kept, unless --as-user names that user.
     Replay {
+        /// Also replay the entries recorded for this user, as the configured user
+        /// (repeatable).
+        #[arg(long, value_name = "USER")]
+        as_user: Vec<String>,
         /// Retries of a failed insert after the first attempt (`max_attempts` - 1).
         #[arg(long, value_name = "N")]
         retries: Option<u32>,
@@ -305,6 +312,18 @@ pub struct InsertArgs {
     /// converting what can be converted exactly to RowBinary on the client.
     #[arg(long)]
     pub no_convert: bool,
+    /// Skip the batches that an earlier run of the same load committed (its journal, in the
+    /// spool directory), instead of sending them again. Files only, one thread.
+    #[arg(long)]
+    pub resume: bool,
+    /// Finish within this long (`30s`, `10m`): stop reading when it passes, give up on inserts
+    /// in progress, and dead-letter what did not land.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub deadline: Option<Duration>,
+    /// Stop at the first input that cannot be read to its end (a truncated .gz, say) instead
+    /// of naming it and going on with the next.
+    #[arg(long)]
+    pub stop_on_bad_input: bool,
     /// Engine options.
     #[command(flatten)]
     pub ingest: IngestOpts,

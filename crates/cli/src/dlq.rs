@@ -1,6 +1,6 @@
-//! `chasync dlq`: the engine's dead-letter spool ([`DeadLetterSpool`]) and [`replay()`].
+//! `chasync dlq`: the engine's dead-letter spool ([`DeadLetterSpool`]) and [`replay_with`].
 
-use chasync_core::{DeadLetterRecord, DeadLetterSpool, EntryKind, replay};
+use chasync_core::{DeadLetterRecord, DeadLetterSpool, EntryKind, ReplayOptions, replay_with};
 use serde_json::json;
 
 use crate::cli::DlqCommand;
@@ -14,7 +14,9 @@ pub async fn run(settings: &Settings, command: DlqCommand) -> Result<u8, CliErro
     match command {
         DlqCommand::List => list(settings, &spool),
         DlqCommand::Show { id } => show(settings, &spool, &id),
-        DlqCommand::Replay { .. } => replay_spool(settings, &spool).await,
+        DlqCommand::Replay { as_user, .. } => {
+            replay_spool(settings, &spool, &ReplayOptions { as_user }).await
+        }
         DlqCommand::Purge { id, yes } => purge(settings, &spool, id.as_deref(), yes),
     }
 }
@@ -127,6 +129,25 @@ fn show(settings: &Settings, spool: &DeadLetterSpool, id: &str) -> Result<u8, Cl
         println!("columns:     {}", record.columns.join(", "));
     }
     println!("format:      {}", record.format);
+    match &record.insert {
+        Some(insert) => {
+            println!("statement:   {}", insert.statement);
+            println!("user:        {}", insert.user);
+            let settings: Vec<String> = insert
+                .settings
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            println!("settings:    {}", settings.join(" "));
+        }
+        None if record.kind == EntryKind::Batch => {
+            println!(
+                "record:      version {} (written without the exact insert)",
+                record.version
+            );
+        }
+        None => {}
+    }
     println!("rows:        {}", record.rows);
     println!(
         "payload:     {} ({} bytes, {})",
@@ -155,10 +176,14 @@ fn show(settings: &Settings, spool: &DeadLetterSpool, id: &str) -> Result<u8, Cl
     Ok(exit::OK)
 }
 
-async fn replay_spool(settings: &Settings, spool: &DeadLetterSpool) -> Result<u8, CliError> {
+async fn replay_spool(
+    settings: &Settings,
+    spool: &DeadLetterSpool,
+    options: &ReplayOptions,
+) -> Result<u8, CliError> {
     let config = settings.config(settings.database(), "-")?;
     let before = spool.list()?;
-    let report = replay(&config, spool).await?;
+    let report = replay_with(&config, spool, options).await?;
     let code = if report.failed.is_empty() {
         exit::OK
     } else {
@@ -172,6 +197,7 @@ async fn replay_spool(settings: &Settings, spool: &DeadLetterSpool) -> Result<u8
             "rows_committed": report.rows,
             "failed": report.failed.iter().map(|(id, e)| json!({"id": id, "error": e})).collect::<Vec<_>>(),
             "skipped_rejected": report.skipped_rejected,
+            "legacy": report.legacy,
         }));
         return Ok(code);
     }
@@ -183,6 +209,15 @@ async fn replay_spool(settings: &Settings, spool: &DeadLetterSpool) -> Result<u8
     );
     for (id, e) in &report.failed {
         println!("failed again: {id}: {e}");
+    }
+    if report.legacy > 0 {
+        println!(
+            "{} entr{} written by an older chasync (without the exact insert) sent with the \
+             settings {} recorded, and input_format_skip_unknown_fields=0 unless recorded",
+            report.legacy,
+            if report.legacy == 1 { "y" } else { "ies" },
+            if report.legacy == 1 { "it" } else { "they" },
+        );
     }
     if report.skipped_rejected > 0 {
         println!(

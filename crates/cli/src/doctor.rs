@@ -265,16 +265,39 @@ where
     T: clickhouse::RowOwned + clickhouse::RowRead,
 {
     q.fetch_all::<T>()
+        .bounded()
         .await
-        .map_err(|e| chasync_core::Error::from(e).to_string())
+        .map_err(|e| e.to_string())
 }
+
+/// The longest the doctor waits for the answer to one query (`query_timeout`).
+static QUERY_TIMEOUT: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
+
+/// A query of the doctor's, bounded by `query_timeout`: a server that accepts connections
+/// and never answers gives a clear error instead of a hang.
+trait Bounded<T>: std::future::Future<Output = clickhouse::error::Result<T>> + Sized {
+    async fn bounded(self) -> Result<T, chasync_core::Error> {
+        let limit = *QUERY_TIMEOUT.get_or_init(|| std::time::Duration::from_secs(10));
+        match tokio::time::timeout(limit, self).await {
+            Ok(r) => r.map_err(chasync_core::Error::from),
+            Err(_) => Err(chasync_core::Error::Timeout(format!(
+                "the server accepted the connection but did not answer a query within {limit:?} \
+                 (query_timeout)"
+            ))),
+        }
+    }
+}
+
+impl<T, F: std::future::Future<Output = clickhouse::error::Result<T>>> Bounded<T> for F {}
 
 /// Runs `doctor`.
 pub async fn run(settings: &Settings, args: DoctorArgs) -> Result<u8, CliError> {
+    let _ = QUERY_TIMEOUT.set(settings.base().clickhouse.query_timeout);
     let client = settings.client()?;
     let (version, uptime_s): (String, u64) = client
         .query("SELECT version(), toUInt64(uptime())")
         .fetch_one()
+        .bounded()
         .await?;
     let mut findings = Vec::new();
     let target = match &args.table {
@@ -287,7 +310,7 @@ pub async fn run(settings: &Settings, args: DoctorArgs) -> Result<u8, CliError> 
 
     // Recent failed inserts. Flushing the logs makes the last seconds visible (best effort:
     // it needs the SYSTEM FLUSH LOGS privilege).
-    let _ = client.query("SYSTEM FLUSH LOGS").execute().await;
+    let _ = client.query("SYSTEM FLUSH LOGS").execute().bounded().await;
     let mut sql = String::from(
         "SELECT toUInt32(event_time) AS time, toString(type) AS kind, \
          toInt64(exception_code) AS code, errorCodeToName(exception_code) AS name, exception, \
@@ -529,6 +552,7 @@ async fn table_report(
         .bind(db)
         .bind(t)
         .fetch_optional()
+        .bounded()
         .await?;
     let Some((engine, create)) = meta else {
         findings.push(finding(
@@ -566,6 +590,7 @@ async fn table_report(
              'non_replicated_deduplication_window')",
         )
         .fetch_all()
+        .bounded()
         .await?;
     let effective = |name: &str| -> Option<u64> {
         r.table_settings
@@ -586,12 +611,14 @@ async fn table_report(
         .bind(db)
         .bind(t)
         .fetch_all()
+        .bounded()
         .await?;
     r.total_active_parts = client
         .query("SELECT toUInt64(count()) FROM system.parts WHERE database = ? AND table = ? AND active")
         .bind(db)
         .bind(t)
         .fetch_one()
+        .bounded()
         .await?;
 
     let (delay, throw) = (r.parts_to_delay_insert, r.parts_to_throw_insert);

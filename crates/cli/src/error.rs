@@ -14,6 +14,9 @@ pub mod exit {
     pub const NOT_COMMITTED: u8 = 3;
     /// `doctor` found problems that need attention (warnings or worse).
     pub const FINDINGS: u8 = 4;
+    /// `insert` did not read all of its input: an input could not be read to its end (a bad
+    /// or truncated file), or `--deadline` passed first.
+    pub const INCOMPLETE: u8 = 5;
 }
 
 /// An error that ends the command, with its exit code.

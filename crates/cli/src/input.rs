@@ -78,10 +78,15 @@ pub fn open(path: &Path) -> io::Result<Box<dyn BufRead + Send>> {
 }
 
 /// A reader of records of one input.
+///
+/// An input that cannot be read to its end (a truncated `.gz`, an I/O error) gives one error
+/// that names it and the place it reached (line, and byte of the decompressed text), then
+/// ends.
 pub struct Reader {
     source: Arc<str>,
     inner: Inner,
     header: Option<Vec<String>>,
+    failed: bool,
 }
 
 enum Inner {
@@ -92,6 +97,8 @@ enum Inner {
         /// Read ahead; records are cut from it without copying (they share its memory).
         buf: BytesMut,
         eof: bool,
+        /// Bytes of the (decompressed) text cut into lines so far.
+        consumed: u64,
     },
     Csv {
         reader: Box<csv::Reader<Box<dyn BufRead + Send>>>,
@@ -127,6 +134,7 @@ impl Reader {
                     record: csv::ByteRecord::new(),
                 },
                 header: None,
+                failed: false,
             },
             InputFormat::Ndjson | InputFormat::Tsv => Self {
                 source,
@@ -136,8 +144,10 @@ impl Reader {
                     format,
                     buf: BytesMut::new(),
                     eof: false,
+                    consumed: 0,
                 },
                 header: None,
+                failed: false,
             },
         };
         if header {
@@ -179,12 +189,54 @@ impl Reader {
     pub fn header(&self) -> Option<&[String]> {
         self.header.as_deref()
     }
+
+    /// The input's name.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The place reached: the last line read, and the bytes of the (decompressed) text read
+    /// into records.
+    pub fn reached(&self) -> (u64, u64) {
+        match &self.inner {
+            Inner::Lines { line, consumed, .. } => (*line, *consumed),
+            Inner::Csv { reader, .. } => {
+                let p = reader.position();
+                (p.line().saturating_sub(1), p.byte())
+            }
+        }
+    }
+
+    /// An error that ends the input, with its place.
+    fn fail(&mut self, e: io::Error) -> io::Error {
+        self.failed = true;
+        let (line, byte) = self.reached();
+        io::Error::new(
+            e.kind(),
+            format!(
+                "{}: cannot be read past line {line} (byte {byte} of its text): {e}",
+                self.source
+            ),
+        )
+    }
 }
 
 impl Iterator for Reader {
     type Item = io::Result<Item>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        match self.next_item() {
+            Some(Err(e)) => Some(Err(self.fail(e))),
+            other => other,
+        }
+    }
+}
+
+impl Reader {
+    fn next_item(&mut self) -> Option<io::Result<Item>> {
         let source = self.source.clone();
         // Checked here for CSV (the reader frames fields); the engine checks TSV lines.
         let width = self.header.as_ref().map(Vec::len).filter(|w| *w > 0);
@@ -194,6 +246,7 @@ impl Iterator for Reader {
                 line,
                 buf,
                 eof,
+                consumed,
                 ..
             } => loop {
                 let raw = match next_line(input, buf, eof) {
@@ -202,6 +255,7 @@ impl Iterator for Reader {
                     Err(e) => return Some(Err(e)),
                 };
                 *line += 1;
+                *consumed += raw.len() as u64;
                 let mut len = raw.len();
                 if raw[..len].ends_with(b"\n") {
                     len -= 1;
@@ -426,5 +480,39 @@ mod tests {
             assert_eq!(items.len(), 2, "{}", p.display());
             assert_eq!(text(&items[1]), "{\"a\":2}");
         }
+    }
+
+    #[test]
+    fn a_truncated_gzip_is_named_with_its_place_and_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::new();
+        for i in 0..20_000 {
+            text.push_str(&format!("{{\"id\":{i},\"pad\":\"{}\"}}\n", i * 7919));
+        }
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(text.as_bytes()).unwrap();
+        let gz = enc.finish().unwrap();
+        let p = dir.path().join("cut.ndjson.gz");
+        std::fs::write(&p, &gz[..gz.len() / 2]).unwrap();
+        let mut r = Reader::open(&p, InputFormat::Ndjson, false).unwrap();
+        let mut lines = 0u64;
+        let err = loop {
+            match r.next() {
+                Some(Ok(item)) => {
+                    lines += 1;
+                    assert_eq!(item.line, lines);
+                }
+                Some(Err(e)) => break e,
+                None => panic!("a truncated input ended without an error"),
+            }
+        };
+        assert!(lines > 0 && lines < 20_000, "{lines}");
+        let msg = err.to_string();
+        assert!(msg.contains("cut.ndjson.gz"), "{msg}");
+        assert!(
+            msg.contains(&format!("cannot be read past line {lines} (byte ")),
+            "{msg}"
+        );
+        assert!(r.next().is_none());
     }
 }

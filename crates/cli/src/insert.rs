@@ -8,9 +8,13 @@
 //! `file:line` (or stops the run under `--strict`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use chasync_core::{Format, Stats, TextFormat, TextOptions, TextPipeline, TextRefused, TextWriter};
+use chasync_core::{
+    Format, Rerun, Stats, TextFormat, TextOptions, TextPipeline, TextRefused, TextWriter,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
@@ -62,6 +66,23 @@ pub struct InsertSummary {
     pub rows_per_s: f64,
     /// The `--strict` stop, if any (`file:line: reason`).
     pub stopped_at: Option<String>,
+    /// Inputs that could not be read to their end, each with the place it reached and why
+    /// (the rows before that place were loaded).
+    pub bad_inputs: Vec<String>,
+    /// Where reading stopped because `--deadline` passed (`file:line`), if it did.
+    pub deadline_passed_at: Option<String>,
+    /// The stream the batch ids derive from: from the inputs' identity for files (the same
+    /// command on the same files gives the same ids), random for stdin or `--threads` > 1.
+    pub stream_id: String,
+    /// Whether the batch ids derive from the inputs (a re-run lands each row once on a
+    /// deduplicating table).
+    pub rerunnable: bool,
+    /// The journal of committed batches, for `--resume`.
+    pub journal: Option<PathBuf>,
+    /// Batches an earlier run committed, not sent again (`--resume`).
+    pub batches_skipped: u64,
+    /// Rows of those batches.
+    pub rows_skipped: u64,
     /// The format the rows were sent in: `RowBinaryWithDefaults` (NDJSON converted on the
     /// client), `JSONEachRow`, `CSV` or `TabSeparated`.
     pub encoding: Format,
@@ -109,9 +130,40 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
             "the inputs have different header lines; run chasync insert once per layout",
         ));
     }
+    let files_only = args.files.iter().all(|f| f.as_path() != Path::new("-"));
+    let threads = if format == InputFormat::Ndjson && !args.no_convert && !args.strict {
+        args.threads.unwrap_or(1).clamp(1, 64)
+    } else {
+        1
+    };
+    if args.resume && !files_only {
+        return Err(CliError::usage(
+            "--resume needs files: stdin has no identity to resume",
+        ));
+    }
+    if args.resume && threads > 1 {
+        return Err(CliError::usage(
+            "--resume needs one thread: with --threads, rows reach batches in no fixed order",
+        ));
+    }
+    if threads > 1 && !settings.quiet && !settings.json {
+        eprintln!(
+            "note: with --threads {threads}, rows reach batches in no fixed order: the batch ids \
+             are random, and running this load again would not be deduplicated"
+        );
+    }
+    let rerun = if files_only && threads == 1 {
+        Some(
+            Rerun::of_files(&args.files, args.resume)
+                .map_err(|e| CliError::error(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    let deadline = args.deadline.map(|d| tokio::time::Instant::now() + d);
     let config = settings.config(&db, &table)?;
     let dlq_dir = config.spool.dir.clone();
-    let pipeline = TextPipeline::start(
+    let start = TextPipeline::start(
         config,
         TextOptions {
             format: match format {
@@ -122,13 +174,29 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
             columns: header.filter(|h| !h.is_empty()),
             convert: !args.no_convert,
             skip_unknown_fields: args.skip_unknown_fields,
+            rerun,
         },
-    )
-    .await
-    .map_err(|e| match e {
+    );
+    let started = match deadline {
+        Some(d) => tokio::time::timeout_at(d, start).await.map_err(|_| {
+            CliError::error("the deadline passed before the table could be read: nothing was sent")
+        })?,
+        None => start.await,
+    };
+    let pipeline = started.map_err(|e| match e {
         chasync_core::Error::Config(msg) => CliError::error(msg),
         e => e.into(),
     })?;
+    if let Some((path, n)) = pipeline.journal()
+        && args.resume
+        && !settings.quiet
+        && !settings.json
+    {
+        eprintln!(
+            "resuming: {n} batch(es) committed by earlier runs ({})",
+            path.display()
+        );
+    }
     if let Some(why) = pipeline.not_converted()
         && !settings.quiet
         && !settings.json
@@ -154,8 +222,12 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
     let pipeline = std::sync::Arc::new(pipeline);
     let ticker = {
         let (bar, pipeline) = (bar.clone(), pipeline.clone());
+        let notes = !settings.quiet && !settings.json;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(200));
+            // Progress, and how long nothing has committed while attempts fail.
+            let (mut last_landed, mut since) = (0u64, Instant::now());
+            let (mut reported_failures, mut reported) = (0u64, Instant::now());
             loop {
                 tick.tick().await;
                 let (s, o) = pipeline.stats();
@@ -167,26 +239,71 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
                     s.rows_dead_lettered + o.rows_dead_lettered,
                     landed as f64 / started.elapsed().as_secs_f64().max(1e-3)
                 ));
+                if landed != last_landed {
+                    (last_landed, since) = (landed, Instant::now());
+                }
+                let failures = s.failed_attempts + o.failed_attempts;
+                let stalled = since.elapsed();
+                if notes
+                    && failures > reported_failures
+                    && stalled >= WAITING_NOTE
+                    && reported.elapsed() >= WAITING_NOTE
+                {
+                    let line = format!(
+                        "waiting for ClickHouse: nothing committed for {}s, {failures} failed \
+                         attempt(s), retrying; last error: {}",
+                        stalled.as_secs(),
+                        pipeline.last_failure().unwrap_or_default()
+                    );
+                    if bar.is_hidden() {
+                        eprintln!("{line}");
+                    } else {
+                        bar.println(line);
+                    }
+                    (reported_failures, reported) = (failures, Instant::now());
+                }
             }
         })
     };
+    let expired = Arc::new(AtomicBool::new(false));
+    let deadline_task = deadline.map(|d| {
+        let (dispatchers, expired) = (pipeline.dispatchers(), expired.clone());
+        let notes = !settings.quiet && !settings.json;
+        tokio::spawn(async move {
+            tokio::time::sleep_until(d).await;
+            expired.store(true, Relaxed);
+            if notes {
+                eprintln!(
+                    "the deadline passed: reading stops, inserts in progress are given up and \
+                     what did not land is dead-lettered"
+                );
+            }
+            for d in dispatchers {
+                d.abandon();
+            }
+        })
+    });
 
     // Reading and converting is blocking work: a thread of its own feeds the engine; on the
     // fast path, converting lines may be spread over threads of their own.
     let feed = {
         let (pipeline, bar) = (pipeline.clone(), bar.clone());
         let strict = args.strict;
-        let threads = if encoding == Format::RowBinaryWithDefaults && !strict {
-            args.threads.unwrap_or(1).clamp(1, 64)
+        let threads = if encoding == Format::RowBinaryWithDefaults {
+            threads
         } else {
             1
         };
+        let stop_on_bad_input = args.stop_on_bad_input;
+        let expired = expired.clone();
         let rt = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let feeder = || Feeder {
                 writer: pipeline.writer(),
                 bar: &bar,
                 strict,
+                stop_on_bad_input,
+                expired: &expired,
                 fed: Fed::default(),
             };
             if threads == 1 {
@@ -197,7 +314,7 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
                     result.map(|_| fed)
                 });
             }
-            feed_in_parallel(readers, threads, &rt, feeder)
+            feed_in_parallel(readers, threads, &rt, stop_on_bad_input, &expired, feeder)
         })
     };
     let fed = feed
@@ -205,9 +322,18 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
         .map_err(|e| CliError::error(format!("reader failed: {e}")))?;
     ticker.abort();
     let _ = ticker.await;
+    // The deadline still holds while what was read is committed or dead-lettered.
+    let stream_id = pipeline.stream_id().0.to_string();
+    let journal = pipeline.journal().map(|(p, _)| p.to_path_buf());
+    let skipped = pipeline.skipped_handle();
     let pipeline = std::sync::Arc::into_inner(pipeline)
         .ok_or_else(|| CliError::error("the pipeline is still in use"))?;
-    let (stats, pass_through_stats) = pipeline.shutdown().await?;
+    let shutdown = pipeline.shutdown().await;
+    if let Some(task) = deadline_task {
+        task.abort();
+    }
+    let (stats, pass_through_stats) = shutdown?;
+    let (batches_skipped, rows_skipped) = skipped();
     bar.finish_and_clear();
     let fed = fed?;
     let other = pass_through_stats.clone().unwrap_or_default();
@@ -226,6 +352,13 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
         elapsed_s: elapsed,
         rows_per_s: (stats.rows_committed + other.rows_committed) as f64 / elapsed.max(1e-9),
         stopped_at: fed.stopped_at.clone(),
+        bad_inputs: fed.bad_inputs.clone(),
+        deadline_passed_at: fed.deadline_at.clone(),
+        stream_id,
+        rerunnable: journal.is_some(),
+        journal,
+        batches_skipped,
+        rows_skipped,
         encoding,
         rows_passed_through: fed.passed_through,
         stats,
@@ -242,12 +375,44 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
             summary.rows_landed
         )));
     }
+    if !fed.bad_inputs.is_empty() || fed.deadline_at.is_some() {
+        let mut why = Vec::new();
+        if !fed.bad_inputs.is_empty() {
+            why.push(format!(
+                "{} input(s) could not be read to the end ({}){}",
+                fed.bad_inputs.len(),
+                fed.bad_inputs.join("; "),
+                if args.stop_on_bad_input {
+                    ", and --stop-on-bad-input stopped the load there"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if let Some(place) = &fed.deadline_at {
+            why.push(format!(
+                "the deadline passed: reading stopped after {place}"
+            ));
+        }
+        return Err(CliError::with_code(
+            exit::INCOMPLETE,
+            format!(
+                "{}; {} row(s) landed, {} dead-lettered",
+                why.join("; "),
+                summary.rows_landed,
+                summary.rows_dead_lettered
+            ),
+        ));
+    }
     Ok(if summary.rows_dead_lettered > 0 {
         exit::NOT_COMMITTED
     } else {
         exit::OK
     })
 }
+
+/// How long nothing may commit while attempts fail before the load says it is waiting.
+const WAITING_NOTE: Duration = Duration::from_secs(5);
 
 fn progress_bar(settings: &Settings, total_bytes: Option<u64>) -> ProgressBar {
     if settings.quiet || settings.json {
@@ -282,6 +447,28 @@ struct Fed {
     malformed: u64,
     passed_through: u64,
     stopped_at: Option<String>,
+    bad_inputs: Vec<String>,
+    deadline_at: Option<String>,
+}
+
+/// An input that could not be read to its end: named on stderr now, in the summary and the
+/// exit code at the end. `true` when the load stops there.
+fn bad_input(e: &std::io::Error, stop: bool, bad: &mut Vec<String>, bar: &ProgressBar) -> bool {
+    let line = format!(
+        "input not read to its end: {e}; the rows before it are loaded{}",
+        if stop {
+            "; stopping (--stop-on-bad-input)"
+        } else {
+            "; going on with the next input"
+        }
+    );
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+    bad.push(e.to_string());
+    stop
 }
 
 /// Records read on this thread, handed in chunks to `threads` feeders on threads of their
@@ -291,6 +478,8 @@ fn feed_in_parallel<'a>(
     readers: Vec<Reader>,
     threads: usize,
     rt: &tokio::runtime::Handle,
+    stop_on_bad_input: bool,
+    expired: &AtomicBool,
     feeder: impl Fn() -> Feeder<'a> + Sync,
 ) -> Result<Fed, CliError> {
     const CHUNK: usize = 512;
@@ -318,13 +507,26 @@ fn feed_in_parallel<'a>(
                 })
             })
             .collect();
-        let mut read_error = None;
+        let mut bad = Vec::new();
+        let mut deadline_at = None;
         let mut chunk = Vec::with_capacity(CHUNK);
+        let hidden = ProgressBar::hidden();
         'read: for reader in readers {
+            let source = reader.source().to_string();
+            let mut last_line = 0;
             for item in reader {
-                if let Err(e) = &item {
-                    read_error = Some(CliError::error(format!("read error: {e}")));
+                if expired.load(Relaxed) {
+                    deadline_at = Some(format!("{source}:{last_line}"));
                     break 'read;
+                }
+                match &item {
+                    Err(e) => {
+                        if bad_input(e, stop_on_bad_input, &mut bad, &hidden) {
+                            break 'read;
+                        }
+                        continue;
+                    }
+                    Ok(i) => last_line = i.line,
                 }
                 chunk.push(item);
                 if chunk.len() == CHUNK
@@ -350,10 +552,9 @@ fn feed_in_parallel<'a>(
             total.malformed += fed.malformed;
             total.passed_through += fed.passed_through;
         }
-        match read_error {
-            Some(e) => Err(e),
-            None => Ok(total),
-        }
+        total.bad_inputs = bad;
+        total.deadline_at = deadline_at;
+        Ok(total)
     })
 }
 
@@ -362,6 +563,9 @@ struct Feeder<'a> {
     writer: TextWriter,
     bar: &'a ProgressBar,
     strict: bool,
+    stop_on_bad_input: bool,
+    /// Set when `--deadline` passes: reading stops.
+    expired: &'a AtomicBool,
     fed: Fed,
 }
 
@@ -373,12 +577,38 @@ impl Feeder<'_> {
     ) -> Result<bool, CliError> {
         // The progress bar moves once per this many bytes, not per record.
         let mut unreported = 0u64;
+        let mut last: Option<(std::sync::Arc<str>, u64)> = None;
         for item in items {
+            if self.expired.load(Relaxed) {
+                self.fed.deadline_at = Some(match &last {
+                    Some((source, line)) => format!("{source}:{line}"),
+                    None => "the start".into(),
+                });
+                break;
+            }
             let Item {
                 source,
                 line,
                 record,
-            } = item.map_err(|e| CliError::error(format!("read error: {e}")))?;
+            } = match item {
+                Ok(item) => item,
+                Err(e) => {
+                    if bad_input(
+                        &e,
+                        self.stop_on_bad_input,
+                        &mut self.fed.bad_inputs,
+                        self.bar,
+                    ) {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            if last.as_ref().is_none_or(|(s, _)| *s != source) {
+                last = Some((source.clone(), line));
+            } else if let Some(l) = &mut last {
+                l.1 = line;
+            }
             self.fed.read += 1;
             let record = match record {
                 Ok(r) => r,
@@ -471,6 +701,18 @@ fn print_summary(s: &InsertSummary) {
         );
     } else {
         println!("dead-lettered:  0");
+    }
+    if s.batches_skipped > 0 {
+        println!(
+            "skipped:        {} batch(es), {} row(s) committed by an earlier run (--resume)",
+            s.batches_skipped, s.rows_skipped
+        );
+    }
+    for bad in &s.bad_inputs {
+        println!("not read:       {bad}");
+    }
+    if let Some(place) = &s.deadline_passed_at {
+        println!("deadline:       passed; reading stopped after {place}");
     }
     println!("retries:        {}", s.retries);
     println!("batches:        {}", s.batches);

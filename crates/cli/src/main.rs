@@ -82,6 +82,7 @@ async fn run(cli: Cli, url: &mut (String, bool)) -> Result<u8, CliError> {
             if let DlqCommand::Replay {
                 retries,
                 compression,
+                ..
             } = &a.command
             {
                 o.retries = *retries;

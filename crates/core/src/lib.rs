@@ -103,7 +103,7 @@ pub use config::{
 };
 pub use dedup::StreamId;
 pub use delivery::dispatcher::Dispatcher;
-pub use delivery::replay::{ReplayReport, replay};
+pub use delivery::replay::{ReplayOptions, ReplayReport, replay, replay_with};
 pub use error::{Error, ErrorKind, Result, classify_code};
 pub use format::bodies::{Bodies, Body, Joint};
 pub use format::framing::{FrameError, FrameTable, Framed, frame};
@@ -118,10 +118,10 @@ pub use format::{
 };
 pub use pipeline::batcher::{Batcher, Limits, SealHook, Target};
 pub use pipeline::handle::{Handle, SendError, TrySendError};
-pub use pipeline::text::{TextFormat, TextOptions, TextPipeline, TextRefused, TextWriter};
+pub use pipeline::text::{Rerun, TextFormat, TextOptions, TextPipeline, TextRefused, TextWriter};
 pub use pipeline::writer::{Refused, Writer};
 pub use pipeline::{DynIngestor, Ingestor, Pipeline, PipelineBuilder};
-pub use spool::{DeadLetterRecord, DeadLetterSpool, EntryKind};
+pub use spool::{DeadLetterRecord, DeadLetterSpool, EntryKind, InsertSpec, RECORD_VERSION};
 pub use stats::Stats;
 pub use types::insert_id::{INSERT_ID_COLUMN, InsertIdColumn, InsertIdType};
 pub use types::schema::{ColumnDef, ColumnType, Deduplication, DefaultKind, TableSchema};

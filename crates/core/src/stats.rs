@@ -51,6 +51,8 @@ pub(crate) struct Counters {
     pub in_flight: AtomicU64,
     pub max_in_flight: AtomicU64,
     pub latency: Histogram,
+    /// The last failed attempt's error, for a frontend that reports that it is waiting.
+    pub last_failure: std::sync::Mutex<Option<String>>,
 }
 
 impl Counters {
@@ -70,7 +72,21 @@ impl Counters {
             in_flight: AtomicU64::new(0),
             max_in_flight: AtomicU64::new(0),
             latency: Histogram::default(),
+            last_failure: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Keeps `error` as the last failure.
+    pub(crate) fn note_failure(&self, error: &crate::error::Error) {
+        *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.report());
+    }
+
+    /// The last failed attempt's error, if any failed.
+    pub(crate) fn last_failure(&self) -> Option<String> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The delivery counters, with nothing accepted (a dispatcher's own).

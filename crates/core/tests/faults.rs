@@ -309,3 +309,33 @@ async fn a_dead_endpoint_is_taken_out_and_everything_lands_on_the_live_one() {
     assert_eq!(db.u64("SELECT count() FROM t").await, 50_000);
     assert_eq!(db.u64(HASH).await, db.u64(&expected_hash("", 50_000)).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starting_against_a_silent_server_fails_within_the_query_timeout() {
+    // Accepts connections, never answers: the start (the schema query, as Python's
+    // `Inserter.start()` and every frontend make it) ends with a timeout, not a hang.
+    let proxy = FaultProxy::start(&common::url(), vec![]).await;
+    proxy.set_default(Fault::Stall);
+    let dlq = tempfile::tempdir().unwrap();
+    let mut c = Config::new(proxy.url(), "t");
+    c.spool.dir = dlq.path().to_path_buf();
+    c.clickhouse.query_timeout = Duration::from_millis(700);
+    let start = chasync_core::DynIngestor::start_dynamic(c.clone(), Default::default());
+    let err = tokio::time::timeout(Duration::from_secs(60), start)
+        .await
+        .expect("the start ends")
+        .err()
+        .expect("the start fails");
+    assert_eq!(err.kind(), ErrorKind::UnknownOutcome, "{err}");
+    assert!(
+        err.to_string().contains("no answer to the schema query"),
+        "{err}"
+    );
+    let start = Ingestor::<Ev>::start(c);
+    let err = tokio::time::timeout(Duration::from_secs(60), start)
+        .await
+        .expect("the start ends")
+        .err()
+        .expect("the start fails");
+    assert!(err.to_string().contains("within 700ms"), "{err}");
+}

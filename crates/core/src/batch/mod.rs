@@ -188,6 +188,9 @@ pub(crate) struct Origin {
     pub settings: Arc<[(String, String)]>,
     /// The user it is inserted as (`None`: the dispatcher's).
     pub credentials: Option<Credentials>,
+    /// `settings` are every setting of the insert, the engine's own included (a replay of a
+    /// recorded insert): the sink sends them as they are and adds none.
+    pub exact_settings: bool,
 }
 
 /// A sealed batch: the unit that delivery sends and, if need be, the spool keeps.

@@ -45,6 +45,7 @@ pub struct Dispatcher {
     tx: mpsc::Sender<Work>,
     task: tokio::task::JoinHandle<()>,
     counters: Arc<Counters>,
+    abandoned: tokio_util::sync::CancellationToken,
 }
 
 impl Dispatcher {
@@ -64,6 +65,7 @@ impl Dispatcher {
         let counters = Arc::new(Counters::new(limiter));
         // One sealed batch may wait for a free slot; more would only hold memory.
         let (tx, rx) = mpsc::channel(1);
+        let abandoned = sink.abandoned();
         let shared = Arc::new(Shared {
             sink: Arc::new(sink),
             spool: DeadLetterSpool::new(config.spool.dir.clone()),
@@ -72,7 +74,25 @@ impl Dispatcher {
             last_dead_letter_code: Mutex::new(None),
         });
         let task = tokio::spawn(run(rx, shared, config.delivery.max_concurrency));
-        Self { tx, task, counters }
+        Self {
+            tx,
+            task,
+            counters,
+            abandoned,
+        }
+    }
+
+    /// Gives up delivery: no attempt starts from now on, attempts in flight are abandoned and
+    /// waits between attempts end, so every batch in progress, and every batch that comes
+    /// after, goes to the dead-letter spool at once (under its own id: a replay lands it
+    /// once). For a load that must end by a deadline.
+    pub fn abandon(&self) {
+        self.abandoned.cancel();
+    }
+
+    /// The error of the last failed attempt, if any attempt failed.
+    pub fn last_failure(&self) -> Option<String> {
+        self.counters.last_failure()
     }
 
     pub(crate) fn sender(&self) -> mpsc::Sender<Work> {
@@ -321,7 +341,10 @@ async fn dead_letter(batch: Batch, error: Error, attempts: u32, shared: &Shared)
     let spool = shared.spool.clone();
     let (b, e) = (batch.clone(), error.report());
     let (code, kind) = (error.code(), error.kind());
-    let path = write_until_done(move || spool.write_batch(&b, &e, code, kind, attempts)).await;
+    let insert = shared.sink.insert_spec(&batch);
+    let path =
+        write_until_done(move || spool.write_batch(&b, insert.clone(), &e, code, kind, attempts))
+            .await;
     counters.rows_dead_lettered.fetch_add(rows, Relaxed);
     counters.batches_dead_lettered.fetch_add(1, Relaxed);
     *shared.last_dead_letter_error.lock().unwrap() = Some(message.clone());

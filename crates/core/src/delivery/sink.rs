@@ -37,6 +37,10 @@ pub(crate) struct Sink {
     insert_timeout: Duration,
     retry: RetryPolicy,
     block_rows: String,
+    /// The user of batches that name none (the configuration's, or the server's `default`).
+    default_user: String,
+    /// Cancelled when delivery gives up ([`Sink::abandon`]).
+    abandoned: tokio_util::sync::CancellationToken,
 }
 
 /// How a batch ended after all its attempts.
@@ -86,7 +90,21 @@ impl Sink {
             insert_timeout: config.clickhouse.insert_timeout,
             retry: RetryPolicy::of(&config.delivery),
             block_rows: config.batching.max_rows.max(1_048_449).to_string(),
+            default_user: config
+                .clickhouse
+                .user
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+            abandoned: tokio_util::sync::CancellationToken::new(),
         }
+    }
+
+    /// The token that gives up delivery when cancelled ([`crate::Dispatcher::abandon`]): no
+    /// attempt starts from then on, attempts in flight are abandoned (their outcome is
+    /// unknown) and waits between attempts end; every batch fails at once (and goes to the
+    /// spool, under its own id).
+    pub(crate) fn abandoned(&self) -> tokio_util::sync::CancellationToken {
+        self.abandoned.clone()
     }
 
     /// The endpoint for the next attempt: the least loaded of those that are up (ties go
@@ -166,6 +184,59 @@ impl Sink {
         sql
     }
 
+    /// Every setting an insert of `batch` is sent with, in order: the batch's own, then those
+    /// the engine needs for idempotent, atomic inserts (which win over the batch's); or, for a
+    /// replay of a recorded insert, the recorded ones as they are.
+    pub(crate) fn settings_of(&self, batch: &Batch) -> Vec<(String, String)> {
+        if batch.origin.exact_settings {
+            return batch.origin.settings.to_vec();
+        }
+        let id = batch.id.to_string();
+        let engine = [
+            ("async_insert", "0".to_string()),
+            ("insert_deduplicate", "1".to_string()),
+            ("insert_deduplication_token", id.clone()),
+            ("query_id", id),
+            // One batch, one insert block: the insert is atomic, so a data error proves that
+            // nothing of the batch landed.
+            ("max_insert_block_size", self.block_rows.clone()),
+        ];
+        let mut out: Vec<(String, String)> = batch
+            .origin
+            .settings
+            .iter()
+            .filter(|(name, _)| !engine.iter().any(|(e, _)| e == name))
+            .cloned()
+            .collect();
+        out.extend(engine.into_iter().map(|(k, v)| (k.to_string(), v)));
+        out
+    }
+
+    /// The user `batch` is sent as.
+    pub(crate) fn user_of<'a>(&'a self, batch: &'a Batch) -> &'a str {
+        batch.user().unwrap_or(&self.default_user)
+    }
+
+    /// The exact insert of `batch` as this sink sends it, for the spool.
+    pub(crate) fn insert_spec(&self, batch: &Batch) -> crate::spool::InsertSpec {
+        let settings = self.settings_of(batch);
+        let find = |name: &str| {
+            settings
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        crate::spool::InsertSpec {
+            statement: Self::insert_sql(batch),
+            dedup_token: find("insert_deduplication_token"),
+            query_id: find("query_id"),
+            user: self.user_of(batch).to_string(),
+            settings,
+        }
+    }
+
     /// One attempt: the batch's bytes, its id as dedup token and query id, to one endpoint,
     /// within the concurrency limit.
     pub(crate) async fn attempt(&self, batch: &Batch) -> Result<()> {
@@ -181,7 +252,6 @@ impl Sink {
     }
 
     async fn attempt_on(&self, client: &clickhouse::Client, batch: &Batch) -> Result<()> {
-        let id = batch.id.to_string();
         let client = match &batch.origin.credentials {
             Some(c) => client
                 .clone()
@@ -192,20 +262,9 @@ impl Sink {
         let mut insert = client
             .insert_formatted_with(Self::insert_sql(batch))
             .with_timeouts(Some(self.send_timeout), Some(self.insert_timeout));
-        // The batch's own settings first: those the engine needs for idempotent, atomic
-        // inserts (below) win over them.
-        for (name, value) in batch.origin.settings.iter() {
-            insert = insert.with_setting(name.clone(), value.clone());
+        for (name, value) in self.settings_of(batch) {
+            insert = insert.with_setting(name, value);
         }
-        let insert = insert
-            .with_setting("async_insert", "0")
-            .with_setting("insert_deduplicate", "1")
-            .with_setting("insert_deduplication_token", id.clone())
-            .with_setting("query_id", id)
-            // One batch, one insert block: the insert is atomic, so a data error proves that
-            // nothing of the batch landed.
-            .with_setting("max_insert_block_size", self.block_rows.clone());
-        let mut insert = insert;
         let mut offset = 0;
         while offset < batch.bytes.len() {
             let end = (offset + CHUNK).min(batch.bytes.len());
@@ -216,15 +275,39 @@ impl Sink {
         Ok(())
     }
 
-    /// Attempts until the batch is committed, the error is not retryable, or the policy's
-    /// attempts are used up.
+    /// Attempts until the batch is committed, the error is not retryable, the policy's
+    /// attempts are used up, or delivery gives up (see [`abandoned`](Self::abandoned)).
     pub(crate) async fn send(&self, batch: &Batch, counters: &Counters) -> Outcome {
         let mut attempt = 1;
+        let mut last: Option<Error> = None;
         loop {
-            match self.attempt(batch).await {
+            let given_up = |last: Option<Error>, attempts: u32| Outcome::Failed {
+                error: Error::Timeout(match last {
+                    Some(e) => format!(
+                        "delivery gave up (deadline) after {attempts} attempt(s); last error: {}",
+                        e.report()
+                    ),
+                    None => "delivery gave up (deadline) before the batch could be sent".into(),
+                }),
+                attempts,
+            };
+            if self.abandoned.is_cancelled() {
+                return given_up(last, attempt - 1);
+            }
+            let result = tokio::select! {
+                biased;
+                r = self.attempt(batch) => r,
+                _ = self.abandoned.cancelled() => {
+                    return given_up(Some(Error::Timeout(
+                        "an attempt in flight was abandoned: its outcome is unknown".into(),
+                    )), attempt);
+                }
+            };
+            match result {
                 Ok(()) => return Outcome::Committed { attempts: attempt },
                 Err(error) => {
                     counters.failed_attempts.fetch_add(1, Relaxed);
+                    counters.note_failure(&error);
                     let kind = error.kind();
                     if !kind.is_retryable() || attempt >= self.retry.max_attempts {
                         tracing::warn!(batch = %batch.id, attempt, %kind, error = %error.report(), "insert failed, not retrying");
@@ -235,7 +318,11 @@ impl Sink {
                     }
                     let wait = self.retry.backoff(attempt);
                     tracing::info!(batch = %batch.id, attempt, %kind, error = %error.report(), ?wait, "insert failed, retrying");
-                    tokio::time::sleep(wait).await;
+                    last = Some(error);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.abandoned.cancelled() => return given_up(last, attempt),
+                    }
                     counters.retries.fetch_add(1, Relaxed);
                     attempt += 1;
                 }

@@ -374,6 +374,7 @@ impl<E: BatchEncoder> Batcher<E> {
                 table: self.target.table.clone(),
                 settings: self.target.settings.clone(),
                 credentials: self.target.credentials.clone(),
+                exact_settings: false,
             },
             columns,
             format: enc.format,

@@ -1,6 +1,9 @@
 //! Text input: NDJSON, CSV and TSV records into a table, routed the fastest way that stores
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -13,9 +16,12 @@ use crate::format::{
     BatchEncoder, DelimitedRows, Delimiter, JsonEachRow, JsonRowBinary, JsonRowBinaryOptions,
     check_object,
 };
+use crate::pipeline::batcher::SealHook;
 use crate::pipeline::writer::{Refused, Writer};
 use crate::pipeline::{Pipeline, PipelineBuilder};
+use crate::spool::journal::Journal;
 use crate::stats::Stats;
+use crate::types::schema::TableSchema;
 
 /// A text format, a record at a time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,18 +48,142 @@ pub struct TextOptions {
     /// Ignore fields that name no column (otherwise the server refuses such a row, and it is
     /// dead-lettered with its reason).
     pub skip_unknown_fields: bool,
+    /// Make the load re-runnable: batch ids from the input's identity, batches cut by
+    /// content only, a journal of committed batches (see [`Rerun`]). `None`: a random stream
+    /// (unless the configuration names one) and batches sealed on `linger` too.
+    pub rerun: Option<Rerun>,
 }
 
 impl TextOptions {
-    /// The defaults for `format`: converted where exact, unknown fields refused.
+    /// The defaults for `format`: converted where exact, unknown fields refused, not
+    /// re-runnable.
     pub fn new(format: TextFormat) -> Self {
         Self {
             format,
             columns: None,
             convert: true,
             skip_unknown_fields: false,
+            rerun: None,
         }
     }
+}
+
+/// How a load of files is made re-runnable.
+///
+/// Its batch ids derive from `identity` and from everything else that decides which rows a
+/// batch holds: the target table, its columns (names, types, defaults), the format and its
+/// options (columns of a header, conversion, unknown fields), `max_rows` and `max_bytes`.
+/// Batches are sealed on rows and bytes only, never on `linger` (time), so the same input
+/// forms the same batches under the same ids on every run: a re-run after any crash lands
+/// each row once on a table that deduplicates (the ids are the dedup tokens). Records must
+/// reach the pipeline in the same order on every run (one producer).
+///
+/// Every committed batch is appended to a journal, `<spool_dir>/journal/<stream id>.log`;
+/// with `resume`, the batches it lists are not sent again (counted in
+/// [`TextPipeline::skipped`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rerun {
+    /// What identifies the input (see [`Rerun::of_files`]).
+    pub identity: String,
+    /// Skip the batches the journal lists as committed.
+    pub resume: bool,
+}
+
+impl Rerun {
+    /// The identity of files: for each, in order, its absolute path, its size and its
+    /// modification time (nanoseconds). Renaming, moving, rewriting or touching a file
+    /// changes it; copying the files elsewhere does too.
+    pub fn of_files(paths: &[PathBuf], resume: bool) -> std::io::Result<Self> {
+        let mut identity = String::from("files");
+        for p in paths {
+            let abs = std::fs::canonicalize(p).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot open {}: {e}", p.display()))
+            })?;
+            let meta = std::fs::metadata(&abs)?;
+            let mtime = meta
+                .modified()?
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            identity.push_str(&format!("\n{}\t{}\t{mtime}", abs.display(), meta.len()));
+        }
+        Ok(Self { identity, resume })
+    }
+}
+
+/// Batches left out of a resumed load because the journal lists them as committed.
+#[derive(Debug, Default)]
+struct Skipped {
+    batches: AtomicU64,
+    rows: AtomicU64,
+}
+
+/// The stream of a re-runnable load: its identity and all that decides batch contents.
+fn rerun_stream(
+    rerun: &Rerun,
+    config: &Config,
+    table: &TableSchema,
+    opts: &TextOptions,
+    insert_id: bool,
+) -> StreamId {
+    let mut key = format!(
+        "chasync text load v1\n{}\n{}.{}\n{:?} columns={:?} convert={} skip_unknown={} \
+         insert_id={insert_id} max_rows={} max_bytes={}\n",
+        rerun.identity,
+        config.clickhouse.database,
+        config.table,
+        opts.format,
+        opts.columns,
+        opts.convert,
+        opts.skip_unknown_fields,
+        config.batching.max_rows,
+        config.batching.max_bytes,
+    );
+    key.push_str(&table.server_timezone);
+    key.push('\n');
+    for c in &table.columns {
+        key.push_str(&format!(
+            "{}\t{}\t{:?}\t{}\n",
+            c.name, c.type_name, c.default_kind, c.default_expression
+        ));
+    }
+    StreamId::named(&key)
+}
+
+/// Batch sealing never waits for time in a re-runnable load: a year.
+const CONTENT_ONLY_LINGER: Duration = Duration::from_secs(365 * 86_400);
+
+/// The seal hook of a re-runnable load's pipeline: batches the journal lists are held back
+/// (when resuming); the others are watched, and recorded once committed.
+fn journal_hook(
+    journal: Arc<Journal>,
+    resume: bool,
+    skipped: Arc<Skipped>,
+    pending: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    runtime: tokio::runtime::Handle,
+) -> SealHook {
+    Box::new(move |batch| {
+        if resume && journal.committed(&batch.id()) {
+            skipped.batches.fetch_add(1, Relaxed);
+            skipped.rows.fetch_add(batch.rows() as u64, Relaxed);
+            return Box::pin(async { false });
+        }
+        let ack = batch.watch();
+        let (journal, id) = (journal.clone(), batch.id());
+        let task = runtime.spawn(async move {
+            if ack.wait().await.is_ok() {
+                let j = journal.clone();
+                let written = tokio::task::spawn_blocking(move || j.record(&id)).await;
+                if let Ok(Err(e)) = written {
+                    tracing::warn!(error = %e.report(), "cannot write the load's journal");
+                }
+            }
+        });
+        let mut pending = pending.lock().unwrap_or_else(|e| e.into_inner());
+        pending.retain(|t| !t.is_finished());
+        pending.push(task);
+        Box::pin(async { true })
+    })
 }
 
 /// Why a record was not taken.
@@ -93,6 +223,15 @@ pub struct TextPipeline {
     injects_insert_id: bool,
     width: Option<usize>,
     not_converted: Option<String>,
+    stream: StreamId,
+    journal: Option<Arc<Journal>>,
+    skipped: Arc<Skipped>,
+    pending: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+/// Where the journals of re-runnable loads are kept: `<spool_dir>/journal`.
+pub(crate) fn journal_dir(spool_dir: &Path) -> PathBuf {
+    spool_dir.join("journal")
 }
 
 /// The stream id of the pass-through pipeline: derived from the main stream's, distinct from
@@ -112,15 +251,49 @@ impl TextPipeline {
                 .entry("input_format_skip_unknown_fields".into())
                 .or_insert_with(|| "0".into());
         }
-        let stream = *config
-            .delivery
-            .stream_id
-            .get_or_insert_with(StreamId::random);
         let catalog = Arc::new(Catalog::new(&config));
         let table = catalog
             .table(&config.clickhouse.database, &config.table)
             .await?;
         let insert_id = table.insert_id().filter(|_| config.delivery.fill_insert_id);
+        if let Some(rerun) = &opts.rerun {
+            // A stream the configuration names is kept: it is reproducible already.
+            if config.delivery.stream_id.is_none() {
+                config.delivery.stream_id = Some(rerun_stream(
+                    rerun,
+                    &config,
+                    &table,
+                    &opts,
+                    insert_id.is_some(),
+                ));
+            }
+            config.batching.linger = CONTENT_ONLY_LINGER;
+        }
+        let stream = *config
+            .delivery
+            .stream_id
+            .get_or_insert_with(StreamId::random);
+        let journal = match &opts.rerun {
+            Some(_) => Some(Arc::new(Journal::open(
+                &journal_dir(&config.spool.dir),
+                stream.0,
+            )?)),
+            None => None,
+        };
+        let skipped = Arc::new(Skipped::default());
+        let pending = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let resume = opts.rerun.as_ref().is_some_and(|r| r.resume);
+        let hook = |journal: &Option<Arc<Journal>>| {
+            journal.as_ref().map(|j| {
+                journal_hook(
+                    j.clone(),
+                    resume,
+                    skipped.clone(),
+                    pending.clone(),
+                    tokio::runtime::Handle::current(),
+                )
+            })
+        };
         let mut not_converted = None;
         let (encoder, encoding, width): (Box<dyn BatchEncoder<Row = Bytes>>, _, _) =
             match opts.format {
@@ -170,17 +343,19 @@ impl TextPipeline {
         let pass_through = if encoding == Format::RowBinaryWithDefaults {
             let mut c = config.clone();
             c.delivery.stream_id = Some(pass_through_stream(stream));
-            Some(
-                PipelineBuilder::new(c)
-                    .catalog(catalog.clone())
-                    .start_with_encoder(JsonEachRow::new(insert_id.clone(), Vec::new()))?,
-            )
+            let mut b = PipelineBuilder::new(c).catalog(catalog.clone());
+            if let Some(h) = hook(&journal) {
+                b = b.on_seal(h);
+            }
+            Some(b.start_with_encoder(JsonEachRow::new(insert_id.clone(), Vec::new()))?)
         } else {
             None
         };
-        let main = PipelineBuilder::new(config)
-            .catalog(catalog)
-            .start_with_encoder(encoder)?;
+        let mut b = PipelineBuilder::new(config).catalog(catalog);
+        if let Some(h) = hook(&journal) {
+            b = b.on_seal(h);
+        }
+        let main = b.start_with_encoder(encoder)?;
         Ok(Self {
             main,
             pass_through,
@@ -189,7 +364,55 @@ impl TextPipeline {
             injects_insert_id: insert_id.is_some(),
             width: width.filter(|_| opts.format == TextFormat::Tsv),
             not_converted,
+            stream,
+            journal,
+            skipped,
+            pending,
         })
+    }
+
+    /// The stream the batch ids derive from (the pass-through pipeline's derives from it).
+    pub fn stream_id(&self) -> StreamId {
+        self.stream
+    }
+
+    /// The journal of committed batches of a re-runnable load, and how many batches it
+    /// listed when the load started.
+    pub fn journal(&self) -> Option<(&Path, usize)> {
+        self.journal.as_ref().map(|j| (j.path(), j.len()))
+    }
+
+    /// The dispatchers of the load's pipelines, e.g. to [`abandon`](crate::Dispatcher::abandon)
+    /// delivery at a deadline (also while [`shutdown`](Self::shutdown) drains).
+    pub fn dispatchers(&self) -> Vec<Arc<crate::Dispatcher>> {
+        let mut out = vec![self.main.dispatcher().clone()];
+        out.extend(self.pass_through.as_ref().map(|p| p.dispatcher().clone()));
+        out
+    }
+
+    /// The error of the last failed insert attempt, if any failed.
+    pub fn last_failure(&self) -> Option<String> {
+        self.main.dispatcher().last_failure().or_else(|| {
+            self.pass_through
+                .as_ref()
+                .and_then(|p| p.dispatcher().last_failure())
+        })
+    }
+
+    /// Batches, and their rows, that a resumed load did not send because the journal lists
+    /// them as committed.
+    pub fn skipped(&self) -> (u64, u64) {
+        (
+            self.skipped.batches.load(Relaxed),
+            self.skipped.rows.load(Relaxed),
+        )
+    }
+
+    /// [`skipped`](Self::skipped), readable after [`shutdown`](Self::shutdown) (the last
+    /// batches are sealed there).
+    pub fn skipped_handle(&self) -> impl Fn() -> (u64, u64) + Send + Sync + 'static {
+        let skipped = self.skipped.clone();
+        move || (skipped.batches.load(Relaxed), skipped.rows.load(Relaxed))
     }
 
     /// The format the main pipeline sends: `RowBinaryWithDefaults` (NDJSON converted on the
@@ -227,12 +450,18 @@ impl TextPipeline {
     /// Commits or dead-letters everything written, then stops; the final counters as
     /// [`stats`](Self::stats).
     pub async fn shutdown(self) -> Result<(Stats, Option<Stats>)> {
-        let main = self.main.shutdown().await?;
+        let main = self.main.shutdown().await;
         let pass = match self.pass_through {
-            Some(p) => Some(p.shutdown().await?),
+            Some(p) => Some(p.shutdown().await),
             None => None,
         };
-        Ok((main, pass))
+        // Every batch has ended: its journal line is being written.
+        let pending: Vec<_> =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in pending {
+            let _ = task.await;
+        }
+        Ok((main?, pass.transpose()?))
     }
 }
 

@@ -8,6 +8,13 @@
 //! temporary name, fsynced and renamed, the record last, so a record on disk always has its
 //! whole payload. Replaying a batch (see [`crate::replay()`]) sends the same bytes with the same
 //! batch id as dedup token, so a batch that had in fact landed is not doubled.
+//!
+//! A record of [`RECORD_VERSION`] 2 holds the exact insert ([`InsertSpec`]): the statement,
+//! every setting it was sent with (the engine's own included), the user it was sent as, the
+//! dedup token and the query id. Replay sends exactly that again, so it cannot change what
+//! lands. No password is ever written.
+
+pub(crate) mod journal;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -31,9 +38,33 @@ pub enum EntryKind {
     Rejected,
 }
 
+/// The version of the records this build writes. Records without a version (written before
+/// the exact insert was recorded) are version 1.
+pub const RECORD_VERSION: u32 = 2;
+
+/// The exact insert of a spooled batch, as it was sent (everything but the password).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InsertSpec {
+    /// `INSERT INTO db.t (columns) FORMAT <format>`, as sent.
+    pub statement: String,
+    /// Every ClickHouse setting of the insert, the engine's own included
+    /// (`insert_deduplication_token`, `query_id`, `async_insert`, `max_insert_block_size`,
+    /// ...), in the order they were applied.
+    pub settings: Vec<(String, String)>,
+    /// The user it was sent as.
+    pub user: String,
+    /// Its `insert_deduplication_token`.
+    pub dedup_token: String,
+    /// Its `query_id`.
+    pub query_id: String,
+}
+
 /// The metadata of one spool entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeadLetterRecord {
+    /// The record's version ([`RECORD_VERSION`]; 1 for records written without one).
+    #[serde(default = "version_one")]
+    pub version: u32,
     /// The batch id (dedup token) of the entry.
     pub id: Uuid,
     /// Batch or rejected rows.
@@ -69,9 +100,16 @@ pub struct DeadLetterRecord {
     /// The ClickHouse settings the insert was sent with.
     #[serde(default)]
     pub settings: Vec<(String, String)>,
-    /// The user it was inserted as, when not the engine's configured one.
+    /// The user it was inserted as (version 1 records: only when a user was configured).
     #[serde(default)]
     pub user: Option<String>,
+    /// The exact insert (version 2 records of batches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insert: Option<InsertSpec>,
+}
+
+fn version_one() -> u32 {
+    1
 }
 
 /// A dead-letter spool directory.
@@ -130,17 +168,19 @@ impl DeadLetterSpool {
         self.sync_dir()
     }
 
-    /// Writes a batch that could not be committed (blocking I/O: call from a blocking
-    /// context).
+    /// Writes a batch that could not be committed, with the exact insert it was sent as
+    /// (blocking I/O: call from a blocking context).
     pub fn write_batch(
         &self,
         batch: &Batch,
+        insert: InsertSpec,
         error: &str,
         code: Option<u32>,
         kind: ErrorKind,
         attempts: u32,
     ) -> Result<PathBuf> {
         let record = DeadLetterRecord {
+            version: RECORD_VERSION,
             id: batch.id,
             kind: EntryKind::Batch,
             database: batch.database().to_string(),
@@ -158,7 +198,8 @@ impl DeadLetterSpool {
             dead_lettered_at_ms: now_ms(),
             payload_file: format!("{}.bin", batch.id),
             settings: batch.settings().to_vec(),
-            user: batch.user().map(str::to_string),
+            user: Some(insert.user.clone()),
+            insert: Some(insert),
         };
         self.write_entry(&record, &batch.bytes)?;
         Ok(self.dir.join(format!("{}.json", record.id)))
@@ -177,6 +218,7 @@ impl DeadLetterSpool {
             payload.push(b'\n');
         }
         let record = DeadLetterRecord {
+            version: RECORD_VERSION,
             id,
             kind: EntryKind::Rejected,
             database: batch.database().to_string(),
@@ -195,6 +237,7 @@ impl DeadLetterSpool {
             payload_file: format!("{id}.rejected.jsonl"),
             settings: batch.settings().to_vec(),
             user: batch.user().map(str::to_string),
+            insert: None,
         };
         self.write_entry(&record, &payload)?;
         Ok(self.dir.join(format!("{id}.json")))
@@ -268,6 +311,7 @@ mod tests {
                 table: Arc::from("t"),
                 settings: Arc::from(vec![("s".to_string(), "1".to_string())]),
                 credentials: None,
+                exact_settings: false,
             },
             columns: Arc::from(vec!["a".to_string()]),
             format: crate::batch::Format::RowBinary,
@@ -280,6 +324,29 @@ mod tests {
         }
     }
 
+    fn spec(b: &Batch) -> InsertSpec {
+        InsertSpec {
+            statement: "INSERT INTO db.t (a) FORMAT RowBinary".into(),
+            settings: vec![("s".into(), "1".into())],
+            user: "u".into(),
+            dedup_token: b.id.to_string(),
+            query_id: b.id.to_string(),
+        }
+    }
+
+    #[test]
+    fn old_records_read_as_version_one() {
+        let json = r#"{"id":"6c3c0f8e-2b7d-4d55-9a43-51c27b1e93a4","kind":"batch","database":"db",
+            "table":"t","columns":[],"format":"RowBinaryWithDefaults","rows":1,"bytes":2,
+            "error":"x","error_kind":"retryable","code":null,"attempts":2,
+            "stream_id":"6c3c0f8e-2b7d-4d55-9a43-51c27b1e93a4","sequence":0,
+            "dead_lettered_at_ms":1,"payload_file":"x.bin"}"#;
+        let r: DeadLetterRecord = serde_json::from_str(json).unwrap();
+        assert_eq!(r.version, 1);
+        assert_eq!(r.insert, None);
+        assert!(r.settings.is_empty());
+    }
+
     #[test]
     fn write_list_read_remove() {
         let dir = tempfile::tempdir().unwrap();
@@ -289,7 +356,7 @@ mod tests {
         let err =
             crate::error::parse_server_error("Code: 60. DB::Exception: no table. (UNKNOWN_TABLE)");
         spool
-            .write_batch(&b, &err.report(), err.code(), err.kind(), 1)
+            .write_batch(&b, spec(&b), &err.report(), err.code(), err.kind(), 1)
             .unwrap();
         spool
             .write_rejected(
@@ -304,6 +371,9 @@ mod tests {
         assert_eq!(list.len(), 2);
         let rec = list.iter().find(|r| r.kind == EntryKind::Batch).unwrap();
         assert_eq!(rec.id, b.id);
+        assert_eq!(rec.version, RECORD_VERSION);
+        assert_eq!(rec.insert, Some(spec(&b)));
+        assert_eq!(rec.user.as_deref(), Some("u"));
         assert_eq!(rec.code, Some(60));
         assert_eq!(rec.error_kind, ErrorKind::Permanent);
         assert_eq!(spool.payload(rec).unwrap(), b.bytes);
