@@ -104,7 +104,9 @@ impl Settings {
 
     /// A client for metadata queries and DDL.
     pub fn client(&self) -> Result<clickhouse::Client, CliError> {
-        Ok(self.base.client())
+        self.base
+            .client()
+            .map_err(|e| CliError::error(e.to_string()))
     }
 
     /// The `(name, type)` columns of `database.table`, read by the engine's catalog.
@@ -113,7 +115,7 @@ impl Settings {
         database: &str,
         table: &str,
     ) -> Result<Vec<(String, String)>, chasync_core::Error> {
-        let schema = chasync_core::Catalog::new(&self.base)
+        let schema = chasync_core::Catalog::new(&self.base)?
             .table(database, table)
             .await?;
         Ok(schema

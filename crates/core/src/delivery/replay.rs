@@ -33,7 +33,7 @@ pub struct ReplayReport {
 /// it on tables that deduplicate (see [`crate::Deduplication`]).
 pub async fn replay(config: &Config, spool: &DeadLetterSpool) -> Result<ReplayReport> {
     let limiter = Arc::new(Limiter::new(config.delivery.max_concurrency));
-    let sink = Sink::new(config, limiter.clone());
+    let sink = Sink::new(config, limiter.clone())?;
     let counters = Counters::new(limiter);
     let mut report = ReplayReport::default();
     for record in spool.list()? {

@@ -66,27 +66,29 @@ fn endpoint_pause(failures: u32) -> Duration {
 
 impl Sink {
     /// A sink for the endpoints of `config`, sharing `limiter` with its pipeline.
-    pub(crate) fn new(config: &Config, limiter: Arc<Limiter>) -> Self {
-        Self {
+    pub(crate) fn new(config: &Config, limiter: Arc<Limiter>) -> Result<Self> {
+        Ok(Self {
             endpoints: config
                 .clickhouse
                 .url
                 .iter()
-                .map(|u| Endpoint {
-                    client: client_for(config, u),
-                    url: redact_url(u),
-                    in_flight: AtomicUsize::new(0),
-                    failures: AtomicU32::new(0),
-                    down_until: Mutex::new(None),
+                .map(|u| {
+                    Ok(Endpoint {
+                        client: client_for(config, u)?,
+                        url: redact_url(u),
+                        in_flight: AtomicUsize::new(0),
+                        failures: AtomicU32::new(0),
+                        down_until: Mutex::new(None),
+                    })
                 })
-                .collect(),
+                .collect::<Result<_>>()?,
             next: AtomicUsize::new(0),
             limiter,
             send_timeout: config.clickhouse.send_timeout,
             insert_timeout: config.clickhouse.insert_timeout,
             retry: RetryPolicy::of(&config.delivery),
             block_rows: config.batching.max_rows.max(1_048_449).to_string(),
-        }
+        })
     }
 
     /// The endpoint for the next attempt: the least loaded of those that are up (ties go

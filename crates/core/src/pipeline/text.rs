@@ -116,7 +116,7 @@ impl TextPipeline {
             .delivery
             .stream_id
             .get_or_insert_with(StreamId::random);
-        let catalog = Arc::new(Catalog::new(&config));
+        let catalog = Arc::new(Catalog::new(&config)?);
         let table = catalog
             .table(&config.clickhouse.database, &config.table)
             .await?;
