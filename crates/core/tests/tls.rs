@@ -66,7 +66,7 @@ async fn insert_and_check(db: &TestDb, c: Config) {
 async fn inserts_over_https_land_every_row() {
     let ca = TestCa::new("chasync test CA");
     let server = ca.server("server", "chasync test server");
-    let tls = TlsTerminator::start(&ca, &server, &common::url(), false).await;
+    let tls = TlsTerminator::start(&ca, &server, &common::url(), false);
     let db = TestDb::new("tls_rows").await;
     table(&db).await;
     let dlq = tempfile::tempdir().unwrap();
@@ -94,7 +94,7 @@ async fn a_server_certificate_of_another_ca_is_refused_naming_the_problem() {
     let ca = TestCa::new("chasync test CA");
     let other = TestCa::new("some other CA");
     let server = ca.server("server", "chasync test server");
-    let tls = TlsTerminator::start(&ca, &server, &common::url(), false).await;
+    let tls = TlsTerminator::start(&ca, &server, &common::url(), false);
     let db = TestDb::new("tls_wrong_ca").await;
     table(&db).await;
     let dlq = tempfile::tempdir().unwrap();
@@ -119,7 +119,7 @@ async fn a_server_certificate_of_another_ca_is_refused_naming_the_problem() {
     assert!(text.contains("UnknownIssuer"), "{text}");
     // A certificate of the right CA for another name: the name is checked too.
     let elsewhere = ca.server_for("elsewhere", "elsewhere", &["ch.example.com"]);
-    let tls = TlsTerminator::start(&ca, &elsewhere, &common::url(), false).await;
+    let tls = TlsTerminator::start(&ca, &elsewhere, &common::url(), false);
     let mut c = config(&db, tls.url(), dlq.path());
     c.tls.ca_file = Some(ca.ca_file().to_path_buf());
     let text = Ingestor::<Ev>::start(c)
@@ -156,7 +156,7 @@ async fn mutual_tls_needs_the_client_certificate() {
     let ca = TestCa::new("chasync test CA");
     let server = ca.server("server", "chasync test server");
     let client = ca.client("client", "chasync loader");
-    let tls = TlsTerminator::start(&ca, &server, &common::url(), true).await;
+    let tls = TlsTerminator::start(&ca, &server, &common::url(), true);
     let db = TestDb::new("tls_mutual").await;
     table(&db).await;
     let dlq = tempfile::tempdir().unwrap();
@@ -217,7 +217,7 @@ impl Write for Captured {
 async fn skipping_verification_connects_and_warns() {
     let ca = TestCa::new("chasync test CA");
     let server = ca.server("server", "chasync test server");
-    let tls = TlsTerminator::start(&ca, &server, &common::url(), false).await;
+    let tls = TlsTerminator::start(&ca, &server, &common::url(), false);
     let db = TestDb::new("tls_insecure").await;
     table(&db).await;
     let dlq = tempfile::tempdir().unwrap();

@@ -154,6 +154,9 @@ pub async fn served_certificate(
 /// A TLS-terminating proxy on a loopback port of its own: each accepted connection is
 /// handshaken with rustls (with a client certificate of the CA required, when asked), then
 /// its bytes are copied to and from the plain upstream (`http://host:port`).
+///
+/// It runs on a thread and runtime of its own, so tests that block their thread (running a
+/// binary, say) do not stall it. Dropping it stops it.
 pub struct TlsTerminator {
     /// The proxy's address.
     pub addr: SocketAddr,
@@ -161,13 +164,14 @@ pub struct TlsTerminator {
     pub handshakes: Arc<AtomicUsize>,
     /// Handshakes that failed, with the server side's reason.
     pub failures: Arc<std::sync::Mutex<Vec<String>>>,
-    task: tokio::task::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl TlsTerminator {
     /// Starts a terminator to `upstream` serving `server` (a certificate of `ca`); when
     /// `require_client_cert`, a client must show a certificate of `ca`.
-    pub async fn start(
+    pub fn start(
         ca: &TestCa,
         server: &CertFiles,
         upstream: &str,
@@ -196,38 +200,52 @@ impl TlsTerminator {
             .with_single_cert(read_certs(&server.cert), key)
             .expect("a server configuration");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("non-blocking");
         let addr = listener.local_addr().expect("an address");
         let handshakes = Arc::new(AtomicUsize::new(0));
         let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (h, f) = (handshakes.clone(), failures.clone());
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((client, _)) = listener.accept().await else {
-                    return;
-                };
-                let (acceptor, h, f) = (acceptor.clone(), h.clone(), f.clone());
-                tokio::spawn(async move {
-                    let mut tls = match acceptor.accept(client).await {
-                        Ok(t) => t,
-                        Err(e) => {
-                            f.lock().unwrap().push(e.to_string());
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            rt.block_on(async move {
+                let listener = TcpListener::from_std(listener).expect("a tokio listener");
+                loop {
+                    let client = tokio::select! {
+                        accepted = listener.accept() => match accepted {
+                            Ok((c, _)) => c,
+                            Err(_) => return,
+                        },
+                        _ = &mut stopped => return,
+                    };
+                    let (acceptor, h, f) = (acceptor.clone(), h.clone(), f.clone());
+                    tokio::spawn(async move {
+                        let mut tls = match acceptor.accept(client).await {
+                            Ok(t) => t,
+                            Err(e) => {
+                                f.lock().unwrap().push(e.to_string());
+                                return;
+                            }
+                        };
+                        h.fetch_add(1, Ordering::SeqCst);
+                        let Ok(mut server) = TcpStream::connect(upstream).await else {
                             return;
-                        }
-                    };
-                    h.fetch_add(1, Ordering::SeqCst);
-                    let Ok(mut server) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
-                });
-            }
+                        };
+                        let _ = tokio::io::copy_bidirectional(&mut tls, &mut server).await;
+                    });
+                }
+            });
         });
         Self {
             addr,
             handshakes,
             failures,
-            task,
+            stop: Some(stop),
+            thread: Some(thread),
         }
     }
 
@@ -244,6 +262,11 @@ impl TlsTerminator {
 
 impl Drop for TlsTerminator {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
