@@ -43,9 +43,6 @@ pub struct GlobalOpts {
     /// Database of tables named without one [default: default].
     #[arg(long, global = true)]
     pub database: Option<String>,
-    /// TLS of `https://` URLs.
-    #[command(flatten)]
-    pub tls: TlsOpts,
     /// A TOML file with any of the options (flags and environment override it).
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
@@ -55,6 +52,9 @@ pub struct GlobalOpts {
     /// Machine-readable JSON on stdout (errors as JSON on stderr).
     #[arg(long, global = true)]
     pub json: bool,
+    /// TLS of `https://` URLs.
+    #[command(flatten)]
+    pub tls: TlsOpts,
 }
 
 /// TLS of `https://` URLs (the `[tls]` options of the config file).

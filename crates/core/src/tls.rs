@@ -65,7 +65,7 @@ pub fn client_config(tls: &Tls) -> Result<ClientConfig> {
     match (&tls.cert_file, &tls.key_file) {
         (Some(cert), Some(key)) => {
             let chain = certificates(cert, "tls_cert_file")?;
-            let key = private_key(key)?;
+            let key = private_key(key, "tls_key_file")?;
             builder.with_client_auth_cert(chain, key).map_err(|e| {
                 Error::Config(format!(
                     "tls_cert_file {} with tls_key_file: {e}",
@@ -161,8 +161,8 @@ fn roots(tls: &Tls) -> Result<RootCertStore> {
     Ok(roots)
 }
 
-/// The certificates of a PEM file.
-fn certificates(file: &Path, option: &str) -> Result<Vec<CertificateDer<'static>>> {
+/// The certificates of a PEM file; errors name the file and `option`, the option that named it.
+pub fn certificates(file: &Path, option: &str) -> Result<Vec<CertificateDer<'static>>> {
     let pem = read(file, option)?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<std::result::Result<Vec<_>, _>>()
@@ -176,12 +176,13 @@ fn certificates(file: &Path, option: &str) -> Result<Vec<CertificateDer<'static>
     Ok(certs)
 }
 
-/// The private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
-fn private_key(file: &Path) -> Result<PrivateKeyDer<'static>> {
-    let pem = read(file, "tls_key_file")?;
+/// The private key of a PEM file (PKCS#8, PKCS#1 or SEC1); errors name the file and
+/// `option`, the option that named it.
+pub fn private_key(file: &Path, option: &str) -> Result<PrivateKeyDer<'static>> {
+    let pem = read(file, option)?;
     PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
         Error::Config(format!(
-            "tls_key_file {}: no private key read from it ({e})",
+            "{option} {}: no private key read from it ({e})",
             file.display()
         ))
     })

@@ -167,7 +167,6 @@ async fn mutual_tls_needs_the_client_certificate() {
         .err()
         .expect("refused without a client certificate")
         .to_string();
-    eprintln!("without a client certificate: {text}");
     assert!(text.contains("CertificateRequired"), "{text}");
     assert!(
         text.contains("set tls_cert_file and tls_key_file"),
@@ -193,7 +192,6 @@ async fn mutual_tls_needs_the_client_certificate() {
         .err()
         .expect("refused with a certificate of another CA")
         .to_string();
-    eprintln!("with a client certificate of another CA: {text}");
     assert!(text.contains("UnknownCA"), "{text}");
     c.tls.cert_file = Some(client.cert);
     c.tls.key_file = Some(client.key);

@@ -1,5 +1,5 @@
-//! The listener: accepts connections until shutdown, then lets open requests finish and
-//! drains the tables.
+//! The listener: accepts connections (plain HTTP, or HTTPS with [`ServerTls`]) until
+//! shutdown, then lets open requests finish and drains the tables.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -11,12 +11,18 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::app::App;
+use crate::tls::ServerTls;
 
-/// Serves `listener` until `shutdown` resolves; then closes the listener, waits for the
-/// requests in progress, and drains every table. Returns whether the drain completed.
+/// The longest a client may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `listener` (with TLS when `tls` is given) until `shutdown` resolves; then closes
+/// the listener, waits for the requests in progress, and drains every table. Returns whether
+/// the drain completed.
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
     shutdown: impl Future<Output = ()>,
 ) -> bool {
     let graceful = GracefulShutdown::new();
@@ -35,12 +41,35 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let app = app.clone();
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service_fn(move |req| app.clone().handle(req)));
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
+                let service = service_fn(move |req| app.clone().handle(req));
+                let http = hyper::server::conn::http1::Builder::new();
+                match &tls {
+                    None => {
+                        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                        tokio::spawn(async move {
+                            let _ = conn.await;
+                        });
+                    }
+                    Some(tls) => {
+                        // The handshake on the connection's own task: a slow client holds up
+                        // no one else.
+                        let (acceptor, watcher) = (tls.acceptor(), graceful.watcher());
+                        tokio::spawn(async move {
+                            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    tracing::debug!("TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                            let _ = watcher.watch(http.serve_connection(TokioIo::new(stream), service)).await;
+                        });
+                    }
+                }
             }
             () = &mut shutdown => break,
         }
