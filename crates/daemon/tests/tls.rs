@@ -127,6 +127,7 @@ async fn serves_https_and_reloads_its_certificate_on_sighup() {
             .arg("json"),
     );
     let addr: std::net::SocketAddr = d.addr.parse().unwrap();
+    assert!(d.log_text().contains("\"https\":true"), "{}", d.log_text());
     let https = Http::trusting(ca.ca_file());
     let r = https
         .post(
