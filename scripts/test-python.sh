@@ -28,9 +28,11 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "${deps[*]}" ]; then
   echo "${deps[*]}" > "$stamp"
 fi
 
-# The command-line frontends, for the tests that compare the three frontends' options.
-echo "test-python: building chasync and chasyncd" >&2
-(cd "$repo" && cargo build --quiet -p chasync-cli -p chasync-daemon)
+# The command-line frontends, for the tests that compare the three frontends' options, and
+# the TLS terminator of the tests of https:// URLs.
+echo "test-python: building chasync, chasyncd and chasync-tls-terminator" >&2
+(cd "$repo" && cargo build --quiet -p chasync-cli -p chasync-daemon \
+  -p chasync-testkit --bin chasync-tls-terminator)
 export CHASYNC_BIN_DIR="${CARGO_TARGET_DIR:-$repo/target}/debug"
 
 echo "test-python: building and installing the package (release)" >&2

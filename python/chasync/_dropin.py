@@ -63,6 +63,8 @@ class ClickHouseAsyncInserter:
     * ``user``, ``password``: ClickHouse credentials;
     * ``linger``: seconds a partial batch waits for more rows before it is sent (1.0, as the
       1 s idle flush of the original);
+    * ``secure``: ``https://`` instead of ``http://`` (False), with the TLS options
+      ``tls_ca_file``, ``tls_cert_file``, ``tls_key_file``, ``tls_insecure_skip_verify``;
     * any other option of :class:`chasync.Inserter` (``compression``, ``queue_capacity``,
       ``stream_id``, ``settings``, ...).
     """
@@ -82,9 +84,10 @@ class ClickHouseAsyncInserter:
         user: Optional[str] = None,
         password: Optional[str] = None,
         linger: float = 1.0,
+        secure: bool = False,
         **options: Any,
     ) -> None:
-        self.base_url = f"http://{host}:{port}"
+        self.base_url = f"{'https' if secure else 'http'}://{host}:{port}"
         self.database = database
         self.table = table
         self.batch_size = batch_size

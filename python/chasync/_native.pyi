@@ -63,7 +63,8 @@ Columns = Union[Mapping[str, Sequence[Any]], Any]
 class Inserter:
     """Streams rows into one ClickHouse table through the chasync engine.
 
-    ``url`` is the HTTP endpoint (``http://host:8123``) or a list of them (attempts rotate).
+    ``url`` is the HTTP endpoint (``http://host:8123``, or ``https://host:8443`` with TLS) or a
+    list of them (attempts rotate).
     Options (keyword arguments):
 
     * ``compression``: ``"lz4"`` (default) or ``"none"``;
@@ -80,6 +81,11 @@ class Inserter:
     * ``stream_id`` (a name: reproducible batch ids) and ``first_sequence``;
     * ``fill_insert_id`` (True): write the batch id into an ``_insert_id`` column;
     * ``settings``: extra ClickHouse settings of every insert;
+    * ``tls_ca_file`` (a PEM file of the CAs to trust instead of the system's store, which
+      ``SSL_CERT_FILE`` replaces), ``tls_cert_file`` and ``tls_key_file`` (a client
+      certificate, for servers that require one), ``tls_insecure_skip_verify`` (False; True
+      accepts any server certificate, unverified, and logs a warning): TLS of ``https://``
+      URLs;
     * ``skip_unknown_keys`` (False), ``preserve_row_order`` (True), ``insert_id_column``;
     * ``on_conversion_error``: ``"raise"`` (default: ``ConversionError``, nothing of the call
       taken) or ``"dead_letter"`` (the row goes to the spool with its reason).
@@ -114,6 +120,10 @@ class Inserter:
         first_sequence: int = ...,
         fill_insert_id: bool = ...,
         settings: Optional[Mapping[str, Any]] = ...,
+        tls_ca_file: Union[str, PathLike[str], None] = ...,
+        tls_cert_file: Union[str, PathLike[str], None] = ...,
+        tls_key_file: Union[str, PathLike[str], None] = ...,
+        tls_insecure_skip_verify: bool = ...,
         skip_unknown_keys: bool = ...,
         preserve_row_order: bool = ...,
         insert_id_column: Optional[str] = ...,

@@ -34,6 +34,10 @@ KWARGS = dict(
     stream_id="loader",
     first_sequence=7,
     spool_dir="/tmp/chasync-vocabulary",
+    tls_ca_file="/etc/chasync/ca.pem",
+    tls_cert_file="/etc/chasync/client.pem",
+    tls_key_file="/etc/chasync/client.key",
+    tls_insecure_skip_verify=True,
 )
 URLS = ["http://ch-1:8123", "http://ch-2:8123"]
 
@@ -65,6 +69,12 @@ first_sequence = 7
 
 [spool]
 dir = "/tmp/chasync-vocabulary"
+
+[tls]
+ca_file = "/etc/chasync/ca.pem"
+cert_file = "/etc/chasync/client.pem"
+key_file = "/etc/chasync/client.key"
+insecure_skip_verify = true
 """
 
 FLAGS = [
@@ -72,6 +82,10 @@ FLAGS = [
     "--database", "analytics",
     "--user", "loader",
     "--password", "pw-secret",
+    "--tls-ca-file", "/etc/chasync/ca.pem",
+    "--tls-cert-file", "/etc/chasync/client.pem",
+    "--tls-key-file", "/etc/chasync/client.key",
+    "--tls-insecure-skip-verify",
     "config",
     "--table", "t",
     "--compression", "none",
@@ -138,6 +152,12 @@ def test_the_three_frontends_map_a_sample_to_the_same_config(tmp_path: Path) -> 
     assert from_python["clickhouse"]["password"] == "***"
     assert from_python["delivery"]["max_attempts"] == 3
     assert from_python["batching"]["linger"] == "250ms"
+    assert from_python["tls"] == {
+        "ca_file": "/etc/chasync/ca.pem",
+        "cert_file": "/etc/chasync/client.pem",
+        "key_file": "/etc/chasync/client.key",
+        "insecure_skip_verify": True,
+    }
     assert from_python["clickhouse"]["settings"] == {
         "async_insert": "0",
         "input_format_skip_unknown_fields": "1",
@@ -166,3 +186,9 @@ def test_the_defaults_are_the_same_everywhere(tmp_path: Path) -> None:
     assert from_python == json.loads(cli.stdout) == from_daemon
     assert from_python["delivery"]["max_attempts"] == 20000
     assert from_python["spool"]["dir"] == "chasync-spool"
+    assert from_python["tls"] == {
+        "ca_file": None,
+        "cert_file": None,
+        "key_file": None,
+        "insecure_skip_verify": False,
+    }

@@ -53,6 +53,28 @@ pub struct GlobalOpts {
     /// Machine-readable JSON on stdout (errors as JSON on stderr).
     #[arg(long, global = true)]
     pub json: bool,
+    /// TLS of `https://` URLs.
+    #[command(flatten)]
+    pub tls: TlsOpts,
+}
+
+/// TLS of `https://` URLs (the `[tls]` options of the config file).
+#[derive(Debug, Args, Default, Clone)]
+#[command(next_help_heading = "TLS of https:// URLs")]
+pub struct TlsOpts {
+    /// PEM file of the CA certificates to trust instead of the system's store (which
+    /// `SSL_CERT_FILE` replaces).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM file of a client certificate, for servers that require one (mutual TLS).
+    #[arg(long, value_name = "FILE", global = true, requires = "tls_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    #[arg(long, value_name = "FILE", global = true, requires = "tls_cert_file")]
+    pub tls_key_file: Option<PathBuf>,
+    /// INSECURE: accept any server certificate without verifying it (tests only; warns).
+    #[arg(long, global = true)]
+    pub tls_insecure_skip_verify: bool,
 }
 
 /// Wire compression of insert bodies.

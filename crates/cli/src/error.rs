@@ -79,8 +79,11 @@ impl From<chasync_core::Error> for CliError {
             E::DeadLettered { .. } => exit::NOT_COMMITTED,
             _ => exit::ERROR,
         };
-        let unreachable = matches!(e, E::Network { .. });
-        let mut err = Self::with_code(code, e.report());
+        let report = e.report();
+        // Something answered when a TLS handshake failed: the message says what to do.
+        let unreachable =
+            matches!(e, E::Network { .. }) && chasync_core::tls::hint(&report).is_none();
+        let mut err = Self::with_code(code, report);
         err.unreachable = unreachable;
         if let E::Server { code: 516, .. } = e {
             err.hint =

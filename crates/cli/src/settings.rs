@@ -60,6 +60,19 @@ impl Settings {
             .set("table", NO_TABLE)
             .build()
             .map_err(|e| CliError::usage(e.to_string()))?;
+        if base.tls.insecure_skip_verify
+            && base
+                .clickhouse
+                .url
+                .iter()
+                .any(|u| u.starts_with("https://"))
+        {
+            // Loud on purpose, --quiet or not: the server is not authenticated.
+            eprintln!(
+                "chasync: WARNING: tls_insecure_skip_verify is set: the server's TLS certificate \
+                 is NOT verified; anyone on the path can read and change the data"
+            );
+        }
         Ok(Self {
             layers,
             base,
@@ -104,7 +117,9 @@ impl Settings {
 
     /// A client for metadata queries and DDL.
     pub fn client(&self) -> Result<clickhouse::Client, CliError> {
-        Ok(self.base.client())
+        self.base
+            .client()
+            .map_err(|e| CliError::error(e.to_string()))
     }
 
     /// The `(name, type)` columns of `database.table`, read by the engine's catalog.
@@ -113,7 +128,7 @@ impl Settings {
         database: &str,
         table: &str,
     ) -> Result<Vec<(String, String)>, chasync_core::Error> {
-        let schema = chasync_core::Catalog::new(&self.base)
+        let schema = chasync_core::Catalog::new(&self.base)?
             .table(database, table)
             .await?;
         Ok(schema
@@ -147,6 +162,19 @@ fn flags(mut b: ConfigBuilder, global: &GlobalOpts, o: &IngestOpts) -> ConfigBui
     }
     if let Some(db) = &global.database {
         b = b.set("database", db.as_str());
+    }
+    let path = |p: &Path| p.to_string_lossy().into_owned();
+    if let Some(f) = &global.tls.tls_ca_file {
+        b = b.set("tls_ca_file", path(f));
+    }
+    if let Some(f) = &global.tls.tls_cert_file {
+        b = b.set("tls_cert_file", path(f));
+    }
+    if let Some(f) = &global.tls.tls_key_file {
+        b = b.set("tls_key_file", path(f));
+    }
+    if global.tls.tls_insecure_skip_verify {
+        b = b.set("tls_insecure_skip_verify", true);
     }
     if let Some(n) = o.max_rows {
         b = b.set("max_rows", n as u64);
@@ -240,6 +268,7 @@ mod tests {
             user: None,
             password: None,
             database: Some("db".into()),
+            tls: crate::cli::TlsOpts::default(),
             config,
             quiet: false,
             json: false,

@@ -35,19 +35,20 @@ impl std::fmt::Debug for Catalog {
 impl Catalog {
     /// A catalog that reads through the endpoints of `config` (the next one when one cannot
     /// be reached), with its credentials; each metadata query is bounded by the
-    /// configuration's `query_timeout`.
-    pub fn new(config: &Config) -> Self {
+    /// configuration's `query_timeout`. Fails when the TLS options name files that cannot be
+    /// read.
+    pub fn new(config: &Config) -> Result<Self> {
         let clients = config
             .clickhouse
             .url
             .iter()
             .map(|u| crate::client::client_for(config, u))
-            .collect();
-        Self {
+            .collect::<Result<_>>()?;
+        Ok(Self {
             clients,
             timeout: config.clickhouse.query_timeout,
             cache: Mutex::new(HashMap::new()),
-        }
+        })
     }
 
     /// A catalog that reads with `client`; each query is bounded by `timeout`.

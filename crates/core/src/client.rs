@@ -1,21 +1,21 @@
 //! The HTTP client of one ClickHouse endpoint, as every part of the engine builds it: the
-//! `clickhouse` crate's client over a hyper connection pool, with the configuration's
-//! credentials, database, compression and connect timeout.
+//! `clickhouse` crate's client over a hyper connection pool (TLS for `https://` URLs, see
+//! [`crate::tls`]), with the configuration's credentials, database, compression and connect
+//! timeout.
 
 use std::time::Duration;
 
 use hyper_util::client::legacy::Client as HyperClient;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::config::{Compression, Config};
+use crate::error::Result;
 
-/// Builds a `clickhouse::Client` for one endpoint of the configuration.
-pub(crate) fn client_for(config: &Config, url: &str) -> clickhouse::Client {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(config.clickhouse.connect_timeout));
-    connector.set_keepalive(Some(Duration::from_secs(60)));
-    connector.set_nodelay(true);
+/// Builds a `clickhouse::Client` for one endpoint of the configuration. Fails when the TLS
+/// options name files that cannot be read.
+pub(crate) fn client_for(config: &Config, url: &str) -> Result<clickhouse::Client> {
+    let connector = crate::tls::connector(&config.tls, config.clickhouse.connect_timeout)?;
+    crate::tls::warn_unverified(&config.tls, url);
     let http = HyperClient::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(2))
         .pool_max_idle_per_host(config.delivery.max_concurrency.max(1))
@@ -33,13 +33,14 @@ pub(crate) fn client_for(config: &Config, url: &str) -> clickhouse::Client {
     if let Some(password) = &config.clickhouse.password {
         client = client.with_password(password.expose().to_string());
     }
-    client
+    Ok(client)
 }
 
 impl Config {
-    /// A client of the first endpoint with this configuration's credentials, database and
-    /// compression: for queries of an application's own next to the engine's inserts.
-    pub fn client(&self) -> clickhouse::Client {
+    /// A client of the first endpoint with this configuration's credentials, database,
+    /// compression and TLS options: for queries of an application's own next to the engine's
+    /// inserts. Fails when the TLS options name files that cannot be read.
+    pub fn client(&self) -> Result<clickhouse::Client> {
         client_for(self, &self.clickhouse.url[0])
     }
 }

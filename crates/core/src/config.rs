@@ -117,6 +117,27 @@ impl Default for ClickHouse {
     }
 }
 
+/// TLS of `https://` endpoints: whom to trust, and the client certificate to show.
+///
+/// Without options the server's certificate is verified against the system's trust store
+/// (`SSL_CERT_FILE` / `SSL_CERT_DIR` replace it, as for other programs). The flat option names
+/// are `tls_ca_file`, `tls_cert_file`, `tls_key_file` and `tls_insecure_skip_verify`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct Tls {
+    /// A PEM file of the CA certificates to trust, instead of the system's trust store.
+    pub ca_file: Option<PathBuf>,
+    /// A PEM file with the client certificate (and its chain) for servers that require one
+    /// (mutual TLS); with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// The PEM file of the client certificate's private key.
+    pub key_file: Option<PathBuf>,
+    /// Accepts any server certificate, unverified: the connection is encrypted but the server
+    /// is not authenticated. Only for tests; a warning is logged when a client is built.
+    pub insecure_skip_verify: bool,
+}
+
 /// When a batch is sealed, and how much may wait before producers are held back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -211,8 +232,8 @@ impl Default for Spool {
 ///
 /// The one configuration vocabulary of the engine and every frontend.
 ///
-/// A [`Config`] has four groups: [`ClickHouse`] (endpoints, credentials, timeouts, settings),
-/// [`Batching`], [`Delivery`] (concurrency, retries, batch ids) and [`Spool`], plus the
+/// A [`Config`] has five groups: [`ClickHouse`] (endpoints, credentials, timeouts, settings),
+/// [`Tls`], [`Batching`], [`Delivery`] (concurrency, retries, batch ids) and [`Spool`], plus the
 /// target `table`. It deserialises from TOML (the CLI's config file and the daemon's, one
 /// `[group]` section each) and is built from flat `key = value` options by
 /// [`ConfigBuilder`], which the CLI's flags, the daemon's flags and Python's keyword arguments
@@ -238,6 +259,8 @@ impl Default for Spool {
 pub struct Config {
     /// Endpoints, credentials, timeouts, settings.
     pub clickhouse: ClickHouse,
+    /// TLS of `https://` endpoints.
+    pub tls: Tls,
     /// The target table (`db.table`, or a table of `clickhouse.database`).
     pub table: String,
     /// Batching.
@@ -290,13 +313,13 @@ impl Config {
         for url in &self.clickhouse.url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(Error::Config(format!(
-                    "URL {:?} must start with http:// (the ClickHouse HTTP interface)",
+                    "URL {:?} must start with http:// or https:// (the ClickHouse HTTP interface)",
                     redact_url(url)
                 )));
             }
-            if url.starts_with("https://") {
-                return bad("https:// endpoints are not supported yet: build with a TLS connector");
-            }
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return bad("tls_cert_file and tls_key_file go together: set both or neither");
         }
         if self.table.is_empty() {
             return bad("the table name is empty");
@@ -354,12 +377,21 @@ impl Config {
 }
 
 /// The groups of [`Config`], as TOML sections.
-const GROUPS: [&str; 5] = ["clickhouse", "table", "batching", "delivery", "spool"];
+const GROUPS: [&str; 6] = [
+    "clickhouse",
+    "tls",
+    "table",
+    "batching",
+    "delivery",
+    "spool",
+];
 
-/// The flat option name of a field: its own name, but `spool_dir` for the spool's `dir`.
+/// The flat option name of a field: its own name, but `spool_dir` for the spool's `dir` and
+/// `tls_<field>` for the fields of `[tls]`.
 fn flat_name(group: &str, field: &str) -> String {
     match (group, field) {
         ("spool", "dir") => "spool_dir".into(),
+        ("tls", f) => format!("tls_{f}"),
         _ => field.into(),
     }
 }
@@ -534,7 +566,7 @@ impl ConfigBuilder {
         }
     }
 
-    /// Merges a TOML document with `[clickhouse]`, `[batching]`, `[delivery]` and `[spool]`
+    /// Merges a TOML document with `[clickhouse]`, `[tls]`, `[batching]`, `[delivery]` and `[spool]`
     /// sections (and `table`) over what was set before. Sections a frontend keeps for itself
     /// (the daemon's `[listen]`, say) are left to it: pass only the engine's.
     pub fn merge_toml(mut self, text: &str) -> Self {
@@ -679,6 +711,9 @@ fn locate(key: &str) -> Option<(Option<&'static str>, &'static str)> {
             .map(|(group, flat, _)| {
                 let field = match (group, flat.as_str()) {
                     (Some("spool"), "spool_dir") => "dir",
+                    (Some("tls"), f) => {
+                        Box::leak(f.trim_start_matches("tls_").to_string().into_boxed_str())
+                    }
                     _ => Box::leak(flat.clone().into_boxed_str()),
                 };
                 (group, field, flat)
@@ -1009,6 +1044,72 @@ mod tests {
             .build()
             .unwrap();
         assert_eq!(c.batching.max_rows, 7);
+    }
+
+    #[test]
+    fn tls_options_have_flat_names() {
+        let from_toml = ConfigBuilder::new()
+            .merge_toml(
+                r#"
+                table = "t"
+                [clickhouse]
+                url = "https://ch:8443"
+                [tls]
+                ca_file = "/etc/ca.pem"
+                cert_file = "/etc/client.pem"
+                key_file = "/etc/client.key"
+                insecure_skip_verify = true
+                "#,
+            )
+            .build()
+            .unwrap();
+        let from_flat = ConfigBuilder::new()
+            .set("table", "t")
+            .set("url", "https://ch:8443")
+            .set("tls_ca_file", "/etc/ca.pem")
+            .set("tls_cert_file", "/etc/client.pem")
+            .set("tls_key_file", "/etc/client.key")
+            .set("tls_insecure_skip_verify", true)
+            .build()
+            .unwrap();
+        let from_env = ConfigBuilder::new()
+            .set("table", "t")
+            .merge_vars(|name| {
+                match name {
+                    "CHASYNC_URL" => Some("https://ch:8443"),
+                    "CHASYNC_TLS_CA_FILE" => Some("/etc/ca.pem"),
+                    "CHASYNC_TLS_CERT_FILE" => Some("/etc/client.pem"),
+                    "CHASYNC_TLS_KEY_FILE" => Some("/etc/client.key"),
+                    "CHASYNC_TLS_INSECURE_SKIP_VERIFY" => Some("1"),
+                    _ => None,
+                }
+                .map(str::to_string)
+            })
+            .build()
+            .unwrap();
+        assert_eq!(from_toml, from_flat);
+        assert_eq!(from_toml, from_env);
+        assert_eq!(
+            from_toml.tls.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        assert!(from_toml.tls.insecure_skip_verify);
+        let e = ConfigBuilder::new()
+            .set("table", "t")
+            .set("tls_cert_file", "/etc/client.pem")
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("tls_cert_file and tls_key_file go together"),
+            "{e}"
+        );
+        let e = ConfigBuilder::new()
+            .merge_toml("table = \"t\"\n[tls]\nca = \"x\"")
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ca"), "{e}");
     }
 
     #[test]

@@ -190,10 +190,18 @@ impl From<clickhouse::error::Error> for Error {
         use clickhouse::error::Error as Ch;
         match err {
             Ch::BadResponse(text) => parse_server_error(&text),
-            Ch::Network(e) => Error::Network {
-                message: e.to_string(),
-                source: Some(e),
-            },
+            // The whole chain in the message: hyper's own text is only "client error
+            // (Connect)", the reason (refused, a TLS certificate problem) is in its causes.
+            Ch::Network(e) => {
+                let mut message = error_chain(&*e);
+                if let Some(hint) = crate::tls::hint(&message) {
+                    message = format!("{message} ({hint})");
+                }
+                Error::Network {
+                    message,
+                    source: Some(e),
+                }
+            }
             Ch::TimedOut => Error::Timeout("no answer from ClickHouse in time".into()),
             other => Error::Client {
                 message: other.to_string(),

@@ -92,14 +92,15 @@ mod format;
 mod pipeline;
 mod spool;
 mod stats;
+pub mod tls;
 mod types;
 
 pub use batch::ack::Ack;
 pub use batch::{Batch, Encoded, Format, Parts, RejectedRow, RowSource, RowSourceRef, Units};
 pub use catalog::Catalog;
 pub use config::{
-    Batching, ClickHouse, Compression, Config, ConfigBuilder, Delivery, Secret, Spool, parse_bytes,
-    parse_duration, quote_ident, redact_url,
+    Batching, ClickHouse, Compression, Config, ConfigBuilder, Delivery, Secret, Spool, Tls,
+    parse_bytes, parse_duration, quote_ident, redact_url,
 };
 pub use dedup::StreamId;
 pub use delivery::dispatcher::Dispatcher;

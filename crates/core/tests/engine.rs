@@ -482,6 +482,7 @@ async fn retries_are_bounded_and_then_dead_letter() {
     // start() needs the table's columns: fetch them through the real server, then insert
     // through the proxy with a pipeline of the same encoder.
     let cols = chasync_core::Catalog::new(&c)
+        .unwrap()
         .table(&c.clickhouse.database, "t")
         .await
         .unwrap();

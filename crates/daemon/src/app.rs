@@ -82,14 +82,17 @@ impl App {
                 one.clickhouse.url = vec![u.clone()];
                 one.client()
             })
-            .collect();
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
         let bodies = Budget::new(settings.limits.max_body_bytes_in_flight);
         let app = Arc::new(Self {
-            catalog: Arc::new(Catalog::new(&settings.engine)),
+            catalog: Arc::new(Catalog::new(&settings.engine).map_err(|e| e.to_string())?),
             upstream: Upstream::new(
                 &settings.engine.clickhouse.url,
+                &settings.engine.tls,
                 settings.engine.clickhouse.connect_timeout,
-            ),
+            )
+            .map_err(|e| e.to_string())?,
             settings,
             dispatcher: Arc::new(dispatcher),
             streams: RwLock::new(HashMap::new()),

@@ -4,8 +4,9 @@
 //! The engine's options are the engine's own vocabulary ([`chasync_core::Config`]): the
 //! `[clickhouse]`, `[batching]`, `[delivery]` and `[spool]` sections, the same names, meanings
 //! and defaults as the CLI's flags and Python's keyword arguments. The daemon adds its own:
-//! `listen`, `ack`, `token`, `log_format`, `[limits]`, `[ready]`, and per-table batching in
-//! `[tables."db.table"]`.
+//! `listen`, `[listen_tls]`, `ack`, `token`, `log_format`, `[limits]`, `[ready]`, and per-table
+//! batching in `[tables."db.table"]`. The engine's `[tls]` is the TLS of its connections to
+//! ClickHouse; `[listen_tls]` is that of chasyncd's own listener.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use chasync_core::{Config as CoreConfig, ConfigBuilder, Secret};
 use serde::Deserialize;
+
+pub use crate::tls::ListenTls;
 
 /// When a request is answered with 200.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -120,6 +123,7 @@ impl Default for Ready {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<SocketAddr>,
+    listen_tls: Option<ListenTls>,
     ack: Option<AckMode>,
     token: Option<String>,
     log_format: Option<LogFormat>,
@@ -131,6 +135,7 @@ struct FileConfig {
     #[serde(default)]
     tables: BTreeMap<String, toml::Table>,
     clickhouse: Option<toml::Table>,
+    tls: Option<toml::Table>,
     batching: Option<toml::Table>,
     delivery: Option<toml::Table>,
     spool: Option<toml::Table>,
@@ -152,6 +157,13 @@ pub struct Flags {
     /// Address to listen on [default: 127.0.0.1:8124].
     #[arg(long, env = "CHASYNCD_LISTEN")]
     pub listen: Option<SocketAddr>,
+    /// Serve HTTPS with this certificate (PEM, with its chain); with `--listen-tls-key`.
+    /// Read again on SIGHUP.
+    #[arg(long, env = "CHASYNCD_LISTEN_TLS_CERT", value_name = "FILE")]
+    pub listen_tls_cert: Option<PathBuf>,
+    /// The private key of `--listen-tls-cert` (PEM).
+    #[arg(long, env = "CHASYNCD_LISTEN_TLS_KEY", value_name = "FILE")]
+    pub listen_tls_key: Option<PathBuf>,
     /// ClickHouse HTTP endpoint; repeat (or comma-separate in the variable) for failover
     /// [default: http://127.0.0.1:8123].
     #[arg(long = "url", env = "CHASYNCD_URL", value_delimiter = ',')]
@@ -194,6 +206,8 @@ pub struct Flags {
 pub struct Settings {
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// HTTPS on the listener: its certificate and key.
+    pub listen_tls: Option<ListenTls>,
     /// The engine's configuration (table unset: every table takes it with
     /// [`config_for`](Self::config_for)).
     pub engine: CoreConfig,
@@ -236,6 +250,7 @@ impl Settings {
         let mut sections = toml::Table::new();
         for (name, section) in [
             ("clickhouse", &file.clickhouse),
+            ("tls", &file.tls),
             ("batching", &file.batching),
             ("delivery", &file.delivery),
             ("spool", &file.spool),
@@ -282,11 +297,33 @@ impl Settings {
                 serde_json::json!({ "batching": serde_json::to_value(batching).map_err(|e| e.to_string())? }),
             );
         }
+        let listen_tls = match (
+            flags
+                .listen_tls_cert
+                .or(file.listen_tls.as_ref().map(|t| t.cert_file.clone())),
+            flags
+                .listen_tls_key
+                .or(file.listen_tls.as_ref().map(|t| t.key_file.clone())),
+        ) {
+            (Some(cert_file), Some(key_file)) => Some(ListenTls {
+                cert_file,
+                key_file,
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(
+                    "listen_tls: the certificate and the key go together (--listen-tls-cert \
+                     and --listen-tls-key, or cert_file and key_file)"
+                        .into(),
+                );
+            }
+        };
         let s = Self {
             listen: flags
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| "127.0.0.1:8124".parse().expect("an address")),
+            listen_tls,
             engine,
             ack: flags.ack.or(file.ack).unwrap_or_default(),
             token: flags
@@ -324,6 +361,10 @@ impl Settings {
                 l.max_body_bytes_in_flight, l.max_body_bytes
             ));
         }
+        if let Some(files) = &self.listen_tls {
+            // Read now, so that `--check-config` and the start fail on a bad file.
+            crate::tls::ServerTls::load(files)?;
+        }
         for key in self.tables.keys() {
             let (db, t) = key.split_once('.').expect("checked above");
             self.config_for(db, t)
@@ -336,6 +377,7 @@ impl Settings {
     pub fn describe(&self) -> serde_json::Value {
         serde_json::json!({
             "listen": self.listen.to_string(),
+            "listen_tls": self.listen_tls,
             "ack": format!("{:?}", self.ack).to_lowercase(),
             "token": self.token.as_ref().map(|_| "***"),
             "engine": self.engine,

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod notify;
 pub mod server;
 pub mod stream;
+pub mod tls;
 pub mod wal;
 
 pub use app::App;

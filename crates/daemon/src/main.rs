@@ -3,6 +3,9 @@
 use std::str::FromStr;
 
 use chasync_daemon::config::LogFormat;
+use std::sync::Arc;
+
+use chasync_daemon::tls::ServerTls;
 use chasync_daemon::{App, Flags, Settings};
 use clap::Parser;
 use tracing_subscriber::filter::{LevelFilter, Targets};
@@ -46,6 +49,31 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
             _ = int.recv() => tracing::info!("SIGINT: draining"),
         }
     }
+}
+
+/// On SIGHUP, reads the listener's certificate and key again (new connections get the new
+/// one; the listener and open connections stay). Without HTTPS a SIGHUP changes nothing (and
+/// does not end the daemon).
+fn reload_on_sighup(tls: Option<Arc<ServerTls>>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match &tls {
+                None => tracing::info!("SIGHUP: no TLS certificate to reload"),
+                Some(tls) => match tls.reload() {
+                    Ok(()) => tracing::info!(
+                        cert = %tls.files().cert_file.display(),
+                        "SIGHUP: TLS certificate reloaded"
+                    ),
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "SIGHUP: TLS certificate NOT reloaded; the one in use stays"
+                    ),
+                },
+            }
+        }
+    });
 }
 
 fn main() -> std::process::ExitCode {
@@ -108,6 +136,14 @@ fn main() -> std::process::ExitCode {
             }
         };
         let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        let tls = match settings.listen_tls.as_ref().map(ServerTls::load).transpose() {
+            Ok(t) => t.map(Arc::new),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot serve HTTPS");
+                return std::process::ExitCode::from(1);
+            }
+        };
+        reload_on_sighup(tls.clone());
         let app = match App::start(settings).await {
             Ok(a) => a,
             Err(e) => {
@@ -120,6 +156,7 @@ fn main() -> std::process::ExitCode {
             urls = ?app.settings.engine.clickhouse.url.iter().map(|u| chasync_core::redact_url(u)).collect::<Vec<_>>(),
             spool = %app.settings.spool_dir().display(),
             ack = ?app.settings.ack,
+            https = tls.is_some(),
             "chasyncd listening"
         );
         chasync_daemon::notify::notify(&format!(
@@ -130,7 +167,7 @@ fn main() -> std::process::ExitCode {
             shutdown.await;
             chasync_daemon::notify::notify("STOPPING=1\nSTATUS=draining");
         };
-        let drained = chasync_daemon::server::serve(app, listener, shutdown).await;
+        let drained = chasync_daemon::server::serve(app, listener, tls, shutdown).await;
         tracing::info!(drained, "chasyncd stopped");
         std::process::ExitCode::SUCCESS
     })

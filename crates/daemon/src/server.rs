@@ -1,5 +1,5 @@
-//! The listener: accepts connections until shutdown, then lets open requests finish and
-//! drains the tables.
+//! The listener: accepts connections (plain HTTP, or HTTPS with [`ServerTls`]) until
+//! shutdown, then lets open requests finish and drains the tables.
 //!
 //! Abusive clients are bounded here: a request's head must arrive within
 //! `limits.header_read_timeout_s` (from the connection's start, or from the end of the
@@ -30,6 +30,10 @@ use tokio::sync::oneshot;
 use crate::app::App;
 use crate::gateway::reply::Body;
 use crate::metrics::Metrics;
+use crate::tls::ServerTls;
+
+/// The longest a client may take over its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// File descriptors kept for everything but client connections (WAL segments, connections to
 /// ClickHouse, the spool).
@@ -202,11 +206,33 @@ impl hyper::body::Body for Tracked {
     }
 }
 
-/// Serves `listener` until `shutdown` resolves; then closes the listener, waits for the
-/// requests in progress, and drains every table. Returns whether the drain completed.
+/// Serves one connection until it ends, times out reading a request's head, or is closed to
+/// make room for another.
+async fn drive(
+    conn: impl Future<Output = Result<(), hyper::Error>>,
+    slot_closed: oneshot::Receiver<()>,
+    metrics: Arc<Metrics>,
+) {
+    tokio::select! {
+        result = conn => {
+            if let Err(e) = result
+                && e.is_timeout()
+            {
+                metrics.header_timeouts.fetch_add(1, Relaxed);
+            }
+        }
+        // Closed to make room for another.
+        _ = slot_closed => {}
+    }
+}
+
+/// Serves `listener` (with TLS when `tls` is given) until `shutdown` resolves; then closes
+/// the listener, waits for the requests in progress, and drains every table. Returns whether
+/// the drain completed.
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
     shutdown: impl Future<Output = ()>,
 ) -> bool {
     let limits = &app.settings.limits;
@@ -254,19 +280,33 @@ pub async fn serve(
                         Ok::<_, Infallible>(response.map(|inner| Tracked { inner, _busy: guard }))
                     }
                 });
-                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-                let table = table.clone();
+                let (table, watcher, http) = (table.clone(), graceful.watcher(), http.clone());
+                let acceptor = tls.as_ref().map(|t| t.acceptor());
                 tokio::spawn(async move {
-                    tokio::select! {
-                        result = conn => {
-                            if let Err(e) = result
-                                && e.is_timeout()
-                            {
-                                metrics.header_timeouts.fetch_add(1, Relaxed);
+                    match acceptor {
+                        None => {
+                            let conn = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
+                            drive(conn, slot.closed, metrics).await;
+                        }
+                        Some(acceptor) => {
+                            // The handshake on the connection's own task: a slow client holds
+                            // up no one else.
+                            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(s)) => Some(s),
+                                Ok(Err(e)) => {
+                                    tracing::debug!(error = %e, "TLS handshake failed");
+                                    None
+                                }
+                                Err(_) => {
+                                    tracing::debug!("TLS handshake timed out");
+                                    None
+                                }
+                            };
+                            if let Some(stream) = stream {
+                                let conn = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
+                                drive(conn, slot.closed, metrics).await;
                             }
                         }
-                        // Closed to make room for another.
-                        _ = slot.closed => {}
                     }
                     table.lock().unwrap().remove(slot.id);
                 });

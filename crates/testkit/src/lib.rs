@@ -1,10 +1,12 @@
 //! Test support of the chasync workspace, shared by the integration tests of every crate:
 //! the real ClickHouse under test ([`url`], [`client`]), a database of its own per test
-//! ([`TestDb`]), a fault-injecting TCP proxy ([`proxy::FaultProxy`]), and private servers that
-//! tests kill and restart ([`server::PrivateServer`]).
+//! ([`TestDb`]), a fault-injecting TCP proxy ([`proxy::FaultProxy`]), private servers that
+//! tests kill and restart ([`server::PrivateServer`]), and a TLS terminator in front of the
+//! server with a certificate authority made per run ([`tls::TlsTerminator`], [`tls::TestCa`]).
 
 pub mod proxy;
 pub mod server;
+pub mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -78,6 +80,7 @@ impl TestDb {
     /// The schema of a table of this database, read by the engine's catalog.
     pub async fn schema(&self, table: &str) -> std::sync::Arc<chasync_core::TableSchema> {
         chasync_core::Catalog::new(&self.config(table, std::path::Path::new("unused")))
+            .expect("a catalog")
             .table(&self.name, table)
             .await
             .unwrap_or_else(|e| panic!("schema of {table}: {e}"))

@@ -54,7 +54,7 @@ impl Dispatcher {
     pub fn start(config: &Config) -> Result<Self> {
         config.validate()?;
         let limiter = Arc::new(Limiter::new(config.delivery.max_concurrency));
-        let sink = Sink::new(config, limiter.clone());
+        let sink = Sink::new(config, limiter.clone())?;
         Ok(Self::with_sink(config, sink, limiter))
     }
 

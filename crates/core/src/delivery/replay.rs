@@ -149,7 +149,7 @@ pub async fn replay_with(
     options: &ReplayOptions,
 ) -> Result<ReplayReport> {
     let limiter = Arc::new(Limiter::new(config.delivery.max_concurrency));
-    let sink = Sink::new(config, limiter.clone());
+    let sink = Sink::new(config, limiter.clone())?;
     let counters = Counters::new(limiter);
     let mut report = ReplayReport::default();
     for record in spool.list()? {

@@ -70,20 +70,22 @@ fn endpoint_pause(failures: u32) -> Duration {
 
 impl Sink {
     /// A sink for the endpoints of `config`, sharing `limiter` with its pipeline.
-    pub(crate) fn new(config: &Config, limiter: Arc<Limiter>) -> Self {
-        Self {
+    pub(crate) fn new(config: &Config, limiter: Arc<Limiter>) -> Result<Self> {
+        Ok(Self {
             endpoints: config
                 .clickhouse
                 .url
                 .iter()
-                .map(|u| Endpoint {
-                    client: client_for(config, u),
-                    url: redact_url(u),
-                    in_flight: AtomicUsize::new(0),
-                    failures: AtomicU32::new(0),
-                    down_until: Mutex::new(None),
+                .map(|u| {
+                    Ok(Endpoint {
+                        client: client_for(config, u)?,
+                        url: redact_url(u),
+                        in_flight: AtomicUsize::new(0),
+                        failures: AtomicU32::new(0),
+                        down_until: Mutex::new(None),
+                    })
                 })
-                .collect(),
+                .collect::<Result<_>>()?,
             next: AtomicUsize::new(0),
             limiter,
             send_timeout: config.clickhouse.send_timeout,
@@ -96,7 +98,7 @@ impl Sink {
                 .clone()
                 .unwrap_or_else(|| "default".into()),
             abandoned: tokio_util::sync::CancellationToken::new(),
-        }
+        })
     }
 
     /// The token that gives up delivery when cancelled ([`crate::Dispatcher::abandon`]): no

@@ -197,10 +197,14 @@ impl PipelineBuilder {
         make: impl FnOnce(&TableSchema) -> E,
     ) -> Result<Pipeline<E>> {
         self.config.validate()?;
-        let catalog = self
-            .catalog
-            .get_or_insert_with(|| Arc::new(Catalog::new(&self.config)))
-            .clone();
+        let catalog = match &self.catalog {
+            Some(c) => c.clone(),
+            None => {
+                let c = Arc::new(Catalog::new(&self.config)?);
+                self.catalog = Some(c.clone());
+                c
+            }
+        };
         let table = catalog
             .table(&self.config.clickhouse.database, &self.config.table)
             .await?;
@@ -217,9 +221,10 @@ impl PipelineBuilder {
             Some(d) => (d, false),
             None => (Arc::new(Dispatcher::start(&config)?), true),
         };
-        let catalog = self
-            .catalog
-            .unwrap_or_else(|| Arc::new(Catalog::new(&config)));
+        let catalog = match self.catalog {
+            Some(c) => c,
+            None => Arc::new(Catalog::new(&config)?),
+        };
         let counters = dispatcher.counters();
         let queue = Arc::new(QueueCounters::default());
         let (tx, rx) = mpsc::channel::<Msg<E::Row>>(config.batching.queue_rows);

@@ -251,7 +251,7 @@ impl TextPipeline {
                 .entry("input_format_skip_unknown_fields".into())
                 .or_insert_with(|| "0".into());
         }
-        let catalog = Arc::new(Catalog::new(&config));
+        let catalog = Arc::new(Catalog::new(&config)?);
         let table = catalog
             .table(&config.clickhouse.database, &config.table)
             .await?;

@@ -6,11 +6,12 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
+use chasync_core::Tls;
+use chasync_core::tls::Connector;
 use http_body_util::BodyExt;
 use hyper::header::{self, HeaderName};
 use hyper::{Request, Response, Uri};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::gateway::reply::{self, Body, ChError};
@@ -35,25 +36,28 @@ fn is_gate_header(name: &HeaderName, value: &hyper::header::HeaderValue) -> bool
 
 /// The ClickHouse endpoints requests pass through to.
 pub struct Upstream {
-    client: Client<HttpConnector, Body>,
+    client: Client<Connector, Body>,
     urls: Vec<String>,
     /// The endpoint that last took a request: a streamed request goes there.
     preferred: AtomicUsize,
 }
 
 impl Upstream {
-    /// Pass-through to `urls` (the first that accepts a connection).
-    pub fn new(urls: &[String], connect_timeout: std::time::Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
-        Self {
+    /// Pass-through to `urls` (the first that accepts a connection), `https://` ones with the
+    /// engine's TLS options.
+    pub fn new(
+        urls: &[String],
+        tls: &Tls,
+        connect_timeout: std::time::Duration,
+    ) -> chasync_core::Result<Self> {
+        let connector = chasync_core::tls::connector(tls, connect_timeout)?;
+        Ok(Self {
             client: Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(std::time::Duration::from_secs(30))
                 .build(connector),
             urls: urls.to_vec(),
             preferred: AtomicUsize::new(0),
-        }
+        })
     }
 
     /// Sends the request (`parts` as received, with `body`) to ClickHouse and returns its answer.
@@ -116,11 +120,23 @@ impl Upstream {
                 self.preferred.store((i + 1) % self.urls.len(), Relaxed);
                 Err(ChError::new(
                     210,
-                    format!("Connection to ClickHouse at {base} failed: {e}"),
+                    format!(
+                        "Connection to ClickHouse at {} failed: {}",
+                        chasync_core::redact_url(base),
+                        chain(&e)
+                    ),
                 )
                 .with_status(503))
             }
-            Err(e) => Err(ChError::new(210, format!("ClickHouse at {base}: {e}")).with_status(502)),
+            Err(e) => Err(ChError::new(
+                210,
+                format!(
+                    "ClickHouse at {}: {}",
+                    chasync_core::redact_url(base),
+                    chain(&e)
+                ),
+            )
+            .with_status(502)),
         }
     }
 
@@ -160,13 +176,23 @@ impl Upstream {
                 Err(e) if e.is_connect() => {
                     last = Some(ChError::new(
                         210,
-                        format!("Connection to ClickHouse at {base} failed: {e}"),
+                        format!(
+                            "Connection to ClickHouse at {} failed: {}",
+                            chasync_core::redact_url(base),
+                            chain(&e)
+                        ),
                     ));
                 }
                 Err(e) => {
-                    return Err(
-                        ChError::new(210, format!("ClickHouse at {base}: {e}")).with_status(502)
-                    );
+                    return Err(ChError::new(
+                        210,
+                        format!(
+                            "ClickHouse at {}: {}",
+                            chasync_core::redact_url(base),
+                            chain(&e)
+                        ),
+                    )
+                    .with_status(502));
                 }
             }
         }
@@ -200,4 +226,23 @@ fn answer(resp: Response<hyper::body::Incoming>) -> Response<Body> {
         head.headers.remove(name);
     }
     Response::from_parts(head, incoming.boxed())
+}
+
+/// An error with its causes (`client error (Connect): invalid peer certificate: ...`), each
+/// once, and what to do about a TLS failure.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    if let Some(hint) = chasync_core::tls::hint(&out) {
+        out = format!("{out} ({hint})");
+    }
+    out
 }

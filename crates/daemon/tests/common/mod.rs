@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use chasync_core::tls::Connector;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -159,6 +159,22 @@ impl Daemon {
         format!("http://{}{path_and_query}", self.addr)
     }
 
+    /// The URL of its HTTPS listener (by name: the test certificates name `localhost`).
+    pub fn https_url(&self, path_and_query: &str) -> String {
+        let port = self.addr.rsplit(':').next().unwrap();
+        format!("https://localhost:{port}{path_and_query}")
+    }
+
+    /// Sends SIGHUP.
+    pub fn hangup(&self) {
+        let st = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
@@ -209,12 +225,13 @@ fn addr_of(line: &str) -> String {
     v["fields"]["addr"].as_str().unwrap().to_string()
 }
 
-/// A tiny HTTP client.
+/// A tiny HTTP client (HTTPS too).
 #[derive(Clone)]
 pub struct Http {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<Connector, Full<Bytes>>,
 }
 
+#[derive(Debug)]
 pub struct Resp {
     pub status: u16,
     pub body: String,
@@ -229,8 +246,20 @@ impl Default for Http {
 
 impl Http {
     pub fn new() -> Self {
+        Self::with_tls(&chasync_core::Tls::default())
+    }
+
+    /// A client whose `https://` requests trust the CA of `ca_file`.
+    pub fn trusting(ca_file: &Path) -> Self {
+        let mut tls = chasync_core::Tls::default();
+        tls.ca_file = Some(ca_file.to_path_buf());
+        Self::with_tls(&tls)
+    }
+
+    fn with_tls(tls: &chasync_core::Tls) -> Self {
+        let connector = chasync_core::tls::connector(tls, Duration::from_secs(5)).unwrap();
         Self {
-            client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+            client: Client::builder(TokioExecutor::new()).build(connector),
         }
     }
 
@@ -246,7 +275,15 @@ impl Http {
             req = req.header(*k, *v);
         }
         let req = req.body(Full::new(body.into())).unwrap();
-        let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
+        let resp = self.client.request(req).await.map_err(|e| {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                text.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            text
+        })?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         let body = resp
