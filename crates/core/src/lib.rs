@@ -99,7 +99,7 @@ pub use batch::{Batch, Encoded, Format, Parts, RejectedRow, RowSource, RowSource
 pub use catalog::Catalog;
 pub use config::{
     Batching, ClickHouse, Compression, Config, ConfigBuilder, Delivery, Secret, Spool, parse_bytes,
-    parse_duration, quote_ident, redact_url,
+    parse_duration, quote_ident, redact_url, user_config_candidates, user_config_file,
 };
 pub use dedup::StreamId;
 pub use delivery::dispatcher::Dispatcher;
