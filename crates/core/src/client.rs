@@ -23,9 +23,12 @@ pub(crate) fn client_for(config: &Config, url: &str) -> clickhouse::Client {
     // Credentials in the URL (`http://user:password@host`) are sent as the options are, never
     // as part of the URL (`validate` refused URLs whose credentials conflict).
     let (url, _) = crate::config::split_userinfo(url).unwrap_or_else(|_| (url.to_string(), None));
-    let (user, password) = config
-        .url_credentials()
-        .unwrap_or_else(|_| (config.clickhouse.user.clone(), config.clickhouse.password.clone()));
+    let (user, password) = config.url_credentials().unwrap_or_else(|_| {
+        (
+            config.clickhouse.user.clone(),
+            config.clickhouse.password.clone(),
+        )
+    });
     let mut client = clickhouse::Client::with_http_client(http)
         .with_url(url)
         .with_database(config.clickhouse.database.clone())

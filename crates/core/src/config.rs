@@ -340,9 +340,11 @@ impl Config {
                 (Some(i), None) => found = Some(i),
                 (Some(i), Some(f)) if i == *f => {}
                 (Some(_), Some(_)) => {
-                    return Err("the URLs carry different credentials (user:password@): one \
+                    return Err(
+                        "the URLs carry different credentials (user:password@): one \
                                 user for all of them"
-                        .into());
+                            .into(),
+                    );
                 }
             }
         }
@@ -359,9 +361,11 @@ impl Config {
         if let (Some(a), Some(b)) = (&info.password, &c.password)
             && a != b.expose()
         {
-            return Err("the URL carries a password and a different password is given too: \
+            return Err(
+                "the URL carries a password and a different password is given too: \
                         give the password once"
-                .into());
+                    .into(),
+            );
         }
         Ok((
             c.user.clone().or(info.user),
@@ -461,12 +465,8 @@ pub(crate) fn split_userinfo(url: &str) -> std::result::Result<(String, Option<U
         Some((u, p)) => (u, Some(p)),
         None => (info, None),
     };
-    let user = percent_decode(user).map_err(|e| {
-        format!(
-            "the user in URL {}: {e}",
-            redact_url(url)
-        )
-    })?;
+    let user =
+        percent_decode(user).map_err(|e| format!("the user in URL {}: {e}", redact_url(url)))?;
     let password = password
         .map(percent_decode)
         .transpose()
@@ -504,7 +504,9 @@ fn percent_decode(text: &str) -> std::result::Result<String, String> {
 /// `$XDG_CONFIG_HOME/chasync/config.toml` (when `XDG_CONFIG_HOME` is an absolute path) and
 /// `$HOME/.config/chasync/config.toml`; `var` reads the environment.
 pub fn user_config_file(var: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
-    user_config_candidates(var).into_iter().find(|p| p.is_file())
+    user_config_candidates(var)
+        .into_iter()
+        .find(|p| p.is_file())
 }
 
 /// Where [`user_config_file`] looks, in order.
@@ -516,7 +518,10 @@ pub fn user_config_candidates(var: impl Fn(&str) -> Option<String>) -> Vec<PathB
         out.push(xdg.join("chasync").join("config.toml"));
     }
     if let Some(home) = var("HOME").filter(|h| !h.is_empty()) {
-        let p = PathBuf::from(home).join(".config").join("chasync").join("config.toml");
+        let p = PathBuf::from(home)
+            .join(".config")
+            .join("chasync")
+            .join("config.toml");
         if !out.contains(&p) {
             out.push(p);
         }
@@ -714,7 +719,11 @@ impl ConfigBuilder {
     /// The value to store for `clickhouse.<field>`: URLs without their `user:password@`
     /// part (which sets `user` and `password` here, in this layer), and the user or
     /// password checked against the credentials of a URL of the same layer.
-    fn take_credentials(&mut self, field: &str, value: Value) -> std::result::Result<Value, String> {
+    fn take_credentials(
+        &mut self,
+        field: &str,
+        value: Value,
+    ) -> std::result::Result<Value, String> {
         let current = |tree: &Map<String, Value>, f: &str| {
             tree.get("clickhouse")
                 .and_then(|c| c.get(f))
@@ -1386,9 +1395,7 @@ mod tests {
         assert!(c.clickhouse.password.is_none());
         // In a file too, and the same user given twice is no conflict.
         let c = ConfigBuilder::new()
-            .merge_toml(
-                "table = \"t\"\n[clickhouse]\nurl = \"http://u:pw@h:1\"\nuser = \"u\"\n",
-            )
+            .merge_toml("table = \"t\"\n[clickhouse]\nurl = \"http://u:pw@h:1\"\nuser = \"u\"\n")
             .build()
             .unwrap();
         assert_eq!(
@@ -1419,16 +1426,18 @@ mod tests {
             .set("password", "secret2")
             .set("url", "http://a:secret1@h:1"));
         assert!(!e.contains("secret1") && !e.contains("secret2"), "{e}");
-        let e = err(ConfigBuilder::new().merge_toml(
-            "[clickhouse]\nurl = \"http://a:secret1@h:1\"\npassword = \"secret2\"\n",
-        ));
+        let e = err(ConfigBuilder::new()
+            .merge_toml("[clickhouse]\nurl = \"http://a:secret1@h:1\"\npassword = \"secret2\"\n"));
         assert!(e.contains("password") && !e.contains("secret"), "{e}");
         // URLs with different credentials.
         let e = err(ConfigBuilder::new().set("url", vec!["http://a:x@h:1", "http://b:x@h:2"]));
         assert!(e.contains("different credentials"), "{e}");
         // A bad escape, named without the password.
         let e = err(ConfigBuilder::new().set("url", "http://a:sec%zzret@h:1"));
-        assert!(e.contains("two hexadecimal digits") && !e.contains("sec"), "{e}");
+        assert!(
+            e.contains("two hexadecimal digits") && !e.contains("sec"),
+            "{e}"
+        );
         // A later layer overrides an earlier one's URL credentials, and the other way round.
         let c = ConfigBuilder::new()
             .set("url", "http://a:secret1@h:1")
@@ -1508,7 +1517,10 @@ mod tests {
         ])
         .unwrap_err()
         .to_string();
-        assert!(e.contains("CLICKHOUSE_USER") && !e.contains("secret"), "{e}");
+        assert!(
+            e.contains("CLICKHOUSE_USER") && !e.contains("secret"),
+            "{e}"
+        );
         // A bad value names its variable and option.
         let e = build(&[("CHASYNC_MAX_ROWS", "many")])
             .unwrap_err()
@@ -1532,7 +1544,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (xdg, home) = (dir.path().join("xdg"), dir.path().join("home"));
         let vars = |x: Option<&std::path::Path>| {
-            let (x, h) = (x.map(|p| p.display().to_string()), home.display().to_string());
+            let (x, h) = (
+                x.map(|p| p.display().to_string()),
+                home.display().to_string(),
+            );
             move |name: &str| match name {
                 "XDG_CONFIG_HOME" => x.clone(),
                 "HOME" => Some(h.clone()),

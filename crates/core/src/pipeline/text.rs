@@ -117,6 +117,7 @@ impl TextPipeline {
             .stream_id
             .get_or_insert_with(StreamId::random);
         let catalog = Arc::new(Catalog::new(&config));
+        catalog.check_settings(&config.clickhouse.settings).await?;
         let table = catalog
             .table(&config.clickhouse.database, &config.table)
             .await?;
