@@ -14,6 +14,9 @@ pub mod exit {
     pub const NOT_COMMITTED: u8 = 3;
     /// `doctor` found problems that need attention (warnings or worse).
     pub const FINDINGS: u8 = 4;
+    /// stdout was closed early (a pipe to `head`, say): output stopped quietly, as for a
+    /// process killed by SIGPIPE (128 + 13).
+    pub const BROKEN_PIPE: u8 = 141;
 }
 
 /// An error that ends the command, with its exit code.

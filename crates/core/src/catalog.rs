@@ -137,9 +137,9 @@ impl Catalog {
                 Err(e @ (Error::Network { .. } | Error::Timeout(_) | Error::Http(_))) => {
                     last = Some(e);
                 }
-                Ok(()) => {
+                Ok(verified) => {
                     let mut ok = self.settings_ok.lock().unwrap_or_else(|e| e.into_inner());
-                    if !known(&ok) {
+                    if verified && !known(&ok) {
                         ok.push(settings.clone());
                     }
                     return Ok(());
@@ -154,7 +154,7 @@ impl Catalog {
         &self,
         client: &clickhouse::Client,
         settings: &BTreeMap<String, String>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if let Some(mode) = settings.get("readonly")
             && mode.trim() != "0"
         {
@@ -178,11 +178,16 @@ impl Catalog {
         for (name, value) in settings {
             probe = probe.with_setting(name.clone(), value.clone());
         }
-        // Only the server's refusal of the settings is theirs: a network error, a timeout or a
-        // passing fault is reported as it is.
+        // Only the server's refusal of the settings is theirs: a network error or a timeout is
+        // reported as it is, and a passing fault (a busy server) leaves the check to the
+        // inserts, which retry it.
         let refused = match self.bounded(what, probe.fetch_all::<u8>()).await {
-            Ok(_) => return Ok(()),
-            Err(e @ Error::Server { .. }) if e.kind() != crate::ErrorKind::Retryable => e,
+            Ok(_) => return Ok(true),
+            Err(e @ Error::Server { .. }) if e.kind() == crate::ErrorKind::Retryable => {
+                tracing::warn!(error = %e.report(), "the check of the ClickHouse settings met a passing fault; going on");
+                return Ok(false);
+            }
+            Err(e @ Error::Server { .. }) => e,
             Err(e) => return Err(e),
         };
         let mut problems = Vec::new();

@@ -81,6 +81,8 @@
 /// times faster on short keys, still seeded per process.
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+#[cfg(feature = "arrow")]
+pub mod arrow;
 mod batch;
 mod catalog;
 mod client;
