@@ -676,6 +676,65 @@ async fn the_same_rows_from_ndjson_csv_tsv_parquet_and_arrow_land_the_same() {
 }
 
 #[tokio::test]
+async fn parquet_compressions_and_extra_columns() {
+    let db = TestDb::new("pqcodecs").await;
+    let codecs = [
+        ("uncompressed", parquet::basic::Compression::UNCOMPRESSED),
+        ("zstd", parquet::basic::Compression::ZSTD(Default::default())),
+        ("gzip", parquet::basic::Compression::GZIP(Default::default())),
+        ("lz4", parquet::basic::Compression::LZ4_RAW),
+        ("snappy", parquet::basic::Compression::SNAPPY),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let batches = record_batches(1000);
+    for (name, codec) in codecs {
+        db.exec(&format!(
+            "CREATE TABLE {name} (id UInt64, name String, ts DateTime64(3, 'UTC'), \
+             value Float64, tags Array(String), n Nullable(Int32)) ENGINE = MergeTree ORDER BY id"
+        ))
+        .await;
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(codec)
+            .build();
+        let path = dir.path().join(format!("{name}.parquet"));
+        let file = std::fs::File::create(&path).unwrap();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(file, batches[0].schema(), Some(props)).unwrap();
+        for b in &batches {
+            w.write(b).unwrap();
+        }
+        w.close().unwrap();
+        let r = insert(
+            dir.path(),
+            &["--table", &db.t(name), path.to_str().unwrap()],
+            None,
+        );
+        assert_eq!(r.code, 0, "{name}: {r:?}");
+    }
+    let expected = count_and_checksum(&db, "uncompressed").await;
+    assert_eq!(expected.0, ROWS);
+    for (name, _) in &codecs[1..] {
+        assert_eq!(count_and_checksum(&db, name).await, expected, "{name}");
+    }
+    // A column the table does not have: its rows are dead-lettered with the reason, or with
+    // --skip-unknown-fields the column is left out.
+    db.exec("CREATE TABLE narrow (id UInt64) ENGINE = MergeTree ORDER BY id")
+        .await;
+    let path = dir.path().join("snappy.parquet");
+    let r = insert(dir.path(), &["--table", &db.t("narrow"), path.to_str().unwrap()], None);
+    assert_eq!(r.code, 3, "{r:?}");
+    assert_eq!(r.json()["rows_dead_lettered"], ROWS, "{r:?}");
+    assert!(files_text(&dir.path().join("chasync-spool")).contains("name"), "{r:?}");
+    let r = insert(
+        dir.path(),
+        &["--table", &db.t("narrow"), "--skip-unknown-fields", path.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(db.u64("SELECT count() FROM narrow").await, ROWS);
+}
+
+#[tokio::test]
 async fn format_names_mean_what_they_mean_and_mistakes_are_clear() {
     let db = TestDb::new("fmtnames").await;
     db.exec("CREATE TABLE t (id UInt64, name String) ENGINE = MergeTree ORDER BY id")
