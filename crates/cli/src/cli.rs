@@ -332,52 +332,61 @@ pub struct FormatName {
     pub header: Option<bool>,
 }
 
-/// The format names `chasync insert --format` takes: ClickHouse's, spelt as ClickHouse
-/// spells them and meaning what they mean there, then chasync's own.
-pub const FORMAT_NAMES: [(&str, InputFormat, Option<bool>); 19] = [
+/// chasync's own format names, written exactly so (lower case): CSV and TSV with a header
+/// line unless `--no-header`. Every other name is ClickHouse's.
+const CHASYNC_FORMATS: [(&str, InputFormat); 6] = [
+    ("ndjson", InputFormat::Ndjson),
+    ("csv", InputFormat::Csv),
+    ("tsv", InputFormat::Tsv),
+    ("parquet", InputFormat::Parquet),
+    ("arrow", InputFormat::ArrowFile),
+    ("arrow-stream", InputFormat::ArrowStream),
+];
+
+/// The ClickHouse formats `chasync insert` reads, by ClickHouse's name for each, and whether
+/// it has a header line.
+const CLICKHOUSE_FORMATS: [(&str, InputFormat, Option<bool>); 8] = [
     ("JSONEachRow", InputFormat::Ndjson, None),
-    ("JSONLines", InputFormat::Ndjson, None),
-    ("NDJSON", InputFormat::Ndjson, None),
     ("CSV", InputFormat::Csv, Some(false)),
     ("CSVWithNames", InputFormat::Csv, Some(true)),
     ("TabSeparated", InputFormat::Tsv, Some(false)),
-    ("TSV", InputFormat::Tsv, Some(false)),
     ("TabSeparatedWithNames", InputFormat::Tsv, Some(true)),
-    ("TSVWithNames", InputFormat::Tsv, Some(true)),
     ("Parquet", InputFormat::Parquet, None),
     ("Arrow", InputFormat::ArrowFile, None),
     ("ArrowStream", InputFormat::ArrowStream, None),
-    ("ndjson", InputFormat::Ndjson, None),
-    ("jsonl", InputFormat::Ndjson, None),
-    ("csv", InputFormat::Csv, None),
-    ("tsv", InputFormat::Tsv, None),
-    ("parquet", InputFormat::Parquet, None),
-    ("arrow", InputFormat::ArrowFile, None),
-    ("arrow-stream", InputFormat::ArrowStream, None),
 ];
 
-/// Parses `--format`.
+/// Parses `--format`: chasync's own names (`ndjson`, `csv`, `tsv`, `parquet`, `arrow`,
+/// `arrow-stream`, written so), or any name ClickHouse gives one of the formats `insert`
+/// reads, aliases included and in any case as in ClickHouse (`JSONEachRow`, `JSONLines`,
+/// `CSVWithNames`, `TSV`, `TSVWithNames`, `Parquet`, ...), looked up in the engine's catalog
+/// of ClickHouse's formats, with ClickHouse's meaning (`CSV` has no header line).
 pub fn parse_format(name: &str) -> Result<FormatName, String> {
-    if let Some((_, format, header)) = FORMAT_NAMES.iter().find(|(n, _, _)| *n == name) {
+    if let Some((_, format)) = CHASYNC_FORMATS.iter().find(|(n, _)| *n == name) {
         return Ok(FormatName {
             format: *format,
-            header: *header,
+            header: None,
         });
     }
-    let names: Vec<&str> = FORMAT_NAMES.iter().map(|(n, _, _)| *n).collect();
-    let mut msg = format!(
-        "unknown format {name:?}; the formats are {}",
-        names.join(", ")
-    );
-    if let Some((n, _, _)) = FORMAT_NAMES
-        .iter()
-        .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
-    {
-        msg.push_str(&format!(
-            " (did you mean {n}? ClickHouse's names are spelt as ClickHouse spells them)"
+    let readable: Vec<&str> = CLICKHOUSE_FORMATS.iter().map(|(n, _, _)| *n).collect();
+    let Some(info) = chasync_core::format_info(name) else {
+        return Err(format!(
+            "unknown format {name:?}: give one of ClickHouse's ({}, or an alias such as TSV), \
+             or ndjson, csv, tsv",
+            readable.join(", ")
         ));
+    };
+    match CLICKHOUSE_FORMATS.iter().find(|(n, _, _)| *n == info.name) {
+        Some((_, format, header)) => Ok(FormatName {
+            format: *format,
+            header: *header,
+        }),
+        None => Err(format!(
+            "chasync insert does not read ClickHouse's {} format; it reads {}",
+            info.name,
+            readable.join(", ")
+        )),
     }
-    Err(msg)
 }
 
 /// `chasync insert`.
@@ -389,11 +398,12 @@ pub struct InsertArgs {
     /// Input files (`-` = stdin); `.gz` and `.zst` text files are decompressed.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// Input format: ClickHouse's name (JSONEachRow, CSV, CSVWithNames, TabSeparated, TSV,
-    /// TabSeparatedWithNames, TSVWithNames, Parquet, Arrow, ArrowStream, ...), meaning what it
-    /// means in ClickHouse (CSV and TabSeparated have no header line), or chasync's (ndjson,
-    /// csv, tsv: a header line unless --no-header; parquet, arrow, arrow-stream)
-    /// [default: from the file extension; required for stdin].
+    /// Input format: ClickHouse's name or alias (JSONEachRow, JSONLines, CSV, CSVWithNames,
+    /// TabSeparated, TSV, TabSeparatedWithNames, TSVWithNames, Parquet, Arrow, ArrowStream; any
+    /// case, as in ClickHouse), meaning what it means in ClickHouse (CSV and TSV have no header
+    /// line), or chasync's own, written in lower case: ndjson, csv, tsv (a header line unless
+    /// --no-header), parquet, arrow, arrow-stream [default: from the file extension; required
+    /// for stdin].
     #[arg(long, value_parser = parse_format, value_name = "FORMAT")]
     pub format: Option<FormatName>,
     /// CSV/TSV input has no header line: fields map to the table's columns in order.

@@ -680,8 +680,14 @@ async fn parquet_compressions_and_extra_columns() {
     let db = TestDb::new("pqcodecs").await;
     let codecs = [
         ("uncompressed", parquet::basic::Compression::UNCOMPRESSED),
-        ("zstd", parquet::basic::Compression::ZSTD(Default::default())),
-        ("gzip", parquet::basic::Compression::GZIP(Default::default())),
+        (
+            "zstd",
+            parquet::basic::Compression::ZSTD(Default::default()),
+        ),
+        (
+            "gzip",
+            parquet::basic::Compression::GZIP(Default::default()),
+        ),
         ("lz4", parquet::basic::Compression::LZ4_RAW),
         ("snappy", parquet::basic::Compression::SNAPPY),
     ];
@@ -721,13 +727,25 @@ async fn parquet_compressions_and_extra_columns() {
     db.exec("CREATE TABLE narrow (id UInt64) ENGINE = MergeTree ORDER BY id")
         .await;
     let path = dir.path().join("snappy.parquet");
-    let r = insert(dir.path(), &["--table", &db.t("narrow"), path.to_str().unwrap()], None);
-    assert_eq!(r.code, 3, "{r:?}");
-    assert_eq!(r.json()["rows_dead_lettered"], ROWS, "{r:?}");
-    assert!(files_text(&dir.path().join("chasync-spool")).contains("name"), "{r:?}");
     let r = insert(
         dir.path(),
-        &["--table", &db.t("narrow"), "--skip-unknown-fields", path.to_str().unwrap()],
+        &["--table", &db.t("narrow"), path.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(r.code, 3, "{r:?}");
+    assert_eq!(r.json()["rows_dead_lettered"], ROWS, "{r:?}");
+    assert!(
+        files_text(&dir.path().join("chasync-spool")).contains("name"),
+        "{r:?}"
+    );
+    let r = insert(
+        dir.path(),
+        &[
+            "--table",
+            &db.t("narrow"),
+            "--skip-unknown-fields",
+            path.to_str().unwrap(),
+        ],
         None,
     );
     assert_eq!(r.code, 0, "{r:?}");
@@ -761,14 +779,40 @@ async fn format_names_mean_what_they_mean_and_mistakes_are_clear() {
         db.strings("SELECT name FROM t ORDER BY id").await,
         vec!["a", "b", "c", "d"]
     );
-    // Wrong spellings, contradictions and what columnar input cannot do.
+    // ClickHouse's names in any case and its aliases, as ClickHouse takes them.
+    std::fs::write(d.join("more.tsv"), "name\tid\ne\t5\n").unwrap();
     let r = insert(
         d,
-        &["--table", &table, "--format", "csvwithnames", "a.csv"],
+        &["--table", &table, "--format", "tsvwithnames", "more.tsv"],
+        None,
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    std::fs::write(d.join("more.json"), "{\"id\":6,\"name\":\"f\"}\n").unwrap();
+    let r = insert(
+        d,
+        &["--table", &table, "--format", "JSONLines", "more.json"],
+        None,
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    // Unknown names, formats insert does not read, contradictions, and what columnar input
+    // cannot do.
+    let r = insert(
+        d,
+        &["--table", &table, "--format", "CSVWithNamez", "a.csv"],
         None,
     );
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stderr.contains("did you mean CSVWithNames"), "{r:?}");
+    assert!(
+        r.stderr.contains("unknown format \"CSVWithNamez\""),
+        "{r:?}"
+    );
+    let r = insert(d, &["--table", &table, "--format", "values", "a.csv"], None);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr
+            .contains("does not read ClickHouse's Values format"),
+        "{r:?}"
+    );
     let r = insert(
         d,
         &[
@@ -793,7 +837,7 @@ async fn format_names_mean_what_they_mean_and_mistakes_are_clear() {
     assert!(r.stderr.contains("x.parquet: not a Parquet file"), "{r:?}");
     assert_eq!(
         db.u64("SELECT count() FROM t").await,
-        4,
+        6,
         "nothing more landed"
     );
 }

@@ -1,5 +1,5 @@
 //! Global options, config file, exit codes, the unreachable-server hint, secrets, and the
-//! `insert` placeholder.
+//! checks of `insert`'s arguments.
 
 mod common;
 
