@@ -64,7 +64,12 @@ class Inserter:
     """Streams rows into one ClickHouse table through the chasync engine.
 
     ``url`` is the HTTP endpoint (``http://host:8123``, or ``https://host:8443`` with TLS) or a
-    list of them (attempts rotate).
+    list of them (attempts rotate);
+    ``http://user:password@host:8123`` (percent-encoded) carries the credentials (a ``user``
+    or ``password`` argument that differs from them is an error). ``None``: the environment's
+    ``CHASYNC_URL`` or ``CLICKHOUSE_URL``, else ``http://127.0.0.1:8123``. The environment
+    (``CHASYNC_<OPTION>``; ``CLICKHOUSE_URL``, ``_USER``, ``_PASSWORD``, ``_DATABASE``) sets
+    any option the arguments leave out.
     Options (keyword arguments):
 
     * ``compression``: ``"lz4"`` (default) or ``"none"``;
@@ -93,7 +98,7 @@ class Inserter:
 
     def __init__(
         self,
-        url: Union[str, Sequence[str]],
+        url: Union[str, Sequence[str], None],
         table: str,
         *,
         database: Optional[str] = None,

@@ -10,14 +10,17 @@ use crate::settings::{parse_bytes, parse_duration};
 /// chasync: stream data into ClickHouse, and look after what the engine leaves behind.
 ///
 /// Options are read from flags, then the environment (`CHASYNC_<OPTION>` for every option,
-/// e.g. `CHASYNC_URL`, `CHASYNC_MAX_ROWS`; and `CLICKHOUSE_URL`, `CLICKHOUSE_USER`,
-/// `CLICKHOUSE_PASSWORD`, `CLICKHOUSE_DATABASE`), then the `--config` TOML file, then
-/// defaults.
+/// e.g. `CHASYNC_URL`, `CHASYNC_DATABASE`, `CHASYNC_SPOOL_DIR`; and `CLICKHOUSE_URL`,
+/// `CLICKHOUSE_USER`, `CLICKHOUSE_PASSWORD`, `CLICKHOUSE_DATABASE`, which the `CHASYNC_` ones
+/// override), then the config file (`--config`, `CHASYNC_CONFIG`, or
+/// `$XDG_CONFIG_HOME/chasync/config.toml`, `~/.config/chasync/config.toml`), then defaults.
+/// A URL may carry the credentials: `http://user:password@host:8123`.
 ///
 /// Exit codes: 0 success; 1 error (cannot connect, server error, bad input, I/O); 2 usage
 /// error; 3 rows not committed (dead-lettered, or a replay left entries that failed again);
 /// 4 `doctor` found problems that need attention; 5 `insert` did not read all of its input
-/// (an input could not be read to its end, or the deadline passed).
+/// (an input could not be read to its end, or the deadline passed); 141 stdout was closed
+/// early (a pipe to `head`, say): the output stops quietly.
 #[derive(Debug, Parser)]
 #[command(name = "chasync", version, about, long_about)]
 pub struct Cli {
@@ -31,8 +34,10 @@ pub struct Cli {
 
 /// Options every command takes.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalOpts {
-    /// ClickHouse HTTP URL; several separated by commas [default: http://127.0.0.1:8123].
+    /// ClickHouse HTTP URL, `http://[user[:password]@]host:port`; several separated by commas
+    /// [default: http://127.0.0.1:8123].
     #[arg(long, global = true)]
     pub url: Option<String>,
     /// ClickHouse user [default: default].
@@ -44,7 +49,9 @@ pub struct GlobalOpts {
     /// Database of tables named without one [default: default].
     #[arg(long, global = true)]
     pub database: Option<String>,
-    /// A TOML file with any of the options (flags and environment override it).
+    /// A TOML file with any of the options (flags and environment override it) [default:
+    /// CHASYNC_CONFIG, or $XDG_CONFIG_HOME/chasync/config.toml, or
+    /// ~/.config/chasync/config.toml, if there is one].
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     /// No progress bars or notes on stderr; results still go to stdout.
@@ -53,6 +60,22 @@ pub struct GlobalOpts {
     /// Machine-readable JSON on stdout (errors as JSON on stderr).
     #[arg(long, global = true)]
     pub json: bool,
+    /// More log output on stderr: -v info (retries, endpoints), -vv debug, -vvv trace.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, conflicts_with = "log_level")]
+    pub verbose: u8,
+    /// Log level or filter (`warn`, `debug`, `warn,chasync_core=debug`) [default: RUST_LOG, or
+    /// warn]. A RUST_LOG that does not parse is an error.
+    #[arg(long, value_name = "FILTER", global = true)]
+    pub log_level: Option<String>,
+    /// Log lines as text for people or one JSON object each.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "human",
+        global = true
+    )]
+    pub log_format: LogFormat,
     /// TLS of `https://` URLs.
     #[command(flatten)]
     pub tls: TlsOpts,
@@ -77,6 +100,16 @@ pub struct TlsOpts {
     pub tls_insecure_skip_verify: bool,
 }
 
+/// The format of log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Text lines.
+    #[value(alias = "text")]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Wire compression of insert bodies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -90,6 +123,7 @@ pub enum CompressionArg {
 /// The engine's options, for commands that ingest: the same names, meanings and defaults as
 /// the config file's, the daemon's and Python's (`docs/configuration.md`).
 #[derive(Debug, Args, Default, Clone)]
+#[command(next_help_heading = "Engine options")]
 pub struct IngestOpts {
     /// Seal a batch at this many rows [default: 250000].
     #[arg(long, value_name = "N", alias = "batch-rows")]
@@ -139,7 +173,7 @@ pub enum Command {
     Schema(SchemaCommand),
     /// Load generator: synthetic rows through the engine, with throughput and latency figures.
     Bench(BenchArgs),
-    /// Insert NDJSON, CSV or TSV files (or stdin) into a table.
+    /// Insert NDJSON, CSV, TSV, Parquet or Arrow files (or stdin) into a table.
     Insert(InsertArgs),
     /// Print the engine configuration the options resolve to (JSON; the password as `***`).
     Config(ConfigArgs),
@@ -293,14 +327,95 @@ pub struct BenchArgs {
 }
 
 /// Input formats of `chasync insert`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputFormat {
     /// One JSON object per line.
     Ndjson,
-    /// Comma-separated values, with a header line by default.
+    /// Comma-separated values.
     Csv,
-    /// Tab-separated values (ClickHouse TabSeparated escaping), with a header line by default.
+    /// Tab-separated values (ClickHouse TabSeparated escaping).
     Tsv,
+    /// Apache Parquet files.
+    Parquet,
+    /// Arrow IPC files (the random-access file format, `.arrow`, `.feather` v2).
+    ArrowFile,
+    /// Arrow IPC streams (`.arrows`).
+    ArrowStream,
+}
+
+impl InputFormat {
+    /// Whether the input is columnar (read as Arrow record batches).
+    pub fn columnar(self) -> bool {
+        matches!(self, Self::Parquet | Self::ArrowFile | Self::ArrowStream)
+    }
+}
+
+/// An input format as named on the command line: the format, and whether the name says the
+/// input has a header line (`CSVWithNames`: yes, ClickHouse's `CSV`: no; chasync's `csv`:
+/// not said, a header unless `--no-header`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FormatName {
+    /// The format.
+    pub format: InputFormat,
+    /// The header line the name implies, if it does.
+    pub header: Option<bool>,
+}
+
+/// chasync's own format names, written exactly so (lower case): CSV and TSV with a header
+/// line unless `--no-header`. Every other name is ClickHouse's.
+const CHASYNC_FORMATS: [(&str, InputFormat); 6] = [
+    ("ndjson", InputFormat::Ndjson),
+    ("csv", InputFormat::Csv),
+    ("tsv", InputFormat::Tsv),
+    ("parquet", InputFormat::Parquet),
+    ("arrow", InputFormat::ArrowFile),
+    ("arrow-stream", InputFormat::ArrowStream),
+];
+
+/// The ClickHouse formats `chasync insert` reads, by ClickHouse's name for each, and whether
+/// it has a header line.
+const CLICKHOUSE_FORMATS: [(&str, InputFormat, Option<bool>); 8] = [
+    ("JSONEachRow", InputFormat::Ndjson, None),
+    ("CSV", InputFormat::Csv, Some(false)),
+    ("CSVWithNames", InputFormat::Csv, Some(true)),
+    ("TabSeparated", InputFormat::Tsv, Some(false)),
+    ("TabSeparatedWithNames", InputFormat::Tsv, Some(true)),
+    ("Parquet", InputFormat::Parquet, None),
+    ("Arrow", InputFormat::ArrowFile, None),
+    ("ArrowStream", InputFormat::ArrowStream, None),
+];
+
+/// Parses `--format`: chasync's own names (`ndjson`, `csv`, `tsv`, `parquet`, `arrow`,
+/// `arrow-stream`, written so), or any name ClickHouse gives one of the formats `insert`
+/// reads, aliases included and in any case as in ClickHouse (`JSONEachRow`, `JSONLines`,
+/// `CSVWithNames`, `TSV`, `TSVWithNames`, `Parquet`, ...), looked up in the engine's catalog
+/// of ClickHouse's formats, with ClickHouse's meaning (`CSV` has no header line).
+pub fn parse_format(name: &str) -> Result<FormatName, String> {
+    if let Some((_, format)) = CHASYNC_FORMATS.iter().find(|(n, _)| *n == name) {
+        return Ok(FormatName {
+            format: *format,
+            header: None,
+        });
+    }
+    let readable: Vec<&str> = CLICKHOUSE_FORMATS.iter().map(|(n, _, _)| *n).collect();
+    let Some(info) = chasync_core::format_info(name) else {
+        return Err(format!(
+            "unknown format {name:?}: give one of ClickHouse's ({}, or an alias such as TSV), \
+             or ndjson, csv, tsv",
+            readable.join(", ")
+        ));
+    };
+    match CLICKHOUSE_FORMATS.iter().find(|(n, _, _)| *n == info.name) {
+        Some((_, format, header)) => Ok(FormatName {
+            format: *format,
+            header: *header,
+        }),
+        None => Err(format!(
+            "chasync insert does not read ClickHouse's {} format; it reads {}",
+            info.name,
+            readable.join(", ")
+        )),
+    }
 }
 
 /// `chasync insert`.
@@ -309,12 +424,17 @@ pub struct InsertArgs {
     /// The target table (`db.table`, or `table` in `--database`).
     #[arg(long)]
     pub table: String,
-    /// Input files (`-` = stdin); `.gz` and `.zst` are decompressed.
+    /// Input files (`-` = stdin); `.gz` and `.zst` text files are decompressed.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// Input format [default: from the file extension; required for stdin].
-    #[arg(long, value_enum)]
-    pub format: Option<InputFormat>,
+    /// Input format: ClickHouse's name or alias (JSONEachRow, JSONLines, CSV, CSVWithNames,
+    /// TabSeparated, TSV, TabSeparatedWithNames, TSVWithNames, Parquet, Arrow, ArrowStream; any
+    /// case, as in ClickHouse), meaning what it means in ClickHouse (CSV and TSV have no header
+    /// line), or chasync's own, written in lower case: ndjson, csv, tsv (a header line unless
+    /// --no-header), parquet, arrow, arrow-stream [default: from the file extension; required
+    /// for stdin].
+    #[arg(long, value_parser = parse_format, value_name = "FORMAT")]
+    pub format: Option<FormatName>,
     /// CSV/TSV input has no header line: fields map to the table's columns in order.
     #[arg(long)]
     pub no_header: bool,

@@ -17,6 +17,9 @@ pub mod exit {
     /// `insert` did not read all of its input: an input could not be read to its end (a bad
     /// or truncated file), or `--deadline` passed first.
     pub const INCOMPLETE: u8 = 5;
+    /// stdout was closed early (a pipe to `head`, say): output stopped quietly, as for a
+    /// process killed by SIGPIPE (128 + 13).
+    pub const BROKEN_PIPE: u8 = 141;
 }
 
 /// An error that ends the command, with its exit code.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::cli::InputFormat;
+use crate::cli::{FormatName, InputFormat};
 
 /// A record that could not be read, with what was read of it.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +43,7 @@ impl Item {
 }
 
 /// The format of a file from its name (after `.gz` / `.zst`), if the name tells.
-pub fn format_from_name(path: &Path) -> Option<InputFormat> {
+pub fn format_from_name(path: &Path) -> Option<FormatName> {
     let name = path.file_name()?.to_string_lossy().to_ascii_lowercase();
     let name = name
         .strip_suffix(".gz")
@@ -51,12 +51,19 @@ pub fn format_from_name(path: &Path) -> Option<InputFormat> {
         .or_else(|| name.strip_suffix(".zstd"))
         .unwrap_or(&name);
     let ext = name.rsplit_once('.')?.1;
-    match ext {
-        "ndjson" | "jsonl" | "json" => Some(InputFormat::Ndjson),
-        "csv" => Some(InputFormat::Csv),
-        "tsv" | "tab" => Some(InputFormat::Tsv),
-        _ => None,
-    }
+    let format = match ext {
+        "ndjson" | "jsonl" | "json" => InputFormat::Ndjson,
+        "csv" => InputFormat::Csv,
+        "tsv" | "tab" => InputFormat::Tsv,
+        "parquet" | "pq" => InputFormat::Parquet,
+        "arrow" | "feather" | "ipc" => InputFormat::ArrowFile,
+        "arrows" => InputFormat::ArrowStream,
+        _ => return None,
+    };
+    Some(FormatName {
+        format,
+        header: None,
+    })
 }
 
 /// Opens an input (`-` = stdin), decompressing `.gz` and `.zst` / `.zstd`.
@@ -121,6 +128,11 @@ impl Reader {
         header: bool,
     ) -> io::Result<Self> {
         let source: Arc<str> = Arc::from(source);
+        if format.columnar() {
+            return Err(io::Error::other(format!(
+                "{source}: {format:?} is not read as text records"
+            )));
+        }
         let mut reader = match format {
             InputFormat::Csv => Self {
                 source,
@@ -136,7 +148,7 @@ impl Reader {
                 header: None,
                 failed: false,
             },
-            InputFormat::Ndjson | InputFormat::Tsv => Self {
+            _ => Self {
                 source,
                 inner: Inner::Lines {
                     input,
@@ -390,21 +402,16 @@ mod tests {
 
     #[test]
     fn formats_from_names() {
-        assert_eq!(
-            format_from_name(Path::new("a/b.ndjson")),
-            Some(InputFormat::Ndjson)
-        );
-        assert_eq!(
-            format_from_name(Path::new("b.jsonl.gz")),
-            Some(InputFormat::Ndjson)
-        );
-        assert_eq!(
-            format_from_name(Path::new("b.CSV.zst")),
-            Some(InputFormat::Csv)
-        );
-        assert_eq!(format_from_name(Path::new("b.tsv")), Some(InputFormat::Tsv));
-        assert_eq!(format_from_name(Path::new("b.txt")), None);
-        assert_eq!(format_from_name(Path::new("-")), None);
+        let f = |name: &str| format_from_name(Path::new(name)).map(|f| f.format);
+        assert_eq!(f("a/b.ndjson"), Some(InputFormat::Ndjson));
+        assert_eq!(f("b.jsonl.gz"), Some(InputFormat::Ndjson));
+        assert_eq!(f("b.CSV.zst"), Some(InputFormat::Csv));
+        assert_eq!(f("b.tsv"), Some(InputFormat::Tsv));
+        assert_eq!(f("b.parquet"), Some(InputFormat::Parquet));
+        assert_eq!(f("b.arrow"), Some(InputFormat::ArrowFile));
+        assert_eq!(f("b.arrows"), Some(InputFormat::ArrowStream));
+        assert_eq!(f("b.txt"), None);
+        assert_eq!(f("-"), None);
     }
 
     #[test]
@@ -476,7 +483,7 @@ mod tests {
         let zst = dir.path().join("x.ndjson.zst");
         std::fs::write(&zst, zstd::encode_all(text_in.as_bytes(), 3).unwrap()).unwrap();
         for p in [gz, zst] {
-            let (_, items) = read_all(&p, format_from_name(&p).unwrap(), false);
+            let (_, items) = read_all(&p, format_from_name(&p).unwrap().format, false);
             assert_eq!(items.len(), 2, "{}", p.display());
             assert_eq!(text(&items[1]), "{\"a\":2}");
         }

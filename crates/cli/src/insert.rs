@@ -1,4 +1,5 @@
-//! `chasync insert`: NDJSON / CSV / TSV files (or stdin) into a table.
+//! `chasync insert`: NDJSON / CSV / TSV files (or stdin) into a table; Parquet and Arrow
+//! files go to [`crate::columnar`].
 //!
 //! Records are read here, with their file and line, and handed to the engine's
 //! [`TextPipeline`], which routes each one (NDJSON converted to RowBinary on the client where
@@ -18,20 +19,21 @@ use chasync_core::{
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
-use crate::cli::{InputFormat, InsertArgs};
+use crate::cli::{FormatName, InputFormat, InsertArgs};
 use crate::error::{CliError, exit};
 use crate::input::{Item, Reader, format_from_name};
 use crate::output::print_json;
 use crate::settings::Settings;
 
 /// The formats of the inputs, from `--format` or their names.
-pub fn formats(args: &InsertArgs) -> Result<Vec<InputFormat>, CliError> {
+pub fn formats(args: &InsertArgs) -> Result<Vec<FormatName>, CliError> {
     args.files
         .iter()
         .map(|f| {
             args.format.or_else(|| format_from_name(f)).ok_or_else(|| {
                 CliError::usage(format!(
-                    "cannot tell the format of {} from its name: give --format ndjson|csv|tsv",
+                    "cannot tell the format of {} from its name: give --format (JSONEachRow, \
+                     CSVWithNames, TSVWithNames, Parquet, Arrow, ... or ndjson, csv, tsv)",
                     f.display()
                 ))
             })
@@ -84,7 +86,7 @@ pub struct InsertSummary {
     /// Rows of those batches.
     pub rows_skipped: u64,
     /// The format the rows were sent in: `RowBinaryWithDefaults` (NDJSON converted on the
-    /// client), `JSONEachRow`, `CSV` or `TabSeparated`.
+    /// client), `JSONEachRow`, `CSV`, `TabSeparated`, or `Native` (Parquet and Arrow).
     pub encoding: Format,
     /// NDJSON lines the fast path did not convert and sent as JSONEachRow.
     pub rows_passed_through: u64,
@@ -98,12 +100,24 @@ pub struct InsertSummary {
 pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> {
     let (db, table) = settings.table_ref(&args.table)?;
     let formats = formats(&args)?;
-    let format = formats[0];
-    if formats.iter().any(|f| *f != format) {
+    let FormatName { format, header } = formats[0];
+    if formats.iter().any(|f| f.format != format) {
         return Err(CliError::usage(
             "all inputs of one run must have the same format; run chasync insert once per format",
         ));
     }
+    if format.columnar() {
+        return crate::columnar::run(settings, args, db, table, format).await;
+    }
+    let header = match (header, args.no_header) {
+        (Some(true), true) => {
+            return Err(CliError::usage(
+                "--no-header contradicts a format *WithNames (which has a header line)",
+            ));
+        }
+        (Some(h), _) => h,
+        (None, no_header) => !no_header,
+    };
     if args
         .files
         .iter()
@@ -115,8 +129,7 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
     }
     let mut readers = Vec::new();
     for f in &args.files {
-        let reader =
-            Reader::open(f, format, !args.no_header).map_err(|e| CliError::error(e.to_string()))?;
+        let reader = Reader::open(f, format, header).map_err(|e| CliError::error(e.to_string()))?;
         readers.push(reader);
     }
     let header = readers
@@ -169,7 +182,7 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
             format: match format {
                 InputFormat::Ndjson => TextFormat::Ndjson,
                 InputFormat::Csv => TextFormat::Csv,
-                InputFormat::Tsv => TextFormat::Tsv,
+                _ => TextFormat::Tsv,
             },
             columns: header.filter(|h| !h.is_empty()),
             convert: !args.no_convert,
@@ -415,7 +428,7 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
 const WAITING_NOTE: Duration = Duration::from_secs(5);
 
 fn progress_bar(settings: &Settings, total_bytes: Option<u64>) -> ProgressBar {
-    if settings.quiet || settings.json {
+    if settings.quiet || settings.json || settings.verbose_logs {
         return ProgressBar::hidden();
     }
     match total_bytes {
@@ -678,7 +691,7 @@ impl Feeder<'_> {
     }
 }
 
-fn print_summary(s: &InsertSummary) {
+pub(crate) fn print_summary(s: &InsertSummary) {
     println!("table:          {}", s.table);
     println!(
         "rows read:      {} ({} malformed)",

@@ -1,5 +1,6 @@
 //! Small printing helpers: times, sizes, aligned tables, notes on stderr.
 
+use crate::error::exit;
 use crate::settings::Settings;
 
 /// Prints a note on stderr unless `--quiet` or `--json`.
@@ -7,6 +8,26 @@ pub fn note(settings: &Settings, text: impl AsRef<str>) {
     if !settings.quiet && !settings.json {
         eprintln!("{}", text.as_ref());
     }
+}
+
+/// Writes to stdout; a pipe closed early (`| head -1`) ends the process quietly with
+/// [`exit::BROKEN_PIPE`], as a process killed by SIGPIPE would; another error with 1.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(i32::from(exit::BROKEN_PIPE));
+        }
+        write_stderr(format_args!("chasync: cannot write to stdout: {e}\n"));
+        std::process::exit(i32::from(exit::ERROR));
+    }
+}
+
+/// Writes to stderr; errors (a closed stderr) are ignored.
+pub fn write_stderr(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_fmt(args);
 }
 
 /// Prints a JSON value on stdout.

@@ -1,7 +1,8 @@
-//! The engine's options from the `--config` file, the environment and the flags, layered into
-//! the engine's one [`ConfigBuilder`] (flags win over the environment, which wins over the
-//! file): the same names, meanings and defaults as the daemon's TOML and Python's keyword
-//! arguments.
+//! The engine's options from the config file (`--config`, `CHASYNC_CONFIG`, or the user's
+//! `$XDG_CONFIG_HOME/chasync/config.toml` / `~/.config/chasync/config.toml`), the environment
+//! and the flags, layered into the engine's one [`ConfigBuilder`] (flags win over the
+//! environment, which wins over the file): the same names, meanings and defaults as the
+//! daemon's TOML and Python's keyword arguments.
 
 use chasync_core::{Config, ConfigBuilder};
 use std::path::{Path, PathBuf};
@@ -24,6 +25,11 @@ pub struct Settings {
     pub json: bool,
     /// No chatter on stderr.
     pub quiet: bool,
+    /// Log lines go to stderr beyond warnings (`-v`, `--log-level`, `RUST_LOG`): no progress
+    /// bars then.
+    pub verbose_logs: bool,
+    /// The config file read, if any.
+    pub config_file: Option<PathBuf>,
 }
 
 /// A placeholder table name, for commands that name none.
@@ -42,7 +48,17 @@ impl Settings {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, CliError> {
         let mut layers = ConfigBuilder::new();
-        if let Some(path) = &global.config {
+        // `--config`, or CHASYNC_CONFIG, or the user's file where convention puts it.
+        let config_file = global
+            .config
+            .clone()
+            .or_else(|| {
+                env("CHASYNC_CONFIG")
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+            })
+            .or_else(|| chasync_core::user_config_file(&env));
+        if let Some(path) = &config_file {
             layers = layers.merge_toml(&read(path)?);
             if let Err(e) = layers.clone().set("table", NO_TABLE).build() {
                 return Err(CliError::error(format!(
@@ -52,7 +68,7 @@ impl Settings {
                 )));
             }
         }
-        layers = layers.merge_vars(env);
+        layers = layers.merge_vars(&env);
         layers = flags(layers, global, ingest);
         let url_given = layers.is_set("url");
         let base = layers
@@ -79,6 +95,10 @@ impl Settings {
             url_given,
             json: global.json,
             quiet: global.quiet,
+            verbose_logs: global.verbose > 0
+                || global.log_level.is_some()
+                || env("RUST_LOG").is_some_and(|v| !v.is_empty()),
+            config_file,
         })
     }
 
@@ -272,6 +292,9 @@ mod tests {
             config,
             quiet: false,
             json: false,
+            verbose: 0,
+            log_level: None,
+            log_format: crate::cli::LogFormat::Human,
         }
     }
 

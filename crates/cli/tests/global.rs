@@ -1,5 +1,5 @@
 //! Global options, config file, exit codes, the unreachable-server hint, secrets, and the
-//! `insert` placeholder.
+//! checks of `insert`'s arguments.
 
 mod common;
 
@@ -180,7 +180,7 @@ fn insert_checks_its_arguments() {
     std::fs::write(dir.path().join("rows.txt"), "x\n").unwrap();
     let r = run(dir.path(), &["insert", "--table", "db.t", "rows.txt"]);
     assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stderr.contains("--format ndjson|csv|tsv"), "{r:?}");
+    assert!(r.stderr.contains("give --format (JSONEachRow"), "{r:?}");
     let r = run(dir.path(), &["insert", "--table", "db.t", "missing.csv"]);
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("cannot open missing.csv"), "{r:?}");

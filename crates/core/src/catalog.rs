@@ -4,7 +4,7 @@
 //! [`refresh`](Catalog::refresh). Every frontend and the pipeline ask it; encoders receive
 //! the schemas it reads and never query the server themselves.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,6 +22,8 @@ pub struct Catalog {
     clients: Vec<clickhouse::Client>,
     timeout: Duration,
     cache: Mutex<HashMap<(String, String), Arc<TableSchema>>>,
+    /// Sets of settings the server accepted (see [`check_settings`](Catalog::check_settings)).
+    settings_ok: Mutex<Vec<BTreeMap<String, String>>>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -48,6 +50,7 @@ impl Catalog {
             clients,
             timeout: config.clickhouse.query_timeout,
             cache: Mutex::new(HashMap::new()),
+            settings_ok: Mutex::new(Vec::new()),
         })
     }
 
@@ -57,6 +60,7 @@ impl Catalog {
             clients: vec![client],
             timeout,
             cache: Mutex::new(HashMap::new()),
+            settings_ok: Mutex::new(Vec::new()),
         }
     }
 
@@ -110,6 +114,117 @@ impl Catalog {
     pub fn insert(&self, schema: Arc<TableSchema>) {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.insert(Self::key(&schema.database, &schema.table), schema);
+    }
+
+    /// Checks ClickHouse settings (the `settings` option, sent with every insert) before
+    /// any insert: the whole set by a `SELECT 1` that carries them (unknown names, values the
+    /// server cannot parse, constraints, settings that cannot change in `readonly` mode), and
+    /// when the server refuses them, each name against its `system.settings` (a name that is
+    /// not there is named, with the known names closest to it). `readonly` other than 0 is
+    /// refused (it forbids inserts). Fails with [`Error::Config`] naming what the server
+    /// refuses; a set once accepted is not checked again. Custom settings (names with a
+    /// prefix of the server's `custom_settings_prefixes`) pass when the server takes them.
+    pub async fn check_settings(&self, settings: &BTreeMap<String, String>) -> Result<()> {
+        if settings.is_empty() {
+            return Ok(());
+        }
+        let known = |ok: &Vec<BTreeMap<String, String>>| ok.iter().any(|s| s == settings);
+        if known(&self.settings_ok.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(());
+        }
+        let mut last = None;
+        for client in &self.clients {
+            match self.check_settings_on(client, settings).await {
+                Err(e @ (Error::Network { .. } | Error::Timeout(_) | Error::Http(_))) => {
+                    last = Some(e);
+                }
+                Ok(verified) => {
+                    let mut ok = self.settings_ok.lock().unwrap_or_else(|e| e.into_inner());
+                    if verified && !known(&ok) {
+                        ok.push(settings.clone());
+                    }
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Config("no ClickHouse URL".into())))
+    }
+
+    async fn check_settings_on(
+        &self,
+        client: &clickhouse::Client,
+        settings: &BTreeMap<String, String>,
+    ) -> Result<bool> {
+        if let Some(mode) = settings.get("readonly")
+            && mode.trim() != "0"
+        {
+            return Err(Error::Config(format!(
+                "the ClickHouse setting readonly = {mode} forbids inserts: every batch would be \
+                 refused"
+            )));
+        }
+        let what = "the check of the ClickHouse settings";
+        let names: Vec<&str> = settings.keys().map(String::as_str).collect();
+        let found = self
+            .bounded(
+                what,
+                client
+                    .query("SELECT name FROM system.settings WHERE has(?, name)")
+                    .bind(&names)
+                    .fetch_all::<String>(),
+            )
+            .await?;
+        let mut probe = client.query("SELECT 1");
+        for (name, value) in settings {
+            probe = probe.with_setting(name.clone(), value.clone());
+        }
+        // Only the server's refusal of the settings is theirs: a network error or a timeout is
+        // reported as it is, and a passing fault (a busy server) leaves the check to the
+        // inserts, which retry it.
+        let refused = match self.bounded(what, probe.fetch_all::<u8>()).await {
+            Ok(_) => return Ok(true),
+            Err(e @ Error::Server { .. }) if e.kind() == crate::ErrorKind::Retryable => {
+                tracing::warn!(error = %e.report(), "the check of the ClickHouse settings met a passing fault; going on");
+                return Ok(false);
+            }
+            Err(e @ Error::Server { .. }) => e,
+            Err(e) => return Err(e),
+        };
+        let mut problems = Vec::new();
+        for name in names.iter().filter(|n| !found.iter().any(|f| f == *n)) {
+            let close = self
+                .bounded(
+                    what,
+                    client
+                        .query(
+                            "SELECT name FROM system.settings WHERE editDistance(name, ?) <= 3 \
+                             ORDER BY editDistance(name, ?), name LIMIT 3",
+                        )
+                        .bind(name)
+                        .bind(name)
+                        .fetch_all::<String>(),
+                )
+                .await
+                .unwrap_or_default();
+            let mut p =
+                format!("`{name}` is not a setting of this server (not in system.settings)");
+            if !close.is_empty() {
+                let close: Vec<String> = close.iter().map(|c| format!("`{c}`")).collect();
+                p.push_str(&format!("; did you mean {}?", close.join(", ")));
+            }
+            problems.push(p);
+        }
+        let server = refused.report();
+        let detail = if problems.is_empty() {
+            String::new()
+        } else {
+            format!("{}; ", problems.join("; "))
+        };
+        Err(Error::Config(format!(
+            "ClickHouse refuses the settings sent with every insert, checked before any insert: \
+             {detail}{server}"
+        )))
     }
 
     /// Runs one metadata query within the timeout.

@@ -20,6 +20,15 @@ pub(crate) fn client_for(config: &Config, url: &str) -> Result<clickhouse::Clien
         .pool_idle_timeout(Duration::from_secs(2))
         .pool_max_idle_per_host(config.delivery.max_concurrency.max(1))
         .build(connector);
+    // Credentials in the URL (`http://user:password@host`) are sent as the options are, never
+    // as part of the URL (`validate` refused URLs whose credentials conflict).
+    let (url, _) = crate::config::split_userinfo(url).unwrap_or_else(|_| (url.to_string(), None));
+    let (user, password) = config.url_credentials().unwrap_or_else(|_| {
+        (
+            config.clickhouse.user.clone(),
+            config.clickhouse.password.clone(),
+        )
+    });
     let mut client = clickhouse::Client::with_http_client(http)
         .with_url(url)
         .with_database(config.clickhouse.database.clone())
@@ -27,10 +36,10 @@ pub(crate) fn client_for(config: &Config, url: &str) -> Result<clickhouse::Clien
             Compression::None => clickhouse::Compression::None,
             Compression::Lz4 => clickhouse::Compression::Lz4,
         });
-    if let Some(user) = &config.clickhouse.user {
-        client = client.with_user(user.clone());
+    if let Some(user) = user {
+        client = client.with_user(user);
     }
-    if let Some(password) = &config.clickhouse.password {
+    if let Some(password) = password {
         client = client.with_password(password.expose().to_string());
     }
     Ok(client)

@@ -310,6 +310,7 @@ impl Config {
         if self.clickhouse.url.is_empty() {
             return bad("at least one ClickHouse URL is needed");
         }
+        self.url_credentials().map_err(Error::Config)?;
         for url in &self.clickhouse.url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(Error::Config(format!(
@@ -345,6 +346,54 @@ impl Config {
             return bad("backoff_multiplier must be a number of at least 1");
         }
         Ok(())
+    }
+
+    /// The user and password of the endpoints, as the client sends them: the `user` and
+    /// `password` options, or those of the URLs' `user:password@` part (the builder moves
+    /// those to the options; a [`Config`] filled in by hand may still have them in its URLs).
+    /// Fails when URLs carry different credentials, or credentials other than the options'.
+    pub(crate) fn url_credentials(
+        &self,
+    ) -> std::result::Result<(Option<String>, Option<Secret>), String> {
+        let c = &self.clickhouse;
+        let mut found: Option<UserInfo> = None;
+        for url in &c.url {
+            match (split_userinfo(url)?.1, &found) {
+                (None, _) => {}
+                (Some(i), None) => found = Some(i),
+                (Some(i), Some(f)) if i == *f => {}
+                (Some(_), Some(_)) => {
+                    return Err(
+                        "the URLs carry different credentials (user:password@): one \
+                                user for all of them"
+                            .into(),
+                    );
+                }
+            }
+        }
+        let Some(info) = found else {
+            return Ok((c.user.clone(), c.password.clone()));
+        };
+        if let (Some(a), Some(b)) = (&info.user, &c.user)
+            && a != b
+        {
+            return Err(format!(
+                "the URL names user {a:?} and user {b:?} is given too: give the user once"
+            ));
+        }
+        if let (Some(a), Some(b)) = (&info.password, &c.password)
+            && a != b.expose()
+        {
+            return Err(
+                "the URL carries a password and a different password is given too: \
+                        give the password once"
+                    .into(),
+            );
+        }
+        Ok((
+            c.user.clone().or(info.user),
+            c.password.clone().or(info.password.map(Secret::new)),
+        ))
     }
 
     /// `db.table`, quoted for SQL.
@@ -409,6 +458,109 @@ const ALIASES: [(&str, &str); 9] = [
     ("compress", "compression"),
 ];
 
+/// Environment variables named after an alias of an option, and the option.
+const ENV_ALIASES: [(&str, &str); 1] = [("CHASYNC_DLQ_DIR", "spool_dir")];
+
+/// Checks one option's value by reading it into a [`Config`] alone: a mistake is named at
+/// once, with its option.
+fn check_field(group: &str, field: &str, value: &Value) -> std::result::Result<(), String> {
+    let mut section = Map::new();
+    section.insert(field.to_string(), value.clone());
+    let mut top = Map::new();
+    top.insert(group.to_string(), Value::Object(section));
+    serde_json::from_value::<Config>(Value::Object(top))
+        .map(drop)
+        .map_err(|e| format!("{}: {e}", flat_name(group, field)))
+}
+
+/// The credentials of a URL's `user:password@` part, percent-decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UserInfo {
+    user: Option<String>,
+    password: Option<String>,
+}
+
+/// Splits a URL's `user:password@` part off: the URL without it, and the credentials
+/// (percent-decoded). Messages never quote the password.
+pub(crate) fn split_userinfo(url: &str) -> std::result::Result<(String, Option<UserInfo>), String> {
+    let Some(scheme_end) = url.find("://") else {
+        return Ok((url.to_string(), None));
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return Ok((url.to_string(), None));
+    };
+    let (info, host) = (&rest[..at], &rest[at + 1..]);
+    let clean = format!("{}{host}", &url[..scheme_end + 3]);
+    let (user, password) = match info.split_once(':') {
+        Some((u, p)) => (u, Some(p)),
+        None => (info, None),
+    };
+    let user =
+        percent_decode(user).map_err(|e| format!("the user in URL {}: {e}", redact_url(url)))?;
+    let password = password
+        .map(percent_decode)
+        .transpose()
+        .map_err(|e| format!("the password in URL {}: {e}", redact_url(url)))?;
+    let info = UserInfo {
+        user: (!user.is_empty()).then_some(user),
+        password,
+    };
+    Ok((clean, Some(info)))
+}
+
+/// Decodes `%XX` escapes (the text must then be UTF-8).
+fn percent_decode(text: &str) -> std::result::Result<String, String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or("a % that is not followed by two hexadecimal digits")?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| "percent-escapes that do not decode to UTF-8".to_string())
+}
+
+/// The user's configuration file of the command line: the first that exists of
+/// `$XDG_CONFIG_HOME/chasync/config.toml` (when `XDG_CONFIG_HOME` is an absolute path) and
+/// `$HOME/.config/chasync/config.toml`; `var` reads the environment.
+pub fn user_config_file(var: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    user_config_candidates(var)
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+/// Where [`user_config_file`] looks, in order.
+pub fn user_config_candidates(var: impl Fn(&str) -> Option<String>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(xdg) = var("XDG_CONFIG_HOME").map(PathBuf::from)
+        && xdg.is_absolute()
+    {
+        out.push(xdg.join("chasync").join("config.toml"));
+    }
+    if let Some(home) = var("HOME").filter(|h| !h.is_empty()) {
+        let p = PathBuf::from(home)
+            .join(".config")
+            .join("chasync")
+            .join("config.toml");
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
 /// Layers options into a [`Config`]: a TOML file, the environment, flags or keyword
 /// arguments, each [`set`](Self::set) or [`merge_toml`](Self::merge_toml) overriding what
 /// came before; [`build`](Self::build) fills in the defaults and validates.
@@ -418,10 +570,21 @@ const ALIASES: [(&str, &str); 9] = [
 /// `timeout` are accepted). `retries` is `max_attempts - 1`. Durations are seconds (a number)
 /// or text with a unit (`500ms`, `2s`, `1m`); sizes are bytes or text with a unit (`32MiB`,
 /// `10MB`).
+///
+/// A URL may carry the credentials, `http://user:password@host:8123` (percent-encoded, as in
+/// any URL): they are taken out of the URL and become the `user` and `password` options of
+/// the layer that set the URL. A layer (a file, the environment, the flags, one
+/// [`merge`](Self::merge)) that gives a URL with credentials and a different `user` or
+/// `password` is refused; a later layer overrides an earlier one as for any option.
 #[derive(Clone, Default)]
 pub struct ConfigBuilder {
     tree: Map<String, Value>,
     error: Option<String>,
+    /// The layer now being set: each merge is one, and the flat options set after it another.
+    layer: u32,
+    /// Where `user` and `password` were last set: the layer, and whether from a URL.
+    user_origin: Option<(u32, bool)>,
+    password_origin: Option<(u32, bool)>,
 }
 
 impl fmt::Debug for ConfigBuilder {
@@ -435,7 +598,7 @@ impl fmt::Debug for ConfigBuilder {
         f.debug_struct("ConfigBuilder")
             .field("options", &tree)
             .field("error", &self.error)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -550,6 +713,25 @@ impl ConfigBuilder {
     }
 
     fn put(&mut self, group: &str, field: &str, value: Value) {
+        let value = if group == "clickhouse" {
+            match self.take_credentials(field, value) {
+                Ok(v) => v,
+                Err(e) => {
+                    self.error.get_or_insert(e);
+                    return;
+                }
+            }
+        } else {
+            value
+        };
+        if let Err(e) = check_field(group, field, &value) {
+            self.error.get_or_insert(e);
+            return;
+        }
+        self.put_checked(group, field, value);
+    }
+
+    fn put_checked(&mut self, group: &str, field: &str, value: Value) {
         let section = self
             .tree
             .entry(group.to_string())
@@ -564,6 +746,119 @@ impl ConfigBuilder {
             }
             m.insert(field.to_string(), value);
         }
+    }
+
+    /// The value to store for `clickhouse.<field>`: URLs without their `user:password@`
+    /// part (which sets `user` and `password` here, in this layer), and the user or
+    /// password checked against the credentials of a URL of the same layer.
+    fn take_credentials(
+        &mut self,
+        field: &str,
+        value: Value,
+    ) -> std::result::Result<Value, String> {
+        let current = |tree: &Map<String, Value>, f: &str| {
+            tree.get("clickhouse")
+                .and_then(|c| c.get(f))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        match field {
+            "url" => {
+                let (urls, userinfo) = match value {
+                    Value::String(u) => {
+                        let (clean, info) = split_userinfo(&u)?;
+                        (Value::from(clean), info)
+                    }
+                    Value::Array(list) => {
+                        let mut clean = Vec::with_capacity(list.len());
+                        let mut found: Option<UserInfo> = None;
+                        for u in list {
+                            let Value::String(u) = u else {
+                                clean.push(u);
+                                continue;
+                            };
+                            let (c, info) = split_userinfo(&u)?;
+                            clean.push(Value::from(c));
+                            match (&found, info) {
+                                (_, None) => {}
+                                (None, Some(i)) => found = Some(i),
+                                (Some(f), Some(i)) if *f == i => {}
+                                (Some(_), Some(_)) => {
+                                    return Err("the URLs carry different credentials \
+                                                (user:password@): one user for all of them"
+                                        .into());
+                                }
+                            }
+                        }
+                        (Value::Array(clean), found)
+                    }
+                    other => (other, None),
+                };
+                let Some(info) = userinfo else {
+                    return Ok(urls);
+                };
+                let layer = self.layer;
+                if let Some(user) = info.user {
+                    if self.user_origin == Some((layer, false))
+                        && let Some(given) = current(&self.tree, "user")
+                        && given != user
+                    {
+                        return Err(format!(
+                            "the URL names user {user:?} and user {given:?} is given too: \
+                             give the user once, in the URL or as the user option"
+                        ));
+                    }
+                    self.put_checked("clickhouse", "user", Value::from(user));
+                    self.user_origin = Some((layer, true));
+                }
+                if let Some(password) = info.password {
+                    if self.password_origin == Some((layer, false))
+                        && current(&self.tree, "password").is_some_and(|p| p != password)
+                    {
+                        return Err("the URL carries a password and a different password is \
+                                    given too: give the password once, in the URL or as the \
+                                    password option"
+                            .into());
+                    }
+                    self.put_checked("clickhouse", "password", Value::from(password));
+                    self.password_origin = Some((layer, true));
+                }
+                Ok(urls)
+            }
+            "user" | "password" => {
+                let origin = if field == "user" {
+                    &mut self.user_origin
+                } else {
+                    &mut self.password_origin
+                };
+                let from_url_here = *origin == Some((self.layer, true));
+                *origin = Some((self.layer, false));
+                if from_url_here
+                    && let (Some(old), Some(new)) = (current(&self.tree, field), value.as_str())
+                    && old != new
+                {
+                    return Err(if field == "user" {
+                        format!(
+                            "the URL names user {old:?} and user {new:?} is given too: give \
+                             the user once, in the URL or as the user option"
+                        )
+                    } else {
+                        "the URL carries a password and a different password is given too: \
+                         give the password once, in the URL or as the password option"
+                            .into()
+                    });
+                }
+                Ok(value)
+            }
+            _ => Ok(value),
+        }
+    }
+
+    /// Starts a new layer: what is set from here on overrides what came before, and a URL's
+    /// credentials conflict only with a user or password of the same layer.
+    pub fn next_layer(mut self) -> Self {
+        self.layer += 1;
+        self
     }
 
     /// Merges a TOML document with `[clickhouse]`, `[tls]`, `[batching]`, `[delivery]` and `[spool]`
@@ -584,6 +879,7 @@ impl ConfigBuilder {
 
     /// Merges a grouped tree (as [`Config`] serialises) over what was set before.
     pub fn merge(mut self, value: Value) -> Self {
+        self.layer += 1;
         let Value::Object(top) = value else {
             self.error
                 .get_or_insert("a configuration must be a table of options".into());
@@ -604,12 +900,17 @@ impl ConfigBuilder {
                 }
             }
         }
+        self.layer += 1;
         self
     }
 
-    /// Applies the environment: `CHASYNC_<OPTION>` for every option (`CHASYNC_URL`,
-    /// `CHASYNC_MAX_ROWS`, ...), and ClickHouse's usual `CLICKHOUSE_URL`, `CLICKHOUSE_USER`,
-    /// `CLICKHOUSE_PASSWORD` and `CLICKHOUSE_DATABASE` where the `CHASYNC_` one is not set.
+    /// Applies the environment, as one layer over what came before: ClickHouse's usual
+    /// `CLICKHOUSE_URL`, `CLICKHOUSE_USER`, `CLICKHOUSE_PASSWORD` and `CLICKHOUSE_DATABASE`,
+    /// then `CHASYNC_<OPTION>` for every option (`CHASYNC_URL`, `CHASYNC_DATABASE`,
+    /// `CHASYNC_MAX_ROWS`, `CHASYNC_SPOOL_DIR` or its alias `CHASYNC_DLQ_DIR`, ...) over them:
+    /// a `CHASYNC_` variable wins over the `CLICKHOUSE_` one (`CHASYNC_USER` over the user in
+    /// `CLICKHOUSE_URL`, too). Empty variables are ignored; a bad value is an error naming its
+    /// variable.
     pub fn merge_env(self) -> Self {
         self.merge_vars(|name| std::env::var(name).ok())
     }
@@ -617,18 +918,36 @@ impl ConfigBuilder {
     /// [`merge_env`](Self::merge_env) with variables from `var` (tests, or an environment of
     /// the caller's).
     pub fn merge_vars(mut self, var: impl Fn(&str) -> Option<String>) -> Self {
-        for (_, key, _) in Config::options() {
-            let chasync = format!("CHASYNC_{}", key.to_uppercase());
-            let value = var(&chasync).or_else(|| {
-                matches!(key.as_str(), "url" | "user" | "password" | "database")
-                    .then(|| var(&format!("CLICKHOUSE_{}", key.to_uppercase())))
-                    .flatten()
-            });
-            if let Some(v) = value.filter(|v| !v.is_empty()) {
-                self = self.set_text(&key, &v);
+        self.layer += 1;
+        for key in ["url", "user", "password", "database"] {
+            let name = format!("CLICKHOUSE_{}", key.to_uppercase());
+            self = self.set_var(&name, key, var(&name));
+        }
+        self.layer += 1;
+        for (name, key) in ENV_ALIASES {
+            if var(&format!("CHASYNC_{}", key.to_uppercase())).is_none_or(|v| v.is_empty()) {
+                self = self.set_var(name, key, var(name));
             }
         }
+        for (_, key, _) in Config::options() {
+            let name = format!("CHASYNC_{}", key.to_uppercase());
+            self = self.set_var(&name, &key, var(&name));
+        }
+        self.layer += 1;
         self
+    }
+
+    /// Sets `key` from environment variable `name`, if it has a value; an error names it.
+    fn set_var(self, name: &str, key: &str, value: Option<String>) -> Self {
+        let Some(text) = value.filter(|v| !v.is_empty()) else {
+            return self;
+        };
+        let had_error = self.error.is_some();
+        let mut b = self.set_text(key, &text);
+        if !had_error && let Some(e) = b.error.take() {
+            b.error = Some(format!("environment variable {name}: {e}"));
+        }
+        b
     }
 
     /// Sets option `key` from text, as an environment variable or a command-line flag gives
@@ -1152,6 +1471,205 @@ mod tests {
         assert_eq!(c.clickhouse.url, vec!["http://ch:8123"]);
         assert_eq!(c.clickhouse.user.as_deref(), Some("v"), "CHASYNC_ wins");
         assert_eq!(c.batching.max_rows, 12);
+    }
+
+    #[test]
+    fn credentials_in_urls_are_taken_out_and_decoded() {
+        let c = ConfigBuilder::new()
+            .set("table", "t")
+            .set("url", "http://lo%40der:p%3Aw%2Fd@ch:8123/")
+            .build()
+            .unwrap();
+        assert_eq!(c.clickhouse.url, vec!["http://ch:8123"]);
+        assert_eq!(c.clickhouse.user.as_deref(), Some("lo@der"));
+        assert_eq!(c.clickhouse.password.as_ref().unwrap().expose(), "p:w/d");
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(!json.contains("p:w/d") && !json.contains("p%3Aw"), "{json}");
+        // A user alone; several URLs with the same credentials; text with commas.
+        let c = ConfigBuilder::new()
+            .set("table", "t")
+            .set_text("url", "http://u@a:1, http://u@b:1")
+            .build()
+            .unwrap();
+        assert_eq!(c.clickhouse.url, vec!["http://a:1", "http://b:1"]);
+        assert_eq!(c.clickhouse.user.as_deref(), Some("u"));
+        assert!(c.clickhouse.password.is_none());
+        // In a file too, and the same user given twice is no conflict.
+        let c = ConfigBuilder::new()
+            .merge_toml("table = \"t\"\n[clickhouse]\nurl = \"http://u:pw@h:1\"\nuser = \"u\"\n")
+            .build()
+            .unwrap();
+        assert_eq!(
+            (c.clickhouse.url[0].as_str(), c.clickhouse.user.as_deref()),
+            ("http://h:1", Some("u"))
+        );
+        assert_eq!(c.clickhouse.password.unwrap().expose(), "pw");
+    }
+
+    #[test]
+    fn credentials_that_conflict_are_refused_without_the_password() {
+        let err = |b: ConfigBuilder| b.set("table", "t").build().unwrap_err().to_string();
+        // A different user or password of the same layer, in either order.
+        let e = err(ConfigBuilder::new()
+            .set("url", "http://a:secret1@h:1")
+            .set("user", "b"));
+        assert!(e.contains("\"a\"") && e.contains("\"b\""), "{e}");
+        let e = err(ConfigBuilder::new()
+            .set("user", "b")
+            .set("url", "http://a:secret1@h:1"));
+        assert!(e.contains("user"), "{e}");
+        let e = err(ConfigBuilder::new()
+            .set("url", "http://a:secret1@h:1")
+            .set("password", "secret2"));
+        assert!(e.contains("password"), "{e}");
+        assert!(!e.contains("secret1") && !e.contains("secret2"), "{e}");
+        let e = err(ConfigBuilder::new()
+            .set("password", "secret2")
+            .set("url", "http://a:secret1@h:1"));
+        assert!(!e.contains("secret1") && !e.contains("secret2"), "{e}");
+        let e = err(ConfigBuilder::new()
+            .merge_toml("[clickhouse]\nurl = \"http://a:secret1@h:1\"\npassword = \"secret2\"\n"));
+        assert!(e.contains("password") && !e.contains("secret"), "{e}");
+        // URLs with different credentials.
+        let e = err(ConfigBuilder::new().set("url", vec!["http://a:x@h:1", "http://b:x@h:2"]));
+        assert!(e.contains("different credentials"), "{e}");
+        // A bad escape, named without the password.
+        let e = err(ConfigBuilder::new().set("url", "http://a:sec%zzret@h:1"));
+        assert!(
+            e.contains("two hexadecimal digits") && !e.contains("sec"),
+            "{e}"
+        );
+        // A later layer overrides an earlier one's URL credentials, and the other way round.
+        let c = ConfigBuilder::new()
+            .set("url", "http://a:secret1@h:1")
+            .next_layer()
+            .set("user", "b")
+            .set("password", "secret2")
+            .set("table", "t")
+            .build()
+            .unwrap();
+        assert_eq!(c.clickhouse.user.as_deref(), Some("b"));
+        assert_eq!(c.clickhouse.password.unwrap().expose(), "secret2");
+        let c = ConfigBuilder::new()
+            .set("user", "b")
+            .next_layer()
+            .set("url", "http://a:secret1@h:1")
+            .set("table", "t")
+            .build()
+            .unwrap();
+        assert_eq!(c.clickhouse.user.as_deref(), Some("a"));
+        // A configuration filled in by hand: checked at validation, used by the client.
+        let mut c = Config::new("http://a:secret1@h:1", "t");
+        assert_eq!(
+            c.url_credentials().unwrap().0.as_deref(),
+            Some("a"),
+            "the URL's user"
+        );
+        c.clickhouse.user = Some("b".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("user") && !e.contains("secret1"), "{e}");
+    }
+
+    #[test]
+    fn environment_layers_and_their_errors() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let build = |vars| {
+            ConfigBuilder::new()
+                .set("table", "t")
+                .merge_vars(env(vars))
+                .build()
+        };
+        // CHASYNC_USER wins over the user of CLICKHOUSE_URL; CLICKHOUSE_URL's password stays.
+        let c = build(&[
+            ("CLICKHOUSE_URL", "http://a:pw@ch:8123"),
+            ("CHASYNC_USER", "b"),
+            ("CHASYNC_DATABASE", "db1"),
+            ("CLICKHOUSE_DATABASE", "db2"),
+            ("CHASYNC_DLQ_DIR", "/tmp/dlq"),
+        ])
+        .unwrap();
+        assert_eq!(c.clickhouse.url, vec!["http://ch:8123"]);
+        assert_eq!(c.clickhouse.user.as_deref(), Some("b"));
+        assert_eq!(c.clickhouse.password.unwrap().expose(), "pw");
+        assert_eq!(c.clickhouse.database, "db1");
+        assert_eq!(c.spool.dir, PathBuf::from("/tmp/dlq"));
+        // CHASYNC_SPOOL_DIR wins over its alias; CLICKHOUSE_DATABASE alone counts.
+        let c = build(&[
+            ("CHASYNC_DLQ_DIR", "/tmp/dlq"),
+            ("CHASYNC_SPOOL_DIR", "/tmp/spool"),
+            ("CLICKHOUSE_DATABASE", "db2"),
+            ("CLICKHOUSE_USER", "u"),
+            ("CLICKHOUSE_PASSWORD", "p"),
+        ])
+        .unwrap();
+        assert_eq!(c.spool.dir, PathBuf::from("/tmp/spool"));
+        assert_eq!(c.clickhouse.database, "db2");
+        assert_eq!(c.clickhouse.user.as_deref(), Some("u"));
+        // Conflicts inside one family of variables are refused.
+        let e = build(&[
+            ("CLICKHOUSE_URL", "http://a:secret@ch:8123"),
+            ("CLICKHOUSE_USER", "b"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("CLICKHOUSE_USER") && !e.contains("secret"),
+            "{e}"
+        );
+        // A bad value names its variable and option.
+        let e = build(&[("CHASYNC_MAX_ROWS", "many")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("environment variable CHASYNC_MAX_ROWS: max_rows:"),
+            "{e}"
+        );
+        // The environment is a layer: flags set after it win, URL credentials included.
+        let c = ConfigBuilder::new()
+            .set("table", "t")
+            .merge_vars(env(&[("CLICKHOUSE_USER", "env-user")]))
+            .set("url", "http://flag-user:x@h:1")
+            .build()
+            .unwrap();
+        assert_eq!(c.clickhouse.user.as_deref(), Some("flag-user"));
+    }
+
+    #[test]
+    fn the_user_config_file_is_found_where_convention_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let (xdg, home) = (dir.path().join("xdg"), dir.path().join("home"));
+        let vars = |x: Option<&std::path::Path>| {
+            let (x, h) = (
+                x.map(|p| p.display().to_string()),
+                home.display().to_string(),
+            );
+            move |name: &str| match name {
+                "XDG_CONFIG_HOME" => x.clone(),
+                "HOME" => Some(h.clone()),
+                _ => None,
+            }
+        };
+        assert_eq!(user_config_file(vars(Some(&xdg))), None);
+        let in_home = home.join(".config/chasync/config.toml");
+        std::fs::create_dir_all(in_home.parent().unwrap()).unwrap();
+        std::fs::write(&in_home, "").unwrap();
+        assert_eq!(user_config_file(vars(Some(&xdg))), Some(in_home.clone()));
+        let in_xdg = xdg.join("chasync/config.toml");
+        std::fs::create_dir_all(in_xdg.parent().unwrap()).unwrap();
+        std::fs::write(&in_xdg, "").unwrap();
+        assert_eq!(user_config_file(vars(Some(&xdg))), Some(in_xdg));
+        assert_eq!(user_config_file(vars(None)), Some(in_home.clone()));
+        // A relative XDG_CONFIG_HOME is ignored, as the XDG convention says.
+        assert_eq!(
+            user_config_file(vars(Some(std::path::Path::new("rel")))),
+            Some(in_home)
+        );
     }
 
     #[test]

@@ -81,6 +81,8 @@
 /// times faster on short keys, still seeded per process.
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+#[cfg(feature = "arrow")]
+pub mod arrow;
 mod batch;
 mod catalog;
 mod client;
@@ -100,7 +102,7 @@ pub use batch::{Batch, Encoded, Format, Parts, RejectedRow, RowSource, RowSource
 pub use catalog::Catalog;
 pub use config::{
     Batching, ClickHouse, Compression, Config, ConfigBuilder, Delivery, Secret, Spool, Tls,
-    parse_bytes, parse_duration, quote_ident, redact_url,
+    parse_bytes, parse_duration, quote_ident, redact_url, user_config_candidates, user_config_file,
 };
 pub use dedup::StreamId;
 pub use delivery::dispatcher::Dispatcher;

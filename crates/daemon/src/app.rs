@@ -108,6 +108,20 @@ impl App {
             version: Mutex::new(None),
             _lock: lock,
         });
+        // Settings the server refuses would dead-letter every batch: refused before any is
+        // sent. A server that does not answer yet does not keep the daemon from starting.
+        match app
+            .catalog
+            .check_settings(&app.settings.engine.clickhouse.settings)
+            .await
+        {
+            Ok(()) => {}
+            Err(e @ chasync_core::Error::Config(_)) => return Err(e.to_string()),
+            Err(e) => tracing::warn!(
+                error = %e.report(),
+                "cannot check the ClickHouse settings now; inserts will be refused if the server refuses them"
+            ),
+        }
         let mut dirs = Vec::new();
         for table in std::fs::read_dir(spool.join("tables")).map_err(|e| e.to_string())? {
             let table = table.map_err(|e| e.to_string())?.path();

@@ -43,8 +43,10 @@ impl std::str::FromStr for AckMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
-    /// Human-readable lines.
+    /// Human-readable lines (also `human`, the command line's name).
     #[default]
+    #[serde(alias = "human")]
+    #[value(alias = "human")]
     Text,
     /// One JSON object per line.
     Json,

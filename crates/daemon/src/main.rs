@@ -12,12 +12,21 @@ use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-fn init_logging(format: LogFormat) {
-    // RUST_LOG as `info` or `warn,chasync_core=debug` (levels per target).
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|s| Targets::from_str(&s).ok())
-        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+/// The log filter of `RUST_LOG` (`info` or `warn,chasync_core=debug`: levels per target),
+/// INFO when it is unset; one that does not parse is an error, not a silent INFO.
+fn log_filter() -> Result<Targets, String> {
+    match std::env::var("RUST_LOG") {
+        Ok(text) if !text.trim().is_empty() => Targets::from_str(&text).map_err(|e| {
+            format!(
+                "RUST_LOG {text:?} is not a log filter: {e} (a level: error, warn, info, debug, \
+                 trace; or target=level pairs: info,chasync_core=debug)"
+            )
+        }),
+        _ => Ok(Targets::new().with_default(LevelFilter::INFO)),
+    }
+}
+
+fn init_logging(filter: Targets, format: LogFormat) {
     let registry = tracing_subscriber::registry().with(filter);
     match format {
         LogFormat::Text => registry
@@ -80,7 +89,8 @@ fn main() -> std::process::ExitCode {
     let flags = Flags::parse();
     let check = flags.check_config;
     let ack_corruption = flags.ack_corruption;
-    let settings = match Settings::load(flags) {
+    let filter = log_filter();
+    let settings = match filter.clone().and_then(|_| Settings::load(flags)) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("chasyncd: {e}");
@@ -88,11 +98,19 @@ fn main() -> std::process::ExitCode {
         }
     };
     if check {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&settings.describe()).expect("JSON")
-        );
-        return std::process::ExitCode::SUCCESS;
+        // A pipe closed early (`| head -1`) ends quietly with 141, as SIGPIPE would.
+        use std::io::Write;
+        let text = serde_json::to_string_pretty(&settings.describe()).expect("JSON");
+        return match writeln!(std::io::stdout().lock(), "{text}") {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                std::process::ExitCode::from(141)
+            }
+            Err(e) => {
+                eprintln!("chasyncd: cannot write to stdout: {e}");
+                std::process::ExitCode::from(1)
+            }
+        };
     }
     if ack_corruption {
         let spool = settings.spool_dir();
@@ -119,7 +137,7 @@ fn main() -> std::process::ExitCode {
             }
         };
     }
-    init_logging(settings.log_format);
+    init_logging(filter.expect("checked above"), settings.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

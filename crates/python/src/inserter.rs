@@ -513,9 +513,13 @@ impl Inserter {
         password: Option<String>,
         options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
-        let mut builder = ConfigBuilder::new()
-            .set("url", option_value("url", url)?)
-            .set("table", table);
+        // The environment (CLICKHOUSE_URL, CHASYNC_URL, ...) first, the arguments over it. A
+        // URL's `user:password@` are the arguments' user and password.
+        let mut builder = ConfigBuilder::new().merge_env();
+        if !url.is_none() {
+            builder = builder.set("url", option_value("url", url)?);
+        }
+        builder = builder.set("table", table);
         if let Some(db) = database {
             builder = builder.set("database", db);
         }

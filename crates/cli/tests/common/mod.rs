@@ -7,13 +7,32 @@ use assert_cmd::Command;
 
 pub use chasync_testkit::{TestDb, url};
 
-/// The `chasync` binary, pointed at the server under test, with no credentials from the
-/// environment, run in `dir` (so a default spool directory lands there).
+/// Variables of the environment that reach the options, removed for every run.
+pub const OPTION_VARS: [&str; 12] = [
+    "CHASYNC_USER",
+    "CHASYNC_PASSWORD",
+    "CHASYNC_DATABASE",
+    "CHASYNC_SPOOL_DIR",
+    "CHASYNC_DLQ_DIR",
+    "CHASYNC_CONFIG",
+    "CLICKHOUSE_URL",
+    "CLICKHOUSE_USER",
+    "CLICKHOUSE_PASSWORD",
+    "CLICKHOUSE_DATABASE",
+    "RUST_LOG",
+    "XDG_CONFIG_HOME",
+];
+
+/// The `chasync` binary, pointed at the server under test, with no other options from the
+/// environment and no user config file (`HOME` is `dir`), run in `dir` (so a default spool
+/// directory lands there).
 pub fn chasync(dir: &Path) -> Command {
     let mut cmd = Command::cargo_bin("chasync").expect("the chasync binary");
+    for var in OPTION_VARS {
+        cmd.env_remove(var);
+    }
     cmd.env("CHASYNC_URL", url())
-        .env_remove("CHASYNC_USER")
-        .env_remove("CHASYNC_PASSWORD")
+        .env("HOME", dir)
         .current_dir(dir);
     cmd
 }

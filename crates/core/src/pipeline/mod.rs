@@ -190,8 +190,9 @@ impl PipelineBuilder {
     /// Reads the table's schema through the catalog, builds the encoder from it and starts
     /// the pipeline on the current tokio runtime.
     ///
-    /// Fails with [`Error::UnknownTable`] when the table does not exist, or when the server
-    /// cannot be reached.
+    /// Fails with [`Error::UnknownTable`] when the table does not exist, with
+    /// [`Error::Config`] when the server refuses the ClickHouse `settings` of the
+    /// configuration ([`Catalog::check_settings`]), or when the server cannot be reached.
     pub async fn start<E: BatchEncoder>(
         mut self,
         make: impl FnOnce(&TableSchema) -> E,
@@ -205,6 +206,9 @@ impl PipelineBuilder {
                 c
             }
         };
+        catalog
+            .check_settings(&self.config.clickhouse.settings)
+            .await?;
         let table = catalog
             .table(&self.config.clickhouse.database, &self.config.table)
             .await?;

@@ -252,6 +252,7 @@ impl TextPipeline {
                 .or_insert_with(|| "0".into());
         }
         let catalog = Arc::new(Catalog::new(&config)?);
+        catalog.check_settings(&config.clickhouse.settings).await?;
         let table = catalog
             .table(&config.clickhouse.database, &config.table)
             .await?;
