@@ -38,6 +38,8 @@ Usage (scripts/bench-gateway.sh builds and starts what it needs):
       --chasyncd target/release/chasyncd --load target/release/gateway_load \
       [--duration 20] [--runs 3] [--clients 64] [--rows 100] [--only json,cc-chasyncd] \
       [--cc-procs 4] [--spool-dir DIR] [--out target/bench-gateway]
+  python bench_gateway.py ... --cc-profile [--calls 300]   # one client: CPU per insert() call, and
+                                                           # of its DESCRIBE TABLE
 """
 
 from __future__ import annotations
@@ -634,6 +636,73 @@ def async_insert_batches(ch: ClickHouse) -> bool:
         ch.query(f"DROP TABLE IF EXISTS {DB}.{t} SYNC")
 
 
+def cc_profile(a: argparse.Namespace) -> int:
+    """Where one clickhouse-connect `insert()` of `--rows` rows spends CPU: one client, one call
+    after another (`--calls` each), in this process; client, server and chasyncd CPU per call,
+    for the call and for its parts (the DESCRIBE TABLE it sends first; an insert with a prepared
+    InsertContext, which sends none)."""
+    import clickhouse_connect
+
+    ch = ClickHouse(a.clickhouse)
+    ch.query(f"CREATE DATABASE IF NOT EXISTS {DB}")
+    table = f"cc_profile_{os.urandom(3).hex()}"
+    ch.query(DDL.format(db=DB, t=table))
+    spool = Path(a.spool_dir) / table
+    daemon = Daemon(a.chasyncd, ch.url, spool, Path(a.spool_dir) / f"{table}.log")
+    names = [f"user-{i}" for i in range(10_000)]
+    next_id = [1 << 50]
+    lines = [
+        f"One clickhouse-connect client, {a.calls} calls of each kind one after another, {a.rows} rows "
+        f"per insert; load average {loadavg()}. CPU ms per call.",
+        "",
+        "| call | to | wall ms | client CPU | server CPU | chasyncd CPU |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def insert(c, ctx) -> None:
+        next_id[0] += a.rows
+        rows = narrow_rows(next_id[0], a.rows, names)
+        if ctx is None:
+            c.insert(f"{DB}.{table}", rows, column_names=COLUMNS)
+        else:
+            ctx.data = rows
+            c.insert(context=ctx)
+
+    try:
+        u = urllib.parse.urlparse(daemon.url)
+        d = urllib.parse.urlparse(ch.url)
+        for to, host, port in (("chasyncd", u.hostname, u.port), ("ClickHouse", d.hostname, d.port)):
+            c = clickhouse_connect.get_client(host=host, port=port, compress="lz4")
+            ctx = c.create_insert_context(f"{DB}.{table}", column_names=COLUMNS)
+            for label, call in (
+                ("`DESCRIBE TABLE`", lambda: c.query(f"DESCRIBE TABLE {DB}.{table}")),
+                ("`insert()` (DESCRIBE + INSERT)", lambda: insert(c, None)),
+                ("`insert(context=…)` (INSERT only)", lambda: insert(c, ctx)),
+            ):
+                call()
+                s0, d0 = cpu_s(a.server_pid), cpu_s(daemon.proc.pid)
+                c0, t0 = time.process_time(), time.perf_counter()
+                for _ in range(a.calls):
+                    call()
+                c1, t1 = time.process_time(), time.perf_counter()
+                s1, d1 = cpu_s(a.server_pid), cpu_s(daemon.proc.pid)
+                per = lambda x0, x1: fmt(None if x0 is None or x1 is None else (x1 - x0) / a.calls * 1e3, 2)
+                lines.append(
+                    f"| {label} | {to} | {(t1 - t0) / a.calls * 1e3:.2f} | {per(c0, c1)} | "
+                    f"{per(s0, s1)} | {per(d0, d1) if to == 'chasyncd' else ''} |"
+                )
+                print(lines[-1], file=sys.stderr, flush=True)
+            c.close()
+    finally:
+        daemon.stop()
+        ch.query(f"DROP TABLE IF EXISTS {DB}.{table} SYNC")
+        shutil.rmtree(spool, ignore_errors=True)
+    md = "\n".join(lines) + "\n"
+    Path(f"{a.out}-cc-profile.md").write_text(md)
+    print(md)
+    return 0
+
+
 def harness(a: argparse.Namespace) -> int:
     ch = ClickHouse(a.clickhouse)
     names = select(a.only)
@@ -722,10 +791,16 @@ def main() -> int:
     p.add_argument("--force-async", action="store_true",
                    help="run the async_insert contenders even where the server does not batch them")
     p.add_argument("--out", default="target/bench-gateway")
+    p.add_argument("--cc-profile", action="store_true",
+                   help="instead of the contenders: where one clickhouse-connect insert() spends CPU "
+                   "(OUT-cc-profile.md)")
+    p.add_argument("--calls", type=int, default=300, help="calls of each kind for --cc-profile")
     p.add_argument("--command", default=None, help="the command line to state in the report")
     a = p.parse_args()
     if a.mode == "cc-worker":
         return cc_worker(a)
+    if a.cc_profile:
+        return cc_profile(a)
     return harness(a)
 
 
