@@ -62,6 +62,14 @@ test-python *args:
 bench-python *args:
     scripts/bench-e2e.sh --only python,curl-native {{args}}
 
+# The gateway benchmark: 64 clients sending 100-row inserts (JSONEachRow from a Rust load
+# generator, clickhouse-connect `insert()`), straight into ClickHouse (async_insert 0 and 1) and
+# through chasyncd (release build, durable acks), on a private ClickHouse started for it; rows/s,
+# latency, parts per minute, server CPU, checked counts. `./run bench-gateway --duration 20 --runs 3`.
+# Results: target/bench-gateway.md and target/bench-gateway.json.
+bench-gateway *args:
+    scripts/bench-gateway.sh {{args}}
+
 # What CI runs: lint, then the tests.
 ci: lint test
 
