@@ -405,7 +405,7 @@ fn tags(i: u64) -> Vec<String> {
 }
 
 fn n(i: u64) -> Option<i32> {
-    (i % 5 != 0).then(|| i as i32 - 100)
+    (!i.is_multiple_of(5)).then(|| i as i32 - 100)
 }
 
 /// `YYYY-MM-DD hh:mm:ss.sss` of seconds since the epoch, UTC.
