@@ -1146,7 +1146,12 @@ fn help_is_right_and_global_options_are_grouped() {
             .find("Global options:")
             .unwrap_or_else(|| panic!("{cmd}: {r:?}"));
         // Each global option once, in its own section after the command's own.
-        for flag in ["--url <URL>", "--password", "--log-level", "--json"] {
+        for flag in [
+            "--url <URL>",
+            "--password <PASSWORD>",
+            "--log-level",
+            "--json",
+        ] {
             assert_eq!(r.stdout.matches(flag).count(), 1, "{cmd} {flag}: {r:?}");
             assert!(
                 r.stdout.find(flag).unwrap() > globals,

@@ -494,6 +494,8 @@ impl<E: BatchEncoder> Task<E> {
                         break 'main;
                     }
                 }
+                // A writer registered while none was: the loop starts checking on writers.
+                () = self.writers.registered.notified() => {}
             }
         }
         self.adopt(true, true, &mut sealed).await;

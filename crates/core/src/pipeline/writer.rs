@@ -111,6 +111,9 @@ fn lock<R>(p: &Mutex<Pending<R>>) -> MutexGuard<'_, Pending<R>> {
 pub(crate) struct Writers<R> {
     /// The registered buffers, and whether the batcher has ended (no more are taken over).
     list: Mutex<(Vec<Shared<R>>, bool)>,
+    /// Wakes the batcher when a writer registers, so that it starts checking on writers
+    /// (it does not while none is registered).
+    pub(crate) registered: tokio::sync::Notify,
     /// The encoder each writer gets a copy of, when rows can be encoded ahead.
     encoder: Option<Mutex<Box<dyn RowEncoder<R>>>>,
     /// Spent encoded chunks, for the writers' next ones.
@@ -129,6 +132,7 @@ impl<R> Writers<R> {
     ) -> Self {
         Self {
             list: Mutex::new((Vec::new(), false)),
+            registered: tokio::sync::Notify::new(),
             encoder: encoder.map(Mutex::new),
             spare: Spare::default(),
             // Small enough that a chunk rarely crosses a batch, large enough that the
@@ -155,6 +159,8 @@ impl<R> Writers<R> {
         }
         let p = Arc::new(Mutex::new(pending));
         list.0.push(p.clone());
+        drop(list);
+        self.registered.notify_one();
         p
     }
 

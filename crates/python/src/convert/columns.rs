@@ -875,7 +875,12 @@ mod tests {
             for (seq, is_scattered) in [(&near, false), (&scattered, true)] {
                 let seq = seq.cast::<PySequence>().unwrap();
                 let mut block = Vec::new();
-                assert_eq!(fetch(seq, 0..256, &mut block).unwrap(), is_scattered);
+                // Where the near strings lie depends on what the allocator had free (other
+                // tests run on other threads): only the scattered order is sure to be seen.
+                let seen_scattered = fetch(seq, 0..256, &mut block).unwrap();
+                if is_scattered {
+                    assert!(seen_scattered);
+                }
                 assert_eq!(block.len(), 256);
                 for range in [0..1000, 250..700, 999..1000] {
                     let col = typed_range(seq, range.clone(), false).unwrap().unwrap();
