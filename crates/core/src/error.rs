@@ -194,7 +194,7 @@ impl From<clickhouse::error::Error> for Error {
             // (Connect)", the reason (refused, a TLS certificate problem) is in its causes.
             Ch::Network(e) => {
                 let mut message = error_chain(&*e);
-                if let Some(hint) = crate::tls::hint(&message) {
+                if let Some(hint) = tls_hint(&message) {
                     message = format!("{message} ({hint})");
                 }
                 Error::Network {
@@ -296,6 +296,29 @@ pub fn classify_code(code: u32) -> ErrorKind {
         6 | 26 | 27 | 32 | 33 | 38 | 41 | 53 | 69 | 70 | 72 | 117 | 128 | 131 | 349 | 395 | 407
         | 469 | 76 => ErrorKind::Data,
         _ => ErrorKind::Permanent,
+    }
+}
+
+/// What to do about a TLS failure, by the reason in an error's text: `None` when the text
+/// names none this knows.
+pub fn tls_hint(error: &str) -> Option<&'static str> {
+    if error.contains("UnknownIssuer") {
+        Some(
+            "the server's certificate is not signed by a CA this client trusts: set \
+             tls_ca_file (or SSL_CERT_FILE) to the CA that signed it",
+        )
+    } else if error.contains("certificate not valid for name") {
+        Some("the server's certificate does not name the host of the URL")
+    } else if error.contains("CertificateRequired") {
+        Some("the server requires a client certificate: set tls_cert_file and tls_key_file")
+    } else if error.contains("fatal alert: UnknownCA")
+        || error.contains("fatal alert: BadCertificate")
+    {
+        Some("the server refused the client certificate (tls_cert_file)")
+    } else if error.contains("InvalidContentType") || error.contains("CorruptMessage") {
+        Some("the server did not answer with TLS: is it an http:// endpoint?")
+    } else {
+        None
     }
 }
 

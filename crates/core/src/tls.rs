@@ -80,28 +80,8 @@ pub fn client_config(tls: &Tls) -> Result<ClientConfig> {
     }
 }
 
-/// What to do about a TLS failure, by the reason in an error's text: `None` when the text
-/// names none this knows.
-pub fn hint(error: &str) -> Option<&'static str> {
-    if error.contains("UnknownIssuer") {
-        Some(
-            "the server's certificate is not signed by a CA this client trusts: set \
-             tls_ca_file (or SSL_CERT_FILE) to the CA that signed it",
-        )
-    } else if error.contains("certificate not valid for name") {
-        Some("the server's certificate does not name the host of the URL")
-    } else if error.contains("CertificateRequired") {
-        Some("the server requires a client certificate: set tls_cert_file and tls_key_file")
-    } else if error.contains("fatal alert: UnknownCA")
-        || error.contains("fatal alert: BadCertificate")
-    {
-        Some("the server refused the client certificate (tls_cert_file)")
-    } else if error.contains("InvalidContentType") || error.contains("CorruptMessage") {
-        Some("the server did not answer with TLS: is it an http:// endpoint?")
-    } else {
-        None
-    }
-}
+/// What to do about a TLS failure, by the reason in an error's text ([`crate::error::tls_hint`]).
+pub use crate::error::tls_hint as hint;
 
 /// Logs a warning, once per endpoint and process, that `url` is reached without verifying
 /// its certificate.
