@@ -41,7 +41,7 @@ mod scalar;
 pub use columns::{RawColumn, pieces, take_columns, zip_pieces};
 pub use numpy::numpy_column;
 pub use rows::convert_rows;
-pub use scalar::{Types, civil_text, instant_text, short_repr, to_value, types};
+pub use scalar::{Types, short_repr, to_value, types};
 
 /// What to do with a row the frontend cannot convert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

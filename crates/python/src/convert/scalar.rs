@@ -330,28 +330,3 @@ fn slow_value(obj: &Bound<'_, PyAny>, t: &Types, depth: u32) -> Result<Value, St
         .unwrap_or_else(|_| "?".to_owned());
     Err(format!("unsupported Python type {name}"))
 }
-
-/// The wall-clock text (no offset: read in the column's time zone) of nanoseconds since the
-/// epoch, e.g. `2026-11-24T10:00:00.25`.
-pub fn civil_text(nanos: i128) -> Result<String, String> {
-    let ts = jiff::Timestamp::from_nanosecond(nanos).map_err(|e| e.to_string())?;
-    Ok(jiff::tz::TimeZone::UTC.to_datetime(ts).to_string())
-}
-
-/// The RFC 3339 text of an instant (nanoseconds since the epoch), e.g.
-/// `2026-11-24T09:00:00.25Z`.
-pub fn instant_text(nanos: i128) -> Result<String, String> {
-    let ts = jiff::Timestamp::from_nanosecond(nanos).map_err(|e| e.to_string())?;
-    Ok(ts.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn time_texts() {
-        assert_eq!(civil_text(250_000_000).unwrap(), "1970-01-01T00:00:00.25");
-        assert_eq!(instant_text(0).unwrap(), "1970-01-01T00:00:00Z");
-    }
-}
