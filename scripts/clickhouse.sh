@@ -5,6 +5,7 @@
 # first use, serving HTTP and native TCP from clickhouse-local (see scripts/chdb_server.py).
 #
 # Usage: scripts/clickhouse.sh COMMAND [--dir DIR] [--http-port N] [--tcp-port N]
+#                               [--extra-config FILE] [--profile-settings FILE]
 #   install   install chdb-core into the cached venv (start does this too)
 #   start     start the server (no-op if this instance already answers), wait for /ping
 #   stop      clean stop: end the holding query, wait, SIGTERM/SIGKILL only as a fallback
@@ -17,6 +18,10 @@
 # Environment (flags win): CH_DIR (default: <repo>/var/clickhouse), CH_HTTP_PORT (8123),
 # CH_TCP_PORT (9000), CH_TEST_USER (chasync_test), CH_TEST_PASSWORD (chasync-secret),
 # CHASYNC_CACHE (default: ~/.cache/chasync) where the venv lives.
+# --extra-config FILE: XML elements put inside <clickhouse> of the server's config.xml (e.g.
+#   <remote_servers> for a cluster); --profile-settings FILE: XML elements put into the default
+#   profile (e.g. <distributed_foreground_insert>1</distributed_foreground_insert>). Both are
+#   read at start (a restart rewrites the config from them again).
 set -euo pipefail
 
 CHDB_VERSION="26.9.0"
@@ -30,6 +35,8 @@ CH_HTTP_PORT="${CH_HTTP_PORT:-8123}"
 CH_TCP_PORT="${CH_TCP_PORT:-9000}"
 CH_TEST_USER="${CH_TEST_USER:-chasync_test}"
 CH_TEST_PASSWORD="${CH_TEST_PASSWORD:-chasync-secret}"
+CH_EXTRA_CONFIG="${CH_EXTRA_CONFIG:-}"
+CH_PROFILE_SETTINGS="${CH_PROFILE_SETTINGS:-}"
 cache="${CHASYNC_CACHE:-$HOME/.cache/chasync}"
 venv="$cache/chdb-$CHDB_VERSION"
 
@@ -38,6 +45,8 @@ while [ $# -gt 0 ]; do
     --dir) CH_DIR="$2"; shift 2 ;;
     --http-port) CH_HTTP_PORT="$2"; shift 2 ;;
     --tcp-port) CH_TCP_PORT="$2"; shift 2 ;;
+    --extra-config) CH_EXTRA_CONFIG="$2"; shift 2 ;;
+    --profile-settings) CH_PROFILE_SETTINGS="$2"; shift 2 ;;
     *) echo "clickhouse.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -73,7 +82,18 @@ ping_ok() {
   curl -fsS --max-time 2 "$url/ping" >/dev/null 2>&1
 }
 
+# The contents of an optional fragment file (empty when none is given).
+fragment() {
+  if [ -n "$1" ]; then
+    if [ ! -r "$1" ]; then say "cannot read $1"; exit 2; fi
+    cat "$1"
+  fi
+}
+
 write_config() {
+  local extra_config profile_settings
+  extra_config="$(fragment "$CH_EXTRA_CONFIG")"
+  profile_settings="$(fragment "$CH_PROFILE_SETTINGS")"
   cat >"$CH_DIR/config.xml" <<EOF
 <clickhouse>
   <listen_host>127.0.0.1</listen_host>
@@ -86,6 +106,7 @@ write_config() {
     <table>query_log</table>
     <flush_interval_milliseconds>1000</flush_interval_milliseconds>
   </query_log>
+$extra_config
 </clickhouse>
 EOF
   cat >"$CH_DIR/users.xml" <<EOF
@@ -94,6 +115,7 @@ EOF
     <default>
       <async_insert>0</async_insert>
       <log_queries>1</log_queries>
+$profile_settings
     </default>
   </profiles>
   <users>

@@ -242,6 +242,89 @@ impl Catalog {
         }
     }
 
+    /// The engine of `database.table` and its full definition (`engine`, `engine_full` of
+    /// `system.tables`), read now (not cached).
+    pub(crate) async fn engine(&self, database: &str, table: &str) -> Result<(String, String)> {
+        #[derive(clickhouse::Row, serde::Deserialize)]
+        struct Row {
+            engine: String,
+            engine_full: String,
+        }
+        let what = format!("the engine query of {database}.{table}");
+        let row = self
+            .first_answer(|client| {
+                self.bounded(
+                    &what,
+                    client
+                        .query(
+                            "SELECT engine, engine_full FROM system.tables \
+                             WHERE database = ? AND name = ?",
+                        )
+                        .bind(database)
+                        .bind(table)
+                        .fetch_optional::<Row>(),
+                )
+            })
+            .await?;
+        let Some(row) = row else {
+            return Err(Error::UnknownTable {
+                database: database.to_owned(),
+                table: table.to_owned(),
+            });
+        };
+        Ok((row.engine, row.engine_full))
+    }
+
+    /// The replicas of cluster `name` from `system.clusters`, in shard and replica order;
+    /// an error when the server has no such cluster.
+    pub(crate) async fn cluster(&self, name: &str) -> Result<Vec<ClusterReplica>> {
+        let what = format!("the query of cluster {name} in system.clusters");
+        let rows = self
+            .first_answer(|client| {
+                self.bounded(
+                    &what,
+                    client
+                        .query(
+                            "SELECT toUInt32(shard_num) AS shard_num, \
+                             toUInt32(shard_weight) AS shard_weight, \
+                             toUInt32(replica_num) AS replica_num, host_name, \
+                             toUInt16(port) AS port FROM system.clusters WHERE cluster = ? \
+                             ORDER BY shard_num, replica_num",
+                        )
+                        .bind(name)
+                        .fetch_all::<ClusterReplica>(),
+                )
+            })
+            .await?;
+        if rows.is_empty() {
+            return Err(Error::Config(format!(
+                "the server has no cluster {name:?} (not in system.clusters; see remote_servers \
+                 in its configuration)"
+            )));
+        }
+        Ok(rows)
+    }
+
+    /// Runs a query through the first endpoint that answers.
+    async fn first_answer<'a, T, F>(
+        &'a self,
+        query: impl Fn(&'a clickhouse::Client) -> F,
+    ) -> Result<T>
+    where
+        F: Future<Output = Result<T>> + 'a,
+    {
+        let mut last = None;
+        for client in &self.clients {
+            match query(client).await {
+                Err(e @ (Error::Network { .. } | Error::Timeout(_) | Error::Http(_))) => {
+                    last = Some(e);
+                }
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::Config("no ClickHouse URL".into())))
+    }
+
     /// Reads through the first endpoint that answers.
     async fn read(&self, database: &str, table: &str) -> Result<TableSchema> {
         let mut last = None;
@@ -345,4 +428,19 @@ impl Catalog {
                 .with_engine(engine, dedup),
         )
     }
+}
+
+/// One replica of a cluster, a row of `system.clusters`.
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, serde::Deserialize)]
+pub(crate) struct ClusterReplica {
+    /// The shard's number (1-based, in the cluster's order).
+    pub shard_num: u32,
+    /// The shard's weight.
+    pub shard_weight: u32,
+    /// The replica's number in its shard.
+    pub replica_num: u32,
+    /// The replica's host, as configured.
+    pub host_name: String,
+    /// The replica's native TCP port.
+    pub port: u16,
 }

@@ -98,6 +98,16 @@ pub struct ClickHouse {
     /// ClickHouse settings sent with every insert.
     #[serde(deserialize_with = "settings")]
     pub settings: BTreeMap<String, String>,
+    /// Insert straight into the shards of this cluster (a name in the server's
+    /// `system.clusters`): rows are routed to their shard on the client and inserted into
+    /// each shard's local table. A `Distributed` target table is routed the same way without
+    /// it (its own cluster, which this must then name).
+    pub cluster: Option<String>,
+    /// The HTTP endpoints of a cluster's replicas: `host:port` as `system.clusters` lists the
+    /// replica (its native port) to the replica's HTTP URL. A replica not listed is reached at
+    /// its host on the port of the first `url`, with its scheme.
+    #[serde(deserialize_with = "settings")]
+    pub cluster_urls: BTreeMap<String, String>,
 }
 
 impl Default for ClickHouse {
@@ -113,6 +123,8 @@ impl Default for ClickHouse {
             insert_timeout: Duration::from_secs(120),
             query_timeout: Duration::from_secs(10),
             settings: BTreeMap::new(),
+            cluster: None,
+            cluster_urls: BTreeMap::new(),
         }
     }
 }
@@ -969,7 +981,7 @@ impl ConfigBuilder {
                     .filter(|u| !u.is_empty())
                     .collect::<Vec<_>>(),
             ),
-            ("settings", _) => Value::Object(
+            ("settings" | "cluster_urls", _) => Value::Object(
                 text.split(',')
                     .filter(|kv| !kv.trim().is_empty())
                     .map(|kv| match kv.split_once('=') {

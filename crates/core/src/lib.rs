@@ -92,6 +92,7 @@ mod delivery;
 mod error;
 mod format;
 mod pipeline;
+mod shard;
 mod spool;
 mod stats;
 pub mod tls;
@@ -124,6 +125,9 @@ pub use pipeline::handle::{Handle, SendError, TrySendError};
 pub use pipeline::text::{Rerun, TextFormat, TextOptions, TextPipeline, TextRefused, TextWriter};
 pub use pipeline::writer::{Refused, Writer};
 pub use pipeline::{DynIngestor, Ingestor, Pipeline, PipelineBuilder};
+pub use shard::{
+    RouteError, Shard, ShardPlan, ShardRow, Sharded, ShardedDynIngestor, ShardedHandle,
+};
 pub use spool::{DeadLetterRecord, DeadLetterSpool, EntryKind, InsertSpec, RECORD_VERSION};
 pub use stats::Stats;
 pub use types::insert_id::{INSERT_ID_COLUMN, InsertIdColumn, InsertIdType};
