@@ -155,6 +155,14 @@ pub struct IngestOpts {
     /// input_format_skip_unknown_fields=1`.
     #[arg(long = "setting", value_name = "NAME=VALUE")]
     pub settings: Vec<String>,
+    /// Insert straight into the shards of this cluster (from `system.clusters`), each row
+    /// routed on the client by the sharding key of a Distributed target table (NDJSON input).
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// The HTTP URL of a cluster replica that `system.clusters` lists at HOST:PORT (its
+    /// native port), repeatable [default: the replica's host with the port of --url].
+    #[arg(long = "cluster-url", value_name = "HOST:PORT=URL")]
+    pub cluster_urls: Vec<String>,
     /// Any engine option by its name (repeatable): `--set insert_timeout=5m`.
     #[arg(long = "set", value_name = "OPTION=VALUE")]
     pub set: Vec<String>,

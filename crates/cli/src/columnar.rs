@@ -148,6 +148,12 @@ pub async fn run(
         .collect::<Result<Vec<_>, _>>()?;
     let total_rows: Option<u64> = sources.iter().map(|s| s.rows).sum();
     let config = settings.config(&db, &table)?;
+    if config.clickhouse.cluster.is_some() {
+        return Err(CliError::usage(
+            "--cluster takes NDJSON input (JSONEachRow); route Parquet and Arrow through a \
+             Distributed table",
+        ));
+    }
     let dlq_dir = config.spool.dir.clone();
     // Columnar pieces of at most ~64k rows that add up to the batch size.
     let k = config.batching.max_rows.div_ceil(65_536).max(1);
@@ -254,7 +260,7 @@ pub async fn run(
     })
 }
 
-fn progress_bar(settings: &Settings, total_rows: Option<u64>) -> ProgressBar {
+pub(crate) fn progress_bar(settings: &Settings, total_rows: Option<u64>) -> ProgressBar {
     if settings.quiet || settings.json || settings.verbose_logs {
         return ProgressBar::hidden();
     }

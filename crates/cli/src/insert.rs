@@ -175,6 +175,9 @@ pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> 
     };
     let deadline = args.deadline.map(|d| tokio::time::Instant::now() + d);
     let config = settings.config(&db, &table)?;
+    if let Some(plan) = crate::sharded::plan(settings, &config, format).await? {
+        return crate::sharded::run(settings, &args, config, plan, readers).await;
+    }
     let dlq_dir = config.spool.dir.clone();
     let start = TextPipeline::start(
         config,

@@ -41,6 +41,7 @@ mod insert;
 mod output;
 mod schema;
 mod settings;
+mod sharded;
 
 use std::process::ExitCode;
 

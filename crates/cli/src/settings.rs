@@ -226,6 +226,12 @@ fn flags(mut b: ConfigBuilder, global: &GlobalOpts, o: &IngestOpts) -> ConfigBui
             },
         );
     }
+    if let Some(c) = &o.cluster {
+        b = b.set("cluster", c.as_str());
+    }
+    if !o.cluster_urls.is_empty() {
+        b = b.set_text("cluster_urls", &o.cluster_urls.join(","));
+    }
     for kv in &o.settings {
         let (k, v) = kv.split_once('=').unwrap_or((kv, "1"));
         b = b.setting(k.trim(), v.trim());

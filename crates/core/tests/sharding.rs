@@ -11,7 +11,8 @@ use std::time::Duration;
 use chasync_core::{
     Config, DynInput, DynRow, NativeOptions, RouteError, ShardPlan, Sharded, ShardedDynIngestor,
 };
-use chasync_testkit::server::{PrivateServer, unused_port};
+use chasync_testkit::cluster::TwoShards;
+use chasync_testkit::server::PrivateServer;
 
 const ROWS: u64 = 6_000;
 
@@ -31,91 +32,36 @@ fn row(number: u64) -> DynRow {
     DynRow::new().with("id", id).with("s", s).with("n", n)
 }
 
-struct Cluster {
-    a: PrivateServer,
-    b: PrivateServer,
-    /// A replica of shard 2 that is down, in cluster `two_failover`.
-    dead_tcp: u16,
-    dead_http: u16,
+struct Cluster(TwoShards);
+
+impl std::ops::Deref for Cluster {
+    type Target = TwoShards;
+    fn deref(&self) -> &TwoShards {
+        &self.0
+    }
 }
 
 impl Cluster {
     fn start() -> Self {
-        let (a, b) = (PrivateServer::unstarted(), PrivateServer::unstarted());
-        let (dead_tcp, dead_http) = (unused_port(), unused_port());
-        let replica =
-            |port: u16| format!("<replica><host>127.0.0.1</host><port>{port}</port></replica>");
-        let config = format!(
-            "<remote_servers>\
-               <two>\
-                 <shard><weight>1</weight>{ra}</shard>\
-                 <shard><weight>2</weight>{rb}</shard>\
-               </two>\
-               <two_failover>\
-                 <shard><weight>1</weight>{ra}</shard>\
-                 <shard><weight>2</weight>{rd}{rb}</shard>\
-               </two_failover>\
-             </remote_servers>",
-            ra = replica(a.tcp_port),
-            rb = replica(b.tcp_port),
-            rd = replica(dead_tcp),
-        );
-        let profile = "<distributed_foreground_insert>1</distributed_foreground_insert>";
-        a.start_with(&config, profile);
-        b.start_with(&config, profile);
-        Self {
-            a,
-            b,
-            dead_tcp,
-            dead_http,
-        }
+        Self(TwoShards::start())
     }
 
     fn client(server: &PrivateServer) -> clickhouse::Client {
-        clickhouse::Client::default()
-            .with_url(server.url())
-            .with_setting("async_insert", "0")
+        TwoShards::client(server)
     }
 
     async fn exec(server: &PrivateServer, sql: &str) {
-        Self::client(server)
-            .query(sql)
-            .execute()
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        TwoShards::exec(server, sql).await
     }
 
-    async fn on_both(&self, sql: &str) {
-        Self::exec(&self.a, sql).await;
-        Self::exec(&self.b, sql).await;
-    }
-
-    /// (count, checksum) of a table on each shard.
     async fn per_shard(&self, table: &str) -> [(u64, u64); 2] {
-        let sql = format!("SELECT count(), sum(cityHash64(id, s, n)) FROM {table}");
-        let mut out = [(0, 0); 2];
-        for (i, server) in [&self.a, &self.b].into_iter().enumerate() {
-            out[i] = Self::client(server)
-                .query(&sql)
-                .fetch_one::<(u64, u64)>()
-                .await
-                .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        }
-        out
+        self.0.per_shard(table, "id, s, n").await
     }
 
     /// The configuration of chasync's side: the entry server A, the HTTP endpoints of the
     /// replicas (the cluster lists their native ports).
     fn config(&self, table: &str, spool: &std::path::Path) -> Config {
-        let urls = format!(
-            "127.0.0.1:{}={},127.0.0.1:{}={},127.0.0.1:{}=http://127.0.0.1:{}",
-            self.a.tcp_port,
-            self.a.url(),
-            self.b.tcp_port,
-            self.b.url(),
-            self.dead_tcp,
-            self.dead_http,
-        );
+        let urls = self.cluster_urls();
         Config::builder(self.a.url(), table)
             .set_text("cluster_urls", &urls)
             .max_rows(1_000)

@@ -1,9 +1,11 @@
 //! Test support of the chasync workspace, shared by the integration tests of every crate:
 //! the real ClickHouse under test ([`url`], [`client`]), a database of its own per test
 //! ([`TestDb`]), a fault-injecting TCP proxy ([`proxy::FaultProxy`]), private servers that
-//! tests kill and restart ([`server::PrivateServer`]), and a TLS terminator in front of the
+//! tests kill and restart ([`server::PrivateServer`]), two of them as the shards of a cluster
+//! ([`cluster::TwoShards`]), and a TLS terminator in front of the
 //! server with a certificate authority made per run ([`tls::TlsTerminator`], [`tls::TestCa`]).
 
+pub mod cluster;
 pub mod proxy;
 pub mod server;
 pub mod tls;

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use assert_cmd::Command;
 
+#[allow(unused_imports)]
 pub use chasync_testkit::{TestDb, url};
 
 /// Variables of the environment that reach the options, removed for every run.

@@ -385,6 +385,12 @@ impl<R: ShardRow + Send + 'static> ShardedHandle<R> {
         })
     }
 
+    /// Writes a row that cannot be routed (or read) to the dead-letter spool with its reason
+    /// (through the first shard's pipeline, whose spool it is), instead of dropping it.
+    pub async fn reject(&self, reason: String, record: Option<String>) -> Result<()> {
+        self.handles[0].reject(reason, record).await
+    }
+
     /// Waits until every row queued so far on every shard is committed or dead-lettered.
     pub async fn flush(&self) -> Result<()> {
         let mut first = Ok(());

@@ -1,0 +1,106 @@
+//! `chasync insert` into a sharded cluster: two private servers as two shards (weights 1
+//! and 2), NDJSON routed by the client, checked against the server's own placement (the same
+//! rows through a Distributed table with `distributed_foreground_insert = 1`).
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use chasync_testkit::cluster::TwoShards;
+use common::{chasync, run_cmd};
+
+const ROWS: u64 = 3_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_routes_ndjson_to_the_shards() {
+    let run = async {
+        let c = TwoShards::start();
+        let dir = tempfile::tempdir().unwrap();
+        c.on_both("CREATE DATABASE sh").await;
+        for t in ["direct", "via"] {
+            c.on_both(&format!(
+                "CREATE TABLE sh.{t} (id UInt64, s String) ENGINE = MergeTree ORDER BY id"
+            ))
+            .await;
+            TwoShards::exec(
+                &c.a,
+                &format!(
+                    "CREATE TABLE sh.{t}_dist AS sh.{t} \
+                     ENGINE = Distributed(two, sh, {t}, cityHash64(s))"
+                ),
+            )
+            .await;
+        }
+        let rows_sql = format!(
+            "SELECT number AS id, concat('user-', toString(number % 513)) AS s \
+             FROM numbers({ROWS})"
+        );
+        TwoShards::exec(&c.a, &format!("INSERT INTO sh.via_dist {rows_sql}")).await;
+        let mut file = std::fs::File::create(dir.path().join("rows.ndjson")).unwrap();
+        for n in 0..ROWS {
+            writeln!(file, r#"{{"id": {n}, "s": "user-{}"}}"#, n % 513).unwrap();
+        }
+        // A line without the key column: dead-lettered with its place, the rest lands.
+        writeln!(file, r#"{{"id": 99999}}"#).unwrap();
+        drop(file);
+
+        let out = run_cmd(
+            chasync(dir.path())
+                .env("CHASYNC_URL", c.a.url())
+                .args(["insert", "--table", "sh.direct_dist", "--json"])
+                .args(["--cluster-url", &c.cluster_urls()])
+                .args(["--max-rows", "500", "rows.ndjson"]),
+        );
+        assert_eq!(out.code, 3, "{out:?}");
+        let summary = out.json();
+        assert_eq!(summary["rows_landed"], ROWS, "{out:?}");
+        assert_eq!(summary["rows_dead_lettered"], 1, "{out:?}");
+        assert_eq!(
+            c.per_shard("sh.direct", "id, s").await,
+            c.per_shard("sh.via", "id, s").await
+        );
+        let dlq = run_cmd(
+            chasync(dir.path())
+                .env("CHASYNC_URL", c.a.url())
+                .args(["dlq", "list", "--json"]),
+        );
+        assert!(
+            dlq.stdout.contains("rows.ndjson:3001") && dlq.stdout.contains("`s`"),
+            "{dlq:?}"
+        );
+
+        // --cluster names the cluster of a plain table: rows spread by weight.
+        c.on_both("CREATE TABLE sh.plain (id UInt64, s String) ENGINE = MergeTree ORDER BY id")
+            .await;
+        let out = run_cmd(
+            chasync(dir.path())
+                .env("CHASYNC_URL", c.a.url())
+                .args(["insert", "--table", "sh.plain", "--cluster", "two"])
+                .args(["--cluster-url", &c.cluster_urls()])
+                .args(["--format", "ndjson", "-"])
+                .write_stdin(
+                    (0..30)
+                        .map(|n| format!("{{\"id\": {n}, \"s\": \"x\"}}\n"))
+                        .collect::<String>(),
+                ),
+        );
+        assert_eq!(out.code, 0, "{out:?}");
+        let counts = c.per_shard("sh.plain", "id, s").await;
+        assert_eq!((counts[0].0, counts[1].0), (10, 20));
+
+        // --cluster with CSV: refused before anything is sent.
+        let out = run_cmd(
+            chasync(dir.path())
+                .env("CHASYNC_URL", c.a.url())
+                .args(["insert", "--table", "sh.plain", "--cluster", "two"])
+                .args(["--format", "csv", "-"])
+                .write_stdin("1,x\n"),
+        );
+        assert_eq!(out.code, 2, "{out:?}");
+        assert!(out.stderr.contains("NDJSON"), "{out:?}");
+    };
+    tokio::time::timeout(Duration::from_secs(240), run)
+        .await
+        .expect("the test ends within 4 minutes");
+}
