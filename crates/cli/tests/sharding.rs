@@ -89,6 +89,65 @@ async fn insert_routes_ndjson_to_the_shards() {
         let counts = c.per_shard("sh.plain", "id, s").await;
         assert_eq!((counts[0].0, counts[1].0), (10, 20));
 
+        // Without --cluster, CSV into the Distributed table, and NDJSON into one whose key the
+        // client does not compute, go through the Distributed table, with a note.
+        TwoShards::exec(
+            &c.a,
+            "CREATE TABLE sh.mod_dist AS sh.plain ENGINE = Distributed(two, sh, plain, id % 3)",
+        )
+        .await;
+        c.on_both("TRUNCATE TABLE sh.plain").await;
+        let out = run_cmd(
+            chasync(dir.path())
+                .env("CHASYNC_URL", c.a.url())
+                .args([
+                    "insert",
+                    "--table",
+                    "sh.mod_dist",
+                    "--format",
+                    "ndjson",
+                    "-",
+                ])
+                .write_stdin("{\"id\": 1, \"s\": \"a\"}\n{\"id\": 2, \"s\": \"b\"}\n"),
+        );
+        assert_eq!(out.code, 0, "{out:?}");
+        assert!(
+            out.stderr.contains("id % 3") && out.stderr.contains("through the Distributed"),
+            "{out:?}"
+        );
+        let counts = c.per_shard("sh.plain", "id, s").await;
+        // id % 3 over the slots [shard 1, shard 2, shard 2]: 1 and 2 -> shard 2.
+        assert_eq!((counts[0].0, counts[1].0), (0, 2), "{out:?}");
+        let before: u64 = c
+            .per_shard("sh.direct", "id, s")
+            .await
+            .iter()
+            .map(|s| s.0)
+            .sum();
+        let out = run_cmd(
+            chasync(dir.path())
+                .env("CHASYNC_URL", c.a.url())
+                .args([
+                    "insert",
+                    "--table",
+                    "sh.direct_dist",
+                    "--format",
+                    "csv",
+                    "--no-header",
+                    "-",
+                ])
+                .write_stdin("5000,user-1\n"),
+        );
+        assert_eq!(out.code, 0, "{out:?}");
+        assert!(out.stderr.contains("not this format"), "{out:?}");
+        let after: u64 = c
+            .per_shard("sh.direct", "id, s")
+            .await
+            .iter()
+            .map(|s| s.0)
+            .sum();
+        assert_eq!(after, before + 1);
+
         // --cluster with CSV: refused before anything is sent.
         let out = run_cmd(
             chasync(dir.path())

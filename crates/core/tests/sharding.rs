@@ -286,3 +286,19 @@ async fn rows_land_on_the_shards_the_server_chooses() {
         .await
         .expect("the sharding test ends within 5 minutes");
 }
+
+/// A single-table pipeline refuses the `cluster` option instead of ignoring it (the shared
+/// server; nothing is inserted).
+#[tokio::test]
+async fn a_single_table_pipeline_refuses_the_cluster_option() {
+    let config = Config::builder(chasync_testkit::url(), "system.one")
+        .set("cluster", "two")
+        .build()
+        .unwrap();
+    let e = chasync_core::DynIngestor::start_dynamic(config, NativeOptions::default())
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("cluster") && e.contains("Sharded"), "{e}");
+}

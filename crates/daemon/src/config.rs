@@ -344,6 +344,13 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), String> {
+        if let Some(cluster) = &self.engine.clickhouse.cluster {
+            return Err(format!(
+                "the cluster option ({cluster:?}) is not taken by chasyncd: it inserts into the \
+                 tables its clients name (a Distributed table forwards to its shards); \
+                 chasync insert routes NDJSON to a cluster's shards"
+            ));
+        }
         let l = &self.limits;
         if l.max_body_bytes == 0
             || l.segment_bytes == 0

@@ -283,3 +283,22 @@ fn settings_the_server_refuses_keep_the_daemon_from_starting() {
     );
     assert!(!stderr.contains("chasyncd listening"), "{stderr}");
 }
+
+#[test]
+fn the_cluster_option_is_refused_at_start() {
+    let (_dir, spool) = common::spool();
+    for check in [true, false] {
+        let mut cmd = chasyncd(&spool, &[]);
+        cmd.arg("--url").arg(url()).args(["--set", "cluster=two"]);
+        if check {
+            cmd.arg("--check-config");
+        }
+        let (code, stdout, stderr) = output(&mut cmd);
+        assert_eq!(code, Some(2), "{stdout}{stderr}");
+        assert!(
+            stderr.contains("cluster") && stderr.contains("chasyncd"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("listening"), "{stderr}");
+    }
+}

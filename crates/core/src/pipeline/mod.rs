@@ -221,6 +221,16 @@ impl PipelineBuilder {
     pub fn start_with_encoder<E: BatchEncoder>(self, encoder: E) -> Result<Pipeline<E>> {
         let config = self.config;
         config.validate()?;
+        if let Some(cluster) = &config.clickhouse.cluster {
+            // One pipeline inserts into one table through its endpoints; rows go to a
+            // cluster's shards through `Sharded`, whose pipelines have no `cluster`.
+            return Err(Error::Config(format!(
+                "the cluster option ({cluster:?}) routes rows to the shards of a cluster, which \
+                 this pipeline does not do (one table, one set of endpoints): use \
+                 chasync insert with NDJSON or the Rust API's Sharded pipelines, or leave \
+                 cluster out (and insert into a Distributed table, if need be)"
+            )));
+        }
         let (dispatcher, owns_dispatcher) = match self.dispatcher {
             Some(d) => (d, false),
             None => (Arc::new(Dispatcher::start(&config)?), true),
