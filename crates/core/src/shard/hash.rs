@@ -353,17 +353,17 @@ mod tests {
             let v = KeyValue::Bytes(r.s.clone().into_bytes());
             let len = r.s.len();
             assert_eq!(
-                HashFn::CityHash64.apply(&[v.clone()]),
+                HashFn::CityHash64.apply(std::slice::from_ref(&v)),
                 Some(r.city),
                 "cityHash64, {len} bytes"
             );
             assert_eq!(
-                HashFn::SipHash64.apply(&[v.clone()]),
+                HashFn::SipHash64.apply(std::slice::from_ref(&v)),
                 Some(r.sip),
                 "sipHash64, {len} bytes"
             );
             assert_eq!(
-                HashFn::XxHash64.apply(&[v.clone()]),
+                HashFn::XxHash64.apply(std::slice::from_ref(&v)),
                 Some(r.xx),
                 "xxHash64, {len} bytes"
             );
@@ -445,22 +445,22 @@ mod tests {
                 };
                 let what = format!("{ty} {}", r.v);
                 assert_eq!(
-                    HashFn::IntHash64.apply(&[v.clone()]),
+                    HashFn::IntHash64.apply(std::slice::from_ref(&v)),
                     Some(r.int),
                     "intHash64 {what}"
                 );
                 assert_eq!(
-                    HashFn::CityHash64.apply(&[v.clone()]),
+                    HashFn::CityHash64.apply(std::slice::from_ref(&v)),
                     Some(r.city),
                     "cityHash64 {what}"
                 );
                 assert_eq!(
-                    HashFn::SipHash64.apply(&[v.clone()]),
+                    HashFn::SipHash64.apply(std::slice::from_ref(&v)),
                     Some(r.sip),
                     "sipHash64 {what}"
                 );
                 assert_eq!(
-                    HashFn::XxHash64.apply(&[v.clone()]),
+                    HashFn::XxHash64.apply(std::slice::from_ref(&v)),
                     Some(r.xx),
                     "xxHash64 {what}"
                 );

@@ -131,8 +131,8 @@ impl KeyType {
 
 fn short(v: &Value) -> String {
     let text = format!("{v:?}");
-    if text.len() > 60 {
-        format!("{}...", &text[..text.floor_char_boundary(60)])
+    if text.chars().count() > 60 {
+        format!("{}...", text.chars().take(60).collect::<String>())
     } else {
         text
     }
