@@ -166,7 +166,7 @@ impl ShardPlan {
     ///
     /// Fails with [`Error::Config`] when the `cluster` option names another cluster than the
     /// Distributed table's, when the server has no such cluster, when the sharding key is not
-    /// one the client computes exactly as the server does (see [`key`]), or when a Distributed
+    /// one the client computes exactly as the server does (docs/scaling.md), or when a Distributed
     /// table of several shards has no sharding key (the server refuses inserts into it too).
     pub async fn resolve(config: &Config) -> Result<Option<Self>> {
         let catalog = Catalog::new(config)?;
