@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use chasync_core::{
-    Config, DynInput, DynRow, NativeOptions, RouteError, ShardPlan, Sharded, ShardedDynIngestor,
+    ColumnBatch, Config, DynInput, DynRow, NativeOptions, RouteError, ShardPlan, Sharded,
+    ShardedDynIngestor, Value,
 };
 use chasync_testkit::cluster::TwoShards;
 use chasync_testkit::server::PrivateServer;
@@ -244,6 +245,60 @@ async fn rows_land_on_the_shards_the_server_chooses() {
             .map(|s| s.0)
             .sum();
         assert_eq!(total, 2);
+
+        // Columnar input is split over the shards, row by row; rows without their key come
+        // back, the others land where the server puts them.
+        c.on_both(
+            "CREATE TABLE sh.cols (id UInt64, s String, n Int32) ENGINE = MergeTree ORDER BY id",
+        )
+        .await;
+        Cluster::exec(
+            &c.a,
+            "CREATE TABLE sh.cols_dist AS sh.cols ENGINE = Distributed(two, sh, cols, cityHash64(s))",
+        )
+        .await;
+        let config = c.config("sh.cols_dist", spool.path());
+        let plan = ShardPlan::resolve(&config).await.unwrap().unwrap();
+        let ingestor = Sharded::start_dynamic(config, plan, NativeOptions::default())
+            .await
+            .unwrap();
+        let handle = ingestor.handle();
+        let columns = |rows: &[DynRow]| {
+            let mut batch = ColumnBatch::new();
+            for name in ["id", "s", "n"] {
+                batch.push_column(
+                    name,
+                    rows.iter()
+                        .map(|r| r.get(name).cloned().unwrap_or(Value::Null))
+                        .collect(),
+                );
+            }
+            DynInput::Columns(batch)
+        };
+        let all: Vec<DynRow> = (0..ROWS).map(row).collect();
+        let (body, last) = all.split_at(all.len() - 2);
+        for chunk in body.chunks(1_000) {
+            handle.send(columns(chunk)).await.expect("routed");
+        }
+        let mut tail = last.to_vec();
+        tail.insert(1, DynRow::new().with("id", 7u64).with("n", 1i64));
+        match handle.send(columns(&tail)).await {
+            Err(RouteError::Unroutable(DynInput::Columns(back), why)) => {
+                assert_eq!(back.rows(), 1);
+                assert!(why.contains("row 1") && why.contains("`s`"), "{why}");
+            }
+            other => panic!("expected one row handed back, got {other:?}"),
+        }
+        assert!(matches!(
+            handle.try_send(columns(&tail[..1])),
+            Err(RouteError::Full(_))
+        ));
+        let stats = ingestor.shutdown().await.unwrap();
+        assert_eq!(stats.rows_committed, ROWS);
+        assert_eq!(
+            c.per_shard("sh.cols").await,
+            c.per_shard("sh.city_via").await
+        );
 
         // Failover: shard 2's first replica is down; its rows go to the second, and the
         // placement is still the server's.

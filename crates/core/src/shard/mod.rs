@@ -275,10 +275,28 @@ impl ShardPlan {
     }
 }
 
-/// A row whose shard can be computed: it gives the values of its columns by name.
-pub trait ShardRow {
+/// A row whose shard can be computed: it gives the values of its columns by name. An input
+/// of several rows (columnar) gives them row by row and is split over the shards.
+pub trait ShardRow: Sized {
     /// The row's value of `column`, if it has one.
     fn column_value(&self, column: &str) -> Option<Cow<'_, Value>>;
+
+    /// For an input of several rows: how many (`None`: one row, [`column_value`] applies).
+    ///
+    /// [`column_value`]: ShardRow::column_value
+    fn rows(&self) -> Option<usize> {
+        None
+    }
+
+    /// For an input of several rows: row `row`'s value of `column`, if it has one.
+    fn row_value(&self, _row: usize, _column: &str) -> Option<Value> {
+        None
+    }
+
+    /// For an input of several rows: rows `rows` (indices, in order) as an input of their own.
+    fn take(&self, _rows: &[usize]) -> Self {
+        unreachable!("take is called only on inputs of several rows")
+    }
 }
 
 impl ShardRow for DynRow {
@@ -292,6 +310,39 @@ impl ShardRow for DynInput {
         match self {
             DynInput::Row(r) => r.column_value(column),
             DynInput::Columns(_) => None,
+        }
+    }
+
+    fn rows(&self) -> Option<usize> {
+        match self {
+            DynInput::Row(_) => None,
+            DynInput::Columns(c) => Some(c.rows()),
+        }
+    }
+
+    fn row_value(&self, row: usize, column: &str) -> Option<Value> {
+        match self {
+            DynInput::Row(_) => None,
+            // A null in a column that is not Nullable means "omitted": the key then has no
+            // value, and the row cannot be routed (neither can a Nullable key's null).
+            DynInput::Columns(c) => c
+                .columns
+                .iter()
+                .find(|(name, _)| name == column)
+                .and_then(|(_, data)| data.value(row)),
+        }
+    }
+
+    fn take(&self, rows: &[usize]) -> Self {
+        match self {
+            DynInput::Row(r) => DynInput::Row(r.clone()),
+            DynInput::Columns(c) => DynInput::Columns(crate::types::value::ColumnBatch {
+                columns: c
+                    .columns
+                    .iter()
+                    .map(|(name, data)| (name.clone(), data.take(rows)))
+                    .collect(),
+            }),
         }
     }
 }
@@ -361,8 +412,45 @@ impl<R: ShardRow + Send + 'static> ShardedHandle<R> {
         self.plan.route(&self.turn, |c| row.column_value(c))
     }
 
-    /// Queues a row on its shard's pipeline, waiting while that queue is full.
+    /// Queues a row on its shard's pipeline, waiting while that queue is full. An input of
+    /// several rows (columnar) is split: each shard's rows go to it in one input, and the rows
+    /// whose shard cannot be computed are handed back together
+    /// (`RouteError::Unroutable`, with the first reason) after the others were queued.
     pub async fn send(&self, row: R) -> std::result::Result<(), RouteError<R>> {
+        if let Some(n) = row.rows() {
+            let mut parts: Vec<Vec<usize>> = vec![Vec::new(); self.handles.len()];
+            let (mut bad, mut why) = (Vec::new(), None);
+            for i in 0..n {
+                match self
+                    .plan
+                    .route(&self.turn, |c| row.row_value(i, c).map(Cow::Owned))
+                {
+                    Ok(s) => parts[s].push(i),
+                    Err(w) => {
+                        bad.push(i);
+                        why.get_or_insert(format!("row {i}: {w}"));
+                    }
+                }
+            }
+            for (s, rows) in parts.iter().enumerate() {
+                if rows.is_empty() {
+                    continue;
+                }
+                if let Err(e) = self.handles[s].send(row.take(rows)).await {
+                    // Shut down: what was not queued goes back, this part's rows and the
+                    // parts after it.
+                    let mut rest: Vec<usize> = parts[s..].concat();
+                    rest.extend(&bad);
+                    rest.sort_unstable();
+                    drop(e);
+                    return Err(RouteError::Closed(row.take(&rest)));
+                }
+            }
+            return match why {
+                None => Ok(()),
+                Some(w) => Err(RouteError::Unroutable(row.take(&bad), w)),
+            };
+        }
         let i = match self.shard_of(&row) {
             Ok(i) => i,
             Err(why) => return Err(RouteError::Unroutable(row, why)),
@@ -373,8 +461,13 @@ impl<R: ShardRow + Send + 'static> ShardedHandle<R> {
             .map_err(|e| RouteError::Closed(e.0))
     }
 
-    /// Queues a row on its shard's pipeline if there is room now.
+    /// Queues a row on its shard's pipeline if there is room now. An input of several rows
+    /// (columnar) is not taken here (it may have to be split over shards): it is handed back
+    /// as [`RouteError::Full`]; [`send`](Self::send) takes it.
     pub fn try_send(&self, row: R) -> std::result::Result<(), RouteError<R>> {
+        if row.rows().is_some() {
+            return Err(RouteError::Full(row));
+        }
         let i = match self.shard_of(&row) {
             Ok(i) => i,
             Err(why) => return Err(RouteError::Unroutable(row, why)),
