@@ -148,6 +148,26 @@ async fn insert_routes_ndjson_to_the_shards() {
             .sum();
         assert_eq!(after, before + 1);
 
+        // With --cluster, a key the client does not compute is an error, and so is a flag of
+        // the single-table path.
+        let out = run_cmd(
+            chasync(dir.path())
+                .env("CHASYNC_URL", c.a.url())
+                .args(["insert", "--table", "sh.mod_dist", "--cluster", "two"])
+                .args(["--format", "ndjson", "-"])
+                .write_stdin("{\"id\": 1, \"s\": \"a\"}\n"),
+        );
+        assert_eq!(out.code, 1, "{out:?}");
+        assert!(out.stderr.contains("id % 3"), "{out:?}");
+        let out = run_cmd(
+            chasync(dir.path())
+                .env("CHASYNC_URL", c.a.url())
+                .args(["insert", "--table", "sh.direct_dist", "--resume"])
+                .args(["--cluster-url", &c.cluster_urls(), "rows.ndjson"]),
+        );
+        assert_eq!(out.code, 2, "{out:?}");
+        assert!(out.stderr.contains("--resume"), "{out:?}");
+
         // --cluster with CSV: refused before anything is sent.
         let out = run_cmd(
             chasync(dir.path())

@@ -201,6 +201,31 @@ async fn rows_land_on_the_shards_the_server_chooses() {
             .to_string();
         assert!(e.contains("id % 3") && e.contains("Distributed"), "{e}");
 
+        // A key column of a type the client does not hash, and a Distributed table of two
+        // shards without a key: clear errors at start.
+        c.on_both("CREATE TABLE sh.fkey (f Float64) ENGINE = MergeTree ORDER BY f")
+            .await;
+        Cluster::exec(
+            &c.a,
+            "CREATE TABLE sh.fkey_dist AS sh.fkey ENGINE = Distributed(two, sh, fkey, cityHash64(f))",
+        )
+        .await;
+        let e = ShardPlan::resolve(&c.config("sh.fkey_dist", spool.path()))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`f`") && e.contains("Float64"), "{e}");
+        Cluster::exec(
+            &c.a,
+            "CREATE TABLE sh.nokey_dist AS sh.mod_local ENGINE = Distributed(two, sh, mod_local)",
+        )
+        .await;
+        let e = ShardPlan::resolve(&c.config("sh.nokey_dist", spool.path()))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("without a sharding key"), "{e}");
+
         // The cluster option naming another cluster than the table's.
         let mut other = c.config("sh.city_direct_dist", spool.path());
         other.clickhouse.cluster = Some("two_failover".into());
