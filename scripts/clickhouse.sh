@@ -17,6 +17,8 @@
 #
 # Environment (flags win): CH_DIR (default: <repo>/var/clickhouse), CH_HTTP_PORT (8123),
 # CH_TCP_PORT (9000), CH_TEST_USER (chasync_test), CH_TEST_PASSWORD (chasync-secret),
+# (and a user chasync_restricted, password restricted-secret, who may only SELECT and INSERT
+# in the database chasync_restricted: no system.query_log, no SYSTEM FLUSH LOGS),
 # CHASYNC_CACHE (default: ~/.cache/chasync) where the venv lives.
 # --extra-config FILE: XML elements put inside <clickhouse> of the server's config.xml (e.g.
 #   <remote_servers> for a cluster); --profile-settings FILE: XML elements put into the default
@@ -132,6 +134,15 @@ $profile_settings
       <profile>default</profile>
       <quota>default</quota>
     </$CH_TEST_USER>
+    <chasync_restricted>
+      <password>restricted-secret</password>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>default</profile>
+      <quota>default</quota>
+      <grants>
+        <query>GRANT SELECT, INSERT ON chasync_restricted.*</query>
+      </grants>
+    </chasync_restricted>
   </users>
   <quotas><default></default></quotas>
 </clickhouse>

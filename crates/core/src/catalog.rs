@@ -360,6 +360,7 @@ impl Catalog {
             engine_full: String,
             timezone: String,
             window_default: String,
+            replicated_window_default: String,
         }
         let what = format!("the schema query of {database}.{table}");
         let rows = self
@@ -381,22 +382,42 @@ impl Catalog {
                 table: table.to_owned(),
             });
         }
-        let info = self
+        let query = |defaults: &str| {
+            client
+                .query(&format!(
+                    "SELECT engine, engine_full, timezone() AS timezone, {defaults} \
+                     FROM system.tables WHERE database = ? AND name = ?"
+                ))
+                .bind(database)
+                .bind(table)
+                .fetch_optional::<Table>()
+        };
+        let info = match self
             .bounded(
                 &what,
-                client
-                    .query(
-                        "SELECT engine, engine_full, timezone() AS timezone, \
-                         ifNull((SELECT any(value) FROM system.merge_tree_settings \
-                                 WHERE name = 'non_replicated_deduplication_window'), '0') \
-                           AS window_default \
-                         FROM system.tables WHERE database = ? AND name = ?",
-                    )
-                    .bind(database)
-                    .bind(table)
-                    .fetch_optional::<Table>(),
+                query(
+                    "ifNull((SELECT any(value) FROM system.merge_tree_settings \
+                             WHERE name = 'non_replicated_deduplication_window'), '0') \
+                       AS window_default, \
+                     ifNull((SELECT any(value) FROM system.merge_tree_settings \
+                             WHERE name = 'replicated_deduplication_window'), '1') \
+                       AS replicated_window_default",
+                ),
             )
-            .await?;
+            .await
+        {
+            // A user with grants on its tables only may not read the server's MergeTree
+            // defaults: then a table's own SETTINGS decide, and a plain MergeTree that sets
+            // no window is taken not to deduplicate (the safe side: its retries are checked).
+            Err(e) if e.code() == Some(497) => {
+                self.bounded(
+                    &what,
+                    query("'0' AS window_default, '1' AS replicated_window_default"),
+                )
+                .await?
+            }
+            other => other?,
+        };
         let columns = rows
             .into_iter()
             .map(|r| {
@@ -408,10 +429,11 @@ impl Catalog {
             .collect();
         let (timezone, engine, dedup) = match info {
             Some(t) => {
-                let dedup = Deduplication::of_engine(
+                let dedup = Deduplication::of_table(
                     &t.engine,
                     &t.engine_full,
                     t.window_default.parse().unwrap_or(0),
+                    t.replicated_window_default.parse().unwrap_or(1),
                 );
                 (t.timezone, t.engine, dedup)
             }

@@ -124,6 +124,19 @@ pub enum Error {
         code: Option<u32>,
     },
 
+    /// An earlier attempt of a batch may have landed, and the checks could not establish
+    /// whether it did (see [`crate::Guarantee`]): the batch is not sent again, so that it
+    /// cannot land twice, and goes to the dead-letter spool with this reason.
+    #[error(
+        "the outcome of an earlier attempt of batch {id} is unknown and could not be established ({reason}): not sent again, so that it cannot land twice; check the table before replaying it"
+    )]
+    UnresolvedOutcome {
+        /// The batch id (its `query_id` and dedup token).
+        id: uuid::Uuid,
+        /// Why the checks could not tell.
+        reason: String,
+    },
+
     /// The engine has shut down and accepts no more rows.
     #[error("the ingestor is shut down")]
     Closed,
@@ -151,7 +164,9 @@ impl Error {
         match self {
             Error::Server { code, .. } => classify_code(*code),
             Error::Http(_) => ErrorKind::Retryable,
-            Error::Network { .. } | Error::Timeout(_) => ErrorKind::UnknownOutcome,
+            Error::Network { .. } | Error::Timeout(_) | Error::UnresolvedOutcome { .. } => {
+                ErrorKind::UnknownOutcome
+            }
             Error::Encode(_) => ErrorKind::Data,
             Error::Config(_)
             | Error::UnknownTable { .. }
@@ -173,6 +188,39 @@ impl Error {
     /// The error and its causes, each once: `a: b: c` (for messages and logs).
     pub fn report(&self) -> String {
         error_chain(self)
+    }
+
+    /// Whether the request surely never reached the server: the connection (or its TLS
+    /// handshake) could not be established. Such an attempt cannot have landed.
+    pub(crate) fn never_reached_server(&self) -> bool {
+        let Error::Network {
+            source: Some(source),
+            ..
+        } = self
+        else {
+            return false;
+        };
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(source.as_ref());
+        while let Some(c) = cause {
+            if let Some(e) = c.downcast_ref::<hyper_util::client::legacy::Error>() {
+                return e.is_connect();
+            }
+            cause = c.source();
+        }
+        false
+    }
+
+    /// Whether a failed attempt may have been applied by the server all the same: no answer
+    /// (connection lost after the request went out, timeout), an HTTP error without a
+    /// ClickHouse exception (a proxy's 502 or 504 may come after the server took the insert),
+    /// or `QUERY_WITH_SAME_ID_IS_ALREADY_RUNNING` (an earlier attempt is still running).
+    pub(crate) fn maybe_applied(&self) -> bool {
+        match self {
+            Error::Network { .. } => !self.never_reached_server(),
+            Error::Timeout(_) | Error::Http(_) => true,
+            Error::Server { code: 216, .. } => true,
+            _ => false,
+        }
     }
 
     /// The ClickHouse error code, when the server sent one.

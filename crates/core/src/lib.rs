@@ -69,7 +69,10 @@
 //! * Every batch has a deterministic id ([`StreamId::batch_id`]), sent as
 //!   `insert_deduplication_token` and `query_id`, and written into the table's `_insert_id`
 //!   column when it has one ([`InsertIdColumn`]): a retry or a replay lands once on a table
-//!   that deduplicates ([`Deduplication`], read by the [`Catalog`]).
+//!   that deduplicates ([`Deduplication`], read by the [`Catalog`]). On any other table, an
+//!   attempt whose answer was lost is looked up (`system.processes`, `system.query_log`, the
+//!   `_insert_id` column) before the batch is sent again; a table where none of that is
+//!   possible gets at-least-once delivery, and is reported ([`Guarantee`]).
 //! * Errors are classified by ClickHouse error code ([`ErrorKind`]); retryable ones back off
 //!   exponentially with jitter, the others go to the [`DeadLetterSpool`], which [`replay()`]
 //!   sends again, exactly as it was first sent.
@@ -107,6 +110,7 @@ pub use config::{
 };
 pub use dedup::StreamId;
 pub use delivery::dispatcher::Dispatcher;
+pub use delivery::outcome::{Guarantee, TableGuarantee, guarantee};
 pub use delivery::replay::{ReplayOptions, ReplayReport, replay, replay_with};
 pub use error::{Error, ErrorKind, Result, classify_code};
 pub use format::bodies::{Bodies, Body, Joint};

@@ -53,6 +53,11 @@ pub(crate) struct Counters {
     pub latency: Histogram,
     /// The last failed attempt's error, for a frontend that reports that it is waiting.
     pub last_failure: std::sync::Mutex<Option<String>>,
+    pub outcomes_landed: AtomicU64,
+    pub outcomes_not_landed: AtomicU64,
+    pub outcomes_unresolved: AtomicU64,
+    pub unchecked_resends: AtomicU64,
+    pub at_least_once_tables: AtomicU64,
 }
 
 impl Counters {
@@ -73,6 +78,11 @@ impl Counters {
             max_in_flight: AtomicU64::new(0),
             latency: Histogram::default(),
             last_failure: std::sync::Mutex::new(None),
+            outcomes_landed: AtomicU64::new(0),
+            outcomes_not_landed: AtomicU64::new(0),
+            outcomes_unresolved: AtomicU64::new(0),
+            unchecked_resends: AtomicU64::new(0),
+            at_least_once_tables: AtomicU64::new(0),
         }
     }
 
@@ -122,6 +132,11 @@ impl Counters {
             latency_ms_p50: self.latency.quantile_ms(0.50),
             latency_ms_p95: self.latency.quantile_ms(0.95),
             latency_ms_p99: self.latency.quantile_ms(0.99),
+            outcomes_landed: self.outcomes_landed.load(Relaxed),
+            outcomes_not_landed: self.outcomes_not_landed.load(Relaxed),
+            outcomes_unresolved: self.outcomes_unresolved.load(Relaxed),
+            unchecked_resends: self.unchecked_resends.load(Relaxed),
+            at_least_once_tables: self.at_least_once_tables.load(Relaxed),
         }
     }
 
@@ -182,6 +197,25 @@ pub struct Stats {
     pub latency_ms_p95: f64,
     /// 99th percentile batch latency, milliseconds.
     pub latency_ms_p99: f64,
+    /// Batches an attempt of which had an unknown outcome (or that may have been sent by a
+    /// process that died) found to have landed: committed without another attempt.
+    #[serde(default)]
+    pub outcomes_landed: u64,
+    /// Such batches found not to have landed, and sent.
+    #[serde(default)]
+    pub outcomes_not_landed: u64,
+    /// Such batches whose outcome the checks could not tell: not sent again, dead-lettered
+    /// ([`crate::Error::UnresolvedOutcome`]).
+    #[serde(default)]
+    pub outcomes_unresolved: u64,
+    /// Batches sent again after an unknown outcome without any check (tables that get
+    /// at-least-once delivery): each may have landed twice.
+    #[serde(default)]
+    pub unchecked_resends: u64,
+    /// Tables (per user) found to get at-least-once delivery: neither deduplicated by
+    /// ClickHouse nor checkable (see [`crate::Guarantee`]).
+    #[serde(default)]
+    pub at_least_once_tables: u64,
 }
 
 /// A latency histogram with buckets growing by 2^(1/4) from 1 µs to ~70 min.

@@ -2,7 +2,8 @@
 //!
 //! Each accepted connection follows the next [`Fault`] of the plan (then the default fault,
 //! [`Fault::Forward`] unless [`FaultProxy::set_default`] says otherwise, once the plan is used
-//! up).
+//! up); a connection whose first request is an insert follows the next fault of the insert
+//! plan first, if there is one ([`FaultProxy::push_insert`]).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -41,6 +42,7 @@ pub struct FaultProxy {
     pub addr: SocketAddr,
     plan: Arc<Mutex<VecDeque<Fault>>>,
     default: Arc<Mutex<Fault>>,
+    inserts: Arc<Mutex<VecDeque<Fault>>>,
     /// Connections accepted so far.
     pub accepted: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
@@ -58,24 +60,45 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let plan = Arc::new(Mutex::new(VecDeque::from(plan)));
+        let inserts = Arc::new(Mutex::new(VecDeque::new()));
         let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let default = Arc::new(Mutex::new(Fault::Forward));
-        let (p, a, d) = (plan.clone(), accepted.clone(), default.clone());
+        let (p, ins, a, d) = (plan.clone(), inserts.clone(), accepted.clone(), default.clone());
         let task = tokio::spawn(async move {
             loop {
-                let Ok((client, _)) = listener.accept().await else {
+                let Ok((mut client, _)) = listener.accept().await else {
                     return;
                 };
                 a.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let next = p.lock().unwrap().pop_front();
-                let fault = next.unwrap_or_else(|| *d.lock().unwrap());
-                tokio::spawn(handle(client, upstream, fault));
+                if ins.lock().unwrap().is_empty() {
+                    let next = p.lock().unwrap().pop_front();
+                    let fault = next.unwrap_or_else(|| *d.lock().unwrap());
+                    tokio::spawn(handle(client, upstream, fault, Vec::new()));
+                    continue;
+                }
+                // An insert fault is waiting: the first request of the connection says
+                // whether it is an insert (the statement is in the request line).
+                let (p, ins, d) = (p.clone(), ins.clone(), d.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let n = client.read(&mut buf).await.unwrap_or(0);
+                    buf.truncate(n);
+                    let head = String::from_utf8_lossy(&buf).to_ascii_uppercase();
+                    let insert = head.contains("INSERT") && head.contains("QUERY=");
+                    let fault = insert
+                        .then(|| ins.lock().unwrap().pop_front())
+                        .flatten()
+                        .or_else(|| p.lock().unwrap().pop_front())
+                        .unwrap_or_else(|| *d.lock().unwrap());
+                    handle(client, upstream, fault, buf).await;
+                });
             }
         });
         Self {
             addr,
             plan,
             default,
+            inserts,
             accepted,
             task,
         }
@@ -86,9 +109,15 @@ impl FaultProxy {
         format!("http://{}", self.addr)
     }
 
-    /// Faults not met yet.
+    /// Faults not met yet (of both plans).
     pub fn remaining(&self) -> usize {
-        self.plan.lock().unwrap().len()
+        self.plan.lock().unwrap().len() + self.inserts.lock().unwrap().len()
+    }
+
+    /// Appends a fault for the next connection whose first request is an insert; until one
+    /// comes, other connections follow the plan (or are forwarded).
+    pub fn push_insert(&self, fault: Fault) {
+        self.inserts.lock().unwrap().push_back(fault);
     }
 
     /// What connections meet once the plan is used up (from the next connection on).
@@ -108,14 +137,16 @@ impl Drop for FaultProxy {
     }
 }
 
-async fn handle(mut client: TcpStream, upstream: SocketAddr, fault: Fault) {
-    let mut first = Vec::new();
+/// Serves one connection whose first bytes `first` were already read from the client.
+async fn handle(mut client: TcpStream, upstream: SocketAddr, fault: Fault, mut first: Vec<u8>) {
     let fault = match fault {
         Fault::ResetInserts | Fault::StallInserts => {
             // The request line (and so the statement) is in the first bytes.
-            let mut buf = vec![0u8; 64 * 1024];
-            let n = client.read(&mut buf).await.unwrap_or(0);
-            first.extend_from_slice(&buf[..n]);
+            if first.is_empty() {
+                let mut buf = vec![0u8; 64 * 1024];
+                let n = client.read(&mut buf).await.unwrap_or(0);
+                first.extend_from_slice(&buf[..n]);
+            }
             let head = String::from_utf8_lossy(&first).to_ascii_uppercase();
             if !head.contains("INSERT") {
                 Fault::Forward

@@ -214,6 +214,29 @@ pub struct Batch {
     pub(crate) rejected: Vec<RejectedRow>,
     /// Acknowledgements waiting for this batch, each with the units that hold its rows.
     pub(crate) acks: Vec<AckSpan>,
+    /// An attempt of this batch may have been sent already, with an unknown outcome.
+    pub(crate) maybe_sent: Option<MaybeSent>,
+    /// Its rows carry its id in the table's `_insert_id` column.
+    pub(crate) insert_id: bool,
+}
+
+/// An attempt of a batch may have been sent, and whether it landed is not known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MaybeSent {
+    /// The earliest time such an attempt can have started (`None`: not known).
+    pub since: Option<std::time::SystemTime>,
+}
+
+impl MaybeSent {
+    /// The earlier of two.
+    pub(crate) fn merge(self, other: MaybeSent) -> MaybeSent {
+        MaybeSent {
+            since: match (self.since, other.since) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                _ => None,
+            },
+        }
+    }
 }
 
 impl Batch {
@@ -279,6 +302,33 @@ impl Batch {
     /// keep the range of the batch they came from.
     pub fn inputs(&self) -> Range<u64> {
         self.inputs.clone()
+    }
+
+    /// Marks the batch as one that may have been sent before, by a process that did not live
+    /// to hear the answer (a write-ahead log's batch sealed before a crash, formed again
+    /// under the same id). Before sending it, delivery establishes whether that attempt
+    /// landed, and sends it only if it did not (see [`crate::Guarantee`]). `not_before` is the
+    /// earliest time such an attempt can have started (`None`: not known); the absence of the
+    /// attempt from the server's query log proves that it never started only when the server
+    /// has been up since then.
+    pub fn mark_maybe_sent(&mut self, not_before: Option<std::time::SystemTime>) {
+        let new = MaybeSent { since: not_before };
+        self.maybe_sent = Some(match self.maybe_sent {
+            Some(old) => old.merge(new),
+            None => new,
+        });
+    }
+
+    /// Whether an attempt of the batch may have been sent already (see
+    /// [`mark_maybe_sent`](Self::mark_maybe_sent)).
+    pub fn maybe_sent(&self) -> bool {
+        self.maybe_sent.is_some()
+    }
+
+    /// Whether every row of the batch carries the batch id in the table's `_insert_id`
+    /// column, so that the rows of the batch can be found in the table.
+    pub fn carries_insert_id(&self) -> bool {
+        self.insert_id
     }
 
     /// Rows the encoder refused while the batch was open (they go to the spool).
@@ -387,6 +437,9 @@ impl Batch {
         }
         let mid = self.units() / 2;
         let derived = |part| crate::dedup::derived_id(&self.id, part);
+        // The halves of a batch whose bytes are cut keep the parent's id in `_insert_id`;
+        // those encoded again carry their own.
+        let insert_id = self.insert_id && matches!(self.parts, Parts::Source(_));
         let half = |id: Uuid, columns: Arc<[String]>, format, bytes, rows, parts, acks| Batch {
             id,
             origin: self.origin.clone(),
@@ -398,6 +451,8 @@ impl Batch {
             inputs: self.inputs.clone(),
             rejected: Vec::new(),
             acks,
+            maybe_sent: None,
+            insert_id,
         };
         match &self.parts {
             Parts::Whole => None,

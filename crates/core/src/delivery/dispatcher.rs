@@ -46,6 +46,7 @@ pub struct Dispatcher {
     task: tokio::task::JoinHandle<()>,
     counters: Arc<Counters>,
     abandoned: tokio_util::sync::CancellationToken,
+    sink: SharedSink,
 }
 
 impl Dispatcher {
@@ -66,8 +67,9 @@ impl Dispatcher {
         // One sealed batch may wait for a free slot; more would only hold memory.
         let (tx, rx) = mpsc::channel(1);
         let abandoned = sink.abandoned();
+        let sink = Arc::new(sink);
         let shared = Arc::new(Shared {
-            sink: Arc::new(sink),
+            sink: sink.clone(),
             spool: DeadLetterSpool::new(config.spool.dir.clone()),
             counters: counters.clone(),
             last_dead_letter_error: Mutex::new(None),
@@ -79,6 +81,7 @@ impl Dispatcher {
             task,
             counters,
             abandoned,
+            sink,
         }
     }
 
@@ -128,6 +131,14 @@ impl Dispatcher {
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         self.counters.snapshot()
+    }
+
+    /// What each table this dispatcher has sent batches to gets when an attempt's outcome
+    /// is unknown (for each user its batches were inserted as): see [`Guarantee`](crate::Guarantee).
+    /// A table appears once what it allows has been read (in the background, after its
+    /// first batch).
+    pub fn guarantees(&self) -> Vec<crate::TableGuarantee> {
+        self.sink.resolver.guarantees()
     }
 
     /// Waits for every batch to end and stops.
@@ -276,6 +287,7 @@ async fn route(mut batch: Batch, shared: &Shared) {
         release(&batch, None);
         return;
     }
+    Sink::probe_in_background(&shared.sink, &batch, &shared.counters);
     counters.enter_flight();
     let started = tokio::time::Instant::now();
     let outcome = shared.sink.send(&batch, counters).await;
@@ -286,12 +298,19 @@ async fn route(mut batch: Batch, shared: &Shared) {
             committed(&batch, counters);
             tracing::debug!(attempts, "batch committed");
         }
-        Outcome::Failed { error, attempts }
-            if error.kind() == ErrorKind::Data && batch.splittable() =>
-        {
+        Outcome::Failed {
+            error, attempts, ..
+        } if error.kind() == ErrorKind::Data && batch.splittable() => {
             isolate(batch, error, attempts, shared).await;
         }
-        Outcome::Failed { error, attempts } => dead_letter(batch, error, attempts, shared).await,
+        Outcome::Failed {
+            error,
+            attempts,
+            maybe_sent,
+        } => {
+            batch.maybe_sent = maybe_sent;
+            dead_letter(batch, error, attempts, shared).await
+        }
     }
 }
 
@@ -323,10 +342,18 @@ async fn isolate(batch: Batch, error: Error, attempts: u32, shared: &Shared) {
         for half in [right, left] {
             match shared.sink.send(&half, &shared.counters).await {
                 Outcome::Committed { .. } => committed(&half, &shared.counters),
-                Outcome::Failed { error, attempts } if error.kind() == ErrorKind::Data => {
+                Outcome::Failed {
+                    error, attempts, ..
+                } if error.kind() == ErrorKind::Data => {
                     rejected.push((half, error, attempts));
                 }
-                Outcome::Failed { error, attempts } => {
+                Outcome::Failed {
+                    error,
+                    attempts,
+                    maybe_sent,
+                } => {
+                    let mut half = half;
+                    half.maybe_sent = maybe_sent;
                     dead_letter(half, error, attempts, shared).await
                 }
             }

@@ -116,6 +116,8 @@ fn batch_of(
         inputs: 0..0,
         rejected: Vec::new(),
         acks: Vec::new(),
+        maybe_sent: None,
+        insert_id: false,
     };
     if let Some(insert) = &record.insert
         && Sink::insert_sql(&batch) != insert.statement
@@ -142,7 +144,10 @@ fn batch_of(
 /// otherwise.
 ///
 /// Replaying a batch that had landed after all (e.g. its answer was lost) does not duplicate
-/// it on tables that deduplicate (see [`crate::Deduplication`]).
+/// it: on a table that deduplicates by token it is sent again as it is; on any other, an
+/// entry whose last attempt's outcome was unknown is first looked up, as delivery does (see
+/// [`crate::Guarantee`]): one that landed is removed without being sent, and one whose
+/// outcome cannot be told stays, with the reason.
 pub async fn replay_with(
     config: &Config,
     spool: &DeadLetterSpool,
@@ -168,6 +173,16 @@ pub async fn replay_with(
         };
         if record.insert.is_none() {
             report.legacy += 1;
+        }
+        // An attempt whose outcome was never established may have landed: the sink checks
+        // before it sends (see `crate::Guarantee`).
+        let mut batch = batch;
+        if record.is_maybe_sent() {
+            batch.mark_maybe_sent(
+                record
+                    .maybe_sent_since_ms
+                    .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)),
+            );
         }
         match sink.send(&batch, &counters).await {
             Outcome::Committed { .. } => {

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::batch::Batch;
+use crate::batch::{Batch, MaybeSent};
 use crate::client::client_for;
-use crate::config::{Config, quote_ident, redact_url};
+use crate::config::{Config, Credentials, quote_ident, redact_url};
 use crate::delivery::limiter::Limiter;
+use crate::delivery::outcome::{Resolution, Resolver};
 use crate::delivery::retry::RetryPolicy;
 use crate::error::{Error, Result};
 use crate::stats::Counters;
@@ -41,6 +42,8 @@ pub(crate) struct Sink {
     default_user: String,
     /// Cancelled when delivery gives up ([`Sink::abandon`]).
     abandoned: tokio_util::sync::CancellationToken,
+    /// Settles attempts whose outcome is unknown.
+    pub(crate) resolver: Resolver,
 }
 
 /// How a batch ended after all its attempts.
@@ -57,7 +60,15 @@ pub(crate) enum Outcome {
         error: Error,
         /// Attempts made.
         attempts: u32,
+        /// An attempt may have landed (its outcome is unknown and was not established).
+        maybe_sent: Option<MaybeSent>,
     },
+}
+
+/// Attempts of a batch whose outcome is unknown: since when, and on which endpoints.
+struct Unknown {
+    maybe: MaybeSent,
+    endpoints: Vec<usize>,
 }
 
 /// How long an endpoint that failed stays out before it is probed again: 500 ms, doubling
@@ -98,6 +109,7 @@ impl Sink {
                 .clone()
                 .unwrap_or_else(|| "default".into()),
             abandoned: tokio_util::sync::CancellationToken::new(),
+            resolver: Resolver::new(config),
         })
     }
 
@@ -107,6 +119,43 @@ impl Sink {
     /// spool, under its own id).
     pub(crate) fn abandoned(&self) -> tokio_util::sync::CancellationToken {
         self.abandoned.clone()
+    }
+
+    /// The client of endpoint `i`, as the user of `credentials` when given.
+    fn client(&self, i: usize, credentials: Option<&Credentials>) -> clickhouse::Client {
+        let client = self.endpoints[i].client.clone();
+        match credentials {
+            Some(c) => client
+                .with_user(c.user.clone())
+                .with_password(c.password.expose().to_string()),
+            None => client,
+        }
+    }
+
+    /// Clients of endpoints `endpoints`, as the batch's user.
+    fn clients(
+        &self,
+        batch: &Batch,
+        endpoints: impl Iterator<Item = usize>,
+    ) -> Vec<clickhouse::Client> {
+        endpoints
+            .map(|i| self.client(i, batch.origin.credentials.as_ref()))
+            .collect()
+    }
+
+    /// Reads in the background what the checks of `batch`'s table can use, the first time
+    /// the table (and user) is seen, so that a table that gets at-least-once delivery is
+    /// reported before any attempt of it fails.
+    pub(crate) fn probe_in_background(sink: &Arc<Sink>, batch: &Batch, counters: &Arc<Counters>) {
+        let key = sink.resolver.key(batch);
+        if !sink.resolver.wants_probe(&key) {
+            return;
+        }
+        let clients = sink.clients(batch, 0..sink.endpoints.len());
+        let (sink, counters) = (sink.clone(), counters.clone());
+        tokio::spawn(async move {
+            sink.resolver.probe_now(&key, &clients, &counters).await;
+        });
     }
 
     /// The endpoint for the next attempt: the least loaded of those that are up (ties go
@@ -240,27 +289,21 @@ impl Sink {
     }
 
     /// One attempt: the batch's bytes, its id as dedup token and query id, to one endpoint,
-    /// within the concurrency limit.
-    pub(crate) async fn attempt(&self, batch: &Batch) -> Result<()> {
+    /// within the concurrency limit. Returns the endpoint too.
+    pub(crate) async fn attempt(&self, batch: &Batch) -> (usize, Result<()>) {
         let permit = self.limiter.acquire().await;
         let i = self.pick();
         let e = &self.endpoints[i];
         e.in_flight.fetch_add(1, Relaxed);
-        let result = self.attempt_on(&e.client, batch).await;
+        let result = self.attempt_on(i, batch).await;
         e.in_flight.fetch_sub(1, Relaxed);
         self.mark(i, &result);
         permit.done(result.as_ref().err().map(Error::kind));
-        result
+        (i, result)
     }
 
-    async fn attempt_on(&self, client: &clickhouse::Client, batch: &Batch) -> Result<()> {
-        let client = match &batch.origin.credentials {
-            Some(c) => client
-                .clone()
-                .with_user(c.user.clone())
-                .with_password(c.password.expose().to_string()),
-            None => client.clone(),
-        };
+    async fn attempt_on(&self, i: usize, batch: &Batch) -> Result<()> {
+        let client = self.client(i, batch.origin.credentials.as_ref());
         let mut insert = client
             .insert_formatted_with(Self::insert_sql(batch))
             .with_timeouts(Some(self.send_timeout), Some(self.insert_timeout));
@@ -270,7 +313,14 @@ impl Sink {
         let mut offset = 0;
         while offset < batch.bytes.len() {
             let end = (offset + CHUNK).min(batch.bytes.len());
-            insert.send(batch.bytes.slice(offset..end)).await?;
+            if let Err(e) = insert.send(batch.bytes.slice(offset..end)).await {
+                // The body's channel closed: the request's own end tells why (the server's
+                // answer, or a connection that was never made).
+                return Err(match insert.end().await {
+                    Err(cause) => cause.into(),
+                    Ok(()) => e.into(),
+                });
+            }
             offset = end;
         }
         insert.end().await?;
@@ -279,11 +329,22 @@ impl Sink {
 
     /// Attempts until the batch is committed, the error is not retryable, the policy's
     /// attempts are used up, or delivery gives up (see [`abandoned`](Self::abandoned)).
+    /// Before a batch is sent again after an attempt whose outcome is unknown (or, for a
+    /// batch that [may have been sent](Batch::mark_maybe_sent), before it is sent at all),
+    /// whether that attempt landed is established (see [`crate::Guarantee`]): a batch that
+    /// landed is committed without another attempt, and one whose outcome the checks cannot
+    /// tell is not sent again.
     pub(crate) async fn send(&self, batch: &Batch, counters: &Counters) -> Outcome {
-        let mut attempt = 1;
+        // Attempts made, and rounds (attempts and checks that could not be made), which the
+        // policy bounds.
+        let (mut sent, mut rounds) = (0u32, 0u32);
         let mut last: Option<Error> = None;
-        loop {
-            let given_up = |last: Option<Error>, attempts: u32| Outcome::Failed {
+        let mut unknown = batch.maybe_sent.map(|maybe| Unknown {
+            maybe,
+            endpoints: (0..self.endpoints.len()).collect(),
+        });
+        let given_up = |last: Option<Error>, attempts: u32, maybe_sent: Option<MaybeSent>| {
+            Outcome::Failed {
                 error: Error::Timeout(match last {
                     Some(e) => format!(
                         "delivery gave up (deadline) after {attempts} attempt(s); last error: {}",
@@ -292,41 +353,138 @@ impl Sink {
                     None => "delivery gave up (deadline) before the batch could be sent".into(),
                 }),
                 attempts,
-            };
-            if self.abandoned.is_cancelled() {
-                return given_up(last, attempt - 1);
+                maybe_sent,
             }
-            let result = tokio::select! {
+        };
+        loop {
+            if self.abandoned.is_cancelled() {
+                return given_up(last, sent, unknown.map(|u| u.maybe));
+            }
+            if let Some(u) = &unknown {
+                let targets = self.clients(batch, u.endpoints.iter().copied());
+                let all = self.clients(batch, 0..self.endpoints.len());
+                let resolution = tokio::select! {
+                    biased;
+                    r = self.resolver.resolve(batch, u.maybe, &targets, &all, counters) => r,
+                    _ = self.abandoned.cancelled() => {
+                        return given_up(last, sent, Some(u.maybe));
+                    }
+                };
+                match resolution {
+                    Resolution::Landed(how) => {
+                        counters.outcomes_landed.fetch_add(1, Relaxed);
+                        tracing::info!(batch = %batch.id, rows = batch.rows, %how, "an earlier attempt whose answer was lost had landed: committed, not sent again");
+                        return Outcome::Committed { attempts: sent };
+                    }
+                    Resolution::NotLanded(how) => {
+                        counters.outcomes_not_landed.fetch_add(1, Relaxed);
+                        tracing::info!(batch = %batch.id, %how, "no earlier attempt landed: sending it");
+                        unknown = None;
+                    }
+                    Resolution::Deduplicated => unknown = None,
+                    Resolution::Unchecked => {
+                        counters.unchecked_resends.fetch_add(1, Relaxed);
+                        tracing::info!(batch = %batch.id, "sent again unchecked: it may land twice");
+                        unknown = None;
+                    }
+                    Resolution::Unresolved(reason) => {
+                        counters.outcomes_unresolved.fetch_add(1, Relaxed);
+                        let maybe = u.maybe;
+                        let error = Error::UnresolvedOutcome {
+                            id: batch.id,
+                            reason,
+                        };
+                        tracing::error!(batch = %batch.id, error = %error.report(), "batch not sent again");
+                        return Outcome::Failed {
+                            error,
+                            attempts: sent,
+                            maybe_sent: Some(maybe),
+                        };
+                    }
+                    Resolution::Retry(error) => {
+                        rounds += 1;
+                        if rounds >= self.retry.max_attempts {
+                            tracing::warn!(batch = %batch.id, error = %error.report(), "cannot establish whether an earlier attempt landed, not retrying");
+                            return Outcome::Failed {
+                                error,
+                                attempts: sent,
+                                maybe_sent: Some(u.maybe),
+                            };
+                        }
+                        let wait = self.retry.backoff(rounds);
+                        tracing::info!(batch = %batch.id, error = %error.report(), ?wait, "cannot establish yet whether an earlier attempt landed");
+                        let maybe = u.maybe;
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = self.abandoned.cancelled() => {
+                                return given_up(Some(error), sent, Some(maybe));
+                            }
+                        }
+                        continue;
+                    }
+                }
+            }
+            if sent > 0 {
+                counters.retries.fetch_add(1, Relaxed);
+            }
+            sent += 1;
+            rounds += 1;
+            let started = std::time::SystemTime::now();
+            let (endpoint, result) = tokio::select! {
                 biased;
                 r = self.attempt(batch) => r,
                 _ = self.abandoned.cancelled() => {
+                    // The attempt in flight may land: its outcome is unknown.
+                    let maybe = MaybeSent { since: Some(started) };
+                    let maybe = match unknown {
+                        Some(u) => u.maybe.merge(maybe),
+                        None => maybe,
+                    };
                     return given_up(Some(Error::Timeout(
                         "an attempt in flight was abandoned: its outcome is unknown".into(),
-                    )), attempt);
+                    )), sent, Some(maybe));
                 }
             };
-            match result {
-                Ok(()) => return Outcome::Committed { attempts: attempt },
-                Err(error) => {
-                    counters.failed_attempts.fetch_add(1, Relaxed);
-                    counters.note_failure(&error);
-                    let kind = error.kind();
-                    if !kind.is_retryable() || attempt >= self.retry.max_attempts {
-                        tracing::warn!(batch = %batch.id, attempt, %kind, error = %error.report(), "insert failed, not retrying");
-                        return Outcome::Failed {
-                            error,
-                            attempts: attempt,
-                        };
+            let error = match result {
+                Ok(()) => return Outcome::Committed { attempts: sent },
+                Err(error) => error,
+            };
+            counters.failed_attempts.fetch_add(1, Relaxed);
+            counters.note_failure(&error);
+            if error.maybe_applied() {
+                let maybe = MaybeSent {
+                    since: Some(started),
+                };
+                unknown = Some(match unknown.take() {
+                    None => Unknown {
+                        maybe,
+                        endpoints: vec![endpoint],
+                    },
+                    Some(mut u) => {
+                        u.maybe = u.maybe.merge(maybe);
+                        if !u.endpoints.contains(&endpoint) {
+                            u.endpoints.push(endpoint);
+                        }
+                        u
                     }
-                    let wait = self.retry.backoff(attempt);
-                    tracing::info!(batch = %batch.id, attempt, %kind, error = %error.report(), ?wait, "insert failed, retrying");
-                    last = Some(error);
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = self.abandoned.cancelled() => return given_up(last, attempt),
-                    }
-                    counters.retries.fetch_add(1, Relaxed);
-                    attempt += 1;
+                });
+            }
+            let kind = error.kind();
+            if !kind.is_retryable() || rounds >= self.retry.max_attempts {
+                tracing::warn!(batch = %batch.id, attempt = sent, %kind, error = %error.report(), "insert failed, not retrying");
+                return Outcome::Failed {
+                    error,
+                    attempts: sent,
+                    maybe_sent: unknown.map(|u| u.maybe),
+                };
+            }
+            let wait = self.retry.backoff(rounds);
+            tracing::info!(batch = %batch.id, attempt = sent, %kind, error = %error.report(), ?wait, "insert failed, retrying");
+            last = Some(error);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.abandoned.cancelled() => {
+                    return given_up(last, sent, unknown.map(|u| u.maybe));
                 }
             }
         }

@@ -180,6 +180,10 @@ impl BatchEncoder for Bodies {
             parts: Parts::Units(Arc::new(units)),
         }
     }
+
+    fn fills_insert_id(&self) -> bool {
+        self.insert_id.is_some()
+    }
 }
 
 #[cfg(test)]

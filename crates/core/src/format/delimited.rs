@@ -99,6 +99,10 @@ impl BatchEncoder for DelimitedRows {
         };
         self.lines.finish(self.columns.clone(), format)
     }
+
+    fn fills_insert_id(&self) -> bool {
+        self.insert_id.is_some()
+    }
 }
 
 #[cfg(test)]

@@ -304,6 +304,10 @@ impl BatchEncoder for DynamicRows {
         }
         encoded
     }
+
+    fn fills_insert_id(&self) -> bool {
+        self.fill_insert_id && self.schema.insert_id().is_some()
+    }
 }
 
 impl DynamicRows {

@@ -135,6 +135,14 @@ pub trait BatchEncoder: Send + 'static {
     fn push_encoded(&mut self, _chunk: &EncodedRows, _range: std::ops::Range<usize>) {
         unreachable!("push_encoded on an encoder without a row encoder")
     }
+
+    /// Whether every row of a batch carries the batch id in the table's `_insert_id` column
+    /// ([`crate::Batch::carries_insert_id`]): delivery then can look a batch's rows up in the
+    /// table to tell whether an attempt whose answer was lost landed. `false` (the default)
+    /// unless the encoder fills the column.
+    fn fills_insert_id(&self) -> bool {
+        false
+    }
 }
 
 /// Encodes one row at a time on a producer's thread, into a chunk that the batcher appends
@@ -318,6 +326,10 @@ where
     fn finish(&mut self) -> Encoded {
         self.batch.finish(self.columns.clone(), Format::RowBinary)
     }
+
+    fn fills_insert_id(&self) -> bool {
+        self.insert_id.is_some()
+    }
 }
 
 /// [`RowBinary`]'s encoder of single rows: the row, then a placeholder `_insert_id` of the
@@ -386,5 +398,9 @@ impl<R: Send + 'static> BatchEncoder for Box<dyn BatchEncoder<Row = R>> {
 
     fn push_encoded(&mut self, chunk: &EncodedRows, range: std::ops::Range<usize>) {
         (**self).push_encoded(chunk, range)
+    }
+
+    fn fills_insert_id(&self) -> bool {
+        (**self).fills_insert_id()
     }
 }

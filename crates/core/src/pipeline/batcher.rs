@@ -384,6 +384,8 @@ impl<E: BatchEncoder> Batcher<E> {
             inputs: o.first_input..self.next_input,
             rejected: o.rejected,
             acks: o.acks,
+            maybe_sent: None,
+            insert_id: self.encoder.fills_insert_id(),
         })
     }
 }

@@ -106,10 +106,28 @@ pub struct DeadLetterRecord {
     /// The exact insert (version 2 records of batches).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insert: Option<InsertSpec>,
+    /// Whether an attempt of the batch may have landed (its outcome was unknown and was not
+    /// established): a replay establishes it before sending (`None` in entries written
+    /// before this was recorded: then an entry whose error kind is `unknown_outcome`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maybe_sent: Option<bool>,
+    /// The earliest time such an attempt can have started, milliseconds since the Unix
+    /// epoch, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maybe_sent_since_ms: Option<u64>,
 }
 
 fn version_one() -> u32 {
     1
+}
+
+impl DeadLetterRecord {
+    /// Whether an attempt of the entry's batch may have landed: its outcome was unknown and
+    /// was not established.
+    pub fn is_maybe_sent(&self) -> bool {
+        self.maybe_sent
+            .unwrap_or(self.error_kind == ErrorKind::UnknownOutcome)
+    }
 }
 
 /// A dead-letter spool directory.
@@ -200,6 +218,11 @@ impl DeadLetterSpool {
             settings: batch.settings().to_vec(),
             user: Some(insert.user.clone()),
             insert: Some(insert),
+            maybe_sent: Some(batch.maybe_sent.is_some()),
+            maybe_sent_since_ms: batch.maybe_sent.and_then(|m| m.since).map(|t| {
+                t.duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64)
+            }),
         };
         self.write_entry(&record, &batch.bytes)?;
         Ok(self.dir.join(format!("{}.json", record.id)))
@@ -238,6 +261,8 @@ impl DeadLetterSpool {
             settings: batch.settings().to_vec(),
             user: batch.user().map(str::to_string),
             insert: None,
+            maybe_sent: Some(false),
+            maybe_sent_since_ms: None,
         };
         self.write_entry(&record, &payload)?;
         Ok(self.dir.join(format!("{id}.json")))
@@ -321,6 +346,8 @@ mod tests {
             inputs: 0..1,
             rejected: Vec::new(),
             acks: Vec::new(),
+            maybe_sent: None,
+            insert_id: false,
         }
     }
 

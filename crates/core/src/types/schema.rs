@@ -773,13 +773,33 @@ pub enum Deduplication {
 impl Deduplication {
     /// Reads the engine's name and full definition (`system.tables.engine`, `engine_full`);
     /// `window_default` is the server's `non_replicated_deduplication_window` default.
+    /// A replicated table is taken to keep its default `replicated_deduplication_window`
+    /// (see [`of_table`](Self::of_table)).
     pub fn of_engine(engine: &str, engine_full: &str, window_default: u64) -> Self {
-        if engine.starts_with("Replicated") {
-            return Deduplication::Replicated;
-        }
-        if engine.starts_with("Shared") {
-            // ClickHouse Cloud's SharedMergeTree deduplicates like a replicated table.
-            return Deduplication::Replicated;
+        Self::of_table(engine, engine_full, window_default, 1)
+    }
+
+    /// Reads the engine's name and full definition (`system.tables.engine`, `engine_full`),
+    /// with the server's defaults of `non_replicated_deduplication_window` and
+    /// `replicated_deduplication_window` (`system.merge_tree_settings`) for a table whose
+    /// `SETTINGS` do not set them. A replicated (or ClickHouse Cloud's `Shared`) table whose
+    /// `replicated_deduplication_window` is 0 does not deduplicate.
+    pub fn of_table(
+        engine: &str,
+        engine_full: &str,
+        window_default: u64,
+        replicated_window_default: u64,
+    ) -> Self {
+        // ClickHouse Cloud's SharedMergeTree deduplicates like a replicated table.
+        if engine.starts_with("Replicated") || engine.starts_with("Shared") {
+            let window = setting_in(engine_full, "replicated_deduplication_window")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(replicated_window_default);
+            return if window > 0 {
+                Deduplication::Replicated
+            } else {
+                Deduplication::Off
+            };
         }
         if engine == "Distributed" {
             return Deduplication::Unknown;
@@ -797,7 +817,8 @@ impl Deduplication {
         }
     }
 
-    /// Whether a retried or replayed batch is known to land once.
+    /// Whether ClickHouse deduplicates the table's inserts by token, so that a retried or
+    /// replayed batch is known to land once.
     pub fn is_on(self) -> bool {
         matches!(self, Deduplication::Replicated | Deduplication::Window(_))
     }
@@ -946,6 +967,53 @@ pub(crate) fn quote_ident(s: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deduplication_of_engines_and_their_settings() {
+        let d = |engine: &str, full: &str| Deduplication::of_table(engine, full, 0, 10000);
+        assert_eq!(
+            d(
+                "MergeTree",
+                "MergeTree ORDER BY id SETTINGS index_granularity = 8192"
+            ),
+            Deduplication::Off
+        );
+        assert_eq!(
+            d(
+                "MergeTree",
+                "MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 100, index_granularity = 8192"
+            ),
+            Deduplication::Window(100)
+        );
+        assert_eq!(
+            Deduplication::of_table("MergeTree", "MergeTree ORDER BY id", 5, 10000),
+            Deduplication::Window(5)
+        );
+        assert_eq!(
+            d(
+                "ReplicatedMergeTree",
+                "ReplicatedMergeTree('/t', 'r') ORDER BY id"
+            ),
+            Deduplication::Replicated
+        );
+        assert_eq!(
+            d(
+                "ReplicatedMergeTree",
+                "ReplicatedMergeTree('/t', 'r') ORDER BY id SETTINGS replicated_deduplication_window = 0"
+            ),
+            Deduplication::Off
+        );
+        assert_eq!(
+            Deduplication::of_table("SharedMergeTree", "SharedMergeTree ORDER BY id", 0, 0),
+            Deduplication::Off
+        );
+        assert_eq!(
+            d("Distributed", "Distributed(c, db, t)"),
+            Deduplication::Unknown
+        );
+        assert_eq!(d("Memory", "Memory"), Deduplication::Off);
+        assert!(!Deduplication::Unknown.is_on());
+    }
 
     fn p(s: &str) -> ColumnType {
         ColumnType::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))

@@ -91,6 +91,10 @@ impl BatchEncoder for JsonEachRow {
     fn finish(&mut self) -> Encoded {
         self.lines.finish(self.columns.clone(), Format::JsonEachRow)
     }
+
+    fn fills_insert_id(&self) -> bool {
+        self.insert_id.is_some()
+    }
 }
 
 #[cfg(test)]

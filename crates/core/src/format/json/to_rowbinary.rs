@@ -443,6 +443,10 @@ impl BatchEncoder for JsonRowBinary {
         self.batch
             .finish(self.columns.clone(), Format::RowBinaryWithDefaults)
     }
+
+    fn fills_insert_id(&self) -> bool {
+        self.insert_id.is_some()
+    }
 }
 
 /// On a producer's thread (a [`crate::Writer`]): a line converted with a placeholder

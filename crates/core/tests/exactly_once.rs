@@ -1,0 +1,280 @@
+//! Exactly once on tables that do not deduplicate inserts by token: an attempt whose answer
+//! was lost is looked up (`system.processes`, `system.query_log`, the `_insert_id` column)
+//! before the batch is sent again; a table where none of that is possible is reported, loudly.
+
+use chasync_testkit as common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chasync_core::{Config, Guarantee, Ingestor, Stats};
+use common::TestDb;
+use common::proxy::{Fault, FaultProxy};
+use tracing_subscriber::util::SubscriberInitExt;
+
+#[derive(clickhouse::Row, serde::Serialize, Clone)]
+struct Ev {
+    id: u64,
+    name: String,
+}
+
+fn ev(id: u64) -> Ev {
+    Ev {
+        id,
+        name: format!("n{id}"),
+    }
+}
+
+/// A plain MergeTree without a dedup window: ClickHouse stores every insert it is given.
+async fn plain(db: &TestDb, insert_id: bool) {
+    let extra = if insert_id { ", _insert_id UUID" } else { "" };
+    db.exec(&format!(
+        "CREATE TABLE t (id UInt64, name String{extra}) ENGINE = MergeTree ORDER BY id"
+    ))
+    .await;
+}
+
+fn fast_retry(c: &mut Config) {
+    c.delivery.max_attempts = 10;
+    c.delivery.initial_backoff = Duration::from_millis(50);
+    c.delivery.max_backoff = Duration::from_millis(400);
+}
+
+/// Sends rows `0..n` through the proxy, whose next insert connection meets `fault`; returns
+/// the final stats and what the dispatcher says the table gets.
+async fn load_through(
+    db: &TestDb,
+    fault: Fault,
+    n: u64,
+    tune: impl FnOnce(&mut Config),
+) -> (Stats, Vec<chasync_core::TableGuarantee>) {
+    let proxy = FaultProxy::start(&common::url(), vec![]).await;
+    let dlq = tempfile::tempdir().unwrap();
+    let mut c = db.config("t", dlq.path());
+    c.clickhouse.url = vec![proxy.url()];
+    c.batching.max_rows = n as usize;
+    c.batching.linger = Duration::from_secs(3600);
+    fast_retry(&mut c);
+    tune(&mut c);
+    let ing = Ingestor::<Ev>::start(c).await.unwrap();
+    // The insert's connection (a fresh one: pooled connections idle out after 2 s) meets
+    // the fault; the engine's metadata queries pass.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    proxy.push_insert(fault);
+    let h = ing.handle();
+    for i in 0..n {
+        h.send(ev(i)).await.unwrap();
+    }
+    h.flush().await.unwrap();
+    let guarantees = ing.dispatcher().guarantees();
+    let stats = ing.shutdown().await.unwrap();
+    assert_eq!(proxy.remaining(), 0, "the fault was never met");
+    (stats, guarantees)
+}
+
+async fn assert_once(db: &TestDb, n: u64) {
+    assert_eq!(db.u64("SELECT count() FROM t").await, n);
+    assert_eq!(db.u64("SELECT uniqExact(id) FROM t").await, n);
+}
+
+#[tokio::test]
+async fn a_lost_answer_on_a_plain_merge_tree_lands_once_through_the_query_log() {
+    let db = TestDb::new("once_qlog").await;
+    plain(&db, false).await;
+    let (stats, guarantees) = load_through(&db, Fault::CutResponse, 1000, |_| {}).await;
+    // The server applied the cut attempt; the query log said so and nothing was sent again.
+    assert_eq!(stats.outcomes_landed, 1, "{stats:?}");
+    assert_eq!(stats.retries, 0, "{stats:?}");
+    assert_eq!(stats.failed_attempts, 1, "{stats:?}");
+    assert_eq!(stats.rows_committed, 1000, "{stats:?}");
+    assert_eq!(stats.at_least_once_tables, 0, "{stats:?}");
+    assert_once(&db, 1000).await;
+    assert_eq!(db.inserts("t").await, 1);
+    assert_eq!(guarantees.len(), 1, "{guarantees:?}");
+    let g = &guarantees[0];
+    assert_eq!(g.guarantee, Guarantee::Checked, "{g:?}");
+    assert!(g.query_log && !g.insert_id, "{g:?}");
+    assert_eq!(g.engine, "MergeTree, no dedup window");
+    assert!(
+        g.limits
+            .iter()
+            .any(|l| l == "the table has no _insert_id column"),
+        "{g:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_answer_with_an_insert_id_column_lands_once() {
+    let db = TestDb::new("once_iid").await;
+    plain(&db, true).await;
+    let (stats, guarantees) = load_through(&db, Fault::CutResponse, 1000, |_| {}).await;
+    assert_eq!(stats.outcomes_landed, 1, "{stats:?}");
+    assert_eq!(stats.retries, 0, "{stats:?}");
+    assert_once(&db, 1000).await;
+    assert_eq!(db.u64("SELECT uniqExact(_insert_id) FROM t").await, 1);
+    let g = &guarantees[0];
+    assert_eq!(g.guarantee, Guarantee::Checked, "{g:?}");
+    assert!(g.query_log && g.insert_id, "{g:?}");
+}
+
+#[tokio::test]
+async fn without_the_query_log_the_insert_id_column_tells_a_lost_answer_that_landed() {
+    let db = TestDb::new("once_iid_only").await;
+    plain(&db, true).await;
+    // These inserts are not logged: only the rows themselves can tell.
+    let (stats, guarantees) = load_through(&db, Fault::CutResponse, 1000, |c| {
+        c.clickhouse
+            .settings
+            .insert("log_queries".into(), "0".into());
+    })
+    .await;
+    assert_eq!(stats.outcomes_landed, 1, "{stats:?}");
+    assert_eq!(stats.retries, 0, "{stats:?}");
+    assert_once(&db, 1000).await;
+    let g = &guarantees[0];
+    assert_eq!(g.guarantee, Guarantee::Checked, "{g:?}");
+    assert!(!g.query_log && g.insert_id, "{g:?}");
+    assert!(
+        g.limits
+            .iter()
+            .any(|l| l.contains("not logged (log_queries = 0)")),
+        "{g:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_attempt_that_never_reached_the_server_is_sent_again_once() {
+    let db = TestDb::new("once_stall").await;
+    plain(&db, false).await;
+    // The proxy takes the request and never passes it on: the attempt times out, its
+    // outcome unknown; the server never saw it, and has been up all along.
+    let (stats, _) = load_through(&db, Fault::Stall, 500, |c| {
+        c.clickhouse.insert_timeout = Duration::from_millis(800);
+    })
+    .await;
+    assert_eq!(stats.outcomes_not_landed, 1, "{stats:?}");
+    assert_eq!(stats.outcomes_landed, 0, "{stats:?}");
+    assert_eq!(stats.retries, 1, "{stats:?}");
+    assert_once(&db, 500).await;
+}
+
+#[tokio::test]
+async fn without_the_query_log_the_insert_id_column_tells_an_attempt_that_did_not_land() {
+    let db = TestDb::new("once_stall_iid").await;
+    plain(&db, true).await;
+    let (stats, _) = load_through(&db, Fault::Stall, 500, |c| {
+        c.clickhouse.insert_timeout = Duration::from_millis(800);
+        c.clickhouse
+            .settings
+            .insert("log_queries".into(), "0".into());
+    })
+    .await;
+    assert_eq!(stats.outcomes_not_landed, 1, "{stats:?}");
+    assert_eq!(stats.retries, 1, "{stats:?}");
+    assert_once(&db, 500).await;
+}
+
+#[tokio::test]
+async fn an_attempt_still_running_when_its_client_gave_up_is_waited_for_and_not_sent_again() {
+    let db = TestDb::new("once_running").await;
+    plain(&db, false).await;
+    // Each insert runs for about two seconds (a view that sleeps on every row); the client
+    // gives up after one.
+    db.exec("CREATE TABLE slow (x UInt8) ENGINE = Null").await;
+    db.exec("CREATE MATERIALIZED VIEW mv TO slow AS SELECT sleepEachRow(0.004) AS x FROM t")
+        .await;
+    let (stats, _) = load_through(&db, Fault::Forward, 500, |c| {
+        c.clickhouse.insert_timeout = Duration::from_millis(1000);
+    })
+    .await;
+    assert_eq!(stats.failed_attempts, 1, "{stats:?}");
+    assert_eq!(stats.outcomes_landed, 1, "{stats:?}");
+    assert_eq!(stats.retries, 0, "{stats:?}");
+    assert_once(&db, 500).await;
+}
+
+/// Log lines written while a test runs, for the assertions.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn a_table_that_can_only_get_at_least_once_is_reported_loudly() {
+    let log = Captured::default();
+    let writer = log.clone();
+    let _guard = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .set_default();
+    let db = TestDb::new("once_alo").await;
+    plain(&db, false).await;
+    // Not logged, and no _insert_id: nothing can tell whether a lost answer landed.
+    let (stats, guarantees) = load_through(&db, Fault::CutResponse, 1000, |c| {
+        c.clickhouse
+            .settings
+            .insert("log_queries".into(), "0".into());
+    })
+    .await;
+    assert_eq!(stats.at_least_once_tables, 1, "{stats:?}");
+    assert_eq!(stats.unchecked_resends, 1, "{stats:?}");
+    // What the warning says happens: the cut attempt had landed, and so did the resend.
+    assert_eq!(db.u64("SELECT count() FROM t").await, 2000);
+    let g = &guarantees[0];
+    assert_eq!(g.guarantee, Guarantee::AtLeastOnce, "{g:?}");
+    let text = log.text();
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("AT LEAST ONCE"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "once:\n{text}");
+    let w = warnings[0];
+    assert!(
+        w.contains(&format!(
+            "{}.t (MergeTree, no dedup window) for user default",
+            db.name
+        )),
+        "{w}"
+    );
+    assert!(w.contains("log_queries = 0"), "{w}");
+    assert!(w.contains("the table has no _insert_id column"), "{w}");
+    assert!(w.contains("guarantee=\"at-least-once\""), "{w}");
+}
+
+#[tokio::test]
+async fn a_deduplicating_table_is_sent_again_without_checks() {
+    let db = TestDb::new("once_dedup").await;
+    db.exec(
+        "CREATE TABLE t (id UInt64, name String) ENGINE = MergeTree ORDER BY id \
+         SETTINGS non_replicated_deduplication_window = 100",
+    )
+    .await;
+    let (stats, guarantees) = load_through(&db, Fault::CutResponse, 1000, |_| {}).await;
+    // The fast path: the same token again, and ClickHouse drops the copy.
+    assert_eq!(stats.retries, 1, "{stats:?}");
+    assert_eq!(
+        stats.outcomes_landed + stats.outcomes_not_landed,
+        0,
+        "{stats:?}"
+    );
+    assert_once(&db, 1000).await;
+    assert_eq!(guarantees[0].guarantee, Guarantee::Deduplicated);
+    assert_eq!(guarantees[0].engine, "MergeTree, dedup window 100");
+}
