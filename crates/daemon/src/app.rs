@@ -53,6 +53,8 @@ pub struct App {
     check_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// ClickHouse's version, for error bodies shaped like its own.
     version: Mutex<Option<String>>,
+    /// The earliest time a batch recovered at this start can have been sent.
+    recovered_since: Option<std::time::SystemTime>,
     /// Held (locked) while the daemon runs: one daemon per spool.
     _lock: std::fs::File,
 }
@@ -71,6 +73,7 @@ impl App {
                 spool.display()
             ));
         }
+        let recovered_since = running_since(&spool)?;
         let dispatcher = Dispatcher::start(&settings.engine).map_err(|e| e.to_string())?;
         let clients = settings
             .engine
@@ -106,6 +109,7 @@ impl App {
             check_locks: Mutex::new(HashMap::new()),
             endpoint_up: Mutex::new(Vec::new()),
             version: Mutex::new(None),
+            recovered_since,
             _lock: lock,
         });
         // Settings the server refuses would dead-letter every batch: refused before any is
@@ -160,6 +164,7 @@ impl App {
             wal: self.wal.clone(),
             segment_bytes: self.settings.limits.segment_bytes,
             spool: self.settings.spool_dir().to_path_buf(),
+            recovered_since: self.recovered_since,
         }
     }
 
@@ -191,6 +196,13 @@ impl App {
         let _ = self.dispatcher.flush().await;
         for s in streams {
             let _ = tokio::task::spawn_blocking(move || s.stop_writer()).await;
+        }
+        // Nothing is left in flight: the next start recovers no batch that was sent.
+        let marker = self.settings.spool_dir().join(RUNNING);
+        if let Err(e) = std::fs::remove_file(&marker)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %marker.display(), error = %e, "cannot remove the run marker");
         }
         true
     }
@@ -376,15 +388,24 @@ impl App {
                 .await
             })
             .await;
+        // Tables whose inserts may land twice: ready all the same (nothing an orchestrator
+        // can fix by waiting), and said in every answer.
+        let mut detail = String::new();
+        for g in self.dispatcher.guarantees() {
+            if g.guarantee == chasync_core::Guarantee::AtLeastOnce {
+                detail.push('\n');
+                detail.push_str(&g.describe());
+            }
+        }
         match result {
-            Ok(0) => reply::text(StatusCode::OK, "ready"),
+            Ok(0) => reply::text(StatusCode::OK, format!("ready{detail}")),
             Ok(n) => reply::text(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("{n} replica(s) read-only or more than {delay} s behind"),
+                format!("{n} replica(s) read-only or more than {delay} s behind{detail}"),
             ),
             Err(e) => reply::text(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("ClickHouse not reachable: {}", e.report()),
+                format!("ClickHouse not reachable: {}{detail}", e.report()),
             ),
         }
     }
@@ -487,6 +508,49 @@ impl App {
             tracing::debug!(%method, %path, status = status.as_u16(), elapsed = ?started.elapsed(), "request refused");
         }
         Ok(response)
+    }
+}
+
+/// The run marker in the spool: the start time (ms since the Unix epoch) of the oldest run of
+/// chasyncd on this spool since the last one that stopped with everything drained.
+const RUNNING: &str = "running";
+
+/// The earliest time a batch recovered at this start can have been sent: a batch is sealed,
+/// and sent, by a run; every run since the last clean stop started no earlier than the run
+/// marker says. Without a marker (the spool is new, or the last run drained everything) there
+/// is no batch to recover from an earlier run, and the marker is made for this one; a spool
+/// of a version that kept no marker gives `None` (not known).
+fn running_since(spool: &std::path::Path) -> Result<Option<std::time::SystemTime>, String> {
+    let path = spool.join(RUNNING);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let ms: u64 = text
+                .trim()
+                .parse()
+                .map_err(|e| format!("{}: not a run marker ({e}): remove it", path.display()))?;
+            Ok(Some(std::time::UNIX_EPOCH + Duration::from_millis(ms)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let now = std::time::SystemTime::now();
+            let ms = now
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let tmp = spool.join("running.tmp");
+            let write = || -> std::io::Result<()> {
+                let mut f = std::fs::File::create(&tmp)?;
+                std::io::Write::write_all(&mut f, ms.to_string().as_bytes())?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &path)?;
+                crate::wal::sync_dir(spool)
+            };
+            write().map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            // A spool that has tables but no marker was last run by a version that kept none.
+            let tables = std::fs::read_dir(spool.join("tables"))
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(false);
+            Ok(if tables { None } else { Some(now) })
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
 }
 

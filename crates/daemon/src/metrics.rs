@@ -299,7 +299,7 @@ pub fn render(m: &Metrics, s: &Sample) -> String {
         p.max_fds,
         p.start_time_seconds
     );
-    let counters: [(&str, &str, u64); 10] = [
+    let counters: [(&str, &str, u64); 14] = [
         (
             "chasyncd_retried_requests_total",
             "Inserts answered from an earlier insert with the same insert_deduplication_token (not appended again).",
@@ -351,6 +351,26 @@ pub fn render(m: &Metrics, s: &Sample) -> String {
             "fsyncs of the write-ahead log (group commits).",
             s.fsyncs,
         ),
+        (
+            "chasyncd_outcomes_landed_total",
+            "Batches whose earlier attempt had an unknown outcome (a lost answer, a crash) found to have landed: committed, not sent again.",
+            e.outcomes_landed,
+        ),
+        (
+            "chasyncd_outcomes_not_landed_total",
+            "Batches whose earlier attempt had an unknown outcome found not to have landed, and sent.",
+            e.outcomes_not_landed,
+        ),
+        (
+            "chasyncd_outcomes_unresolved_total",
+            "Batches whose earlier attempt had an unknown outcome that the checks could not tell: not sent again, dead-lettered.",
+            e.outcomes_unresolved,
+        ),
+        (
+            "chasyncd_unchecked_resends_total",
+            "Batches sent again after an unknown outcome without any check (at-least-once tables): each may have landed twice.",
+            e.unchecked_resends,
+        ),
     ];
     for (name, help, v) in counters {
         metric(&mut out, name, "counter", help, v);
@@ -383,7 +403,7 @@ pub fn render(m: &Metrics, s: &Sample) -> String {
         "Reports of write-ahead log damage not acknowledged (chasyncd --ack-corruption); /ready is 503 while above 0.",
         s.damage_unacknowledged,
     );
-    let gauges: [(&str, &str, u64); 5] = [
+    let gauges: [(&str, &str, u64); 6] = [
         (
             "chasyncd_queue_bytes",
             "Bytes of accepted rows waiting for a batcher.",
@@ -408,6 +428,11 @@ pub fn render(m: &Metrics, s: &Sample) -> String {
             "chasyncd_breaker_open",
             "1 while the circuit breaker holds inserts back.",
             e.breaker_open as u64,
+        ),
+        (
+            "chasyncd_at_least_once_tables",
+            "Tables (per user) that get at-least-once delivery: neither deduplicated by ClickHouse nor checkable after a lost answer (see /ready).",
+            e.at_least_once_tables,
         ),
     ];
     for (name, help, v) in gauges {
@@ -509,6 +534,8 @@ mod tests {
             &Sample {
                 engine: Stats {
                     rows_committed: 42,
+                    outcomes_landed: 3,
+                    at_least_once_tables: 1,
                     ..Stats::default()
                 },
                 queue_bytes: 5,
@@ -540,6 +567,9 @@ mod tests {
             "chasyncd_table_bytes_dead_lettered_total{table=\"db.t\\\"x\"} 10",
             "chasyncd_endpoint_up{url=\"http://a:8123\"} 1",
             "chasyncd_rows_committed_total 42",
+            "chasyncd_outcomes_landed_total 3",
+            "chasyncd_outcomes_unresolved_total 0",
+            "chasyncd_at_least_once_tables 1",
             "chasyncd_spool_bytes 6",
             "chasyncd_wal_damage_unacknowledged 1",
             "chasyncd_body_bytes_in_flight 7",

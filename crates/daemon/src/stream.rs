@@ -9,8 +9,10 @@
 //! number and input range, [`Batch::inputs`]) durable before the batch goes to the shared
 //! dispatcher, and watches the batch: when it ends, a *commit record* follows. After a crash,
 //! [`Stream::open`] re-forms every sealed-but-uncommitted batch from exactly its inputs with
-//! the same sequence number (so the same batch id, which ClickHouse deduplicates), and the
-//! pipeline batches the unsealed inputs anew. A body is one input: it lands whole or goes to
+//! the same sequence number (so the same batch id, which ClickHouse deduplicates) and marks it
+//! as maybe sent ([`Batch::mark_maybe_sent`]: on a table that does not deduplicate, the engine
+//! establishes whether it landed before sending it), and the pipeline batches the unsealed
+//! inputs anew. A body is one input: it lands whole or goes to
 //! the spool whole.
 
 use std::collections::VecDeque;
@@ -323,6 +325,9 @@ pub struct Shared {
     pub segment_bytes: u64,
     /// The spool directory (damage reports go to its `corrupt/`).
     pub spool: PathBuf,
+    /// The earliest time a batch recovered from a write-ahead log at this start can have
+    /// been sent (`None`: not known; see [`crate::app::App::start`]).
+    pub recovered_since: Option<std::time::SystemTime>,
 }
 
 /// Why an append failed.
@@ -762,7 +767,7 @@ impl Feeder {
         // 1. Batches that were sealed and may have been sent: the same inputs under the same
         //    sequence number, so the same batch id and dedup token.
         for p in &recovered.pending {
-            let Some((batch, keyed)) = self.reform(&recovered, p) else {
+            let Some((mut batch, keyed)) = self.reform(&recovered, p) else {
                 // Every input of it was lost with damage (reported): nothing to send, and it
                 // must not hold its segments for ever.
                 tracing::warn!(seq = p.seq, inputs = ?(p.start..p.end), "a batch whose inputs were all lost to damage is recorded as ended");
@@ -772,6 +777,9 @@ impl Feeder {
                 });
                 continue;
             };
+            // It may have been sent before the crash, and landed: the engine establishes
+            // whether it did before it sends it (on a table that does not deduplicate).
+            batch.mark_maybe_sent(self.shared.recovered_since);
             match self.shared.dispatcher.submit(batch).await {
                 Ok(ack) => self.watchers.watch(ack, p.seq, keyed),
                 Err(e) => {

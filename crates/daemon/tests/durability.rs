@@ -65,10 +65,12 @@ impl Load {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_under_load_then_restart_lands_every_acknowledged_row_exactly_once() {
-    let db = TestDb::new("kill9").await;
-    db.events("t").await;
+/// `kill -9` of the daemon under load on table `t` (made by `create`), then a restart on the
+/// same spool: every acknowledged row lands once. Returns the restarted daemon's metrics, read
+/// once the batches recovered from the write-ahead log have ended (`checked`: each was looked
+/// up before it was sent), and how many batches were recovered.
+async fn kill_9_under_load(db: &TestDb, create: &str, checked: bool) -> (String, u64) {
+    db.exec(create).await;
     // Slow inserts (a view that sleeps 3 ms a row), so batches are in flight at the kill.
     db.exec("CREATE TABLE slow (x UInt8) ENGINE = Null").await;
     db.exec("CREATE MATERIALIZED VIEW mv TO slow AS SELECT sleepEachRow(0.003) AS x FROM t")
@@ -101,6 +103,24 @@ async fn kill_9_under_load_then_restart_lands_every_acknowledged_row_exactly_onc
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no replay in\n{replay}"));
     assert!(batches >= 1, "{replay}");
+    let http = Http::new();
+    let metrics_url = d.url("/metrics");
+    eventually(Duration::from_secs(60), "the recovered batches", || {
+        let (http, url) = (http.clone(), metrics_url.clone());
+        async move {
+            let m = http.get(&url).await.body;
+            let ended = if checked {
+                metric(&m, "chasyncd_outcomes_landed_total")
+                    + metric(&m, "chasyncd_outcomes_not_landed_total")
+                    + metric(&m, "chasyncd_outcomes_unresolved_total")
+            } else {
+                metric(&m, "chasyncd_batches_committed_total")
+            };
+            ended >= batches as f64
+        }
+    })
+    .await;
+    let metrics = http.get(&metrics_url).await.body;
     let (status, log) = d.terminate(Duration::from_secs(60));
     assert!(status.success(), "{log}");
     assert!(log.contains("drained=true"), "{log}");
@@ -124,6 +144,122 @@ async fn kill_9_under_load_then_restart_lands_every_acknowledged_row_exactly_onc
         db.u64("SELECT uniqExact(id) FROM t").await,
         db.u64("SELECT count() FROM t").await
     );
+    assert_eq!(metric(&metrics, "chasyncd_rows_dead_lettered_total"), 0.0);
+    (metrics, batches)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_then_restart_lands_every_acknowledged_row_exactly_once() {
+    let db = TestDb::new("kill9").await;
+    let (m, _) = kill_9_under_load(
+        &db,
+        "CREATE TABLE t (id UInt64, name String, _insert_id UUID) ENGINE = MergeTree \
+         ORDER BY id SETTINGS non_replicated_deduplication_window = 10000",
+        false,
+    )
+    .await;
+    // ClickHouse deduplicated the batches sent again: nothing was looked up.
+    assert_eq!(
+        metric(&m, "chasyncd_outcomes_landed_total")
+            + metric(&m, "chasyncd_outcomes_not_landed_total"),
+        0.0,
+        "{m}"
+    );
+}
+
+/// The same on a plain MergeTree, which stores every insert it is given: each recovered batch
+/// is looked up in the server's query log before it is sent again.
+async fn kill_9_on_a_plain_merge_tree(tag: &str, columns: &str) {
+    let db = TestDb::new(tag).await;
+    let (m, batches) = kill_9_under_load(
+        &db,
+        &format!("CREATE TABLE t ({columns}) ENGINE = MergeTree ORDER BY id"),
+        true,
+    )
+    .await;
+    // Each recovered batch was looked up once, and sent only if it had not landed.
+    let checked = metric(&m, "chasyncd_outcomes_landed_total")
+        + metric(&m, "chasyncd_outcomes_not_landed_total");
+    eprintln!(
+        "recovered batches: {} had landed, {} had not",
+        metric(&m, "chasyncd_outcomes_landed_total"),
+        metric(&m, "chasyncd_outcomes_not_landed_total")
+    );
+    assert_eq!(checked, batches as f64, "{m}");
+    assert_eq!(metric(&m, "chasyncd_outcomes_unresolved_total"), 0.0, "{m}");
+    assert_eq!(metric(&m, "chasyncd_unchecked_resends_total"), 0.0, "{m}");
+    assert_eq!(metric(&m, "chasyncd_at_least_once_tables"), 0.0, "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_on_a_plain_merge_tree_lands_every_acknowledged_row_exactly_once() {
+    kill_9_on_a_plain_merge_tree("kill9plain", "id UInt64, name String").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_on_a_plain_merge_tree_with_insert_id_lands_every_acknowledged_row_exactly_once() {
+    kill_9_on_a_plain_merge_tree("kill9iid", "id UInt64, name String, _insert_id UUID").await;
+}
+
+/// A table where nothing can tell whether a lost answer landed (here: the inserts ask not to
+/// be logged, and it has no `_insert_id`) is named in `/ready`, counted in `/metrics` and
+/// warned about once in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_with_at_least_once_delivery_is_reported_in_ready_metrics_and_the_log() {
+    let db = TestDb::new("alo").await;
+    db.exec("CREATE TABLE t (id UInt64, name String) ENGINE = MergeTree ORDER BY id")
+        .await;
+    db.exec("CREATE TABLE checked (id UInt64, name String) ENGINE = MergeTree ORDER BY id")
+        .await;
+    let (_tmp, spool) = spool();
+    let d = Daemon::start(DaemonOpts::new(&spool).config("[batching]\nlinger = \"20ms\"\n"));
+    let http = Http::new();
+    let r = http.get(&d.url("/ready")).await;
+    assert_eq!((r.status, r.body.trim()), (200, "ready"));
+    for k in 0..3u64 {
+        let r = http
+            .post(
+                &d.url(&format!(
+                    "/?query=INSERT+INTO+{}.t+FORMAT+JSONEachRow&log_queries=0&ack=committed",
+                    db.name
+                )),
+                rows(k * 10..k * 10 + 10),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let r = http
+            .post(
+                &d.url(&format!("/v1/tables/{}.checked?ack=committed", db.name)),
+                rows(k * 10..k * 10 + 10),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    let expect = format!(
+        "{}.t (MergeTree, no dedup window) for user default: AT LEAST ONCE",
+        db.name
+    );
+    eventually(Duration::from_secs(10), "the guarantee in /ready", || {
+        let (http, url, expect) = (http.clone(), d.url("/ready"), expect.clone());
+        async move { http.get(&url).await.body.contains(&expect) }
+    })
+    .await;
+    let r = http.get(&d.url("/ready")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.starts_with("ready\n"), "{}", r.body);
+    assert!(r.body.contains("log_queries = 0"), "{}", r.body);
+    assert!(!r.body.contains(".checked"), "{}", r.body);
+    let m = http.get(&d.url("/metrics")).await.body;
+    assert_eq!(metric(&m, "chasyncd_at_least_once_tables"), 1.0, "{m}");
+    let (status, log) = d.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{log}");
+    let warnings: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("AT LEAST ONCE"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{log}");
+    assert!(warnings[0].contains(&expect), "{log}");
+    assert_eq!(db.u64("SELECT count() FROM t").await, 30);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
