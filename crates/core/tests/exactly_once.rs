@@ -278,3 +278,92 @@ async fn a_deduplicating_table_is_sent_again_without_checks() {
     assert_eq!(guarantees[0].guarantee, Guarantee::Deduplicated);
     assert_eq!(guarantees[0].engine, "MergeTree, dedup window 100");
 }
+
+/// A user who may insert into the table but not flush or read the server's query log (the
+/// test server's `chasync_restricted`, on a server of the test's own): the checks cannot be
+/// made, and the table is reported once, loudly, with the missing grant; what the engine
+/// says matches what `chasync_core::guarantee` (for `chasync doctor`) says.
+#[tokio::test]
+async fn a_user_without_access_to_the_query_log_is_warned_once_that_the_table_gets_at_least_once()
+{
+    let log = Captured::default();
+    let writer = log.clone();
+    let _guard = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .set_default();
+    let server = common::server::PrivateServer::start();
+    let admin = clickhouse::Client::default().with_url(server.url());
+    for sql in [
+        "CREATE DATABASE chasync_restricted",
+        "CREATE TABLE chasync_restricted.t (id UInt64, name String) ENGINE = MergeTree ORDER BY id",
+        "CREATE TABLE chasync_restricted.u (id UInt64, name String, _insert_id UUID) \
+         ENGINE = MergeTree ORDER BY id",
+    ] {
+        admin.query(sql).execute().await.unwrap();
+    }
+    let dlq = tempfile::tempdir().unwrap();
+    let mut c = Config::new(server.url(), "t");
+    c.clickhouse.database = "chasync_restricted".into();
+    c.clickhouse.user = Some("chasync_restricted".into());
+    c.clickhouse.password = Some(chasync_core::Secret::new("restricted-secret"));
+    c.spool.dir = dlq.path().to_path_buf();
+    let ing = Ingestor::<Ev>::start(c.clone()).await.unwrap();
+    let h = ing.handle();
+    for i in 0..100 {
+        h.send(ev(i)).await.unwrap();
+    }
+    h.flush().await.unwrap();
+    // The table is probed in the background when its first batch comes.
+    let mut guarantees = ing.dispatcher().guarantees();
+    for _ in 0..100 {
+        if !guarantees.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        guarantees = ing.dispatcher().guarantees();
+    }
+    let stats = ing.shutdown().await.unwrap();
+    assert_eq!(stats.rows_committed, 100, "{stats:?}");
+    assert_eq!(stats.at_least_once_tables, 1, "{stats:?}");
+    assert_eq!(guarantees.len(), 1, "{guarantees:?}");
+    let g = &guarantees[0];
+    assert_eq!(g.guarantee, Guarantee::AtLeastOnce, "{g:?}");
+    assert_eq!(g.user, "chasync_restricted");
+    assert!(
+        g.limits
+            .iter()
+            .any(|l| l.contains("user chasync_restricted may not flush the query log")),
+        "{g:?}"
+    );
+    let text = log.text();
+    let warnings: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("AT LEAST ONCE"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "once:\n{text}");
+    assert!(
+        warnings[0].contains("GRANT SYSTEM FLUSH LOGS ON *.* TO chasync_restricted"),
+        "{}",
+        warnings[0]
+    );
+    // The report for `chasync doctor` says the same.
+    let report = chasync_core::guarantee(&c, "chasync_restricted", "t")
+        .await
+        .unwrap();
+    assert_eq!(&report, g);
+    // An _insert_id column alone does not help: without system.processes an attempt still
+    // running cannot be told from one that never started, and the grant is named.
+    let u = chasync_core::guarantee(&c, "chasync_restricted", "u")
+        .await
+        .unwrap();
+    assert_eq!(u.guarantee, Guarantee::AtLeastOnce, "{u:?}");
+    assert!(
+        u.limits
+            .iter()
+            .any(|l| l.contains("GRANT SELECT ON system.processes TO chasync_restricted")),
+        "{u:?}"
+    );
+    assert!(!u.limits.iter().any(|l| l.contains("no _insert_id")), "{u:?}");
+}
