@@ -108,6 +108,9 @@ pub struct TableReport {
     pub table_settings: BTreeMap<String, String>,
     /// Whether it has an `_insert_id` column.
     pub has_insert_id: bool,
+    /// What a batch whose answer was lost gets on this table, for the configured user (see
+    /// `chasync_core::Guarantee`); `None` when it could not be established.
+    pub guarantee: Option<chasync_core::TableGuarantee>,
 }
 
 /// A row of `system.replicas`.
@@ -572,6 +575,23 @@ async fn table_report(
     };
     let columns = settings.columns(db, t).await?;
     r.has_insert_id = columns.iter().any(|(n, _)| n == "_insert_id");
+    // What a batch whose answer was lost (a timeout, a crash) gets: what the engine's
+    // delivery finds, with the same user, settings and endpoints.
+    match chasync_core::guarantee(&settings.config(db, t)?, db, t).await {
+        Ok(g) => {
+            findings.push(guarantee_finding(&g));
+            r.guarantee = Some(g);
+        }
+        Err(e) => findings.push(finding(
+            Severity::Info,
+            "delivery",
+            format!(
+                "cannot tell whether a retry after a lost answer can store {db}.{t}'s rows twice: {}",
+                e.report()
+            ),
+            None,
+        )),
+    }
     if !engine.ends_with("MergeTree") {
         findings.push(finding(
             Severity::Info,
@@ -583,15 +603,27 @@ async fn table_report(
         ));
         return Ok(Some(r));
     }
-    let defaults: Vec<(String, String)> = client
-        .query(
-            "SELECT name, value FROM system.merge_tree_settings WHERE name IN \
-             ('parts_to_delay_insert', 'parts_to_throw_insert', 'max_parts_in_total', \
-             'non_replicated_deduplication_window')",
-        )
-        .fetch_all()
-        .bounded()
-        .await?;
+    let defaults: Vec<(String, String)> = match query_section(client.query(
+        "SELECT name, value FROM system.merge_tree_settings WHERE name IN \
+         ('parts_to_delay_insert', 'parts_to_throw_insert', 'max_parts_in_total', \
+         'non_replicated_deduplication_window')",
+    ))
+    .await
+    {
+        Ok(rows) => rows,
+        Err(e) => {
+            findings.push(finding(
+                Severity::Info,
+                "parts",
+                format!("cannot read system.merge_tree_settings: {e}"),
+                Some(
+                    "grant SELECT on system.merge_tree_settings to see the server's defaults"
+                        .into(),
+                ),
+            ));
+            Vec::new()
+        }
+    };
     let effective = |name: &str| -> Option<u64> {
         r.table_settings
             .get(name)
@@ -602,17 +634,29 @@ async fn table_report(
     r.parts_to_throw_insert = effective("parts_to_throw_insert");
     r.max_parts_in_total = effective("max_parts_in_total");
     r.non_replicated_deduplication_window = effective("non_replicated_deduplication_window");
-    r.partitions = client
-        .query(
-            "SELECT partition, toUInt64(count()) AS active_parts FROM system.parts \
-             WHERE database = ? AND table = ? AND active \
-             GROUP BY partition ORDER BY active_parts DESC, partition LIMIT 100",
-        )
-        .bind(db)
-        .bind(t)
-        .fetch_all()
-        .bounded()
-        .await?;
+    match query_section(
+        client
+            .query(
+                "SELECT partition, toUInt64(count()) AS active_parts FROM system.parts \
+                 WHERE database = ? AND table = ? AND active \
+                 GROUP BY partition ORDER BY active_parts DESC, partition LIMIT 100",
+            )
+            .bind(db)
+            .bind(t),
+    )
+    .await
+    {
+        Ok(rows) => r.partitions = rows,
+        Err(e) => {
+            findings.push(finding(
+                Severity::Info,
+                "parts",
+                format!("cannot read system.parts: {e}"),
+                Some("grant SELECT on system.parts to see the table's parts".into()),
+            ));
+            return Ok(Some(r));
+        }
+    }
     r.total_active_parts = client
         .query("SELECT toUInt64(count()) FROM system.parts WHERE database = ? AND table = ? AND active")
         .bind(db)
@@ -683,22 +727,6 @@ async fn table_report(
             None,
         ));
     }
-    if !engine.starts_with("Replicated") && !engine.starts_with("Shared") {
-        match r.non_replicated_deduplication_window {
-            Some(0) | None => findings.push(finding(
-                Severity::Warning,
-                "table",
-                format!("{db}.{t} ({engine}) does not deduplicate inserts (non_replicated_deduplication_window = 0): a retried or replayed batch whose first attempt had landed is stored twice"),
-                Some(format!("ALTER TABLE {db}.{t} MODIFY SETTING non_replicated_deduplication_window = 1000")),
-            )),
-            Some(w) => findings.push(finding(
-                Severity::Ok,
-                "table",
-                format!("{db}.{t} deduplicates the last {w} inserts (retries and replays land once)"),
-                None,
-            )),
-        }
-    }
     if !r.has_insert_id {
         findings.push(finding(
             Severity::Info,
@@ -710,6 +738,25 @@ async fn table_report(
         ));
     }
     Ok(Some(r))
+}
+
+/// The finding of what a table gets when an insert's answer is lost.
+fn guarantee_finding(g: &chasync_core::TableGuarantee) -> Finding {
+    use chasync_core::Guarantee;
+    let (db, t) = (&g.database, &g.table);
+    match g.guarantee {
+        Guarantee::AtLeastOnce => finding(
+            Severity::Warning,
+            "delivery",
+            g.describe(),
+            Some(format!(
+                "give the table a dedup window (ALTER TABLE {db}.{t} MODIFY SETTING \
+                 non_replicated_deduplication_window = 1000), or lift what stops the checks \
+                 (above: the grants to add, query logging to turn on, an _insert_id UUID column)"
+            )),
+        ),
+        _ => finding(Severity::Ok, "delivery", g.describe(), None),
+    }
 }
 
 async fn replicas(

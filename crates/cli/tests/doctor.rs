@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{TestDb, run};
+use common::{TestDb, chasync, run, run_cmd};
 
 #[tokio::test]
 async fn a_healthy_table_gets_a_clean_report() {
@@ -109,10 +109,12 @@ async fn a_table_near_too_many_parts_is_named_with_its_thresholds_and_advice() {
         "{r:?}"
     );
     assert!(!r.stdout.contains("partition 202610 of"), "{r:?}");
-    // Without a dedup window the table is flagged too, with the fix.
+    // Without a dedup window, a lost answer is looked up in the query log before a resend.
     assert!(
         r.stdout.contains(&format!(
-            "ALTER TABLE {table} MODIFY SETTING non_replicated_deduplication_window = 1000"
+            "[ok] delivery: {table} (MergeTree, no dedup window) for user default: exactly once: \
+             before a batch whose answer was lost is sent again, system.processes and \
+             system.query_log tell whether it landed"
         )),
         "{r:?}"
     );
@@ -217,4 +219,59 @@ async fn a_missing_table_is_critical() {
             .contains(&format!("[CRITICAL] table: table {table} does not exist")),
         "{r:?}"
     );
+}
+
+/// A user who may insert but not flush or read the query log (the test server's
+/// `chasync_restricted`, on a server of the test's own): the table gets at-least-once, and the
+/// report says so as a warning with the grants that are missing; sections the user may not
+/// read are named, not fatal.
+#[tokio::test]
+async fn a_user_without_access_to_the_query_log_is_warned_that_retries_may_store_rows_twice() {
+    let server = chasync_testkit::server::PrivateServer::start();
+    let admin = clickhouse::Client::default().with_url(server.url());
+    for sql in [
+        "CREATE DATABASE chasync_restricted",
+        "CREATE TABLE chasync_restricted.t (id UInt64) ENGINE = MergeTree ORDER BY id",
+    ] {
+        admin.query(sql).execute().await.unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let doctor = |json: bool| {
+        let mut cmd = chasync(dir.path());
+        cmd.env("CHASYNC_URL", server.url()).args([
+            "--user",
+            "chasync_restricted",
+            "--password",
+            "restricted-secret",
+        ]);
+        if json {
+            cmd.arg("--json");
+        }
+        run_cmd(cmd.args(["doctor", "--table", "chasync_restricted.t"]))
+    };
+    let r = doctor(false);
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(
+        r.stdout.contains(
+            "[WARNING] delivery: chasync_restricted.t (MergeTree, no dedup window) for user \
+             chasync_restricted: AT LEAST ONCE: a batch whose answer was lost is sent again \
+             unchecked and may be stored twice, because user chasync_restricted may not flush \
+             the query log (GRANT SYSTEM FLUSH LOGS ON *.* TO chasync_restricted)"
+        ),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout
+            .contains("non_replicated_deduplication_window = 1000"),
+        "{r:?}"
+    );
+    assert!(
+        r.stdout.contains("[info] parts: cannot read system.parts"),
+        "{r:?}"
+    );
+    let v = doctor(true).json();
+    assert_eq!(v["table"]["guarantee"]["guarantee"], "at_least_once", "{v}");
+    assert_eq!(v["table"]["guarantee"]["user"], "chasync_restricted", "{v}");
+    assert_eq!(v["findings"][0]["section"], "delivery", "{v}");
+    assert_eq!(v["findings"][0]["severity"], "warning", "{v}");
 }

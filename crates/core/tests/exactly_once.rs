@@ -284,8 +284,7 @@ async fn a_deduplicating_table_is_sent_again_without_checks() {
 /// made, and the table is reported once, loudly, with the missing grant; what the engine
 /// says matches what `chasync_core::guarantee` (for `chasync doctor`) says.
 #[tokio::test]
-async fn a_user_without_access_to_the_query_log_is_warned_once_that_the_table_gets_at_least_once()
-{
+async fn a_user_without_access_to_the_query_log_is_warned_once_that_the_table_gets_at_least_once() {
     let log = Captured::default();
     let writer = log.clone();
     let _guard = tracing_subscriber::fmt()
@@ -365,5 +364,8 @@ async fn a_user_without_access_to_the_query_log_is_warned_once_that_the_table_ge
             .any(|l| l.contains("GRANT SELECT ON system.processes TO chasync_restricted")),
         "{u:?}"
     );
-    assert!(!u.limits.iter().any(|l| l.contains("no _insert_id")), "{u:?}");
+    assert!(
+        !u.limits.iter().any(|l| l.contains("no _insert_id")),
+        "{u:?}"
+    );
 }

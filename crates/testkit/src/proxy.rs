@@ -63,7 +63,12 @@ impl FaultProxy {
         let inserts = Arc::new(Mutex::new(VecDeque::new()));
         let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let default = Arc::new(Mutex::new(Fault::Forward));
-        let (p, ins, a, d) = (plan.clone(), inserts.clone(), accepted.clone(), default.clone());
+        let (p, ins, a, d) = (
+            plan.clone(),
+            inserts.clone(),
+            accepted.clone(),
+            default.clone(),
+        );
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut client, _)) = listener.accept().await else {

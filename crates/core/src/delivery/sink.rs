@@ -343,8 +343,8 @@ impl Sink {
             maybe,
             endpoints: (0..self.endpoints.len()).collect(),
         });
-        let given_up = |last: Option<Error>, attempts: u32, maybe_sent: Option<MaybeSent>| {
-            Outcome::Failed {
+        let given_up =
+            |last: Option<Error>, attempts: u32, maybe_sent: Option<MaybeSent>| Outcome::Failed {
                 error: Error::Timeout(match last {
                     Some(e) => format!(
                         "delivery gave up (deadline) after {attempts} attempt(s); last error: {}",
@@ -354,8 +354,7 @@ impl Sink {
                 }),
                 attempts,
                 maybe_sent,
-            }
-        };
+            };
         loop {
             if self.abandoned.is_cancelled() {
                 return given_up(last, sent, unknown.map(|u| u.maybe));
