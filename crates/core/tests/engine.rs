@@ -323,9 +323,10 @@ async fn a_lost_answer_is_retried_with_the_same_token_and_lands_once() {
     c.batching.max_rows = 1000;
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
     // The metadata query used the first connection; the insert gets a fresh one after the
-    // pool's idle timeout, and its answer is cut off after the server applied it.
+    // pool's idle timeout, and its answer is cut off after the server applied it (the
+    // engine's look at the table's checks passes).
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    proxy.push(Fault::CutResponse);
+    proxy.push_insert(Fault::CutResponse);
     let h = ing.handle();
     for i in 0..1000 {
         h.send(ev(i)).await.unwrap();
@@ -506,12 +507,16 @@ async fn retries_are_bounded_and_then_dead_letter() {
         "{err}"
     );
     let stats = ing.shutdown().await.unwrap();
-    assert_eq!(stats.failed_attempts, 3);
-    assert_eq!(stats.retries, 2);
+    // A reset after the connection was made may come after the request went out: before a
+    // resend the engine must learn whether it landed (here: that the table deduplicates),
+    // and the proxy resets that look too. Attempts and looks together are bounded.
+    assert!((1..=3).contains(&stats.failed_attempts), "{stats:?}");
+    assert_eq!(stats.retries, stats.failed_attempts - 1, "{stats:?}");
     let entries = DeadLetterSpool::new(dlq.path()).list().unwrap();
     assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0].attempts, 3);
+    assert_eq!(u64::from(entries[0].attempts), stats.failed_attempts);
     assert_eq!(entries[0].error_kind, ErrorKind::UnknownOutcome);
+    assert!(entries[0].is_maybe_sent(), "{:?}", entries[0]);
     // Replay through the real server lands the rows.
     let report = chasync_core::replay(&c, &DeadLetterSpool::new(dlq.path()))
         .await

@@ -201,6 +201,80 @@ async fn kill_9_on_a_plain_merge_tree_with_insert_id_lands_every_acknowledged_ro
     kill_9_on_a_plain_merge_tree("kill9iid", "id UInt64, name String, _insert_id UUID").await;
 }
 
+/// A batch recovered after a crash whose sending time is not known (a spool without its run
+/// marker, as an earlier version left it) on a plain MergeTree: the query log cannot prove
+/// that it never landed, so it is not sent again but dead-lettered, and nothing is doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recovered_batch_whose_outcome_cannot_be_told_is_dead_lettered_not_sent_twice() {
+    let db = TestDb::new("unres").await;
+    db.exec("CREATE TABLE t (id UInt64, name String) ENGINE = MergeTree ORDER BY id")
+        .await;
+    let sw = Switch::start(&common::url()).await;
+    let (_tmp, spool) = spool();
+    let config = "[batching]\nlinger = \"20ms\"\n[delivery]\nmax_backoff = \"200ms\"\n";
+    let mut opts = DaemonOpts::new(&spool).config(config);
+    opts.urls = vec![sw.url()];
+    let d = Daemon::start(opts);
+    let http = Http::new();
+    let v1 = d.url(&format!("/v1/tables/{}.t", db.name));
+    let r = http.post(&format!("{v1}?ack=committed"), rows(0..10)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // ClickHouse out of reach: the next batches are sealed and never reach it.
+    sw.set_down(true);
+    for k in 1..=5u64 {
+        let r = http.post(&v1, rows(k * 10..k * 10 + 10)).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+    eventually(Duration::from_secs(20), "a failed attempt", || {
+        let (http, url) = (http.clone(), d.url("/metrics"));
+        async move { metric(&http.get(&url).await.body, "chasyncd_failed_attempts_total") >= 1.0 }
+    })
+    .await;
+    d.kill9();
+    std::fs::remove_file(spool.join("running")).expect("the run marker");
+    let d = Daemon::start(DaemonOpts::new(&spool).config(config));
+    let replay = d.log_text();
+    let batches: u64 = replay
+        .lines()
+        .find(|l| l.contains("replaying the write-ahead log"))
+        .and_then(|l| l.split("batches=").nth(1))
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no replay in\n{replay}"));
+    assert!(batches >= 1, "{replay}");
+    let metrics_url = d.url("/metrics");
+    eventually(Duration::from_secs(30), "the recovered batches", || {
+        let (http, url) = (http.clone(), metrics_url.clone());
+        async move {
+            metric(&http.get(&url).await.body, "chasyncd_outcomes_unresolved_total")
+                >= batches as f64
+        }
+    })
+    .await;
+    let m = http.get(&metrics_url).await.body;
+    assert_eq!(metric(&m, "chasyncd_outcomes_landed_total"), 0.0, "{m}");
+    assert_eq!(metric(&m, "chasyncd_outcomes_not_landed_total"), 0.0, "{m}");
+    assert_eq!(metric(&m, "chasyncd_batches_dead_lettered_total"), batches as f64, "{m}");
+    let (status, log) = d.terminate(Duration::from_secs(30));
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("it is not known when an attempt may have been sent"),
+        "{log}"
+    );
+    // Only the rows committed before the crash, and those sent anew after it, once each.
+    let ids = db.ids("t").await;
+    let unique: BTreeSet<u64> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), unique.len(), "duplicates landed");
+    assert!((0..10).all(|i| unique.contains(&i)), "{ids:?}");
+    let dead = m
+        .lines()
+        .find(|l| l.starts_with("chasyncd_rows_dead_lettered_total "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap();
+    assert_eq!(ids.len() as u64 + dead, 60, "{m}");
+}
+
 /// A table where nothing can tell whether a lost answer landed (here: the inserts ask not to
 /// be logged, and it has no `_insert_id`) is named in `/ready`, counted in `/metrics` and
 /// warned about once in the log.
