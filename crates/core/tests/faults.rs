@@ -116,7 +116,7 @@ async fn a_stalled_server_times_out_and_the_retry_lands_once() {
     c.clickhouse.insert_timeout = Duration::from_millis(800);
     let ing = Ingestor::<Ev>::start(c).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    proxy.push(Fault::Stall);
+    proxy.push_insert(Fault::Stall);
     let h = ing.handle();
     for i in 0..1000 {
         h.send(ev(i)).await.unwrap();

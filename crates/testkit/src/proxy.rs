@@ -29,7 +29,8 @@ pub enum Fault {
     Delay(Duration),
     /// A connection whose first request is an insert (`INSERT` in its first bytes, as the
     /// `clickhouse` crate puts the statement in the URL) is closed at once, before anything
-    /// reaches the server; other connections (metadata queries) are forwarded.
+    /// reaches the server; other connections (metadata queries) are forwarded, and closed
+    /// when an insert follows on them.
     ResetInserts,
     /// Like [`Fault::ResetInserts`], but an insert's connection is held open and never
     /// answered (a server that takes the insert and hangs).
@@ -144,6 +145,9 @@ impl Drop for FaultProxy {
 
 /// Serves one connection whose first bytes `first` were already read from the client.
 async fn handle(mut client: TcpStream, upstream: SocketAddr, fault: Fault, mut first: Vec<u8>) {
+    // For insert faults on a connection whose first request is not an insert: the fault
+    // that an insert later on the same connection (kept alive) meets.
+    let mut later = None;
     let fault = match fault {
         Fault::ResetInserts | Fault::StallInserts => {
             // The request line (and so the statement) is in the first bytes.
@@ -154,6 +158,7 @@ async fn handle(mut client: TcpStream, upstream: SocketAddr, fault: Fault, mut f
             }
             let head = String::from_utf8_lossy(&first).to_ascii_uppercase();
             if !head.contains("INSERT") {
+                later = Some(fault);
                 Fault::Forward
             } else if fault == Fault::ResetInserts {
                 Fault::ResetOnAccept
@@ -187,16 +192,53 @@ async fn handle(mut client: TcpStream, upstream: SocketAddr, fault: Fault, mut f
             };
             let (mut cr, mut cw) = client.into_split();
             let (mut sr, mut sw) = server.into_split();
-            let up = tokio::spawn(async move {
+            // Client to server; ends `true` when a later insert must cut the connection.
+            let mut up = tokio::spawn(async move {
                 if sw.write_all(&first).await.is_err() {
-                    return;
+                    return false;
                 }
-                let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut stalled = false;
+                loop {
+                    let n = match cr.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    if let Some(f) = later
+                        && !stalled
+                        && String::from_utf8_lossy(&buf[..n])
+                            .to_ascii_uppercase()
+                            .contains("QUERY=INSERT")
+                    {
+                        if f == Fault::ResetInserts {
+                            return true;
+                        }
+                        stalled = true;
+                    }
+                    if stalled {
+                        continue;
+                    }
+                    if sw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
                 let _ = sw.shutdown().await;
+                false
             });
+            let mut up_done = false;
             let mut buf = vec![0u8; 64 * 1024];
             loop {
-                let n = match sr.read(&mut buf).await {
+                let read = tokio::select! {
+                    r = sr.read(&mut buf) => r,
+                    cut = &mut up, if !up_done => {
+                        up_done = true;
+                        if matches!(cut, Ok(true)) {
+                            break;
+                        }
+                        continue;
+                    }
+                };
+                let n = match read {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
