@@ -110,7 +110,7 @@ pub use config::{
 };
 pub use dedup::StreamId;
 pub use delivery::dispatcher::Dispatcher;
-pub use delivery::outcome::{Guarantee, TableGuarantee, guarantee};
+pub use delivery::outcome::{CHECKS_COMMENT, Guarantee, TableGuarantee, guarantee};
 pub use delivery::replay::{ReplayOptions, ReplayReport, replay, replay_with};
 pub use error::{Error, ErrorKind, Result, classify_code};
 pub use format::bodies::{Bodies, Body, Joint};

@@ -246,15 +246,21 @@ async fn a_recovered_batch_whose_outcome_cannot_be_told_is_dead_lettered_not_sen
     eventually(Duration::from_secs(30), "the recovered batches", || {
         let (http, url) = (http.clone(), metrics_url.clone());
         async move {
-            metric(&http.get(&url).await.body, "chasyncd_outcomes_unresolved_total")
-                >= batches as f64
+            metric(
+                &http.get(&url).await.body,
+                "chasyncd_outcomes_unresolved_total",
+            ) >= batches as f64
         }
     })
     .await;
     let m = http.get(&metrics_url).await.body;
     assert_eq!(metric(&m, "chasyncd_outcomes_landed_total"), 0.0, "{m}");
     assert_eq!(metric(&m, "chasyncd_outcomes_not_landed_total"), 0.0, "{m}");
-    assert_eq!(metric(&m, "chasyncd_batches_dead_lettered_total"), batches as f64, "{m}");
+    assert_eq!(
+        metric(&m, "chasyncd_batches_dead_lettered_total"),
+        batches as f64,
+        "{m}"
+    );
     let (status, log) = d.terminate(Duration::from_secs(30));
     assert!(status.success(), "{log}");
     assert!(

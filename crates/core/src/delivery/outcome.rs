@@ -58,6 +58,10 @@ const POLL: Duration = Duration::from_millis(200);
 /// log to be complete: `uptime()` counts whole seconds, and clocks tick.
 const UPTIME_MARGIN_S: u64 = 2;
 
+/// The `log_comment` of the queries that check an unknown outcome (and read what a table
+/// gets), so that they can be told apart in the server's query log.
+pub const CHECKS_COMMENT: &str = "chasync: outcome checks";
+
 /// What a table gets when an attempt's outcome is unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -821,7 +825,8 @@ pub async fn guarantee(config: &Config, database: &str, table: &str) -> Result<T
     );
     let mut last = Error::Config("no ClickHouse URL".into());
     for url in &config.clickhouse.url {
-        let client = crate::client::client_for(config, url)?;
+        let client =
+            crate::client::client_for(config, url)?.with_setting("log_comment", CHECKS_COMMENT);
         match probe(&client, config.clickhouse.query_timeout, &key).await {
             Ok(p) => return Ok(p.report),
             Err(e) if answered(&e) || matches!(e, Error::UnknownTable { .. }) => return Err(e),

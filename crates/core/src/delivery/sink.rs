@@ -11,7 +11,7 @@ use crate::batch::{Batch, MaybeSent};
 use crate::client::client_for;
 use crate::config::{Config, Credentials, quote_ident, redact_url};
 use crate::delivery::limiter::Limiter;
-use crate::delivery::outcome::{Resolution, Resolver};
+use crate::delivery::outcome::{CHECKS_COMMENT, Resolution, Resolver};
 use crate::delivery::retry::RetryPolicy;
 use crate::error::{Error, Result};
 use crate::stats::Counters;
@@ -132,14 +132,18 @@ impl Sink {
         }
     }
 
-    /// Clients of endpoints `endpoints`, as the batch's user.
+    /// Clients of endpoints `endpoints`, as the batch's user, for the checks of an unknown
+    /// outcome (their queries carry [`CHECKS_COMMENT`] as `log_comment`).
     fn clients(
         &self,
         batch: &Batch,
         endpoints: impl Iterator<Item = usize>,
     ) -> Vec<clickhouse::Client> {
         endpoints
-            .map(|i| self.client(i, batch.origin.credentials.as_ref()))
+            .map(|i| {
+                self.client(i, batch.origin.credentials.as_ref())
+                    .with_setting("log_comment", CHECKS_COMMENT)
+            })
             .collect()
     }
 
