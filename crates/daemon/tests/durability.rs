@@ -246,10 +246,10 @@ async fn a_recovered_batch_whose_outcome_cannot_be_told_is_dead_lettered_not_sen
     eventually(Duration::from_secs(30), "the recovered batches", || {
         let (http, url) = (http.clone(), metrics_url.clone());
         async move {
-            metric(
-                &http.get(&url).await.body,
-                "chasyncd_outcomes_unresolved_total",
-            ) >= batches as f64
+            // Counted when settled, then written to the spool.
+            let m = http.get(&url).await.body;
+            metric(&m, "chasyncd_outcomes_unresolved_total") >= batches as f64
+                && metric(&m, "chasyncd_batches_dead_lettered_total") >= batches as f64
         }
     })
     .await;
