@@ -46,6 +46,12 @@ test:
     cargo bench -p chasync-benches -- --test
     scripts/with-clickhouse.sh scripts/test-python.sh
     scripts/with-clickhouse.sh scripts/test-gateway.sh
+    scripts/with-clickhouse.sh scripts/test-sources.sh
+
+# The exactly-once sources against real brokers on loopback (tansu for Kafka, nats-server with
+# JetStream), consumers killed at crash points, e.g. `./run test-distributed kafka_`.
+test-distributed *args:
+    scripts/with-clickhouse.sh scripts/test-sources.sh {{args}}
 
 # chasyncd with the real clients (clickhouse-connect, aiochclient, curl), e.g.
 # `./run test-gateway -k curl`.

@@ -185,6 +185,86 @@ pub enum Command {
     Insert(InsertArgs),
     /// Print the engine configuration the options resolve to (JSON; the password as `***`).
     Config(ConfigArgs),
+    /// Consume a Kafka consumer group or NATS JetStream consumers into a table, exactly once
+    /// (sealed ranges, deterministic batch ids, commits after ClickHouse has the rows); runs
+    /// until SIGINT or SIGTERM.
+    #[command(subcommand)]
+    Consume(ConsumeCommand),
+}
+
+/// `chasync consume`.
+#[derive(Debug, Subcommand)]
+pub enum ConsumeCommand {
+    /// A Kafka consumer group: members started with the same `--group` share the partitions.
+    Kafka(KafkaArgs),
+    /// NATS JetStream: one durable pull consumer per `--subject` (a partition).
+    Nats(NatsArgs),
+}
+
+/// `chasync consume kafka`.
+#[derive(Debug, Args)]
+pub struct KafkaArgs {
+    /// Bootstrap brokers, `host:port[,host:port...]`.
+    #[arg(long, value_name = "HOSTS")]
+    pub brokers: String,
+    /// The consumer group.
+    #[arg(long)]
+    pub group: String,
+    /// A topic to consume (repeatable).
+    #[arg(long = "topic", required = true, value_name = "TOPIC")]
+    pub topics: Vec<String>,
+    /// The target table (`db.table`, or `table` in `--database`).
+    #[arg(long)]
+    pub table: String,
+    /// The ClickHouse format of message values (one or more rows each, without a header).
+    #[arg(long, default_value = "JSONEachRow")]
+    pub format: String,
+    /// `session.timeout.ms` of the group membership [default: 45s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub session_timeout: Option<Duration>,
+    /// The table of seals (`db.table`, or a table in `--database`).
+    #[arg(long, default_value = "chasync_source_seals", value_name = "TABLE")]
+    pub seal_table: String,
+    /// Another librdkafka property (repeatable): `--property fetch.max.bytes=52428800` (this
+    /// build has no TLS or SASL to the broker).
+    #[arg(long = "property", value_name = "NAME=VALUE")]
+    pub properties: Vec<String>,
+    /// Engine options.
+    #[command(flatten)]
+    pub ingest: IngestOpts,
+}
+
+/// `chasync consume nats`.
+#[derive(Debug, Args)]
+pub struct NatsArgs {
+    /// The NATS server URL(s).
+    #[arg(long, default_value = "nats://127.0.0.1:4222", value_name = "URL")]
+    pub server: String,
+    /// The JetStream stream.
+    #[arg(long)]
+    pub stream: String,
+    /// A partition: a subject filter of the stream, consumed by a durable consumer of its
+    /// own (repeatable).
+    #[arg(long = "subject", required = true, value_name = "SUBJECT")]
+    pub subjects: Vec<String>,
+    /// The durable consumers' name prefix.
+    #[arg(long, default_value = "chasync")]
+    pub durable: String,
+    /// The target table (`db.table`, or `table` in `--database`).
+    #[arg(long)]
+    pub table: String,
+    /// The ClickHouse format of message payloads (one or more rows each, without a header).
+    #[arg(long, default_value = "JSONEachRow")]
+    pub format: String,
+    /// The consumers' `ack_wait` [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub ack_wait: Option<Duration>,
+    /// The table of seals (`db.table`, or a table in `--database`).
+    #[arg(long, default_value = "chasync_source_seals", value_name = "TABLE")]
+    pub seal_table: String,
+    /// Engine options.
+    #[command(flatten)]
+    pub ingest: IngestOpts,
 }
 
 /// `chasync config`.

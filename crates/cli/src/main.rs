@@ -33,6 +33,7 @@ macro_rules! eprintln {
 mod bench;
 mod cli;
 mod columnar;
+mod consume;
 mod dlq;
 mod doctor;
 mod error;
@@ -155,6 +156,8 @@ async fn run(cli: Cli, url: &mut (String, bool)) -> Result<u8, CliError> {
         Command::Bench(a) => a.ingest.clone(),
         Command::Insert(a) => a.ingest.clone(),
         Command::Config(a) => a.ingest.clone(),
+        Command::Consume(cli::ConsumeCommand::Kafka(a)) => a.ingest.clone(),
+        Command::Consume(cli::ConsumeCommand::Nats(a)) => a.ingest.clone(),
         Command::Dlq(a) => {
             let mut o = IngestOpts {
                 spool_dir: a.spool_dir.clone(),
@@ -181,6 +184,7 @@ async fn run(cli: Cli, url: &mut (String, bool)) -> Result<u8, CliError> {
         Command::Schema(cli::SchemaCommand::Buffer(args)) => schema::buffer(&settings, args).await,
         Command::Bench(args) => bench::run(&settings, args).await,
         Command::Insert(args) => insert::run(&settings, args).await,
+        Command::Consume(command) => consume::run(&settings, command).await,
         Command::Config(args) => {
             let (db, table) = settings.table_ref(&args.table)?;
             if let Some(path) = &settings.config_file {

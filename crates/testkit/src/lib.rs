@@ -2,9 +2,11 @@
 //! the real ClickHouse under test ([`url`], [`client`]), a database of its own per test
 //! ([`TestDb`]), a fault-injecting TCP proxy ([`proxy::FaultProxy`]), private servers that
 //! tests kill and restart ([`server::PrivateServer`]), two of them as the shards of a cluster
-//! ([`cluster::TwoShards`]), and a TLS terminator in front of the
-//! server with a certificate authority made per run ([`tls::TlsTerminator`], [`tls::TestCa`]).
+//! ([`cluster::TwoShards`]), a TLS terminator in front of the server with a certificate
+//! authority made per run ([`tls::TlsTerminator`], [`tls::TestCa`]), and message brokers on
+//! loopback ([`brokers::Tansu`], [`brokers::Nats`]).
 
+pub mod brokers;
 pub mod cluster;
 pub mod proxy;
 pub mod server;
