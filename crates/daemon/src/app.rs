@@ -55,6 +55,13 @@ pub struct App {
     version: Mutex<Option<String>>,
     /// The earliest time a batch recovered at this start can have been sent.
     recovered_since: Option<std::time::SystemTime>,
+    /// The brokers consumed into tables (`[sources]`): their stop, and their tasks.
+    sources: Mutex<
+        Option<(
+            tokio_util::sync::CancellationToken,
+            tokio::task::JoinSet<()>,
+        )>,
+    >,
     /// Held (locked) while the daemon runs: one daemon per spool.
     _lock: std::fs::File,
 }
@@ -110,6 +117,7 @@ impl App {
             endpoint_up: Mutex::new(Vec::new()),
             version: Mutex::new(None),
             recovered_since,
+            sources: Mutex::new(None),
             _lock: lock,
         });
         // Settings the server refuses would dead-letter every batch: refused before any is
@@ -152,7 +160,92 @@ impl App {
                 .unwrap()
                 .insert(meta.shape.clone(), stream);
         }
+        app.start_sources()?;
         Ok(app)
+    }
+
+    /// Starts the `[sources]`: each consumes its broker into its table through the daemon's
+    /// dispatcher until the daemon stops.
+    fn start_sources(&self) -> Result<(), String> {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        let sources = &self.settings.sources;
+        for k in &sources.kafka {
+            let (db, t) = k.table.split_once('.').expect("checked by the settings");
+            let config = self.settings.config_for(db, t)?;
+            #[cfg(feature = "kafka")]
+            {
+                let mut opts = chasync_source::kafka::KafkaOptions::new(
+                    &k.brokers,
+                    &k.group,
+                    k.topics.clone(),
+                );
+                if let Some(f) = &k.format {
+                    opts.format = f.clone();
+                }
+                if let Some(d) = &k.session_timeout {
+                    opts.session_timeout = chasync_core::parse_duration(d)?;
+                }
+                if let Some(s) = &k.seal_table {
+                    opts.seal_table = s.clone();
+                }
+                opts.properties = k.properties.clone().into_iter().collect();
+                let (dispatcher, stop, table) =
+                    (self.dispatcher.clone(), stop.clone(), k.table.clone());
+                tasks.spawn(async move {
+                    if let Err(e) = chasync_source::kafka::run(opts, config, dispatcher, stop).await
+                    {
+                        tracing::error!(table = %table, error = %e, "the kafka source stopped");
+                    }
+                });
+            }
+            #[cfg(not(feature = "kafka"))]
+            {
+                let _ = config;
+                return Err(
+                    "[[sources.kafka]]: this chasyncd was built without the kafka feature".into(),
+                );
+            }
+        }
+        for n in &sources.nats {
+            let (db, t) = n.table.split_once('.').expect("checked by the settings");
+            let config = self.settings.config_for(db, t)?;
+            #[cfg(feature = "nats")]
+            {
+                let mut opts = chasync_source::nats::NatsOptions::new(
+                    n.url.as_deref().unwrap_or("nats://127.0.0.1:4222"),
+                    &n.stream,
+                    n.subjects.clone(),
+                    n.durable.as_deref().unwrap_or("chasync"),
+                );
+                if let Some(f) = &n.format {
+                    opts.format = f.clone();
+                }
+                if let Some(d) = &n.ack_wait {
+                    opts.ack_wait = chasync_core::parse_duration(d)?;
+                }
+                if let Some(s) = &n.seal_table {
+                    opts.seal_table = s.clone();
+                }
+                let (dispatcher, stop, table) =
+                    (self.dispatcher.clone(), stop.clone(), n.table.clone());
+                tasks.spawn(async move {
+                    if let Err(e) = chasync_source::nats::run(opts, config, dispatcher, stop).await
+                    {
+                        tracing::error!(table = %table, error = %e, "the nats source stopped");
+                    }
+                });
+            }
+            #[cfg(not(feature = "nats"))]
+            {
+                let _ = config;
+                return Err(
+                    "[[sources.nats]]: this chasyncd was built without the nats feature".into(),
+                );
+            }
+        }
+        *self.sources.lock().unwrap() = Some((stop, tasks));
+        Ok(())
     }
 
     fn shared(&self) -> Shared {
@@ -171,6 +264,21 @@ impl App {
     /// Stops every stream: seals what the batchers hold and waits for every batch, at most
     /// `limits.shutdown_timeout_s`. Returns whether everything ended.
     pub async fn shutdown(&self) -> bool {
+        // The sources first: each finishes its open ranges (insert, commit) and stops.
+        let sources = self.sources.lock().unwrap().take();
+        if let Some((stop, tasks)) = sources {
+            stop.cancel();
+            let timeout = Duration::from_secs(self.settings.limits.shutdown_timeout_s);
+            if tokio::time::timeout(timeout, tasks.join_all())
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    ?timeout,
+                    "the sources did not stop in time; their open ranges are sealed and go again at the next start"
+                );
+            }
+        }
         let streams: Vec<Arc<Stream>> = self
             .streams
             .write()

@@ -141,6 +141,75 @@ struct FileConfig {
     batching: Option<toml::Table>,
     delivery: Option<toml::Table>,
     spool: Option<toml::Table>,
+    /// Brokers consumed into tables: `[[sources.kafka]]`, `[[sources.nats]]`.
+    #[serde(default)]
+    sources: Sources,
+}
+
+/// The `[sources]` section: brokers the daemon consumes, exactly once, into tables
+/// ([`chasync_source`]).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Sources {
+    /// `[[sources.kafka]]`: Kafka consumer groups.
+    #[serde(default)]
+    pub kafka: Vec<KafkaSource>,
+    /// `[[sources.nats]]`: NATS JetStream durable consumers.
+    #[serde(default)]
+    pub nats: Vec<NatsSource>,
+}
+
+/// One `[[sources.kafka]]`: a consumer group's topics into a table.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSource {
+    /// Bootstrap brokers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// The consumer group.
+    pub group: String,
+    /// The topics.
+    pub topics: Vec<String>,
+    /// The target table, `db.table`.
+    pub table: String,
+    /// The format of the message values (default `JSONEachRow`).
+    #[serde(default)]
+    pub format: Option<String>,
+    /// `session.timeout.ms` as a duration (`45s`).
+    #[serde(default)]
+    pub session_timeout: Option<String>,
+    /// The seal table (default `chasync_source_seals` in the target's database).
+    #[serde(default)]
+    pub seal_table: Option<String>,
+    /// Other librdkafka properties.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+/// One `[[sources.nats]]`: subject filters of a JetStream stream into a table.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSource {
+    /// The server URL (default `nats://127.0.0.1:4222`).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The stream.
+    pub stream: String,
+    /// The partitions: one subject filter each.
+    pub subjects: Vec<String>,
+    /// The durable consumers' name prefix (default `chasync`).
+    #[serde(default)]
+    pub durable: Option<String>,
+    /// The target table, `db.table`.
+    pub table: String,
+    /// The format of the payloads (default `JSONEachRow`).
+    #[serde(default)]
+    pub format: Option<String>,
+    /// The consumers' `ack_wait` as a duration (`60s`).
+    #[serde(default)]
+    pub ack_wait: Option<String>,
+    /// The seal table (default `chasync_source_seals` in the target's database).
+    #[serde(default)]
+    pub seal_table: Option<String>,
 }
 
 /// Command-line flags (each also readable from a `CHASYNCD_*` environment variable; the
@@ -223,6 +292,8 @@ pub struct Settings {
     pub limits: Limits,
     /// Readiness.
     pub ready: Ready,
+    /// Brokers consumed into tables (`[sources]`).
+    pub sources: Sources,
     /// The engine's options as layered (file, environment, flags), for per-table configs.
     layers: ConfigBuilder,
     /// Per-table batching overrides, keyed `"db.table"`.
@@ -336,6 +407,7 @@ impl Settings {
             log_format: flags.log_format.or(file.log_format).unwrap_or_default(),
             limits: file.limits.unwrap_or_default(),
             ready: file.ready.unwrap_or_default(),
+            sources: file.sources,
             layers,
             tables,
         };
@@ -379,6 +451,28 @@ impl Settings {
             self.config_for(db, t)
                 .map_err(|e| format!("[tables.\"{key}\"]: {e}"))?;
         }
+        let tables = self
+            .sources
+            .kafka
+            .iter()
+            .map(|k| ("kafka", &k.table, &k.session_timeout))
+            .chain(
+                self.sources
+                    .nats
+                    .iter()
+                    .map(|n| ("nats", &n.table, &n.ack_wait)),
+            );
+        for (kind, table, duration) in tables {
+            if !table.contains('.') {
+                return Err(format!(
+                    "[[sources.{kind}]] table {table:?}: name tables as \"database.table\""
+                ));
+            }
+            if let Some(d) = duration {
+                chasync_core::parse_duration(d)
+                    .map_err(|e| format!("[[sources.{kind}]] ({table}): {e}"))?;
+            }
+        }
         Ok(())
     }
 
@@ -392,6 +486,14 @@ impl Settings {
             "engine": self.engine,
             "limits": self.limits,
             "tables": self.tables,
+            "sources": {
+                "kafka": self.sources.kafka.iter().map(|k| serde_json::json!({
+                    "brokers": k.brokers, "group": k.group, "topics": k.topics, "table": k.table,
+                })).collect::<Vec<_>>(),
+                "nats": self.sources.nats.iter().map(|n| serde_json::json!({
+                    "url": n.url, "stream": n.stream, "subjects": n.subjects, "table": n.table,
+                })).collect::<Vec<_>>(),
+            },
         })
     }
 
@@ -495,6 +597,19 @@ mod tests {
         );
         assert!(load("[limits]\nheader_read_timeout_s = 0").is_err());
         assert!(load("[limits]\nmax_connections = 0").is_err());
+        assert!(
+            load(
+                "[[sources.kafka]]\nbrokers = \"b\"\ngroup = \"g\"\ntopics = [\"t\"]\ntable = \"t\""
+            )
+            .unwrap_err()
+            .contains("database.table")
+        );
+        assert!(
+            load("[[sources.nats]]\nstream = \"S\"\nsubjects = [\"s\"]\ntable = \"d.t\"\nack_wait = \"soon\"")
+                .unwrap_err()
+                .contains("sources.nats")
+        );
+        assert!(load("[[sources.kafka]]\nbrokerz = \"b\"").is_err());
         assert!(
             load("[tables.\"d.t\"]\nmax_rows = 0")
                 .unwrap_err()
