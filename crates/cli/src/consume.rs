@@ -12,6 +12,11 @@ use crate::cli::ConsumeCommand;
 use crate::error::{CliError, exit};
 use crate::settings::Settings;
 
+// Without a source feature every arm of the match returns.
+#[cfg_attr(
+    not(all(feature = "kafka", feature = "nats")),
+    allow(unreachable_code, unused_variables)
+)]
 pub async fn run(settings: &Settings, command: ConsumeCommand) -> Result<u8, CliError> {
     let table = match &command {
         ConsumeCommand::Kafka(a) => &a.table,
@@ -37,7 +42,7 @@ pub async fn run(settings: &Settings, command: ConsumeCommand) -> Result<u8, Cli
         });
     }
     let quiet = settings.quiet || settings.json;
-    let result = match command {
+    let result: Result<Arc<SourceCounters>, chasync_source::SourceError> = match command {
         #[cfg(not(feature = "kafka"))]
         ConsumeCommand::Kafka(_) => {
             return Err(CliError::usage(

@@ -167,82 +167,72 @@ impl App {
     /// Starts the `[sources]`: each consumes its broker into its table through the daemon's
     /// dispatcher until the daemon stops.
     fn start_sources(&self) -> Result<(), String> {
-        let stop = tokio_util::sync::CancellationToken::new();
-        let mut tasks = tokio::task::JoinSet::new();
         let sources = &self.settings.sources;
+        #[cfg(not(feature = "kafka"))]
+        if !sources.kafka.is_empty() {
+            return Err(
+                "[[sources.kafka]]: this chasyncd was built without the kafka feature".into(),
+            );
+        }
+        #[cfg(not(feature = "nats"))]
+        if !sources.nats.is_empty() {
+            return Err(
+                "[[sources.nats]]: this chasyncd was built without the nats feature".into(),
+            );
+        }
+        let stop = tokio_util::sync::CancellationToken::new();
+        #[cfg_attr(not(any(feature = "kafka", feature = "nats")), allow(unused_mut))]
+        let mut tasks = tokio::task::JoinSet::new();
+        #[cfg(feature = "kafka")]
         for k in &sources.kafka {
             let (db, t) = k.table.split_once('.').expect("checked by the settings");
             let config = self.settings.config_for(db, t)?;
-            #[cfg(feature = "kafka")]
-            {
-                let mut opts = chasync_source::kafka::KafkaOptions::new(
-                    &k.brokers,
-                    &k.group,
-                    k.topics.clone(),
-                );
-                if let Some(f) = &k.format {
-                    opts.format = f.clone();
-                }
-                if let Some(d) = &k.session_timeout {
-                    opts.session_timeout = chasync_core::parse_duration(d)?;
-                }
-                if let Some(s) = &k.seal_table {
-                    opts.seal_table = s.clone();
-                }
-                opts.properties = k.properties.clone().into_iter().collect();
-                let (dispatcher, stop, table) =
-                    (self.dispatcher.clone(), stop.clone(), k.table.clone());
-                tasks.spawn(async move {
-                    if let Err(e) = chasync_source::kafka::run(opts, config, dispatcher, stop).await
-                    {
-                        tracing::error!(table = %table, error = %e, "the kafka source stopped");
-                    }
-                });
+            let mut opts =
+                chasync_source::kafka::KafkaOptions::new(&k.brokers, &k.group, k.topics.clone());
+            if let Some(f) = &k.format {
+                opts.format = f.clone();
             }
-            #[cfg(not(feature = "kafka"))]
-            {
-                let _ = config;
-                return Err(
-                    "[[sources.kafka]]: this chasyncd was built without the kafka feature".into(),
-                );
+            if let Some(d) = &k.session_timeout {
+                opts.session_timeout = chasync_core::parse_duration(d)?;
             }
+            if let Some(s) = &k.seal_table {
+                opts.seal_table = s.clone();
+            }
+            opts.properties = k.properties.clone().into_iter().collect();
+            let (dispatcher, stop, table) =
+                (self.dispatcher.clone(), stop.clone(), k.table.clone());
+            tasks.spawn(async move {
+                if let Err(e) = chasync_source::kafka::run(opts, config, dispatcher, stop).await {
+                    tracing::error!(table = %table, error = %e, "the kafka source stopped");
+                }
+            });
         }
+        #[cfg(feature = "nats")]
         for n in &sources.nats {
             let (db, t) = n.table.split_once('.').expect("checked by the settings");
             let config = self.settings.config_for(db, t)?;
-            #[cfg(feature = "nats")]
-            {
-                let mut opts = chasync_source::nats::NatsOptions::new(
-                    n.url.as_deref().unwrap_or("nats://127.0.0.1:4222"),
-                    &n.stream,
-                    n.subjects.clone(),
-                    n.durable.as_deref().unwrap_or("chasync"),
-                );
-                if let Some(f) = &n.format {
-                    opts.format = f.clone();
-                }
-                if let Some(d) = &n.ack_wait {
-                    opts.ack_wait = chasync_core::parse_duration(d)?;
-                }
-                if let Some(s) = &n.seal_table {
-                    opts.seal_table = s.clone();
-                }
-                let (dispatcher, stop, table) =
-                    (self.dispatcher.clone(), stop.clone(), n.table.clone());
-                tasks.spawn(async move {
-                    if let Err(e) = chasync_source::nats::run(opts, config, dispatcher, stop).await
-                    {
-                        tracing::error!(table = %table, error = %e, "the nats source stopped");
-                    }
-                });
+            let mut opts = chasync_source::nats::NatsOptions::new(
+                n.url.as_deref().unwrap_or("nats://127.0.0.1:4222"),
+                &n.stream,
+                n.subjects.clone(),
+                n.durable.as_deref().unwrap_or("chasync"),
+            );
+            if let Some(f) = &n.format {
+                opts.format = f.clone();
             }
-            #[cfg(not(feature = "nats"))]
-            {
-                let _ = config;
-                return Err(
-                    "[[sources.nats]]: this chasyncd was built without the nats feature".into(),
-                );
+            if let Some(d) = &n.ack_wait {
+                opts.ack_wait = chasync_core::parse_duration(d)?;
             }
+            if let Some(s) = &n.seal_table {
+                opts.seal_table = s.clone();
+            }
+            let (dispatcher, stop, table) =
+                (self.dispatcher.clone(), stop.clone(), n.table.clone());
+            tasks.spawn(async move {
+                if let Err(e) = chasync_source::nats::run(opts, config, dispatcher, stop).await {
+                    tracing::error!(table = %table, error = %e, "the nats source stopped");
+                }
+            });
         }
         *self.sources.lock().unwrap() = Some((stop, tasks));
         Ok(())

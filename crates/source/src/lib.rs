@@ -15,6 +15,9 @@
 //! ClickHouse's insert deduplication drops if the first insert had landed. The target table
 //! must deduplicate (Replicated, or `non_replicated_deduplication_window`).
 
+// Without a source feature the shared machinery has no user.
+#![cfg_attr(not(any(feature = "kafka", feature = "nats")), allow(dead_code))]
+
 mod partition;
 mod seal;
 
