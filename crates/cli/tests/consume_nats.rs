@@ -291,3 +291,39 @@ async fn nats_kill_during_a_handover_of_the_subjects() {
         taking.log()
     );
 }
+
+/// A target table that does not exist is a clear error at start, before any message is
+/// taken and before the seal table is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_table_is_a_clear_error_and_nothing_is_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(dir.path());
+    create_stream(&nats.url()).await;
+    publish(&nats.url(), 0, 10).await;
+    let db = TestDb::new("nats").await;
+    let mut c = Consumer::start(
+        dir.path(),
+        "c",
+        &args(&nats, &db, &["ev.0"], dir.path()),
+        &[],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = c.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "{}", c.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(1), "{}", c.log());
+    assert!(c.log().contains(".t does not exist"), "{}", c.log());
+    assert_eq!(
+        db.u64("SELECT count() FROM system.tables WHERE database = currentDatabase()")
+            .await,
+        0
+    );
+    // No durable consumer was made: nothing was taken off the stream.
+    let js = jetstream(&nats.url()).await;
+    let mut stream = js.get_stream("EV").await.unwrap();
+    assert_eq!(stream.info().await.unwrap().state.consumer_count, 0);
+}

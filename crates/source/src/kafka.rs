@@ -94,9 +94,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<Arc<SourceCounters>, SourceError> {
     opts.check()?;
-    let seals = ClickHouseSeals::new(&config, &opts.seal_table)?;
+    let seals = Arc::new(ClickHouseSeals::new(&config, &opts.seal_table)?);
+    // The target first (it must exist), then the seal table.
+    let sink = Arc::new(Sink::new(config, &opts.format, dispatcher, seals.clone()).await?);
     seals.create().await?;
-    let sink = Arc::new(Sink::new(config, &opts.format, dispatcher, Arc::new(seals)).await?);
     let counters = sink.counters().clone();
     let shared = Arc::new(Shared {
         opts: opts.clone(),

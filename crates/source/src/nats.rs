@@ -110,9 +110,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<Arc<SourceCounters>, SourceError> {
     opts.check()?;
-    let seals = ClickHouseSeals::new(&config, &opts.seal_table)?;
+    let seals = Arc::new(ClickHouseSeals::new(&config, &opts.seal_table)?);
+    // The target first (it must exist), then the seal table.
+    let sink = Arc::new(Sink::new(config, &opts.format, dispatcher, seals.clone()).await?);
     seals.create().await?;
-    let sink = Arc::new(Sink::new(config, &opts.format, dispatcher, Arc::new(seals)).await?);
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
         .connect(opts.url.as_str())
