@@ -697,6 +697,52 @@ async fn an_ack_resolves_once_its_rows_are_committed_or_dead_lettered() {
     ing.shutdown().await.unwrap();
 }
 
+/// `seal` sends the batch being filled at once (the linger here is an hour) and reports
+/// nothing: a later flush still reports what was dead-lettered.
+#[tokio::test]
+async fn seal_sends_the_open_batch_now_and_leaves_the_report_to_flush() {
+    let db = TestDb::new("seal").await;
+    table(&db, None).await;
+    let dlq = tempfile::tempdir().unwrap();
+    let mut c = db.config("t", dlq.path());
+    c.batching.max_rows = 100_000;
+    c.batching.linger = Duration::from_secs(3600);
+    let ing = Ingestor::<Ev>::start(c.clone()).await.unwrap();
+    let h = ing.handle();
+    let ack = h.send_acked((0..10).map(ev)).await.unwrap();
+    h.seal().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(120), ack.wait())
+        .await
+        .expect("sealed rows are sent without waiting for the linger")
+        .unwrap();
+    assert_eq!(db.u64("SELECT count() FROM t").await, 10);
+    ing.shutdown().await.unwrap();
+
+    let ing = Ingestor::<WithExtra>::start(c).await.unwrap();
+    let h = ing.handle();
+    let rows = (0..3).map(|i| WithExtra {
+        id: i,
+        name: String::new(),
+        value: 0.0,
+        ts: 0,
+        extra: String::new(),
+    });
+    let ack = h.send_acked(rows).await.unwrap();
+    h.seal().await.unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(120), ack.wait())
+        .await
+        .expect("sealed rows end without waiting for the linger")
+        .unwrap_err();
+    assert!(matches!(err, Error::DeadLettered { rows: 3, .. }), "{err}");
+    // The seal reported nothing, so the flush does.
+    match h.flush().await {
+        Err(Error::DeadLettered { rows, .. }) => assert_eq!(rows, 3),
+        other => panic!("the flush must report the dead letters: {other:?}"),
+    }
+    ing.shutdown().await.unwrap();
+    assert_eq!(db.u64("SELECT count() FROM t").await, 10);
+}
+
 /// Several acknowledgements share a batch that holds one bad row: after the batch is split to
 /// isolate it, each acknowledgement hears only of its own rows (no error for rows that landed).
 #[tokio::test]

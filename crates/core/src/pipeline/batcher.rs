@@ -468,6 +468,10 @@ impl<E: BatchEncoder> Task<E> {
                                 }
                                 let _ = self.out.send(Work::Flush(done)).await;
                             }
+                            Msg::Seal => {
+                                self.adopt(true, false, &mut sealed).await;
+                                sealed.extend(self.batcher.seal());
+                            }
                             Msg::Shutdown => {
                                 // Stop accepting; what is already queued is still drained.
                                 self.rx.close();

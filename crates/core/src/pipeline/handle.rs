@@ -24,6 +24,8 @@ pub(crate) enum Msg<R> {
     /// Input that never became a row (malformed): dead-lettered with the open batch.
     Reject(RejectedRow),
     Flush(oneshot::Sender<Result<()>>),
+    /// Seal the open batch and send it now, without waiting for its outcome.
+    Seal,
     Shutdown,
 }
 
@@ -308,6 +310,15 @@ impl<R: Send + 'static> Handle<R> {
             .await
             .map_err(|_| Error::Closed)?;
         wait.await.map_err(|_| Error::Closed)?
+    }
+
+    /// Seals the batch being filled and sends it now, with every row queued before this call,
+    /// without waiting for the outcome (waits only for room in the queue).
+    ///
+    /// Unlike [`flush`](Self::flush) it reports nothing: batches dead-lettered since the
+    /// previous flush are still reported by the next one.
+    pub async fn seal(&self) -> Result<()> {
+        self.tx.send(Msg::Seal).await.map_err(|_| Error::Closed)
     }
 
     /// A snapshot of the ingestor's counters.
