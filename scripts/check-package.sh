@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# `cargo package` of every publishable crate (chasync-core, chasync-source, chasync-cli,
+# chasync-daemon), the
+# way `cargo publish` would: the crate files are listed, the manifests normalised (path
+# dependencies carry versions; the test-only ones are dropped), and each package is built
+# from its own .crate contents against the others' packaged versions (verification). The
+# crates that are not published (publish = false: the Python extension, the testkit, the
+# benches) are left out. CHASYNC_PACKAGE_NO_VERIFY=1 skips the build.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+crates=(chasync-core chasync-source chasync-cli chasync-daemon)
+args=()
+for c in "${crates[@]}"; do args+=(-p "$c"); done
+if [ -n "${CHASYNC_PACKAGE_NO_VERIFY:-}" ]; then args+=(--no-verify); fi
+echo "check-package: cargo package ${crates[*]}" >&2
+cargo package --locked --allow-dirty --quiet "${args[@]}"
+for c in "${crates[@]}"; do
+  crate="$(ls -t target/package/"$c"-*.crate | head -1)"
+  for f in README.md LICENSE-MIT LICENSE-APACHE Cargo.toml; do
+    if ! tar -tzf "$crate" | grep -qx "[^/]*/$f"; then
+      echo "check-package: $crate has no $f" >&2
+      exit 1
+    fi
+  done
+  echo "check-package: $(basename "$crate"): $(tar -tzf "$crate" | wc -l) files, $(du -k "$crate" | cut -f1) KiB" >&2
+done
+# Every other member of the workspace says it is not published (publish = false).
+cargo metadata --format-version 1 --no-deps | python3 -c '
+import json, sys
+published = set(sys.argv[1:])
+for p in json.load(sys.stdin)["packages"]:
+    if p["name"] not in published and p["publish"] != []:
+        sys.exit("check-package: " + p["name"] + " is neither packaged here nor publish = false")
+' "${crates[@]}"
