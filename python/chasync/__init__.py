@@ -5,9 +5,11 @@ bounded concurrency, retries by ClickHouse error code, idempotent batch ids, a d
 dead-letter spool). This package converts Python objects into the engine's values and hands
 them over without blocking the event loop.
 
-Two entry points:
+Three entry points:
 
 * :class:`Inserter` -- ``async with chasync.Inserter(url, table, ...) as ins: await ins.write_many(rows)``
+* :class:`SyncInserter` -- the same without ``async``, for scripts and notebooks:
+  ``with chasync.SyncInserter(url, table, ...) as ins: ins.write_many(rows)``
 * :class:`ClickHouseAsyncInserter` -- a drop-in replacement for the widely copied asyncio
   ``ClickHouseAsyncInserter`` (aiohttp + JSONEachRow) class: same constructor, same
   ``await ins.stream_insert(queue)``.
@@ -20,6 +22,7 @@ from __future__ import annotations
 from ._native import (
     ClosedError,
     ConfigError,
+    ConnectionError,
     ConversionError,
     DeadLettered,
     Error,
@@ -30,13 +33,16 @@ from ._native import (
     sync_log_level,
 )
 from ._dropin import STOP, ClickHouseAsyncInserter
+from ._sync import SyncInserter
 
 __all__ = [
     "Inserter",
+    "SyncInserter",
     "ClickHouseAsyncInserter",
     "STOP",
     "Error",
     "ConfigError",
+    "ConnectionError",
     "ConversionError",
     "ServerError",
     "QueueFull",

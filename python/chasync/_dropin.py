@@ -17,6 +17,9 @@ What differs (on purpose):
 * nothing is dropped: a batch that cannot be committed after ``retries`` attempts, rows
   ClickHouse refuses and items that are not dicts go to the dead-letter spool
   (``dlq_dir``, default ``$CHASYNC_DLQ_DIR`` or ``./chasync-dlq``) with their reason;
+* ``_execute_insert(batch)``, which some pipelines call directly with a ready-made batch,
+  sends the batch through the engine at once and returns whether every row of it was
+  committed (``False``: some are in the dead-letter spool, not lost);
 * the guarantee (cancellation included): every item ``stream_insert`` took from the queue is
   committed or dead-lettered by the time the ``async with`` block exits (``close()``
   returns). Items still in the queue are not touched. ``queue.task_done()`` is called for
@@ -28,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from ._native import DeadLettered, Inserter
 
@@ -162,6 +165,34 @@ class ClickHouseAsyncInserter:
                 e.spool,
                 e.last_error,
             )
+
+    async def _execute_insert(self, batch: List[Dict[str, Any]]) -> bool:
+        """Commits one ready-made batch (a list of dicts) and returns whether it landed.
+
+        As in the class this replaces, the batch is sent at once (sealed with whatever the
+        engine holds, not held for ``linger``), retried up to ``retries`` attempts, and the
+        call returns when it is done: ``True`` when every row was committed, ``False`` when
+        some were not. Unlike the original, those rows are not dropped: they are in the
+        dead-letter spool with the reason (logged here as an error). Starts the engine if
+        needed.
+        """
+        if not batch:
+            return True
+        ins = self._inserter
+        if not ins.running:
+            await ins.start()
+        try:
+            await ins.write_acked(batch)
+        except DeadLettered as e:
+            logger.error(
+                "%d row(s) of a batch of %d could not be inserted and are in the dead-letter spool %s (last error: %s)",
+                e.rows,
+                len(batch),
+                e.spool,
+                e.last_error,
+            )
+            return False
+        return True
 
     async def stream_insert(self, data_stream: "asyncio.Queue[Any]") -> None:
         """Consumes ``data_stream`` until it yields ``None`` or :data:`chasync.STOP`.

@@ -2,8 +2,28 @@
 
 from __future__ import annotations
 
+import builtins
 from os import PathLike
-from typing import Any, Awaitable, Dict, Iterable, List, Literal, Mapping, Optional, Sequence, Union
+from types import TracebackType
+from typing import Any, Coroutine, Dict, Generator, Iterable, Literal, Mapping, Optional, Sequence, Union
+
+from typing_extensions import Self, final
+
+__all__ = [
+    "Error",
+    "ConnectionError",
+    "ConfigError",
+    "ConversionError",
+    "ServerError",
+    "QueueFull",
+    "DeadLettered",
+    "ClosedError",
+    "Ready",
+    "Pending",
+    "Inserter",
+    "sync_log_level",
+    "__version__",
+]
 
 __version__: str
 
@@ -11,7 +31,11 @@ class Error(Exception):
     """Base class of every chasync error."""
 
 class ConfigError(Error):
-    """A bad option, an unknown table, or a server that cannot be reached at start."""
+    """A bad option, an unknown table, or a configuration that cannot work."""
+
+class ConnectionError(Error, builtins.ConnectionError):
+    """ClickHouse cannot be reached: the connection was refused, reset or timed out. A
+    subclass of both ``chasync.Error`` and the builtin ``ConnectionError``."""
 
 class ConversionError(Error):
     """A Python value that cannot be converted; nothing of the call was taken."""
@@ -52,116 +76,133 @@ class DeadLettered(Error):
 class ClosedError(Error):
     """The inserter is closed (or was never started)."""
 
-class Ready:
-    """An awaitable that is already done (a write the engine's queue took at once)."""
+@final
+class Ready(Coroutine[Any, Any, None]):
+    """An awaitable that is already done (a write the engine's queue took at once). A
+    coroutine as asyncio sees one: ``asyncio.create_task`` takes it."""
 
-    def __await__(self) -> Any: ...
+    def __await__(self) -> Generator[Any, None, None]: ...
+    def __iter__(self) -> Ready: ...
+    def __next__(self) -> None: ...
+    def send(self, value: Any) -> None: ...
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> None: ...
+    def close(self) -> None: ...
 
-Row = Mapping[str, Any]
-Columns = Union[Mapping[str, Sequence[Any]], Any]
+@final
+class Pending(Coroutine[Any, Any, Any]):
+    """An awaitable still waiting for the engine (it wraps an asyncio future). A coroutine
+    as asyncio sees one: ``asyncio.create_task`` takes it."""
 
+    def __await__(self) -> Generator[Any, None, Any]: ...
+    def send(self, value: Any) -> Any: ...
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any: ...
+    def close(self) -> None: ...
+
+_Row = Mapping[str, Any]
+_Columns = Union[Mapping[str, Sequence[Any]], Any]
+
+@final
 class Inserter:
     """Streams rows into one ClickHouse table through the chasync engine.
 
     ``url`` is the HTTP endpoint (``http://host:8123``, or ``https://host:8443`` with TLS) or a
-    list of them (attempts rotate);
+    list of them (attempts go to the least loaded healthy one);
     ``http://user:password@host:8123`` (percent-encoded) carries the credentials (a ``user``
     or ``password`` argument that differs from them is an error). ``None``: the environment's
-    ``CHASYNC_URL`` or ``CLICKHOUSE_URL``, else ``http://127.0.0.1:8123``. The environment
-    (``CHASYNC_<OPTION>``; ``CLICKHOUSE_URL``, ``_USER``, ``_PASSWORD``, ``_DATABASE``) sets
-    any option the arguments leave out.
-    Options (keyword arguments):
+    ``CHASYNC_URL`` or ``CLICKHOUSE_URL``, else ``http://127.0.0.1:8123``. ``table`` is
+    ``name`` or ``db.name``.
 
-    * ``compression``: ``"lz4"`` (default) or ``"none"``;
-    * ``batch_rows`` (250000), ``batch_bytes`` (32 MiB), ``linger`` (seconds, 1.0): a batch
-      is sent at whichever comes first;
-    * ``queue_capacity`` (200000 inputs): how far writers may run ahead of the inserts;
-    * ``max_concurrency`` (4): inserts in flight;
-    * ``max_attempts`` / ``retries`` (10), ``initial_backoff`` (0.1 s), ``max_backoff``
-      (10 s), ``backoff_multiplier`` (2.0): the retry policy;
-    * ``dlq_dir`` (``./chasync-dlq``): the dead-letter spool;
-    * ``urls`` / ``endpoints``: more endpoints;
-    * ``connect_timeout`` (5 s), ``send_timeout`` (30 s), ``timeout`` (120 s, the answer to
-      one insert);
-    * ``stream_id`` (a name: reproducible batch ids) and ``first_sequence``;
-    * ``fill_insert_id`` (True): write the batch id into an ``_insert_id`` column;
-    * ``settings``: extra ClickHouse settings of every insert;
-    * ``tls_ca_file`` (a PEM file of the CAs to trust instead of the system's store, which
-      ``SSL_CERT_FILE`` replaces), ``tls_cert_file`` and ``tls_key_file`` (a client
-      certificate, for servers that require one), ``tls_insecure_skip_verify`` (False; True
-      accepts any server certificate, unverified, and logs a warning): TLS of ``https://``
-      URLs;
-    * ``skip_unknown_keys`` (False), ``preserve_row_order`` (True), ``insert_id_column``;
-    * ``on_conversion_error``: ``"raise"`` (default: ``ConversionError``, nothing of the call
-      taken) or ``"dead_letter"`` (the row goes to the spool with its reason).
+    Every option is a keyword argument with the names the command line and the daemon share
+    (docs/configuration.md); ``help(chasync.Inserter)`` describes each one. An option left
+    out (or ``None``) comes from the environment (``CHASYNC_<OPTION>``; ``CLICKHOUSE_URL``,
+    ``CLICKHOUSE_USER``, ``CLICKHOUSE_PASSWORD``, ``CLICKHOUSE_DATABASE``), else its default
+    (the signature's): ``max_attempts`` 20000 attempts, the spool in ``chasync-spool`` under
+    the working directory, ``max_rows`` 250000, ``max_bytes`` 32 MiB, ``linger`` 1 s. The
+    aliases (``batch_rows``, ``batch_bytes``, ``queue_capacity``, ``timeout``, ``dlq_dir``,
+    ``dead_letter_dir``, ``endpoints``, ``compress``) are accepted too.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         url: Union[str, Sequence[str], None],
         table: str,
         *,
         database: Optional[str] = None,
         user: Optional[str] = None,
         password: Optional[str] = None,
-        compression: Literal["lz4", "none"] = ...,
-        batch_rows: int = ...,
-        batch_bytes: int = ...,
-        linger: float = ...,
-        queue_capacity: int = ...,
-        max_concurrency: int = ...,
-        max_attempts: int = ...,
-        retries: int = ...,
-        initial_backoff: float = ...,
-        max_backoff: float = ...,
-        backoff_multiplier: float = ...,
-        dlq_dir: Union[str, PathLike[str], None] = ...,
-        urls: Union[str, Sequence[str], None] = ...,
-        endpoints: Union[str, Sequence[str], None] = ...,
-        connect_timeout: float = ...,
-        send_timeout: float = ...,
-        timeout: float = ...,
-        stream_id: Optional[str] = ...,
-        first_sequence: int = ...,
-        fill_insert_id: bool = ...,
-        settings: Optional[Mapping[str, Any]] = ...,
-        tls_ca_file: Union[str, PathLike[str], None] = ...,
-        tls_cert_file: Union[str, PathLike[str], None] = ...,
-        tls_key_file: Union[str, PathLike[str], None] = ...,
-        tls_insecure_skip_verify: bool = ...,
-        skip_unknown_keys: bool = ...,
-        preserve_row_order: bool = ...,
-        insert_id_column: Optional[str] = ...,
-        on_conversion_error: Literal["raise", "dead_letter"] = ...,
-    ) -> None: ...
-    def start(self) -> Awaitable[None]:
+        compression: Union[Literal["lz4", "none"], bool, None] = "lz4",
+        connect_timeout: Union[float, str, None] = 5.0,
+        send_timeout: Union[float, str, None] = 30.0,
+        insert_timeout: Union[float, str, None] = 120.0,
+        query_timeout: Union[float, str, None] = 10.0,
+        settings: Optional[Mapping[str, Any]] = None,
+        max_rows: Optional[int] = 250000,
+        max_bytes: Union[int, str, None] = 33554432,
+        linger: Union[float, str, None] = 1.0,
+        queue_rows: Optional[int] = 200000,
+        max_concurrency: Optional[int] = 4,
+        max_attempts: Optional[int] = 20000,
+        retries: Optional[int] = None,
+        initial_backoff: Union[float, str, None] = 0.1,
+        max_backoff: Union[float, str, None] = 10.0,
+        backoff_multiplier: Optional[float] = 2.0,
+        fill_insert_id: Optional[bool] = True,
+        stream_id: Optional[str] = None,
+        first_sequence: Optional[int] = 0,
+        spool_dir: Union[str, PathLike[str], None] = "chasync-spool",
+        urls: Union[str, Sequence[str], None] = None,
+        tls_ca_file: Union[str, PathLike[str], None] = None,
+        tls_cert_file: Union[str, PathLike[str], None] = None,
+        tls_key_file: Union[str, PathLike[str], None] = None,
+        tls_insecure_skip_verify: Optional[bool] = False,
+        skip_unknown_keys: bool = False,
+        preserve_row_order: bool = True,
+        insert_id_column: Optional[str] = "_insert_id",
+        on_conversion_error: Literal["raise", "dead_letter"] = "raise",
+        **aliases: Any,
+    ) -> Self: ...
+    def start(self) -> Coroutine[Any, Any, None]:
         """Reads the table's schema and starts the engine."""
     async def __aenter__(self) -> Inserter: ...
-    async def __aexit__(self, *args: Any) -> bool: ...
-    def write(self, row: Row) -> Awaitable[None]:
+    async def __aexit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+        /,
+    ) -> bool: ...
+    def write(self, row: _Row) -> Coroutine[Any, Any, None]:
         """Queues one row; resolves when it is in the engine's queue."""
-    def try_write(self, row: Row) -> None:
+    def try_write(self, row: _Row) -> None:
         """Queues one row if there is room now, else raises ``QueueFull``."""
-    def write_many(self, rows: Iterable[Row]) -> Awaitable[None]:
+    def write_many(self, rows: Iterable[_Row]) -> Coroutine[Any, Any, None]:
         """Queues many rows, converted in one call; resolves when all are in the queue."""
-    def write_columns(self, data: Columns) -> Awaitable[None]:
+    def write_columns(self, data: _Columns) -> Coroutine[Any, Any, None]:
         """Queues columnar data: a dict of equal-length lists / tuples / numpy arrays /
         pandas Series, or any object with ``__arrow_c_stream__`` (pyarrow Table, RecordBatch,
         RecordBatchReader, polars DataFrame, ...)."""
-    def flush(self) -> Awaitable[None]:
+    def write_acked(self, rows: Iterable[_Row]) -> Coroutine[Any, Any, None]:
+        """Queues rows and sends them at once (sealed into a batch with whatever the engine
+        holds); resolves once every one of them is committed, or raises ``DeadLettered``
+        (``rows``: these rows only) when some were dead-lettered instead."""
+    def flush(self) -> Coroutine[Any, Any, None]:
         """Resolves when every row written before is committed or dead-lettered; raises
         ``DeadLettered`` when rows were dead-lettered since the previous flush."""
     def flush_nowait(self) -> None:
         """Asks the engine to send what it holds now, without waiting."""
-    def close(self) -> Awaitable[Optional[Dict[str, Any]]]:
+    def close(self) -> Coroutine[Any, Any, Optional[Dict[str, Any]]]:
         """Flushes, stops the engine, returns the final stats; raises ``DeadLettered`` when
         rows were dead-lettered since the last flush."""
     def stats(self) -> Dict[str, Any]:
         """The engine's counters: rows_accepted, rows_committed, rows_dead_lettered,
         rows_rejected, batches_committed, retries, in_flight, queue_depth, latency_ms_p50 ...
         and dead_letter_dir."""
+    def config_json(self) -> str:
+        """The engine configuration the arguments resolve to, as JSON (the password as
+        ``***``)."""
     @property
-    def dead_letter_dir(self) -> str: ...
+    def dead_letter_dir(self) -> str:
+        """The dead-letter spool directory."""
     @property
     def target(self) -> str:
         """``database.table``."""
@@ -169,9 +210,11 @@ class Inserter:
     def chunk_rows(self) -> int:
         """Rows per columnar piece handed to the engine."""
     @property
-    def running(self) -> bool: ...
+    def running(self) -> bool:
+        """Whether the engine runs (started and not closed)."""
     @property
-    def closed(self) -> bool: ...
+    def closed(self) -> bool:
+        """Whether ``close()`` was called."""
 
 def sync_log_level() -> None:
     """Reads the level of the ``chasync`` logger now (it is also read every second)."""

@@ -4,6 +4,7 @@
 //! chasync.Error
 //!  ├── ConfigError       bad options, unknown table, unreachable at start
 //!  ├── ConversionError   a Python value the engine cannot take (.row .column .value .target_type)
+//!  ├── ConnectionError   ClickHouse cannot be reached (also a builtin `ConnectionError`)
 //!  ├── ServerError       ClickHouse answered with an exception (.code .name)
 //!  ├── QueueFull         try_write found the queue full
 //!  ├── DeadLettered      rows went to the dead-letter spool (.rows .batches .spool .last_error)
@@ -14,6 +15,8 @@ use chasync_core::Error as CoreError;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyTuple, PyType};
 
 create_exception!(
     chasync,
@@ -58,9 +61,49 @@ create_exception!(
     "The inserter is closed (or was never started)."
 );
 
+/// `chasync.ConnectionError`, made at import: it derives from both `chasync.Error` and the
+/// builtin `ConnectionError` (an `OSError`), which `create_exception!` (one base) cannot say.
+static CONNECTION_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+/// The class `chasync.ConnectionError`.
+pub fn connection_error_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+    CONNECTION_ERROR
+        .get_or_try_init(py, || {
+            let builtins = py.import("builtins")?;
+            let bases = PyTuple::new(
+                py,
+                [
+                    py.get_type::<Error>().into_any(),
+                    builtins.getattr("ConnectionError")?,
+                ],
+            )?;
+            let namespace = PyDict::new(py);
+            namespace.set_item("__module__", "chasync")?;
+            namespace.set_item(
+                "__doc__",
+                "ClickHouse cannot be reached: the connection was refused, reset or timed out. \
+                 A subclass of both chasync.Error and the builtin ConnectionError.",
+            )?;
+            let class = builtins
+                .getattr("type")?
+                .call1(("ConnectionError", bases, namespace))?;
+            Ok::<_, PyErr>(class.cast_into::<PyType>()?.unbind())
+        })
+        .map(|t| t.bind(py))
+}
+
+/// A `chasync.ConnectionError` with this message.
+pub fn connection_error(py: Python<'_>, msg: String) -> PyErr {
+    match connection_error_type(py) {
+        Ok(t) => PyErr::from_type(t.clone(), msg),
+        Err(e) => e,
+    }
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("Error", py.get_type::<Error>())?;
+    m.add("ConnectionError", connection_error_type(py)?)?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;
     m.add("ConversionError", py.get_type::<ConversionError>())?;
     m.add("ServerError", py.get_type::<ServerError>())?;
@@ -136,6 +179,7 @@ pub fn to_pyerr(py: Python<'_>, err: CoreError) -> PyErr {
             e
         }
         CoreError::Closed => ClosedError::new_err(msg),
+        CoreError::Network { .. } => connection_error(py, msg),
         _ => Error::new_err(msg),
     }
 }

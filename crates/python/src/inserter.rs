@@ -106,7 +106,16 @@ enum Payload {
 
 enum Work {
     Items(Payload, Option<oneshot::Sender<Result<(), WorkError>>>),
-    Flush(Option<oneshot::Sender<chasync_core::Result<()>>>),
+    /// Items sent with an acknowledgement and sealed into a batch at once; the sender hears
+    /// when they all are committed, or how many were dead-lettered (into the spool given).
+    Acked(
+        Payload,
+        std::path::PathBuf,
+        oneshot::Sender<Result<(), WorkError>>,
+    ),
+    Flush(oneshot::Sender<chasync_core::Result<()>>),
+    /// Send what the engine holds now, reporting nothing.
+    Seal,
     Close(oneshot::Sender<(chasync_core::Result<()>, chasync_core::Result<Stats>)>),
 }
 
@@ -142,6 +151,78 @@ async fn send_items(handle: &Handle<DynInput>, items: Vec<Item>) -> Result<(), W
     Ok(())
 }
 
+/// The items of a payload, once converted.
+async fn resolve(payload: Payload) -> Result<Vec<Item>, WorkError> {
+    match payload {
+        Payload::Ready(items) => Ok(items),
+        Payload::Pending(job) => match job.await {
+            Ok(r) => r,
+            Err(e) => Err(WorkError::Other(format!("conversion failed: {e}"))),
+        },
+    }
+}
+
+/// Sends items with one acknowledgement and seals the batch; returns a future of the
+/// outcome: `Ok` when every row was committed, `DeadLettered` (rows that were not, rows
+/// refused at conversion included) otherwise.
+async fn send_acked(
+    handle: &Handle<DynInput>,
+    items: Vec<Item>,
+    spool: std::path::PathBuf,
+) -> Result<impl Future<Output = Result<(), WorkError>> + Send + 'static, WorkError> {
+    let mut inputs = Vec::with_capacity(items.len());
+    let mut refused: Option<(u64, String)> = None;
+    for item in items {
+        match item {
+            Item::Input(input) => inputs.push(input),
+            Item::Reject { reason, record } => {
+                let r = refused.get_or_insert((0, String::new()));
+                r.0 += 1;
+                r.1.clone_from(&reason);
+                handle
+                    .reject(reason, Some(record))
+                    .await
+                    .map_err(WorkError::Core)?;
+            }
+        }
+    }
+    let ack = handle
+        .send_acked(inputs)
+        .await
+        .map_err(|_| WorkError::Core(CoreError::Closed))?;
+    handle.seal().await.map_err(WorkError::Core)?;
+    Ok(async move {
+        let (mut rows, mut last_error, mut code) = match &refused {
+            Some((n, reason)) => (*n, reason.clone(), None),
+            None => (0, String::new(), None),
+        };
+        match ack.wait().await {
+            Ok(()) => {}
+            Err(CoreError::DeadLettered {
+                rows: r,
+                last_error: e,
+                code: c,
+                ..
+            }) => {
+                rows += r;
+                last_error = e;
+                code = c;
+            }
+            Err(e) => return Err(WorkError::Core(e)),
+        }
+        if rows == 0 {
+            return Ok(());
+        }
+        Err(WorkError::Core(CoreError::DeadLettered {
+            batches: 1,
+            rows,
+            spool,
+            last_error,
+            code,
+        }))
+    })
+}
+
 /// The hand-off task: sends work in order; owns the pipeline and shuts it down at `close()`
 /// (or when the `Inserter` is dropped without one).
 async fn hand_off(
@@ -153,18 +234,36 @@ async fn hand_off(
     while let Some(work) = rx.recv().await {
         match work {
             Work::Items(payload, done) => {
-                let result = match payload {
-                    Payload::Ready(items) => send_items(&handle, items).await,
-                    Payload::Pending(job) => match job.await {
-                        Ok(Ok(items)) => send_items(&handle, items).await,
-                        Ok(Err(e)) => Err(e),
-                        Err(e) => Err(WorkError::Other(format!("conversion failed: {e}"))),
-                    },
+                let result = match resolve(payload).await {
+                    Ok(items) => send_items(&handle, items).await,
+                    Err(e) => Err(e),
                 };
                 backlog.fetch_sub(1, SeqCst);
                 if let Some(done) = done {
                     let _ = done.send(result);
                 }
+            }
+            Work::Acked(payload, spool, done) => {
+                let sent = match resolve(payload).await {
+                    Ok(items) => send_acked(&handle, items, spool).await,
+                    Err(e) => Err(e),
+                };
+                backlog.fetch_sub(1, SeqCst);
+                match sent {
+                    // The outcome is awaited off this task, so later writes go on.
+                    Ok(outcome) => {
+                        tokio::spawn(async move {
+                            let _ = done.send(outcome.await);
+                        });
+                    }
+                    Err(e) => {
+                        let _ = done.send(Err(e));
+                    }
+                }
+            }
+            Work::Seal => {
+                let _ = handle.seal().await;
+                backlog.fetch_sub(1, SeqCst);
             }
             Work::Flush(done) => {
                 // Rows handed over before are in the queue already; wait for the outcome
@@ -172,10 +271,7 @@ async fn hand_off(
                 let h = handle.clone();
                 backlog.fetch_sub(1, SeqCst);
                 tokio::spawn(async move {
-                    let r = h.flush().await;
-                    if let Some(done) = done {
-                        let _ = done.send(r);
-                    }
+                    let _ = done.send(h.flush().await);
                 });
             }
             Work::Close(done) => {
@@ -341,6 +437,69 @@ fn stats_dict<'py>(
 }
 
 /// Streams rows into one ClickHouse table through the chasync engine.
+///
+/// `url` is the ClickHouse HTTP endpoint (`http://host:8123`, or `https://host:8443` with
+/// TLS) or a list of them (attempts go to the least loaded healthy one);
+/// `http://user:password@host:8123` (percent-encoded) carries the credentials (a `user` or
+/// `password` argument that differs from them is an error). `None`: the environment's
+/// `CHASYNC_URL` or `CLICKHOUSE_URL`, else `http://127.0.0.1:8123`. `table` is `name` or
+/// `db.name`. The inserter connects in `start()` (or `async with`).
+///
+/// Every other option is a keyword argument, with the names the command line and the daemon
+/// share (docs/configuration.md); an unknown name is a `ConfigError`. An option left out (or
+/// `None`) comes from the environment (`CHASYNC_<OPTION>`, such as `CHASYNC_MAX_ROWS`;
+/// `CLICKHOUSE_URL`, `CLICKHOUSE_USER`, `CLICKHOUSE_PASSWORD`, `CLICKHOUSE_DATABASE`, which
+/// the `CHASYNC_` names override), else its default, given in parentheses below. Durations
+/// are seconds (or text: `"500ms"`), sizes bytes (or text: `"32MiB"`).
+///
+/// Connection:
+///   database            the database of tables named without one ("default")
+///   user, password      ClickHouse credentials (ClickHouse's "default" user, no password);
+///                       the password is never printed
+///   compression         "lz4" (default) or "none": wire compression of insert bodies
+///   connect_timeout     establishing a connection (5 s)
+///   send_timeout        handing one chunk of an insert body to the connection (30 s)
+///   insert_timeout      the server's answer to an insert once its body was sent (120 s);
+///                       alias `timeout`
+///   query_timeout       a metadata query, such as reading the table's schema (10 s)
+///   settings            dict of ClickHouse settings sent with every insert
+///
+/// Batching (a batch is sent at whichever limit comes first):
+///   max_rows            rows in a batch (250000); alias `batch_rows`
+///   max_bytes           encoded bytes in a batch (32 MiB); alias `batch_bytes`
+///   linger              seconds after a batch's first row (1.0)
+///   queue_rows          rows that may wait in the queue before writes wait (200000);
+///                       alias `queue_capacity`
+///
+/// Delivery:
+///   max_concurrency     inserts in flight at most (4); the limit adapts below it
+///   max_attempts        attempts of an insert, the first included (20000); only errors
+///                       worth retrying are retried
+///   retries             or: attempts after the first (max_attempts - 1)
+///   initial_backoff     the wait before the second attempt (0.1 s)
+///   max_backoff         the longest wait between two attempts (10 s)
+///   backoff_multiplier  growth of the wait per attempt (2.0), jittered
+///   fill_insert_id      write the batch id into the table's `_insert_id` column (True)
+///   stream_id           a name (or UUID) whose batch ids are reproducible (random)
+///   first_sequence      the sequence number of the first batch (0)
+///   spool_dir           the dead-letter spool directory ("chasync-spool"); aliases
+///                       `dlq_dir`, `dead_letter_dir`
+///   urls, endpoints     more endpoints (the same as a list for `url`)
+///
+/// TLS of `https://` URLs (the server's certificate is checked against the system's trust
+/// store, which `SSL_CERT_FILE` / `SSL_CERT_DIR` replace):
+///   tls_ca_file         a PEM file of the CAs to trust instead of the system's (None)
+///   tls_cert_file       a client certificate (PEM), for servers that require one (None)
+///   tls_key_file        the client certificate's private key (PEM), with tls_cert_file
+///   tls_insecure_skip_verify
+///                       accept any server certificate, unverified (False); logs a warning
+///
+/// Conversion of Python objects:
+///   skip_unknown_keys   ignore dict keys that name no column (False: a ConversionError)
+///   preserve_row_order  keep the rows' order when their keys differ (True)
+///   insert_id_column    the column that gets the batch id ("_insert_id"; None: none)
+///   on_conversion_error "raise" (default: ConversionError, nothing of the call taken) or
+///                       "dead_letter" (the row goes to the spool with its reason)
 #[pyclass(module = "chasync._native")]
 pub struct Inserter {
     config: Config,
@@ -370,9 +529,20 @@ impl Inserter {
         r: &Running,
         payload: Payload,
     ) -> PyResult<Bound<'py, PyAny>> {
+        self.enqueue_work(py, r, |tx| Work::Items(payload, Some(tx)))
+    }
+
+    /// Sends one work item, made with the sender of its outcome, to the hand-off task;
+    /// returns the awaitable of the outcome.
+    fn enqueue_work<'py>(
+        &self,
+        py: Python<'py>,
+        r: &Running,
+        work: impl FnOnce(oneshot::Sender<Result<(), WorkError>>) -> Work,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let (tx, rx) = oneshot::channel();
         r.backlog.fetch_add(1, SeqCst);
-        if r.work.send(Work::Items(payload, Some(tx))).is_err() {
+        if r.work.send(work(tx)).is_err() {
             r.backlog.fetch_sub(1, SeqCst);
             return Err(ClosedError::new_err("the inserter is closed"));
         }
@@ -504,7 +674,19 @@ impl Inserter {
 impl Inserter {
     /// Creates an inserter (it connects in `start()` / `async with`).
     #[new]
-    #[pyo3(signature = (url, table, *, database=None, user=None, password=None, **options))]
+    #[pyo3(
+        signature = (url, table, *, database=None, user=None, password=None, **options),
+        text_signature = "(url, table, *, database=None, user=None, password=None, \
+            compression='lz4', connect_timeout=5.0, send_timeout=30.0, insert_timeout=120.0, \
+            query_timeout=10.0, settings=None, max_rows=250000, max_bytes=33554432, \
+            linger=1.0, queue_rows=200000, max_concurrency=4, max_attempts=20000, \
+            retries=None, initial_backoff=0.1, max_backoff=10.0, backoff_multiplier=2.0, \
+            fill_insert_id=True, stream_id=None, first_sequence=0, \
+            spool_dir='chasync-spool', urls=None, tls_ca_file=None, tls_cert_file=None, \
+            tls_key_file=None, tls_insecure_skip_verify=False, skip_unknown_keys=False, \
+            preserve_row_order=True, insert_id_column='_insert_id', \
+            on_conversion_error='raise', **aliases)"
+    )]
     fn new(
         url: &Bound<'_, PyAny>,
         table: String,
@@ -661,17 +843,7 @@ impl Inserter {
             return self.submit(py, items);
         }
         let seq = seq.unbind();
-        self.submit_job(py, move || {
-            Python::try_attach(|py| {
-                let seq = seq.bind(py);
-                let iter = seq
-                    .try_iter()
-                    .map_err(|e| WorkError::Other(e.to_string()))?;
-                convert::convert_rows(iter.filter_map(Result::ok), on_error, chunk, 0, true)
-                    .map_err(WorkError::Conversion)
-            })
-            .unwrap_or_else(|| Err(WorkError::Other("the interpreter is shutting down".into())))
-        })
+        self.submit_job(py, move || convert_on_a_thread(seq, on_error, chunk))
     }
 
     /// Queues columnar data: a dict of equal-length lists / tuples / numpy arrays, or any
@@ -734,6 +906,44 @@ impl Inserter {
         })
     }
 
+    /// Queues rows (a list, tuple or iterable of dicts, as `write_many`) and sends them at
+    /// once, sealed into a batch with whatever the engine holds, without waiting for the
+    /// linger. Awaitable; resolves once every one of these rows is committed, or raises
+    /// `DeadLettered` (its `rows` counts these rows only) when some were dead-lettered
+    /// instead. Other rows are not waited for.
+    fn write_acked<'py>(
+        &self,
+        py: Python<'py>,
+        rows: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let r = self.running()?;
+        let seq: Bound<'py, PyAny> =
+            if rows.is_instance_of::<PyList>() || rows.is_instance_of::<PyTuple>() {
+                rows.clone()
+            } else {
+                PyList::new(py, rows.try_iter()?.collect::<PyResult<Vec<_>>>()?)?.into_any()
+            };
+        let (on_error, chunk) = (self.on_error, self.chunk_rows);
+        let payload = if seq.len()? <= INLINE_ROWS {
+            let items = convert::convert_rows(
+                seq.try_iter()?.filter_map(Result::ok),
+                on_error,
+                chunk,
+                0,
+                false,
+            )
+            .map_err(|e| e.into_pyerr(py))?;
+            Payload::Ready(items)
+        } else {
+            let seq = seq.unbind();
+            Payload::Pending(runtime::spawn_blocking(move || {
+                convert_on_a_thread(seq, on_error, chunk)
+            }))
+        };
+        let spool = self.config.spool.dir.clone();
+        self.enqueue_work(py, &r, |tx| Work::Acked(payload, spool, tx))
+    }
+
     /// Waits until every row written before is committed or dead-lettered. Raises
     /// `DeadLettered` when rows were dead-lettered since the previous flush. Awaitable.
     fn flush<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
@@ -744,7 +954,7 @@ impl Inserter {
         };
         let (tx, rx) = oneshot::channel();
         r.backlog.fetch_add(1, SeqCst);
-        if r.work.send(Work::Flush(Some(tx))).is_err() {
+        if r.work.send(Work::Flush(tx)).is_err() {
             r.backlog.fetch_sub(1, SeqCst);
             return Err(ClosedError::new_err("the inserter is closed"));
         }
@@ -757,11 +967,11 @@ impl Inserter {
     }
 
     /// Asks the engine to seal and send what it holds now, without waiting (the outcome
-    /// shows in `stats()` and at `close()`).
+    /// shows in `stats()`, and dead letters are reported by the next `flush()` or `close()`).
     fn flush_nowait(&self) -> PyResult<()> {
         if let State::Running(r) = &*self.state.lock().expect("state") {
             r.backlog.fetch_add(1, SeqCst);
-            if r.work.send(Work::Flush(None)).is_err() {
+            if r.work.send(Work::Seal).is_err() {
                 r.backlog.fetch_sub(1, SeqCst);
             }
         }
@@ -838,6 +1048,20 @@ impl Inserter {
             self.config.clickhouse.database, self.config.table
         )
     }
+}
+
+/// Rows (a list or tuple of dicts) converted on a blocking thread, attached to Python only
+/// while it reads them.
+fn convert_on_a_thread(seq: Py<PyAny>, on_error: OnError, chunk: usize) -> Converted {
+    Python::try_attach(|py| {
+        let seq = seq.bind(py);
+        let iter = seq
+            .try_iter()
+            .map_err(|e| WorkError::Other(e.to_string()))?;
+        convert::convert_rows(iter.filter_map(Result::ok), on_error, chunk, 0, true)
+            .map_err(WorkError::Conversion)
+    })
+    .unwrap_or_else(|| Err(WorkError::Other("the interpreter is shutting down".into())))
 }
 
 /// Numpy buffers to typed columns, lengths checked, split into columnar pieces.

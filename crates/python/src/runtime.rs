@@ -99,13 +99,14 @@ impl ContextExt for Tracked {
 }
 
 /// A Python awaitable that resolves with `fut`'s output (as
-/// `pyo3_async_runtimes::tokio::future_into_py`, with the hand-over counted).
+/// `pyo3_async_runtimes::tokio::future_into_py`, with the hand-over counted), wrapped in a
+/// [`crate::Pending`] so that `asyncio.create_task` takes it as a coroutine.
 pub fn future_into_py<F, T>(py: Python<'_>, fut: F) -> PyResult<Bound<'_, PyAny>>
 where
     F: Future<Output = PyResult<T>> + Send + 'static,
     T: for<'py> IntoPyObject<'py> + Send + 'static,
 {
-    generic::future_into_py::<Tracked, F, T>(py, fut)
+    crate::Pending::wrap(generic::future_into_py::<Tracked, F, T>(py, fut)?)
 }
 
 /// Waits, up to `limit`, until no task is alive on the runtime and no counted blocking
