@@ -33,11 +33,20 @@ demo-rust rows="2000000":
 build:
     cargo build --workspace --all-targets
 
-# Format, lint and doc checks.
+# Format, lint and doc checks, and `cargo package` of the publishable crates.
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
+    scripts/check-package.sh
+
+# The Python package as a wheel people can install (manylinux_2_28, abi3, stripped), into dist/.
+wheel:
+    scripts/build-wheel.sh
+
+# Release builds of `chasync` and `chasyncd` (stripped), into target/release/.
+release:
+    cargo build --release -p chasync-cli -p chasync-daemon
 
 # All tests against a real ClickHouse (started and stopped here unless CLICKHOUSE_URL is set).
 test:
@@ -58,7 +67,8 @@ test-distributed *args:
 test-gateway *args:
     scripts/with-clickhouse.sh scripts/test-gateway.sh {{args}}
 
-# The Python package's tests (pytest, release build, cached venv) against a real ClickHouse.
+# The Python package's tests against a real ClickHouse: the wheel (built as `./run wheel`),
+# installed from the file into a fresh venv, then pytest (with mypy --strict and stubtest).
 test-python *args:
     scripts/with-clickhouse.sh scripts/test-python.sh {{args}}
 

@@ -1,32 +1,25 @@
 #!/usr/bin/env bash
-# The Python package's tests: a cached venv with the test dependencies, the package built in
-# release mode and installed the way a user installs it (`pip install ./python`), then pytest
-# against CLICKHOUSE_URL (scripts/with-clickhouse.sh provides one). Extra arguments go to
-# pytest. Needs only Python 3.10+ with pip (venv) and the Rust toolchain.
+# The Python package's tests, against the wheel people install: the wheel is built once
+# (scripts/build-wheel.sh: manylinux_2_28, abi3, stripped, into dist/), installed from the file
+# into a fresh venv with the test dependencies (`pip install dist/chasync-*.whl ...`), then
+# pytest runs against CLICKHOUSE_URL (scripts/with-clickhouse.sh provides one) with the
+# installed package, not the source tree; the suite includes `mypy --strict` and `stubtest` of
+# the stubs. Extra arguments go to pytest. Needs Python 3.10+ with pip (venv) and the Rust
+# toolchain.
 #
 #   scripts/test-python.sh            # everything
 #   scripts/test-python.sh -k cancel  # a subset
+#   CHASYNC_WHEEL=dist/chasync-...whl scripts/test-python.sh   # a wheel built before
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 cache="${CHASYNC_CACHE:-$HOME/.cache/chasync}"
-venv="$cache/pyenv"
+venv="$cache/wheel-venv"
 py="${PYTHON:-python3}"
 
-# Test dependencies; the stamp makes later runs skip the install when the list is unchanged.
-deps=("pytest>=8,<10" "pytest-asyncio>=0.24,<2" "numpy>=1.24" "pyarrow>=14" "polars>=1" "pandas>=2")
-stamp="$venv/.chasync-test-deps"
-if [ ! -x "$venv/bin/python" ]; then
-  echo "test-python: creating $venv" >&2
-  mkdir -p "$cache"
-  "$py" -m venv "$venv"
-fi
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "${deps[*]}" ]; then
-  echo "test-python: installing test dependencies" >&2
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${deps[@]}"
-  echo "${deps[*]}" > "$stamp"
-fi
+# Test dependencies (pip's own cache keeps their downloads between runs).
+deps=("pytest>=8,<10" "pytest-asyncio>=0.24,<2" "numpy>=1.24" "pyarrow>=14" "polars>=1" "pandas>=2"
+      "mypy>=1.10,<3")
 
 # The command-line frontends, for the tests that compare the three frontends' options, and
 # the TLS terminator of the tests of https:// URLs.
@@ -35,11 +28,21 @@ echo "test-python: building chasync, chasyncd and chasync-tls-terminator" >&2
   -p chasync-testkit --bin chasync-tls-terminator)
 export CHASYNC_BIN_DIR="${CARGO_TARGET_DIR:-$repo/target}/debug"
 
-echo "test-python: building and installing the package (release)" >&2
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$repo/python"
+if [ -z "${CHASYNC_WHEEL:-}" ]; then
+  CHASYNC_WHEEL="$("$here/build-wheel.sh" | tail -1)"
+fi
+CHASYNC_WHEEL="$(cd "$(dirname "$CHASYNC_WHEEL")" && pwd)/$(basename "$CHASYNC_WHEEL")"
+export CHASYNC_WHEEL
+
+echo "test-python: a fresh venv ($venv) with $(basename "$CHASYNC_WHEEL") and the test dependencies" >&2
+rm -rf "$venv"
+mkdir -p "$cache"
+"$py" -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$CHASYNC_WHEEL" "${deps[@]}"
 
 # The installed package is what is tested: run pytest's own script (not `python -m pytest`,
-# which would put the source tree, without the compiled module, first on sys.path).
+# which would put the current directory first on sys.path); tests/conftest.py checks that
+# `chasync` was imported from the venv.
 cd "$repo/python"
 status=0
 "$venv/bin/pytest" -p no:cacheprovider "$@" || status=$?

@@ -18,6 +18,12 @@ import chasync
 
 URL = os.environ.get("CLICKHOUSE_URL", "http://127.0.0.1:8123").rstrip("/")
 
+# Under scripts/test-python.sh the package under test is the wheel installed into the venv;
+# the source tree (python/chasync, without the compiled module) must not shadow it.
+SOURCE_TREE = Path(__file__).resolve().parent.parent / "chasync"
+if os.environ.get("CHASYNC_WHEEL") and Path(chasync.__file__).resolve().parent == SOURCE_TREE:
+    raise RuntimeError(f"chasync was imported from the source tree {SOURCE_TREE}, not the wheel")
+
 
 def query(sql: str, database: str | None = None) -> str:
     params = {"async_insert": "0"}

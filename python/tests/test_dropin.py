@@ -194,3 +194,62 @@ async def test_an_unchanged_pipeline_only_swaps_the_import(db, tmp_path, monkeyp
         await ins.stream_insert(queue)
         assert ins.stats()["batches_committed"] >= 3  # batch_size 1000
     assert db.int("SELECT count() FROM events") == 2_500
+
+
+async def test_execute_insert_commits_a_ready_made_batch(db, tmp_path):
+    """`_execute_insert(batch)`, which pipelines call directly: True once the batch is
+    committed, sent at once (the linger here is an hour: returning means it was sent)."""
+    db.exec(TABLE)
+    async with inserter(db, tmp_path, linger=3600.0) as ins:
+        assert await ins._execute_insert([]) is True
+        assert await ins._execute_insert([row(i) for i in range(1000)]) is True
+        assert db.int("SELECT count() FROM events") == 1000
+        # Concurrent calls, as a pipeline with several workers makes them.
+        results = await asyncio.gather(
+            *(ins._execute_insert([row(i) for i in range(k, k + 500)]) for k in range(1000, 6000, 500))
+        )
+        assert results == [True] * 10
+        assert db.int("SELECT count() FROM events") == 6000
+    assert db.int(ACTUAL_HASH) == db.int(EXPECTED_HASH.format(n=6000))
+    assert spool_lines(tmp_path) == []
+
+
+async def test_execute_insert_starts_the_engine_when_needed(db, tmp_path):
+    db.exec(TABLE)
+    ins = inserter(db, tmp_path)
+    assert await ins._execute_insert([row(1), row(2)]) is True
+    await ins.close()
+    assert db.int("SELECT count() FROM events") == 2
+
+
+async def test_execute_insert_returns_false_when_rows_are_dead_lettered(db, tmp_path, caplog):
+    """A batch with rows the server refuses (a value that is not a number) and an item that
+    is not a dict: False, the refused rows are in the spool with their reason, the others
+    landed."""
+    db.exec(TABLE)
+    batch = [row(i) for i in range(100)]
+    batch[10] = dict(row(10), value="not a number")
+    batch[20] = "not a dict"  # type: ignore[call-overload]
+    async with inserter(db, tmp_path, linger=3600.0) as ins:
+        with caplog.at_level("ERROR", logger="chasync"):
+            assert await ins._execute_insert(batch) is False
+        assert any("dead-letter spool" in r.getMessage() for r in caplog.records)
+        # A batch that is all good still returns True afterwards.
+        assert await ins._execute_insert([row(i) for i in range(100, 110)]) is True
+    assert db.int("SELECT count() FROM events") == 98 + 10
+    assert db.int("SELECT countIf(id IN (10, 20)) FROM events") == 0
+    lines = spool_lines(tmp_path)
+    assert len(lines) >= 1
+    reasons = json.dumps(lines)
+    assert "not a dict" in reasons or "str" in reasons
+
+
+async def test_execute_insert_returns_false_when_the_table_refuses_the_batch(db, tmp_path):
+    """Every row refused (the table lost a column the rows carry after the engine read its
+    schema): the whole batch is dead-lettered, False."""
+    db.exec(TABLE)
+    async with inserter(db, tmp_path, linger=3600.0, retries=1) as ins:
+        db.exec("ALTER TABLE events DROP COLUMN user")
+        assert await ins._execute_insert([row(i) for i in range(50)]) is False
+    assert db.int("SELECT count() FROM events") == 0
+    assert (tmp_path / "dlq").exists() and any((tmp_path / "dlq").iterdir())
