@@ -16,13 +16,14 @@ echo "check-package: cargo package ${crates[*]}" >&2
 cargo package --locked --allow-dirty --quiet "${args[@]}"
 for c in "${crates[@]}"; do
   crate="$(ls -t target/package/"$c"-*.crate | head -1)"
+  files="$(tar -tzf "$crate")"
   for f in README.md LICENSE-MIT LICENSE-APACHE Cargo.toml; do
-    if ! tar -tzf "$crate" | grep -qx "[^/]*/$f"; then
+    if ! grep -qx "[^/]*/$f" <<<"$files"; then
       echo "check-package: $crate has no $f" >&2
       exit 1
     fi
   done
-  echo "check-package: $(basename "$crate"): $(tar -tzf "$crate" | wc -l) files, $(du -k "$crate" | cut -f1) KiB" >&2
+  echo "check-package: $(basename "$crate"): $(wc -l <<<"$files") files, $(du -k "$crate" | cut -f1) KiB" >&2
 done
 # Every other member of the workspace says it is not published (publish = false).
 cargo metadata --format-version 1 --no-deps | python3 -c '
@@ -32,3 +33,14 @@ for p in json.load(sys.stdin)["packages"]:
     if p["name"] not in published and p["publish"] != []:
         sys.exit("check-package: " + p["name"] + " is neither packaged here nor publish = false")
 ' "${crates[@]}"
+
+# `cargo install --path` works for both binaries (a debug build here, to reuse the test build;
+# the README's `cargo install --locked --path ...` is the same with the release profile).
+root="$(mktemp -d)"
+trap 'rm -rf "$root"' EXIT
+for c in cli daemon; do
+  cargo install --quiet --locked --debug --path "crates/$c" --root "$root"
+done
+"$root/bin/chasync" --version >&2
+"$root/bin/chasyncd" --version >&2
+echo "check-package: cargo install --path crates/cli and crates/daemon: chasync, chasyncd installed" >&2
