@@ -34,8 +34,9 @@ class ConfigError(Error):
     """A bad option, an unknown table, or a configuration that cannot work."""
 
 class ConnectionError(Error, builtins.ConnectionError):
-    """ClickHouse cannot be reached: the connection was refused, reset or timed out. A
-    subclass of both ``chasync.Error`` and the builtin ``ConnectionError``."""
+    """ClickHouse cannot be reached: the connection failed or broke (refused, reset). A
+    subclass of both ``chasync.Error`` and the builtin ``ConnectionError``. A TLS failure
+    (a certificate problem) is a plain ``chasync.Error`` naming it."""
 
 class ConversionError(Error):
     """A Python value that cannot be converted; nothing of the call was taken."""

@@ -46,8 +46,10 @@ T = TypeVar("T")
 class SyncInserter:
     """Streams rows into one ClickHouse table, with blocking calls.
 
-    Takes the arguments of :class:`chasync.Inserter` (``url``, ``table`` and the same
-    keyword options; ``help(chasync.Inserter)`` lists them). Use it as a context manager
+    Takes the arguments of :class:`chasync.Inserter` (``url``, ``None`` for the
+    environment's, ``table`` and the same keyword options, TLS and the environment's
+    ``CHASYNC_*`` / ``CLICKHOUSE_*`` variables included; ``help(chasync.Inserter)`` lists
+    them). Use it as a context manager
     (``with``), or call :meth:`start` and :meth:`close`. The engine and an event loop run on
     a thread of their own; the calls are safe from any thread (one at a time is the usual
     use). An inserter not closed is closed at interpreter exit, so written rows are
@@ -55,7 +57,7 @@ class SyncInserter:
     """
 
     def __init__(
-        self, url: Union[str, Sequence[str]], table: str, **options: Any
+        self, url: Union[str, Sequence[str], None], table: str, **options: Any
     ) -> None:
         self._inserter = Inserter(url, table, **options)
         self._loop: Optional[asyncio.AbstractEventLoop] = None

@@ -126,7 +126,11 @@ def engine_options() -> dict:
     for group, value in cfg.items():
         if isinstance(value, dict) and group != "settings":
             for field, default in value.items():
-                out["spool_dir" if (group, field) == ("spool", "dir") else field] = default
+                if (group, field) == ("spool", "dir"):
+                    field = "spool_dir"
+                elif group == "tls":
+                    field = "tls_" + field
+                out[field] = default
         else:
             out[group] = value
     return out
@@ -136,7 +140,8 @@ def test_every_option_is_in_the_signature_and_the_docstring():
     params = inspect.signature(chasync.Inserter).parameters
     doc = chasync.Inserter.__doc__ or ""
     options = engine_options()
-    assert {"max_rows", "linger", "spool_dir", "query_timeout", "stream_id"} <= set(options)
+    assert {"max_rows", "linger", "spool_dir", "query_timeout", "stream_id",
+            "tls_ca_file", "tls_insecure_skip_verify"} <= set(options)
     conversion = ["skip_unknown_keys", "preserve_row_order", "insert_id_column", "on_conversion_error"]
     for name in list(options) + conversion + ["retries", "urls"]:
         if name in ("url", "table"):
@@ -151,7 +156,8 @@ def test_every_option_is_in_the_signature_and_the_docstring():
         k: v for k, v in options.items() if isinstance(v, (int, float, str, bool)) and k in params
     }
     for name in ("max_rows", "max_bytes", "queue_rows", "max_concurrency", "max_attempts",
-                 "first_sequence", "fill_insert_id", "compression", "backoff_multiplier"):
+                 "first_sequence", "fill_insert_id", "compression", "backoff_multiplier",
+                 "tls_insecure_skip_verify"):
         assert params[name].default == plain[name], (name, params[name].default, plain[name])
     assert params["spool_dir"].default == options["spool_dir"]
     # help() shows them (the text it prints is the signature and the docstring).

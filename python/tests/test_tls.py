@@ -113,6 +113,8 @@ async def test_a_wrong_ca_names_the_certificate_problem(db, tmp_path, tls):
         await insert(db, tmp_path, tls["url"], tls_ca_file=tls["other_ca_file"])
     assert "invalid peer certificate: UnknownIssuer" in str(e.value)
     assert "set tls_ca_file" in str(e.value)
+    # A certificate problem is not a server that is down.
+    assert not isinstance(e.value, chasync.ConnectionError), type(e.value)
     assert db.int("SELECT count() FROM t") == 0
     with pytest.raises(chasync.ConfigError, match="tls_ca_file /nonexistent.pem"):
         await insert(db, tmp_path, tls["url"], tls_ca_file="/nonexistent.pem")
@@ -124,6 +126,7 @@ async def test_client_certificates(db, tmp_path, mutual_tls):
         await insert(db, tmp_path, mutual_tls["url"], tls_ca_file=mutual_tls["ca_file"])
     assert "CertificateRequired" in str(e.value)
     assert "set tls_cert_file and tls_key_file" in str(e.value)
+    assert not isinstance(e.value, chasync.ConnectionError), type(e.value)
     with pytest.raises(chasync.ConfigError, match="go together"):
         chasync.Inserter(mutual_tls["url"], "t", tls_cert_file=mutual_tls["client_cert"])
     await insert(

@@ -45,6 +45,16 @@ async def main(rows: List[Dict[str, Any]]) -> None:
     except chasync.ConversionError as e:
         assert_type(e.column, Optional[str])
 
+    # The URL from the environment (CHASYNC_URL / CLICKHOUSE_URL), TLS options.
+    tls = chasync.Inserter(
+        None,
+        "events",
+        tls_ca_file="/etc/chasync/ca.pem",
+        tls_insecure_skip_verify=False,
+        spool_dir=None,  # None: the environment's, else the default
+    )
+    assert_type(tls.config_json(), str)
+
     dropin = chasync.ClickHouseAsyncInserter("127.0.0.1", 8123, "db", "events", batch_size=10)
     async with dropin:
         landed = await dropin._execute_insert(rows)

@@ -81,7 +81,7 @@ pub fn connection_error_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
             namespace.set_item("__module__", "chasync")?;
             namespace.set_item(
                 "__doc__",
-                "ClickHouse cannot be reached: the connection was refused, reset or timed out. \
+                "ClickHouse cannot be reached: the connection failed or broke (refused, reset). \
                  A subclass of both chasync.Error and the builtin ConnectionError.",
             )?;
             let class = builtins
@@ -179,6 +179,11 @@ pub fn to_pyerr(py: Python<'_>, err: CoreError) -> PyErr {
             e
         }
         CoreError::Closed => ClosedError::new_err(msg),
+        // A TLS failure (a certificate problem, a server that does not speak TLS) is a
+        // configuration to fix, not a server that is down: the base class, as the CLI does.
+        CoreError::Network { message, .. } if chasync_core::tls::hint(&message).is_some() => {
+            Error::new_err(msg)
+        }
         CoreError::Network { .. } => connection_error(py, msg),
         _ => Error::new_err(msg),
     }
