@@ -24,8 +24,9 @@ deps=("pytest>=8,<10" "pytest-asyncio>=0.24,<2" "numpy>=1.24" "pyarrow>=14" "pol
 # The command-line frontends, for the tests that compare the three frontends' options, and
 # the TLS terminator of the tests of https:// URLs.
 echo "test-python: building chasync, chasyncd and chasync-tls-terminator" >&2
-(cd "$repo" && cargo build --quiet -p chasync-cli -p chasync-daemon \
-  -p chasync-testkit --bin chasync-tls-terminator)
+# (`--bin` for each: one `--bin` alone would restrict the build to that binary.)
+(cd "$repo" && cargo build --quiet -p chasync-cli -p chasync-daemon -p chasync-testkit \
+  --bin chasync --bin chasyncd --bin chasync-tls-terminator)
 export CHASYNC_BIN_DIR="${CARGO_TARGET_DIR:-$repo/target}/debug"
 
 if [ -z "${CHASYNC_WHEEL:-}" ]; then
