@@ -33,11 +33,15 @@ demo-rust rows="2000000":
 build:
     cargo build --workspace --all-targets
 
-# Format, lint and doc checks, and `cargo package` of the publishable crates.
+# Format, lint and doc checks.
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
     RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
+
+# `cargo package` of every publishable crate (verified: each built from its .crate), and
+# `cargo install --path` of `chasync` and `chasyncd`.
+package:
     scripts/check-package.sh
 
 # The Python package as a wheel people can install (manylinux_2_28, abi3, stripped), into dist/.
@@ -48,7 +52,10 @@ wheel:
 release:
     cargo build --release -p chasync-cli -p chasync-daemon
 
-# All tests against a real ClickHouse (started and stopped here unless CLICKHOUSE_URL is set).
+# All tests against a real ClickHouse (started and stopped here unless CLICKHOUSE_URL is set),
+# the Python ones against the wheel installed from its file, the gateway with the real clients,
+# the sources against real brokers,
+# then the packages (`cargo package`, `cargo install --path`).
 test:
     scripts/with-clickhouse.sh cargo test --workspace --all-targets
     scripts/with-clickhouse.sh cargo test --workspace --doc
@@ -56,6 +63,7 @@ test:
     scripts/with-clickhouse.sh scripts/test-python.sh
     scripts/with-clickhouse.sh scripts/test-gateway.sh
     scripts/with-clickhouse.sh scripts/test-sources.sh
+    scripts/check-package.sh
 
 # The exactly-once sources against real brokers on loopback (tansu for Kafka, nats-server with
 # JetStream), consumers killed at crash points, e.g. `./run test-distributed kafka_`.
