@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 
 import pytest
@@ -120,3 +123,35 @@ def test_a_closed_port_raises_connection_error(tmp_path):
     with pytest.raises(ConnectionError):
         with chasync.SyncInserter(f"http://127.0.0.1:{port}", "t", dlq_dir=str(tmp_path)):
             pass
+
+
+def test_an_inserter_left_open_is_closed_at_exit(db, tmp_path):
+    """A script that starts an inserter, writes and ends without flush or close (and a linger
+    of an hour, so nothing is sent on its own): the inserter is closed, its rows committed, by
+    an exit hook, while the interpreter is still whole. (A hook of the script's, registered
+    first, runs after it and reports what it sees.)"""
+    db.exec(T)
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(f"""
+        import atexit
+        import chasync
+
+        def report():
+            print("at exit:", ins.closed, ins.stats()["rows_committed"], flush=True)
+
+        atexit.register(report)
+        ins = chasync.SyncInserter(
+            {db.url!r}, "t", database={db.name!r}, dlq_dir={str(tmp_path / "dlq")!r}, linger=3600
+        )
+        ins.start()
+        ins.write_many([{{"id": i, "s": "exit"}} for i in range(1000)])
+        ins.write({{"id": 1000, "s": "exit"}})
+        assert ins.stats()["rows_committed"] == 0
+    """))
+    r = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr
+    assert "at exit: True 1001" in r.stdout, (r.stdout, r.stderr)
+    assert db.int("SELECT count() FROM t") == 1001
+    assert db.int("SELECT sum(id) FROM t") == sum(range(1001))
