@@ -12,6 +12,19 @@ crates=(chasync-core chasync-source chasync-cli chasync-daemon)
 args=()
 for c in "${crates[@]}"; do args+=(-p "$c"); done
 if [ -n "${CHASYNC_PACKAGE_NO_VERIFY:-}" ]; then args+=(--no-verify); fi
+# Verification builds each crate against the others' fresh .crate files, through a temporary
+# local registry whose unpacked sources cargo keeps under $CARGO_HOME/registry/src/-<hash>/ and
+# does not unpack again for the same version: left from an earlier run, they are stale sources
+# (the build then fails against an old chasync-core). Remove them first; only the unpacked
+# copies of these crates from local (non-index) registries go.
+version="$(cargo metadata --format-version 1 --no-deps | python3 -c '
+import json, sys
+print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"] == "chasync-core"))')"
+for c in "${crates[@]}"; do
+  for d in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/"$c-$version"; do
+    if [ -d "$d" ]; then rm -rf "$d"; fi
+  done
+done
 echo "check-package: cargo package ${crates[*]}" >&2
 cargo package --locked --allow-dirty --quiet "${args[@]}"
 for c in "${crates[@]}"; do
