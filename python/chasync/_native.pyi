@@ -137,6 +137,8 @@ class Inserter:
         insert_timeout: Union[float, str, None] = 120.0,
         query_timeout: Union[float, str, None] = 10.0,
         settings: Optional[Mapping[str, Any]] = None,
+        cluster: Optional[str] = None,
+        cluster_urls: Optional[Mapping[str, str]] = None,
         max_rows: Optional[int] = 250000,
         max_bytes: Union[int, str, None] = 33554432,
         linger: Union[float, str, None] = 1.0,

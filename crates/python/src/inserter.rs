@@ -463,6 +463,10 @@ fn stats_dict<'py>(
 ///                       alias `timeout`
 ///   query_timeout       a metadata query, such as reading the table's schema (10 s)
 ///   settings            dict of ClickHouse settings sent with every insert
+///   cluster             insert straight into the shards of this cluster (a name in
+///                       `system.clusters`), rows routed to their shard on the client (None)
+///   cluster_urls        dict of the replicas' HTTP URLs by `host:port` as `system.clusters`
+///                       lists them (None: the host on the port and scheme of the first URL)
 ///
 /// Batching (a batch is sent at whichever limit comes first):
 ///   max_rows            rows in a batch (250000); alias `batch_rows`
@@ -678,7 +682,8 @@ impl Inserter {
         signature = (url, table, *, database=None, user=None, password=None, **options),
         text_signature = "(url, table, *, database=None, user=None, password=None, \
             compression='lz4', connect_timeout=5.0, send_timeout=30.0, insert_timeout=120.0, \
-            query_timeout=10.0, settings=None, max_rows=250000, max_bytes=33554432, \
+            query_timeout=10.0, settings=None, cluster=None, cluster_urls=None, \
+            max_rows=250000, max_bytes=33554432, \
             linger=1.0, queue_rows=200000, max_concurrency=4, max_attempts=20000, \
             retries=None, initial_backoff=0.1, max_backoff=10.0, backoff_multiplier=2.0, \
             fill_insert_id=True, stream_id=None, first_sequence=0, \
