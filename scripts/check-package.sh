@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # `cargo package` of every publishable crate (chasync-core, chasync-source, chasync-cli,
-# chasync-daemon), the
-# way `cargo publish` would: the crate files are listed, the manifests normalised (path
+# chasync-daemon), the way `cargo publish` would: the crate files are listed, the manifests normalised (path
 # dependencies carry versions; the test-only ones are dropped), and each package is built
 # from its own .crate contents against the others' packaged versions (verification). The
 # crates that are not published (publish = false: the Python extension, the testkit, the
