@@ -127,7 +127,11 @@ async fn serves_https_and_reloads_its_certificate_on_sighup() {
             .arg("json"),
     );
     let addr: std::net::SocketAddr = d.addr.parse().unwrap();
-    assert!(d.log_text().contains("\"https\":true"), "{}", d.log_text());
+    // The log is read from the daemon's stderr as it comes: the line may trail the start.
+    eventually(Duration::from_secs(20), "the listening line", || async {
+        d.log_text().contains("\"https\":true")
+    })
+    .await;
     let https = Http::trusting(ca.ca_file());
     let r = https
         .post(
