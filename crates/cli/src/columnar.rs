@@ -171,18 +171,8 @@ pub async fn run(
     let bar = progress_bar(settings, total_rows);
     let started = Instant::now();
     let ticker = {
-        let (bar, handle) = (bar.clone(), ingestor.handle());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(200));
-            loop {
-                tick.tick().await;
-                let s = handle.stats();
-                bar.set_message(format!(
-                    "{} rows landed, {} dead-lettered",
-                    s.rows_committed, s.rows_dead_lettered
-                ));
-            }
-        })
+        let handle = ingestor.handle();
+        landed_ticker(&bar, move || handle.stats())
     };
     let feed = {
         let (handle, bar) = (ingestor.handle(), bar.clone());
@@ -257,6 +247,25 @@ pub async fn run(
         exit::NOT_COMMITTED
     } else {
         exit::OK
+    })
+}
+
+/// Shows the rows landed and dead-lettered on `bar` five times a second, until aborted.
+pub(crate) fn landed_ticker(
+    bar: &ProgressBar,
+    stats: impl Fn() -> chasync_core::Stats + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let bar = bar.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tick.tick().await;
+            let s = stats();
+            bar.set_message(format!(
+                "{} rows landed, {} dead-lettered",
+                s.rows_committed, s.rows_dead_lettered
+            ));
+        }
     })
 }
 

@@ -6,14 +6,14 @@
 //! reason.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chasync_core::{
     Config, DynInput, DynRow, Format, NativeOptions, RouteError, ShardPlan, Sharded,
 };
 
 use crate::cli::{InputFormat, InsertArgs};
-use crate::columnar::progress_bar;
+use crate::columnar::{landed_ticker, progress_bar};
 use crate::error::{CliError, exit};
 use crate::input::Reader;
 use crate::insert::{InsertSummary, print_summary};
@@ -114,18 +114,8 @@ pub async fn run(
     let bar = progress_bar(settings, None);
     let started = Instant::now();
     let ticker = {
-        let (bar, handle) = (bar.clone(), ingestor.handle());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(200));
-            loop {
-                tick.tick().await;
-                let s = handle.stats();
-                bar.set_message(format!(
-                    "{} rows landed, {} dead-lettered",
-                    s.rows_committed, s.rows_dead_lettered
-                ));
-            }
-        })
+        let handle = ingestor.handle();
+        landed_ticker(&bar, move || handle.stats())
     };
     let stop_on_bad_input = args.stop_on_bad_input;
     let feed = {
