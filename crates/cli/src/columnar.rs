@@ -8,12 +8,12 @@
 
 use std::fs::File;
 use std::io::{BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use chasync_core::arrow::arrow_array::RecordBatch;
 use chasync_core::arrow::batch_chunks;
-use chasync_core::{DynIngestor, DynInput, Format, NativeOptions};
+use chasync_core::{DynIngestor, DynInput, NativeOptions};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::{InputFormat, InsertArgs};
@@ -213,31 +213,15 @@ pub async fn run(
     bar.finish_and_clear();
     let read = read?;
     let elapsed = started.elapsed().as_secs_f64();
-    let summary = InsertSummary {
-        table: format!("{db}.{table}"),
-        files: args.files.iter().map(PathBuf::from).collect(),
-        rows_read: read,
-        rows_malformed: 0,
-        rows_landed: stats.rows_committed,
-        rows_dead_lettered: stats.rows_dead_lettered,
+    let summary = InsertSummary::native(
+        format!("{db}.{table}"),
+        &args,
+        read,
+        0,
         dlq_dir,
-        retries: stats.retries,
-        batches: stats.batches_committed,
-        elapsed_s: elapsed,
-        rows_per_s: stats.rows_committed as f64 / elapsed.max(1e-9),
-        stopped_at: None,
-        bad_inputs: Vec::new(),
-        deadline_passed_at: None,
-        stream_id: String::new(),
-        rerunnable: false,
-        journal: None,
-        batches_skipped: 0,
-        rows_skipped: 0,
-        encoding: Format::Native,
-        rows_passed_through: 0,
+        elapsed,
         stats,
-        pass_through_stats: None,
-    };
+    );
     if settings.json {
         print_json(&summary);
     } else if !settings.quiet {

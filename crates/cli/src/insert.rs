@@ -96,6 +96,46 @@ pub struct InsertSummary {
     pub pass_through_stats: Option<Stats>,
 }
 
+impl InsertSummary {
+    /// The summary of a load of one engine pipeline sending `Native` (Parquet, Arrow, and
+    /// sharded NDJSON): random batch ids, nothing passed through, no journal.
+    pub(crate) fn native(
+        table: String,
+        args: &InsertArgs,
+        rows_read: u64,
+        rows_malformed: u64,
+        dlq_dir: PathBuf,
+        elapsed_s: f64,
+        stats: Stats,
+    ) -> Self {
+        Self {
+            table,
+            files: args.files.iter().map(PathBuf::from).collect(),
+            rows_read,
+            rows_malformed,
+            rows_landed: stats.rows_committed,
+            rows_dead_lettered: stats.rows_dead_lettered,
+            dlq_dir,
+            retries: stats.retries,
+            batches: stats.batches_committed,
+            elapsed_s,
+            rows_per_s: stats.rows_committed as f64 / elapsed_s.max(1e-9),
+            stopped_at: None,
+            bad_inputs: Vec::new(),
+            deadline_passed_at: None,
+            stream_id: String::new(),
+            rerunnable: false,
+            journal: None,
+            batches_skipped: 0,
+            rows_skipped: 0,
+            encoding: Format::Native,
+            rows_passed_through: 0,
+            stats,
+            pass_through_stats: None,
+        }
+    }
+}
+
 /// Runs `insert`.
 pub async fn run(settings: &Settings, args: InsertArgs) -> Result<u8, CliError> {
     let (db, table) = settings.table_ref(&args.table)?;

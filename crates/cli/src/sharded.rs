@@ -5,12 +5,9 @@
 //! whose shard cannot be computed, goes to the dead-letter spool with its `file:line` and
 //! reason.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
-use chasync_core::{
-    Config, DynInput, DynRow, Format, NativeOptions, RouteError, ShardPlan, Sharded,
-};
+use chasync_core::{Config, DynInput, DynRow, NativeOptions, RouteError, ShardPlan, Sharded};
 
 use crate::cli::{InputFormat, InsertArgs};
 use crate::columnar::{landed_ticker, progress_bar};
@@ -181,29 +178,9 @@ pub async fn run(
     bar.finish_and_clear();
     let elapsed = started.elapsed().as_secs_f64();
     let summary = InsertSummary {
-        table,
-        files: args.files.iter().map(PathBuf::from).collect(),
-        rows_read: read,
-        rows_malformed: bad,
-        rows_landed: stats.rows_committed,
-        rows_dead_lettered: stats.rows_dead_lettered,
-        dlq_dir,
-        retries: stats.retries,
-        batches: stats.batches_committed,
-        elapsed_s: elapsed,
-        rows_per_s: stats.rows_committed as f64 / elapsed.max(1e-9),
         stopped_at: failed.clone(),
         bad_inputs: bad_inputs.clone(),
-        deadline_passed_at: None,
-        stream_id: String::new(),
-        rerunnable: false,
-        journal: None,
-        batches_skipped: 0,
-        rows_skipped: 0,
-        encoding: Format::Native,
-        rows_passed_through: 0,
-        stats,
-        pass_through_stats: None,
+        ..InsertSummary::native(table, args, read, bad, dlq_dir, elapsed, stats)
     };
     if settings.json {
         print_json(&summary);
