@@ -42,6 +42,9 @@ pub(crate) struct Sink {
     default_user: String,
     /// Cancelled when delivery gives up ([`Sink::abandon`]).
     abandoned: tokio_util::sync::CancellationToken,
+    /// Cancelled when delivery has ended ([`Sink::stop_background`]): a probe still running
+    /// then would report on a table the engine no longer writes to.
+    background: tokio_util::sync::CancellationToken,
     /// Settles attempts whose outcome is unknown.
     pub(crate) resolver: Resolver,
 }
@@ -109,6 +112,7 @@ impl Sink {
                 .clone()
                 .unwrap_or_else(|| "default".into()),
             abandoned: tokio_util::sync::CancellationToken::new(),
+            background: tokio_util::sync::CancellationToken::new(),
             resolver: Resolver::new(config),
         })
     }
@@ -157,9 +161,18 @@ impl Sink {
         }
         let clients = sink.clients(batch, 0..sink.endpoints.len());
         let (sink, counters) = (sink.clone(), counters.clone());
+        let stop = sink.background.clone();
         tokio::spawn(async move {
-            sink.resolver.probe_now(&key, &clients, &counters).await;
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = sink.resolver.probe_now(&key, &clients, &counters) => {}
+            }
         });
+    }
+
+    /// Stops the probes still running in the background: called when every batch has ended.
+    pub(crate) fn stop_background(&self) {
+        self.background.cancel();
     }
 
     /// The endpoint for the next attempt: the least loaded of those that are up (ties go
