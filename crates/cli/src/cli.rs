@@ -320,7 +320,8 @@ pub enum DlqCommand {
     /// Send every batch entry again exactly as it was sent (statement, settings, its own
     /// batch id as dedup token: idempotent); committed entries are removed. Authenticates as
     /// the configured user (--user / --password); entries recorded for another user are
-    /// kept, unless --as-user names that user.
+    /// kept, unless --as-user names that user. An entry of one shard of a sharded load
+    /// goes to that shard's replicas (found in `system.clusters` of --url).
     Replay {
         /// Also replay the entries recorded for this user, as the configured user
         /// (repeatable).
@@ -332,6 +333,11 @@ pub enum DlqCommand {
         /// Wire compression [default: lz4].
         #[arg(long, value_enum)]
         compression: Option<CompressionArg>,
+        /// For the entries of a sharded load, which go to their shard's replicas: the HTTP
+        /// URL of a replica that `system.clusters` lists at HOST:PORT (its native port),
+        /// repeatable [default: the replica's host with the port of --url].
+        #[arg(long = "cluster-url", value_name = "HOST:PORT=URL")]
+        cluster_urls: Vec<String>,
     },
     /// Delete entries: all, or one with `--id`. Requires `--yes`.
     Purge {

@@ -46,7 +46,13 @@ fn list(settings: &Settings, spool: &DeadLetterSpool) -> Result<u8, CliError> {
         .map(|r| {
             vec![
                 r.id.to_string(),
-                format!("{}.{}", r.database, r.table),
+                match &r.shard {
+                    None => format!("{}.{}", r.database, r.table),
+                    Some(s) => format!(
+                        "{}.{} (shard {} of {})",
+                        r.database, r.table, s.shard, s.cluster
+                    ),
+                },
                 kind_name(r.kind).to_string(),
                 r.rows.to_string(),
                 r.bytes.to_string(),
@@ -125,6 +131,12 @@ fn show(settings: &Settings, spool: &DeadLetterSpool, id: &str) -> Result<u8, Cl
     println!("id:          {}", record.id);
     println!("kind:        {}", kind_name(record.kind));
     println!("table:       {}.{}", record.database, record.table);
+    if let Some(s) = &record.shard {
+        println!(
+            "shard:       {} of cluster {} (a replay sends it to that shard's replicas)",
+            s.shard, s.cluster
+        );
+    }
     if !record.columns.is_empty() {
         println!("columns:     {}", record.columns.join(", "));
     }

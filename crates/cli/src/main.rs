@@ -166,11 +166,13 @@ async fn run(cli: Cli, url: &mut (String, bool)) -> Result<u8, CliError> {
             if let DlqCommand::Replay {
                 retries,
                 compression,
+                cluster_urls,
                 ..
             } = &a.command
             {
                 o.retries = *retries;
                 o.compression = *compression;
+                o.cluster_urls = cluster_urls.clone();
             }
             o
         }

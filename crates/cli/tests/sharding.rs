@@ -183,3 +183,59 @@ async fn insert_routes_ndjson_to_the_shards() {
         .await
         .expect("the test ends within 4 minutes");
 }
+
+/// A shard's dead letters record their shard, and `dlq replay` from the entry server sends
+/// them to that shard's replicas, not to the server it is given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_replay_sends_a_shards_entries_to_that_shard() {
+    let run = async {
+        let c = TwoShards::start();
+        let dir = tempfile::tempdir().unwrap();
+        c.on_both("CREATE DATABASE sh").await;
+        c.on_both("CREATE TABLE sh.t (id UInt64, s String) ENGINE = MergeTree ORDER BY id")
+            .await;
+        // Shard 2 refuses every row until its constraint is dropped.
+        TwoShards::exec(&c.b, "ALTER TABLE sh.t ADD CONSTRAINT nope CHECK s != 'x'").await;
+        let rows: String = (0..30)
+            .map(|n| format!("{{\"id\": {n}, \"s\": \"x\"}}\n"))
+            .collect();
+        let out = run_cmd(
+            chasync(dir.path())
+                .env("CHASYNC_URL", c.a.url())
+                .args(["insert", "--json", "--table", "sh.t", "--cluster", "two"])
+                .args(["--cluster-url", &c.cluster_urls()])
+                .args(["--format", "ndjson", "-"])
+                .write_stdin(rows),
+        );
+        assert_eq!(out.code, 3, "{out:?}");
+        assert_eq!(out.json()["rows_dead_lettered"], 20, "{out:?}");
+        assert_eq!(c.per_shard("sh.t", "id, s").await.map(|s| s.0), [10, 0]);
+
+        let list = run_cmd(
+            chasync(dir.path())
+                .env("CHASYNC_URL", c.a.url())
+                .args(["dlq", "list"]),
+        );
+        assert!(list.stdout.contains("sh.t (shard 2 of two)"), "{list:?}");
+
+        TwoShards::exec(&c.b, "ALTER TABLE sh.t DROP CONSTRAINT nope").await;
+        let replay = run_cmd(chasync(dir.path()).env("CHASYNC_URL", c.a.url()).args([
+            "dlq",
+            "replay",
+            "--cluster-url",
+            &c.cluster_urls(),
+        ]));
+        assert_eq!(replay.code, 0, "{replay:?}");
+        // Every row on the shard the key chose, none on the server the replay was given.
+        assert_eq!(c.per_shard("sh.t", "id, s").await.map(|s| s.0), [10, 20]);
+        let list = run_cmd(
+            chasync(dir.path())
+                .env("CHASYNC_URL", c.a.url())
+                .args(["dlq", "list"]),
+        );
+        assert!(list.stdout.contains("no entries"), "{list:?}");
+    };
+    tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the test ends within 2 minutes");
+}

@@ -132,7 +132,9 @@ pub use pipeline::{DynIngestor, Ingestor, Pipeline, PipelineBuilder};
 pub use shard::{
     RouteError, Shard, ShardPlan, ShardRow, Sharded, ShardedDynIngestor, ShardedHandle,
 };
-pub use spool::{DeadLetterRecord, DeadLetterSpool, EntryKind, InsertSpec, RECORD_VERSION};
+pub use spool::{
+    DeadLetterRecord, DeadLetterSpool, EntryKind, InsertSpec, RECORD_VERSION, ShardRef,
+};
 pub use stats::Stats;
 pub use types::insert_id::{INSERT_ID_COLUMN, InsertIdColumn, InsertIdType};
 pub use types::schema::{ColumnDef, ColumnType, Deduplication, DefaultKind, TableSchema};

@@ -17,7 +17,7 @@ use crate::delivery::limiter::Limiter;
 use crate::delivery::sink::Sink;
 use crate::delivery::sink::{Outcome, SharedSink};
 use crate::error::{Error, ErrorKind, Result};
-use crate::spool::DeadLetterSpool;
+use crate::spool::{DeadLetterSpool, ShardRef};
 use crate::stats::Counters;
 use crate::stats::Stats;
 
@@ -53,13 +53,25 @@ impl Dispatcher {
     /// Starts a dispatcher for the endpoints, credentials, limits and spool of `config` on
     /// the current tokio runtime. The table of each batch is the batch's own.
     pub fn start(config: &Config) -> Result<Self> {
+        Self::start_for_shard(config, None)
+    }
+
+    /// [`start`](Self::start) for the batches of one shard of a sharded load: their spool
+    /// entries record `shard`, so that a replay sends them to it.
+    pub(crate) fn start_for_shard(config: &Config, shard: Option<ShardRef>) -> Result<Self> {
         config.validate()?;
         let limiter = Arc::new(Limiter::new(config.delivery.max_concurrency));
         let sink = Sink::new(config, limiter.clone())?;
-        Ok(Self::with_sink(config, sink, limiter))
+        let spool = DeadLetterSpool::new(config.spool.dir.clone()).for_shard(shard);
+        Ok(Self::with_sink(config, sink, limiter, spool))
     }
 
-    pub(crate) fn with_sink(config: &Config, sink: Sink, limiter: Arc<Limiter>) -> Self {
+    fn with_sink(
+        config: &Config,
+        sink: Sink,
+        limiter: Arc<Limiter>,
+        spool: DeadLetterSpool,
+    ) -> Self {
         if let Some(warning) = crate::delivery::sink::check_open_files(config) {
             tracing::warn!("{warning}");
         }
@@ -70,7 +82,7 @@ impl Dispatcher {
         let sink = Arc::new(sink);
         let shared = Arc::new(Shared {
             sink: sink.clone(),
-            spool: DeadLetterSpool::new(config.spool.dir.clone()),
+            spool,
             counters: counters.clone(),
             last_dead_letter_error: Mutex::new(None),
             last_dead_letter_code: Mutex::new(None),

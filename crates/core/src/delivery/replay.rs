@@ -1,15 +1,17 @@
 //! Replay of the dead-letter spool.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use uuid::Uuid;
 
 use crate::batch::{Batch, Format, Origin, Parts};
+use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::delivery::limiter::Limiter;
 use crate::delivery::sink::{Outcome, Sink};
 use crate::error::Result;
-use crate::spool::{DeadLetterRecord, DeadLetterSpool, EntryKind};
+use crate::spool::{DeadLetterRecord, DeadLetterSpool, EntryKind, ShardRef};
 use crate::stats::Counters;
 
 /// What a replay did.
@@ -148,6 +150,11 @@ fn batch_of(
 /// entry whose last attempt's outcome was unknown is first looked up, as delivery does (see
 /// [`crate::Guarantee`]): one that landed is removed without being sent, and one whose
 /// outcome cannot be told stays, with the reason.
+///
+/// An entry of one shard of a sharded load (its record names the shard, [`ShardRef`]) goes
+/// to that shard's replicas, as `system.clusters` of `config`'s server lists them (with
+/// `config`'s `cluster_urls`), not to `config`'s endpoints: its rows belong on that shard. One
+/// whose shard cannot be found stays, with the reason.
 pub async fn replay_with(
     config: &Config,
     spool: &DeadLetterSpool,
@@ -155,8 +162,11 @@ pub async fn replay_with(
 ) -> Result<ReplayReport> {
     let limiter = Arc::new(Limiter::new(config.delivery.max_concurrency));
     let sink = Sink::new(config, limiter.clone())?;
-    let counters = Counters::new(limiter);
+    let counters = Counters::new(limiter.clone());
     let mut report = ReplayReport::default();
+    // The sinks of the shards that entries were for, made at their first entry.
+    let mut shards: HashMap<ShardRef, std::result::Result<Sink, String>> = HashMap::new();
+    let mut catalog = None;
     for record in spool.list()? {
         if record.kind == EntryKind::Rejected {
             report.skipped_rejected += 1;
@@ -184,6 +194,23 @@ pub async fn replay_with(
                     .map(|ms| std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)),
             );
         }
+        let sink = match &record.shard {
+            None => &sink,
+            Some(shard) => {
+                if !shards.contains_key(shard) {
+                    let made = shard_sink(config, &mut catalog, shard, &limiter).await;
+                    shards.insert(shard.clone(), made);
+                }
+                match &shards[shard] {
+                    Ok(s) => s,
+                    Err(why) => {
+                        tracing::warn!(id = %record.id, %why, "entry not replayed; kept");
+                        report.failed.push((record.id, why.clone()));
+                        continue;
+                    }
+                }
+            }
+        };
         match sink.send(&batch, &counters).await {
             Outcome::Committed { .. } => {
                 spool.remove(&record)?;
@@ -197,4 +224,38 @@ pub async fn replay_with(
         }
     }
     Ok(report)
+}
+
+/// The sink of `shard`'s replicas (found through `config`'s server), or why there is none.
+async fn shard_sink(
+    config: &Config,
+    catalog: &mut Option<Catalog>,
+    shard: &ShardRef,
+    limiter: &Arc<Limiter>,
+) -> std::result::Result<Sink, String> {
+    let why = |e: crate::Error| {
+        format!(
+            "for shard {} of cluster {:?}, whose replicas cannot be found: {}",
+            shard.shard,
+            shard.cluster,
+            e.report()
+        )
+    };
+    if catalog.is_none() {
+        *catalog = Some(Catalog::new(config).map_err(why)?);
+    }
+    let catalog = catalog.as_ref().expect("made above");
+    let urls = crate::shard::shard_urls(config, catalog, shard)
+        .await
+        .map_err(why)?;
+    tracing::info!(
+        cluster = %shard.cluster,
+        shard = shard.shard,
+        urls = %urls.join(", "),
+        "replaying a shard's entries to its replicas"
+    );
+    let mut c = config.clone();
+    c.clickhouse.url = urls;
+    c.clickhouse.cluster = None;
+    Sink::new(&c, limiter.clone()).map_err(why)
 }

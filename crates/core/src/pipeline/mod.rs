@@ -20,6 +20,7 @@ use crate::format::{BatchEncoder, DynamicRows, RowBinary};
 use crate::pipeline::batcher::{Batcher, Limits, Refresh, SealHook, Target, Task};
 use crate::pipeline::handle::{Handle, Msg, RowGate};
 use crate::pipeline::writer::Writers;
+use crate::spool::ShardRef;
 use crate::stats::{QueueCounters, Stats};
 use crate::types::schema::TableSchema;
 
@@ -122,6 +123,7 @@ pub struct PipelineBuilder {
     hook: Option<SealHook>,
     first_input: u64,
     own_thread: bool,
+    shard: Option<ShardRef>,
 }
 
 impl PipelineBuilder {
@@ -148,7 +150,16 @@ impl PipelineBuilder {
             hook: None,
             first_input: 0,
             own_thread: true,
+            shard: None,
         }
+    }
+
+    /// The pipeline of one shard of a sharded load: the spool entries of its batches record
+    /// the shard (see [`ShardRef`]). With a dispatcher of the caller's, that one's spool
+    /// decides.
+    pub(crate) fn shard(mut self, shard: ShardRef) -> Self {
+        self.shard = Some(shard);
+        self
     }
 
     /// Reads table schemas through this catalog (shared with other pipelines, or with the
@@ -233,7 +244,10 @@ impl PipelineBuilder {
         }
         let (dispatcher, owns_dispatcher) = match self.dispatcher {
             Some(d) => (d, false),
-            None => (Arc::new(Dispatcher::start(&config)?), true),
+            None => (
+                Arc::new(Dispatcher::start_for_shard(&config, self.shard)?),
+                true,
+            ),
         };
         let catalog = match self.catalog {
             Some(c) => c,

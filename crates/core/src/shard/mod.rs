@@ -24,6 +24,7 @@ use crate::format::native::NativeOptions;
 use crate::format::{BatchEncoder, DynInput, DynamicRows};
 use crate::pipeline::handle::{Handle, TrySendError};
 use crate::pipeline::{Pipeline, PipelineBuilder};
+use crate::spool::ShardRef;
 use crate::stats::Stats;
 use crate::types::schema::TableSchema;
 use crate::types::value::{DynRow, Value};
@@ -158,6 +159,30 @@ fn replica_url(config: &Config, r: &ClusterReplica) -> Result<String> {
         Some(p) => format!("{scheme}://{host}:{p}"),
         None => format!("{scheme}://{host}"),
     })
+}
+
+/// The HTTP URLs of the replicas of `shard`, read from `system.clusters` through `catalog`
+/// (as a sharded load finds them: `cluster_urls`, else the hosts with the first URL's scheme
+/// and port). For the replay of a shard's spool entries.
+pub(crate) async fn shard_urls(
+    config: &Config,
+    catalog: &Catalog,
+    shard: &ShardRef,
+) -> Result<Vec<String>> {
+    let urls = catalog
+        .cluster(&shard.cluster)
+        .await?
+        .iter()
+        .filter(|r| r.shard_num == shard.shard)
+        .map(|r| replica_url(config, r))
+        .collect::<Result<Vec<_>>>()?;
+    if urls.is_empty() {
+        return Err(Error::Config(format!(
+            "cluster {:?} has no shard {} in system.clusters",
+            shard.cluster, shard.shard
+        )));
+    }
+    Ok(urls)
 }
 
 impl ShardPlan {
@@ -579,7 +604,15 @@ where
         let mut pipelines = Vec::with_capacity(plan.shards.len());
         for i in 0..plan.shards.len() {
             let shard_config = plan.shard_config(&config, i);
-            match PipelineBuilder::new(shard_config).start(&make).await {
+            let shard = ShardRef {
+                cluster: plan.cluster.clone(),
+                shard: plan.shards[i].num,
+            };
+            match PipelineBuilder::new(shard_config)
+                .shard(shard)
+                .start(&make)
+                .await
+            {
                 Ok(p) => pipelines.push(p),
                 Err(e) => {
                     for p in pipelines {

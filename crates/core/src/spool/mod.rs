@@ -13,6 +13,10 @@
 //! every setting it was sent with (the engine's own included), the user it was sent as, the
 //! dedup token and the query id. Replay sends exactly that again, so it cannot change what
 //! lands. No password is ever written.
+//!
+//! A batch of one shard of a sharded load ([`crate::Sharded`]) records its shard
+//! ([`ShardRef`]): its rows belong on that shard's local table, and a replay sends them
+//! there, wherever it is started from.
 
 pub(crate) mod journal;
 
@@ -57,6 +61,16 @@ pub struct InsertSpec {
     pub dedup_token: String,
     /// Its `query_id`.
     pub query_id: String,
+}
+
+/// The shard of a cluster that a spooled batch was for: its cluster (a name in
+/// `system.clusters`) and its shard number there.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ShardRef {
+    /// The cluster.
+    pub cluster: String,
+    /// The shard's number in `system.clusters` (1-based).
+    pub shard: u32,
 }
 
 /// The metadata of one spool entry.
@@ -115,6 +129,10 @@ pub struct DeadLetterRecord {
     /// epoch, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maybe_sent_since_ms: Option<u64>,
+    /// The shard the batch was for, in a sharded load: a replay sends it to that shard's
+    /// replicas (read from `system.clusters` of the server it is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardRef>,
 }
 
 fn version_one() -> u32 {
@@ -134,6 +152,8 @@ impl DeadLetterRecord {
 #[derive(Debug, Clone)]
 pub struct DeadLetterSpool {
     dir: PathBuf,
+    /// The shard whose batches this spool writes (recorded with each batch entry).
+    shard: Option<ShardRef>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -153,7 +173,16 @@ fn now_ms() -> u64 {
 impl DeadLetterSpool {
     /// A spool in `dir` (created on first write).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            shard: None,
+        }
+    }
+
+    /// The spool of one shard's batches: each batch entry records `shard`.
+    pub(crate) fn for_shard(mut self, shard: Option<ShardRef>) -> Self {
+        self.shard = shard;
+        self
     }
 
     /// The spool directory.
@@ -223,6 +252,7 @@ impl DeadLetterSpool {
                 t.duration_since(UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as u64)
             }),
+            shard: self.shard.clone(),
         };
         self.write_entry(&record, &batch.bytes)?;
         Ok(self.dir.join(format!("{}.json", record.id)))
@@ -263,6 +293,8 @@ impl DeadLetterSpool {
             insert: None,
             maybe_sent: Some(false),
             maybe_sent_since_ms: None,
+            // Not replayable; and a row that could not be routed has no shard.
+            shard: None,
         };
         self.write_entry(&record, &payload)?;
         Ok(self.dir.join(format!("{id}.json")))
