@@ -94,6 +94,12 @@ bench-python *args:
 bench-gateway *args:
     scripts/bench-gateway.sh {{args}}
 
+# Kafka consumers, N members of one group against one (release build; rows/s, lag), on the
+# tansu broker and a ClickHouse it starts when CLICKHOUSE_URL is unset. Sizes from
+# CHASYNC_BENCH_MESSAGES, CHASYNC_BENCH_MEMBERS (1,3) and CHASYNC_BENCH_RATES (0,20000).
+bench-kafka:
+    CHASYNC_SOURCES_RELEASE=1 scripts/with-clickhouse.sh scripts/test-sources.sh bench_ --ignored --nocapture
+
 # What CI runs: lint, then the tests.
 ci: lint test
 

@@ -41,6 +41,9 @@ export NATS_SERVER
 cd "$repo"
 echo "test-sources: tansu $("$TANSU_BIN" --version 2>/dev/null | head -1), $("$NATS_SERVER" --version)" >&2
 # The workspace's feature set, as `cargo test --workspace` builds it: no second build of the
-# dependencies.
-cargo test --workspace --features chasync-cli/crash-points,chasync-daemon/broker-tests \
+# dependencies. CHASYNC_SOURCES_RELEASE=1 builds them (and the chasync they run) with the
+# release profile, for the benchmark.
+profile=()
+if [ "${CHASYNC_SOURCES_RELEASE:-}" = 1 ]; then profile=(--release); fi
+cargo test "${profile[@]}" --workspace --features chasync-cli/crash-points,chasync-daemon/broker-tests \
   --test consume_kafka --test consume_nats --test sources -- "$@"
