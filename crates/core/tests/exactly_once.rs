@@ -369,3 +369,72 @@ async fn a_user_without_access_to_the_query_log_is_warned_once_that_the_table_ge
         "{u:?}"
     );
 }
+
+/// Rows `0..n` through the proxy, one attempt per batch, the insert's connection meeting
+/// `fault`: the batch is dead-lettered as maybe sent. Returns the spool directory.
+async fn dead_letter_through(db: &TestDb, fault: Fault, n: u64) -> tempfile::TempDir {
+    let proxy = FaultProxy::start(&common::url(), vec![]).await;
+    let dlq = tempfile::tempdir().unwrap();
+    let mut c = db.config("t", dlq.path());
+    c.clickhouse.url = vec![proxy.url()];
+    c.batching.max_rows = n as usize;
+    c.batching.linger = Duration::from_secs(3600);
+    c.delivery.max_attempts = 1;
+    let ing = Ingestor::<Ev>::start(c).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    proxy.push_insert(fault);
+    let h = ing.handle();
+    for i in 0..n {
+        h.send(ev(i)).await.unwrap();
+    }
+    assert!(h.flush().await.is_err(), "the batch is dead-lettered");
+    let stats = ing.shutdown().await.unwrap();
+    assert_eq!(proxy.remaining(), 0, "the fault was never met");
+    assert_eq!(stats.rows_dead_lettered, n, "{stats:?}");
+    let records = chasync_core::DeadLetterSpool::new(dlq.path())
+        .list()
+        .unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert!(records[0].is_maybe_sent(), "{records:?}");
+    dlq
+}
+
+/// `replay` of a spooled batch whose answer was lost: on a table that does not deduplicate,
+/// the entry is looked up before it is sent. One that had landed is removed unsent; one that
+/// had not is sent, once.
+#[tokio::test]
+async fn replay_of_a_batch_whose_answer_was_lost_looks_it_up_before_sending() {
+    let db = TestDb::new("once_replay").await;
+    plain(&db, false).await;
+    let replay_config = |dlq: &std::path::Path| {
+        let mut c = db.config("t", dlq);
+        fast_retry(&mut c);
+        c
+    };
+
+    // The insert landed; the client never heard.
+    let dlq = dead_letter_through(&db, Fault::CutResponse, 1000).await;
+    assert_once(&db, 1000).await;
+    let spool = chasync_core::DeadLetterSpool::new(dlq.path());
+    let report = chasync_core::replay(&replay_config(dlq.path()), &spool)
+        .await
+        .unwrap();
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!((report.batches, report.rows), (1, 1000), "{report:?}");
+    assert!(spool.list().unwrap().is_empty());
+    assert_once(&db, 1000).await;
+    assert_eq!(db.inserts("t").await, 1, "the replay sent nothing");
+
+    // The insert never reached the server: the replay sends it, once.
+    db.exec("TRUNCATE TABLE t").await;
+    let dlq = dead_letter_through(&db, Fault::ResetInserts, 500).await;
+    assert_eq!(db.u64("SELECT count() FROM t").await, 0);
+    let spool = chasync_core::DeadLetterSpool::new(dlq.path());
+    let report = chasync_core::replay(&replay_config(dlq.path()), &spool)
+        .await
+        .unwrap();
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!((report.batches, report.rows), (1, 500), "{report:?}");
+    assert_once(&db, 500).await;
+    assert_eq!(db.inserts("t").await, 2);
+}
