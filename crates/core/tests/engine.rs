@@ -297,8 +297,9 @@ async fn a_connection_reset_is_retried() {
     let mut through = c.clone();
     through.clickhouse.url = vec![proxy.url()];
     let ing = Ingestor::<Ev>::start(through).await.unwrap();
-    proxy.push(Fault::ResetOnAccept);
-    proxy.push(Fault::ResetOnAccept);
+    // Insert connections only: the engine's metadata queries share the pool.
+    proxy.push_insert(Fault::ResetOnAccept);
+    proxy.push_insert(Fault::ResetOnAccept);
     tokio::time::sleep(Duration::from_millis(2500)).await; // let pooled connections expire
     let h = ing.handle();
     for i in 0..500 {
