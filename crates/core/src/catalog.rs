@@ -250,7 +250,7 @@ impl Catalog {
             engine: String,
             engine_full: String,
         }
-        let what = format!("the engine query of {database}.{table}");
+        let what = format!("the schema query of {database}.{table} (its engine)");
         let row = self
             .first_answer(|client| {
                 self.bounded(
@@ -465,4 +465,59 @@ pub(crate) struct ClusterReplica {
     pub host_name: String,
     /// The replica's native TCP port.
     pub port: u16,
+}
+
+/// The HTTP URL of a replica that `system.clusters` lists at `host:port` (native port): from
+/// `cluster_urls`, else its host with the scheme and port of the first `url`.
+pub(crate) fn replica_url(config: &Config, r: &ClusterReplica) -> Result<String> {
+    let listed = format!("{}:{}", r.host_name, r.port);
+    if let Some(url) = config.clickhouse.cluster_urls.get(&listed) {
+        return Ok(url.clone());
+    }
+    let first = config
+        .clickhouse
+        .url
+        .first()
+        .ok_or_else(|| Error::Config("no ClickHouse URL".into()))?;
+    let (scheme, rest) = first
+        .split_once("://")
+        .ok_or_else(|| Error::Config(format!("the URL {first:?} has no scheme")))?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let port = match authority.rfind(':') {
+        Some(i) if !authority[i..].contains(']') => Some(&authority[i + 1..]),
+        _ => None,
+    };
+    let host = if r.host_name.contains(':') && !r.host_name.starts_with('[') {
+        format!("[{}]", r.host_name)
+    } else {
+        r.host_name.clone()
+    };
+    Ok(match port {
+        Some(p) => format!("{scheme}://{host}:{p}"),
+        None => format!("{scheme}://{host}"),
+    })
+}
+
+/// The HTTP URLs of the replicas of `shard`, read from `system.clusters` through `catalog`
+/// (as a sharded load finds them: `cluster_urls`, else the hosts with the first URL's scheme
+/// and port). For the replay of a shard's spool entries.
+pub(crate) async fn shard_urls(
+    config: &Config,
+    catalog: &Catalog,
+    shard: &crate::spool::ShardRef,
+) -> Result<Vec<String>> {
+    let urls = catalog
+        .cluster(&shard.cluster)
+        .await?
+        .iter()
+        .filter(|r| r.shard_num == shard.shard)
+        .map(|r| replica_url(config, r))
+        .collect::<Result<Vec<_>>>()?;
+    if urls.is_empty() {
+        return Err(Error::Config(format!(
+            "cluster {:?} has no shard {} in system.clusters",
+            shard.cluster, shard.shard
+        )));
+    }
+    Ok(urls)
 }

@@ -130,7 +130,8 @@ pub use pipeline::text::{Rerun, TextFormat, TextOptions, TextPipeline, TextRefus
 pub use pipeline::writer::{Refused, Writer};
 pub use pipeline::{DynIngestor, Ingestor, Pipeline, PipelineBuilder};
 pub use shard::{
-    RouteError, Shard, ShardPlan, ShardRow, Sharded, ShardedDynIngestor, ShardedHandle,
+    Acks, DynTarget, DynTargetHandle, RouteError, Shard, ShardPlan, ShardRow, Sharded,
+    ShardedDynIngestor, ShardedHandle,
 };
 pub use spool::{
     DeadLetterRecord, DeadLetterSpool, EntryKind, InsertSpec, RECORD_VERSION, ShardRef,

@@ -245,7 +245,7 @@ async fn shard_sink(
         *catalog = Some(Catalog::new(config).map_err(why)?);
     }
     let catalog = catalog.as_ref().expect("made above");
-    let urls = crate::shard::shard_urls(config, catalog, shard)
+    let urls = crate::catalog::shard_urls(config, catalog, shard)
         .await
         .map_err(why)?;
     tracing::info!(

@@ -238,8 +238,9 @@ impl PipelineBuilder {
             return Err(Error::Config(format!(
                 "the cluster option ({cluster:?}) routes rows to the shards of a cluster, which \
                  this pipeline does not do (one table, one set of endpoints): use \
-                 chasync insert with NDJSON or the Rust API's Sharded pipelines, or leave \
-                 cluster out (and insert into a Distributed table, if need be)"
+                 DynTarget or Sharded (or chasync insert with NDJSON, or the Python \
+                 Inserter), or leave cluster out (and insert into a Distributed table, if \
+                 need be)"
             )));
         }
         let (dispatcher, owns_dispatcher) = match self.dispatcher {

@@ -11,12 +11,15 @@
 
 pub(crate) mod hash;
 pub(crate) mod key;
+mod target;
+
+pub use target::{Acks, DynTarget, DynTargetHandle};
 
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::catalog::{Catalog, ClusterReplica};
+use crate::catalog::{Catalog, replica_url};
 use crate::config::Config;
 use crate::dedup::StreamId;
 use crate::error::{Error, Result};
@@ -128,61 +131,6 @@ impl DistributedEngine {
             sharding_key: args.get(3).map(|k| k.trim().to_string()),
         })
     }
-}
-
-/// The HTTP URL of a replica that `system.clusters` lists at `host:port` (native port): from
-/// `cluster_urls`, else its host with the scheme and port of the first `url`.
-fn replica_url(config: &Config, r: &ClusterReplica) -> Result<String> {
-    let listed = format!("{}:{}", r.host_name, r.port);
-    if let Some(url) = config.clickhouse.cluster_urls.get(&listed) {
-        return Ok(url.clone());
-    }
-    let first = config
-        .clickhouse
-        .url
-        .first()
-        .ok_or_else(|| Error::Config("no ClickHouse URL".into()))?;
-    let (scheme, rest) = first
-        .split_once("://")
-        .ok_or_else(|| Error::Config(format!("the URL {first:?} has no scheme")))?;
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let port = match authority.rfind(':') {
-        Some(i) if !authority[i..].contains(']') => Some(&authority[i + 1..]),
-        _ => None,
-    };
-    let host = if r.host_name.contains(':') && !r.host_name.starts_with('[') {
-        format!("[{}]", r.host_name)
-    } else {
-        r.host_name.clone()
-    };
-    Ok(match port {
-        Some(p) => format!("{scheme}://{host}:{p}"),
-        None => format!("{scheme}://{host}"),
-    })
-}
-
-/// The HTTP URLs of the replicas of `shard`, read from `system.clusters` through `catalog`
-/// (as a sharded load finds them: `cluster_urls`, else the hosts with the first URL's scheme
-/// and port). For the replay of a shard's spool entries.
-pub(crate) async fn shard_urls(
-    config: &Config,
-    catalog: &Catalog,
-    shard: &ShardRef,
-) -> Result<Vec<String>> {
-    let urls = catalog
-        .cluster(&shard.cluster)
-        .await?
-        .iter()
-        .filter(|r| r.shard_num == shard.shard)
-        .map(|r| replica_url(config, r))
-        .collect::<Result<Vec<_>>>()?;
-    if urls.is_empty() {
-        return Err(Error::Config(format!(
-            "cluster {:?} has no shard {} in system.clusters",
-            shard.cluster, shard.shard
-        )));
-    }
-    Ok(urls)
 }
 
 impl ShardPlan {
@@ -691,6 +639,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::ClusterReplica;
 
     #[test]
     fn reads_the_engine_arguments() {
