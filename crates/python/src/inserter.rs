@@ -18,9 +18,9 @@
 //!
 //! ## Why an ordered hand-off in front of the engine's queue
 //!
-//! The engine's queue is a tokio bounded channel behind [`Handle`], and it is FIFO for the
-//! senders it holds: a `send().await` that waits keeps its place, and a later `try_send`
-//! cannot overtake it (tokio's batch semaphore gives a freed slot to the oldest waiter, and
+//! The engine's queue is a tokio bounded channel behind [`Handle`](chasync_core::Handle),
+//! and it is FIFO for the senders it holds: a `send().await` that waits keeps its place,
+//! and a later `try_send` cannot overtake it (tokio's batch semaphore gives a freed slot to the oldest waiter, and
 //! adds slots back to the count `try_send` takes from only once no sender waits:
 //! `add_permits_locked` and `try_acquire` in `tokio/src/sync/batch_semaphore.rs`, 1.54; the
 //! test `a_later_try_send_does_not_overtake_a_waiting_send` pins it). That orders the *inputs*
@@ -36,9 +36,9 @@
 //!    other, and a place in the channel is per input, not per write: once one of them waits,
 //!    a later write's inputs can come between its own. And a task spawned to wait for room
 //!    takes its place only when it first runs, after later calls may have sent already.
-//! 3. [`Handle::send`] waits for room in two places: the row gate (a semaphore bounding the
-//!    rows of multi-row inputs) and then the channel. A single row skips the gate, so it
-//!    passes a columnar chunk that waits at the gate.
+//! 3. [`Handle::send`](chasync_core::Handle::send) waits for room in two places: the row
+//!    gate (a semaphore bounding the rows of multi-row inputs) and then the channel. A
+//!    single row skips the gate, so it passes a columnar chunk that waits at the gate.
 //! 4. `close()` must commit writes whose rows are not in the engine's queue yet (a conversion
 //!    still running, an awaitable that was cancelled while it waited for room): something
 //!    has to know of them. (Tried: the 50,000 rows of a cancelled `write_many` were lost at
@@ -65,7 +65,8 @@ use std::sync::{Arc, Mutex};
 use chasync_core::ColumnData;
 use chasync_core::NativeOptions;
 use chasync_core::{
-    Config, ConfigBuilder, DynIngestor, DynInput, Error as CoreError, Handle, Stats, TrySendError,
+    Config, ConfigBuilder, DynInput, DynTarget, DynTargetHandle, Error as CoreError, Stats,
+    TrySendError,
 };
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -121,7 +122,7 @@ enum Work {
 
 #[derive(Clone)]
 struct Running {
-    handle: Handle<DynInput>,
+    handle: DynTargetHandle,
     work: mpsc::UnboundedSender<Work>,
     /// Work items sent to the hand-off task and not finished: while not 0, new writes queue
     /// behind them (order).
@@ -132,10 +133,10 @@ enum State {
     Idle,
     Starting,
     Running(Running),
-    Closed(Option<Handle<DynInput>>),
+    Closed(Option<DynTargetHandle>),
 }
 
-async fn send_items(handle: &Handle<DynInput>, items: Vec<Item>) -> Result<(), WorkError> {
+async fn send_items(handle: &DynTargetHandle, items: Vec<Item>) -> Result<(), WorkError> {
     for item in items {
         match item {
             Item::Input(input) => handle
@@ -166,7 +167,7 @@ async fn resolve(payload: Payload) -> Result<Vec<Item>, WorkError> {
 /// outcome: `Ok` when every row was committed, `DeadLettered` (rows that were not, rows
 /// refused at conversion included) otherwise.
 async fn send_acked(
-    handle: &Handle<DynInput>,
+    handle: &DynTargetHandle,
     items: Vec<Item>,
     spool: std::path::PathBuf,
 ) -> Result<impl Future<Output = Result<(), WorkError>> + Send + 'static, WorkError> {
@@ -226,7 +227,7 @@ async fn send_acked(
 /// The hand-off task: sends work in order; owns the pipeline and shuts it down at `close()`
 /// (or when the `Inserter` is dropped without one).
 async fn hand_off(
-    pipeline: DynIngestor,
+    pipeline: DynTarget,
     mut rx: mpsc::UnboundedReceiver<Work>,
     backlog: Arc<AtomicUsize>,
 ) {
@@ -292,7 +293,7 @@ async fn hand_off(
 
 /// Tries to queue items at once; returns those that did not fit (from the first that did
 /// not, in order).
-fn try_send_all(handle: &Handle<DynInput>, items: Vec<Item>) -> Result<Vec<Item>, CoreError> {
+fn try_send_all(handle: &DynTargetHandle, items: Vec<Item>) -> Result<Vec<Item>, CoreError> {
     let mut it = items.into_iter();
     while let Some(item) = it.next() {
         match item {
@@ -613,7 +614,7 @@ impl Inserter {
         let state = self.state.clone();
         // Spawned, so that cancelling the awaitable cannot leave the state half-way.
         let task = pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
-            match DynIngestor::start_dynamic(config, native).await {
+            match DynTarget::start(config, native).await {
                 Ok(pipeline) => {
                     let (tx, rx) = mpsc::unbounded_channel();
                     let backlog = Arc::new(AtomicUsize::new(0));
