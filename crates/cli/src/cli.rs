@@ -156,7 +156,8 @@ pub struct IngestOpts {
     #[arg(long = "setting", value_name = "NAME=VALUE")]
     pub settings: Vec<String>,
     /// Insert straight into the shards of this cluster (from `system.clusters`), each row
-    /// routed on the client by the sharding key of a Distributed target table (NDJSON input).
+    /// routed on the client by the sharding key of a Distributed target table (NDJSON, Parquet
+    /// and Arrow input).
     #[arg(long, value_name = "NAME")]
     pub cluster: Option<String>,
     /// The HTTP URL of a cluster replica that `system.clusters` lists at HOST:PORT (its

@@ -4,7 +4,8 @@
 //! ([`chasync_core::arrow`], the path Python's `write_columns` takes for Arrow data) to
 //! columns of the table's types, batches them, inserts them as Native with retries and
 //! batch-id dedup, isolates the rows the server refuses, and dead-letters what cannot land,
-//! each row that cannot be converted with its reason.
+//! each row that cannot be converted with its reason. Into a sharded target (a Distributed
+//! table, or `--cluster`) each row goes to its shard ([`chasync_core::DynTarget`]).
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use chasync_core::arrow::arrow_array::RecordBatch;
 use chasync_core::arrow::batch_chunks;
-use chasync_core::{DynIngestor, DynInput, NativeOptions};
+use chasync_core::{DynInput, DynTarget, NativeOptions};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::cli::{InputFormat, InsertArgs};
@@ -148,12 +149,6 @@ pub async fn run(
         .collect::<Result<Vec<_>, _>>()?;
     let total_rows: Option<u64> = sources.iter().map(|s| s.rows).sum();
     let config = settings.config(&db, &table)?;
-    if config.clickhouse.cluster.is_some() {
-        return Err(CliError::usage(
-            "--cluster takes NDJSON input (JSONEachRow); route Parquet and Arrow through a \
-             Distributed table",
-        ));
-    }
     let dlq_dir = config.spool.dir.clone();
     // Columnar pieces of at most ~64k rows that add up to the batch size.
     let k = config.batching.max_rows.div_ceil(65_536).max(1);
@@ -162,12 +157,12 @@ pub async fn run(
         skip_unknown_keys: args.skip_unknown_fields,
         ..NativeOptions::default()
     };
-    let ingestor = DynIngestor::start_dynamic(config, opts)
-        .await
-        .map_err(|e| match e {
-            chasync_core::Error::Config(msg) => CliError::error(msg),
-            e => e.into(),
-        })?;
+    // One pipeline, or one per shard of a sharded target (a Distributed table, or
+    // --cluster): each row goes to its shard, and rows that cannot be routed to the spool.
+    let ingestor = DynTarget::start(config, opts).await.map_err(|e| match e {
+        chasync_core::Error::Config(msg) => CliError::error(msg),
+        e => e.into(),
+    })?;
     let bar = progress_bar(settings, total_rows);
     let started = Instant::now();
     let ticker = {

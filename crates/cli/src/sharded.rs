@@ -51,11 +51,11 @@ pub async fn plan(
     if format != InputFormat::Ndjson {
         if explicit {
             return Err(CliError::usage(
-                "--cluster takes NDJSON input (JSONEachRow); route other formats through a \
-                 Distributed table",
+                "--cluster takes NDJSON (JSONEachRow), Parquet and Arrow input; route CSV and \
+                 TSV through a Distributed table",
             ));
         }
-        note("chasync routes NDJSON rows to the shards itself, not this format");
+        note("chasync routes NDJSON, Parquet and Arrow rows to the shards itself, not CSV or TSV");
         return Ok(None);
     }
     Ok(Some(plan))

@@ -139,7 +139,7 @@ async fn insert_routes_ndjson_to_the_shards() {
                 .write_stdin("5000,user-1\n"),
         );
         assert_eq!(out.code, 0, "{out:?}");
-        assert!(out.stderr.contains("not this format"), "{out:?}");
+        assert!(out.stderr.contains("not CSV or TSV"), "{out:?}");
         let after: u64 = c
             .per_shard("sh.direct", "id, s")
             .await
@@ -234,6 +234,85 @@ async fn dlq_replay_sends_a_shards_entries_to_that_shard() {
                 .args(["dlq", "list"]),
         );
         assert!(list.stdout.contains("no entries"), "{list:?}");
+    };
+    tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the test ends within 2 minutes");
+}
+
+/// Writes rows `0..n` (`id`, `s` = `user-{id % 513}`) as a Parquet file.
+fn write_parquet(path: &std::path::Path, n: u64) {
+    use chasync_core::arrow::arrow_array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
+    use std::sync::Arc;
+    let ids: Vec<u64> = (0..n).collect();
+    let names: Vec<String> = ids.iter().map(|i| format!("user-{}", i % 513)).collect();
+    let batch = RecordBatch::try_from_iter([
+        ("id", Arc::new(UInt64Array::from(ids)) as ArrayRef),
+        ("s", Arc::new(StringArray::from(names)) as ArrayRef),
+    ])
+    .unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+/// Parquet into a Distributed table, and with --cluster into a plain one: routed to the
+/// shards by the client, as the server would place the rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_routes_parquet_to_the_shards() {
+    let run = async {
+        let c = TwoShards::start();
+        let dir = tempfile::tempdir().unwrap();
+        c.on_both("CREATE DATABASE sh").await;
+        for t in ["direct", "via"] {
+            c.on_both(&format!(
+                "CREATE TABLE sh.{t} (id UInt64, s String) ENGINE = MergeTree ORDER BY id"
+            ))
+            .await;
+            TwoShards::exec(
+                &c.a,
+                &format!(
+                    "CREATE TABLE sh.{t}_dist AS sh.{t} \
+                     ENGINE = Distributed(two, sh, {t}, cityHash64(s))"
+                ),
+            )
+            .await;
+        }
+        TwoShards::exec(
+            &c.a,
+            &format!(
+                "INSERT INTO sh.via_dist SELECT number AS id, \
+                 concat('user-', toString(number % 513)) AS s FROM numbers({ROWS})"
+            ),
+        )
+        .await;
+        write_parquet(&dir.path().join("rows.parquet"), ROWS);
+        let out = run_cmd(
+            chasync(dir.path())
+                .env("CHASYNC_URL", c.a.url())
+                .args(["insert", "--json", "--table", "sh.direct_dist"])
+                .args(["--cluster-url", &c.cluster_urls()])
+                .args(["--max-rows", "500", "rows.parquet"]),
+        );
+        assert_eq!(out.code, 0, "{out:?}");
+        assert_eq!(out.json()["rows_landed"], ROWS, "{out:?}");
+        let direct = c.per_shard("sh.direct", "id, s").await;
+        assert_eq!(direct, c.per_shard("sh.via", "id, s").await);
+        assert!(direct[0].0 > 0 && direct[1].0 > 0, "{direct:?}");
+
+        c.on_both("CREATE TABLE sh.plain (id UInt64, s String) ENGINE = MergeTree ORDER BY id")
+            .await;
+        write_parquet(&dir.path().join("thirty.parquet"), 30);
+        let out = run_cmd(
+            chasync(dir.path())
+                .env("CHASYNC_URL", c.a.url())
+                .args(["insert", "--table", "sh.plain", "--cluster", "two"])
+                .args(["--cluster-url", &c.cluster_urls(), "thirty.parquet"]),
+        );
+        assert_eq!(out.code, 0, "{out:?}");
+        let counts = c.per_shard("sh.plain", "id, s").await;
+        assert_eq!((counts[0].0, counts[1].0), (10, 20), "{out:?}");
     };
     tokio::time::timeout(Duration::from_secs(120), run)
         .await
