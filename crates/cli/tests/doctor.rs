@@ -274,4 +274,30 @@ async fn a_user_without_access_to_the_query_log_is_warned_that_retries_may_store
     assert_eq!(v["table"]["guarantee"]["user"], "chasync_restricted", "{v}");
     assert_eq!(v["findings"][0]["section"], "delivery", "{v}");
     assert_eq!(v["findings"][0]["severity"], "warning", "{v}");
+
+    // A load of a few rows ends after the engine has said what the table gets.
+    let r = run_cmd(
+        chasync(dir.path())
+            .env("CHASYNC_URL", server.url())
+            .args([
+                "--user",
+                "chasync_restricted",
+                "--password",
+                "restricted-secret",
+            ])
+            .args([
+                "insert",
+                "--table",
+                "chasync_restricted.t",
+                "--format",
+                "ndjson",
+                "-",
+            ])
+            .write_stdin("{\"id\": 1}\n{\"id\": 2}\n"),
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert!(
+        r.stderr.contains("AT LEAST ONCE") && r.stderr.contains("GRANT SYSTEM FLUSH LOGS"),
+        "{r:?}"
+    );
 }

@@ -240,7 +240,7 @@ async fn run(mut rx: mpsc::Receiver<Work>, shared: Arc<Shared>, max_concurrency:
     while let Some(res) = tasks.join_next().await {
         reap(res);
     }
-    shared.sink.stop_background();
+    shared.sink.end_background(Duration::from_secs(2)).await;
 }
 
 fn reap(res: std::result::Result<(), tokio::task::JoinError>) {

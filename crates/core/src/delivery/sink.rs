@@ -42,9 +42,10 @@ pub(crate) struct Sink {
     default_user: String,
     /// Cancelled when delivery gives up ([`Sink::abandon`]).
     abandoned: tokio_util::sync::CancellationToken,
-    /// Cancelled when delivery has ended ([`Sink::stop_background`]): a probe still running
-    /// then would report on a table the engine no longer writes to.
-    background: tokio_util::sync::CancellationToken,
+    /// The probes running in the background, ended by [`Sink::end_background`] when
+    /// delivery ends: none outlives the engine (it would report on a table the engine no
+    /// longer writes to).
+    background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Settles attempts whose outcome is unknown.
     pub(crate) resolver: Resolver,
 }
@@ -112,7 +113,7 @@ impl Sink {
                 .clone()
                 .unwrap_or_else(|| "default".into()),
             abandoned: tokio_util::sync::CancellationToken::new(),
-            background: tokio_util::sync::CancellationToken::new(),
+            background: Mutex::new(Vec::new()),
             resolver: Resolver::new(config),
         })
     }
@@ -161,18 +162,29 @@ impl Sink {
         }
         let clients = sink.clients(batch, 0..sink.endpoints.len());
         let (sink, counters) = (sink.clone(), counters.clone());
-        let stop = sink.background.clone();
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                _ = sink.resolver.probe_now(&key, &clients, &counters) => {}
-            }
-        });
+        let task = {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                sink.resolver.probe_now(&key, &clients, &counters).await;
+            })
+        };
+        let mut running = sink.background.lock().unwrap_or_else(|e| e.into_inner());
+        running.retain(|t| !t.is_finished());
+        running.push(task);
     }
 
-    /// Stops the probes still running in the background: called when every batch has ended.
-    pub(crate) fn stop_background(&self) {
-        self.background.cancel();
+    /// Ends the probes still running in the background, called when every batch has ended:
+    /// waits up to `grace` for them (so that a short load still says what its tables get),
+    /// then stops the rest.
+    pub(crate) async fn end_background(&self, grace: Duration) {
+        let running: Vec<_> =
+            std::mem::take(&mut *self.background.lock().unwrap_or_else(|e| e.into_inner()));
+        let deadline = tokio::time::Instant::now() + grace;
+        for mut task in running {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+            }
+        }
     }
 
     /// The endpoint for the next attempt: the least loaded of those that are up (ties go
