@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use chasync_core::{
-    ColumnBatch, Config, DynInput, DynRow, NativeOptions, RouteError, ShardPlan, Sharded,
-    ShardedDynIngestor, Value,
+    ColumnBatch, Config, DeadLetterSpool, DynInput, DynRow, DynTarget, NativeOptions, RouteError,
+    ShardPlan, Sharded, ShardedDynIngestor, Value,
 };
 use chasync_testkit::cluster::TwoShards;
 use chasync_testkit::server::PrivateServer;
@@ -381,4 +381,91 @@ async fn a_single_table_pipeline_refuses_the_cluster_option() {
         .expect("refused")
         .to_string();
     assert!(e.contains("cluster") && e.contains("Sharded"), "{e}");
+}
+
+/// `DynTarget`: a Distributed target routed; columnar rows without their key dead-lettered,
+/// each with its own reason; acknowledgements over both shards; one flush reporting the dead
+/// letters of both shards together; a plain table is one pipeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dyn_target_routes_acks_and_reports_the_dead_letters_of_every_shard() {
+    let run = async {
+        let c = Cluster::start();
+        let spool = tempfile::tempdir().unwrap();
+        c.on_both("CREATE DATABASE sh").await;
+        c.on_both(
+            "CREATE TABLE sh.t (id UInt64, s String, n Int32) ENGINE = MergeTree ORDER BY id",
+        )
+        .await;
+        Cluster::exec(
+            &c.a,
+            "CREATE TABLE sh.t_dist AS sh.t ENGINE = Distributed(two, sh, t, cityHash64(s))",
+        )
+        .await;
+        let target = DynTarget::start(
+            c.config("sh.t_dist", spool.path()),
+            NativeOptions::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(target.plan().map(|p| p.shards.len()), Some(2));
+        let h = target.handle();
+        // Rows 0..1000 acknowledged, both shards taking some.
+        let acks = h
+            .send_acked((0..1_000).map(|i| DynInput::Row(row(i))).collect())
+            .await
+            .unwrap();
+        acks.wait().await.unwrap();
+        // Columnar: two rows without `s` among good ones.
+        let mut batch = ColumnBatch::new();
+        batch.push_column("id", vec![Value::UInt(1), Value::UInt(2), Value::UInt(3)]);
+        batch.push_column(
+            "s",
+            vec![Value::Null, Value::String("a".into()), Value::Null],
+        );
+        batch.push_column("n", vec![Value::Int(1), Value::Int(2), Value::Int(3)]);
+        h.send(DynInput::Columns(batch)).await.unwrap();
+        // Rows both shards refuse: `n` out of Int32's range for the server (a string).
+        for i in 0..30u64 {
+            let bad = DynRow::new()
+                .with("id", 5_000 + i)
+                .with("s", format!("bad-{i}"))
+                .with("n", "not a number");
+            h.send(DynInput::Row(bad)).await.unwrap();
+        }
+        match h.flush().await {
+            Err(chasync_core::Error::DeadLettered { rows, .. }) => assert_eq!(rows, 32),
+            other => panic!("expected 32 dead-lettered rows, got {other:?}"),
+        }
+        let stats = target.shutdown().await.unwrap();
+        assert_eq!(stats.rows_committed, 1_001, "{stats:?}");
+        // The spool holds every refused row with its own reason: the two unroutable ones
+        // (their column `s`), the 30 the encoder refused.
+        let dlq = DeadLetterSpool::new(spool.path());
+        let mut reasons = Vec::new();
+        for r in dlq.list().unwrap() {
+            let payload = dlq.payload(&r).unwrap();
+            for line in String::from_utf8_lossy(&payload).lines() {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                reasons.push(v["reason"].as_str().unwrap().to_string());
+            }
+        }
+        let unroutable = reasons
+            .iter()
+            .filter(|r| r.contains("cannot be routed") && r.contains("`s` is null"))
+            .count();
+        assert_eq!((unroutable, reasons.len()), (2, 32), "{reasons:?}");
+        let counts = c.per_shard("sh.t").await;
+        assert!(counts[0].0 > 0 && counts[1].0 > 0, "{counts:?}");
+        assert_eq!(counts[0].0 + counts[1].0, 1_001);
+
+        // A plain table without the cluster option: one pipeline into it.
+        let plain = DynTarget::start(c.config("sh.t", spool.path()), NativeOptions::default())
+            .await
+            .unwrap();
+        assert!(plain.plan().is_none());
+        plain.shutdown().await.unwrap();
+    };
+    tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the test ends within 2 minutes");
 }

@@ -367,6 +367,8 @@ pub struct ShardedHandle<R> {
     plan: Arc<ShardPlan>,
     turn: Arc<AtomicUsize>,
     handles: Vec<Handle<R>>,
+    /// The dead-letter spool of the pipelines.
+    spool: Arc<std::path::Path>,
 }
 
 impl<R> Clone for ShardedHandle<R> {
@@ -375,6 +377,7 @@ impl<R> Clone for ShardedHandle<R> {
             plan: self.plan.clone(),
             turn: self.turn.clone(),
             handles: self.handles.clone(),
+            spool: self.spool.clone(),
         }
     }
 }
@@ -458,21 +461,65 @@ impl<R: ShardRow + Send + 'static> ShardedHandle<R> {
     }
 
     /// Waits until every row queued so far on every shard is committed or dead-lettered.
+    /// Fails with [`Error::DeadLettered`] counting the batches and rows of every shard that
+    /// dead-lettered some since the previous flush (the last error among them).
     pub async fn flush(&self) -> Result<()> {
-        let mut first = Ok(());
+        let mut report = DeadLetters::default();
         for h in &self.handles {
-            if let Err(e) = h.flush().await
-                && first.is_ok()
-            {
-                first = Err(e);
-            }
+            report.add(h.flush().await);
         }
-        first
+        report.into_result()
     }
 
     /// The counters of all shards together.
     pub fn stats(&self) -> Stats {
         sum(self.handles.iter().map(Handle::stats))
+    }
+}
+
+/// The outcomes of several flushes or acknowledgements as one: dead letters added up, any
+/// other error kept (the first).
+#[derive(Default)]
+pub(crate) struct DeadLetters {
+    result: Option<Error>,
+}
+
+impl DeadLetters {
+    /// Adds one outcome.
+    pub(crate) fn add(&mut self, outcome: Result<()>) {
+        let Err(e) = outcome else { return };
+        match (&mut self.result, e) {
+            (None, e) => self.result = Some(e),
+            (
+                Some(Error::DeadLettered {
+                    batches,
+                    rows,
+                    last_error,
+                    code,
+                    ..
+                }),
+                Error::DeadLettered {
+                    batches: b,
+                    rows: r,
+                    last_error: l,
+                    code: c,
+                    ..
+                },
+            ) => {
+                *batches += b;
+                *rows += r;
+                *last_error = l;
+                *code = c;
+            }
+            // Another error wins over dead letters; the first of them is kept.
+            (Some(Error::DeadLettered { .. }), e) => self.result = Some(e),
+            (Some(_), _) => {}
+        }
+    }
+
+    /// The outcome of them all.
+    pub(crate) fn into_result(self) -> Result<()> {
+        self.result.map_or(Ok(()), Err)
     }
 }
 
@@ -587,6 +634,7 @@ where
             plan: plan.clone(),
             turn: Arc::new(AtomicUsize::new(0)),
             handles: pipelines.iter().map(Pipeline::handle).collect(),
+            spool: Arc::from(config.spool.dir.as_path()),
         };
         Ok(Self {
             plan,

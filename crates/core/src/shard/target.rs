@@ -15,7 +15,7 @@ use crate::pipeline::{DynIngestor, PipelineBuilder};
 use crate::stats::Stats;
 use crate::types::value::Value;
 
-use super::{RouteError, ShardPlan, ShardRow, ShardedDynIngestor, ShardedHandle};
+use super::{DeadLetters, RouteError, ShardPlan, ShardRow, ShardedDynIngestor, ShardedHandle};
 
 /// Rows known at run time ([`DynInput`]) into the configuration's table: one pipeline, or one
 /// per shard when the target is sharded (a `Distributed` table whose sharding key the client
@@ -139,7 +139,18 @@ impl DynTargetHandle {
             Some(n) => (0..n).map(Some).collect(),
         };
         for &row in &rows {
-            let reason = format!("the row cannot be routed to a shard: {why}");
+            // A row of columnar input: its own reason (`why` is the first bad row's).
+            let own = match (self, row) {
+                (Self::Shards(h), Some(i)) => h
+                    .plan
+                    .route(&h.turn, |c| input.row_value(i, c).map(Cow::Owned))
+                    .err(),
+                _ => None,
+            };
+            let reason = format!(
+                "the row cannot be routed to a shard: {}",
+                own.as_deref().unwrap_or(why)
+            );
             if self
                 .reject(reason, Some(record_of(input, row)))
                 .await
@@ -197,7 +208,7 @@ impl DynTargetHandle {
                         .reject_unroutable(&input, &why)
                         .await
                         .map_err(|e| SendError(vec![e.0]))?;
-                    let u = unroutable.get_or_insert((0, String::new()));
+                    let u = unroutable.get_or_insert((0, String::new(), h.spool.to_path_buf()));
                     u.0 += n;
                     u.1 = why;
                 }
@@ -235,63 +246,29 @@ impl DynTargetHandle {
 /// The acknowledgements of inputs sent with [`DynTargetHandle::send_acked`].
 pub struct Acks {
     acks: Vec<Ack>,
-    /// Rows that could not be routed (dead-lettered at once), with the last reason.
-    unroutable: Option<(u64, String)>,
+    /// Rows that could not be routed (dead-lettered at once), with the last reason and the
+    /// spool.
+    unroutable: Option<(u64, String, std::path::PathBuf)>,
 }
 
 impl Acks {
     /// Waits for every acknowledgement: `Ok` when all rows were committed, else
     /// [`Error::DeadLettered`] with the rows that were not (the unroutable ones included).
     pub async fn wait(self) -> Result<()> {
-        let mut failed: Option<Error> = None;
+        let mut report = DeadLetters::default();
         for ack in self.acks {
-            match (ack.wait().await, &mut failed) {
-                (Ok(()), _) => {}
-                (Err(e @ Error::DeadLettered { .. }), None) => failed = Some(e),
-                (
-                    Err(Error::DeadLettered {
-                        batches: b,
-                        rows: r,
-                        last_error,
-                        code: c,
-                        ..
-                    }),
-                    Some(Error::DeadLettered {
-                        batches,
-                        rows,
-                        last_error: last,
-                        code,
-                        ..
-                    }),
-                ) => {
-                    *batches += b;
-                    *rows += r;
-                    *last = last_error;
-                    *code = c;
-                }
-                (Err(e), _) => return Err(e),
-            }
+            report.add(ack.wait().await);
         }
-        if let Some((n, why)) = self.unroutable {
-            match &mut failed {
-                Some(Error::DeadLettered {
-                    rows, last_error, ..
-                }) => {
-                    *rows += n;
-                    *last_error = why;
-                }
-                _ => {
-                    return Err(Error::DeadLettered {
-                        batches: 0,
-                        rows: n,
-                        spool: Default::default(),
-                        last_error: why,
-                        code: None,
-                    });
-                }
-            }
+        if let Some((rows, last_error, spool)) = self.unroutable {
+            report.add(Err(Error::DeadLettered {
+                batches: 0,
+                rows,
+                spool,
+                last_error,
+                code: None,
+            }));
         }
-        failed.map_or(Ok(()), Err)
+        report.into_result()
     }
 }
 
