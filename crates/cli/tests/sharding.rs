@@ -12,31 +12,41 @@ use common::{chasync, run_cmd};
 
 const ROWS: u64 = 3_000;
 
+/// Database `sh` on both shards with tables `direct` and `via` (and `direct_dist`,
+/// `via_dist` over them, keyed by `cityHash64(s)`); rows `0..ROWS` inserted through
+/// `via_dist`, where the server places them.
+async fn direct_and_via(c: &TwoShards) {
+    c.on_both("CREATE DATABASE sh").await;
+    for t in ["direct", "via"] {
+        c.on_both(&format!(
+            "CREATE TABLE sh.{t} (id UInt64, s String) ENGINE = MergeTree ORDER BY id"
+        ))
+        .await;
+        TwoShards::exec(
+            &c.a,
+            &format!(
+                "CREATE TABLE sh.{t}_dist AS sh.{t} \
+                 ENGINE = Distributed(two, sh, {t}, cityHash64(s))"
+            ),
+        )
+        .await;
+    }
+    TwoShards::exec(
+        &c.a,
+        &format!(
+            "INSERT INTO sh.via_dist SELECT number AS id, \
+             concat('user-', toString(number % 513)) AS s FROM numbers({ROWS})"
+        ),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insert_routes_ndjson_to_the_shards() {
     let run = async {
         let c = TwoShards::start();
         let dir = tempfile::tempdir().unwrap();
-        c.on_both("CREATE DATABASE sh").await;
-        for t in ["direct", "via"] {
-            c.on_both(&format!(
-                "CREATE TABLE sh.{t} (id UInt64, s String) ENGINE = MergeTree ORDER BY id"
-            ))
-            .await;
-            TwoShards::exec(
-                &c.a,
-                &format!(
-                    "CREATE TABLE sh.{t}_dist AS sh.{t} \
-                     ENGINE = Distributed(two, sh, {t}, cityHash64(s))"
-                ),
-            )
-            .await;
-        }
-        let rows_sql = format!(
-            "SELECT number AS id, concat('user-', toString(number % 513)) AS s \
-             FROM numbers({ROWS})"
-        );
-        TwoShards::exec(&c.a, &format!("INSERT INTO sh.via_dist {rows_sql}")).await;
+        direct_and_via(&c).await;
         let mut file = std::fs::File::create(dir.path().join("rows.ndjson")).unwrap();
         for n in 0..ROWS {
             writeln!(file, r#"{{"id": {n}, "s": "user-{}"}}"#, n % 513).unwrap();
@@ -264,29 +274,7 @@ async fn insert_routes_parquet_to_the_shards() {
     let run = async {
         let c = TwoShards::start();
         let dir = tempfile::tempdir().unwrap();
-        c.on_both("CREATE DATABASE sh").await;
-        for t in ["direct", "via"] {
-            c.on_both(&format!(
-                "CREATE TABLE sh.{t} (id UInt64, s String) ENGINE = MergeTree ORDER BY id"
-            ))
-            .await;
-            TwoShards::exec(
-                &c.a,
-                &format!(
-                    "CREATE TABLE sh.{t}_dist AS sh.{t} \
-                     ENGINE = Distributed(two, sh, {t}, cityHash64(s))"
-                ),
-            )
-            .await;
-        }
-        TwoShards::exec(
-            &c.a,
-            &format!(
-                "INSERT INTO sh.via_dist SELECT number AS id, \
-                 concat('user-', toString(number % 513)) AS s FROM numbers({ROWS})"
-            ),
-        )
-        .await;
+        direct_and_via(&c).await;
         write_parquet(&dir.path().join("rows.parquet"), ROWS);
         let out = run_cmd(
             chasync(dir.path())

@@ -41,14 +41,14 @@ fn fast_retry(c: &mut Config) {
     c.delivery.max_backoff = Duration::from_millis(400);
 }
 
-/// Sends rows `0..n` through the proxy, whose next insert connection meets `fault`; returns
-/// the final stats and what the dispatcher says the table gets.
-async fn load_through(
+/// An ingestor of one `n`-row batch through a proxy whose next insert connection meets
+/// `fault`, rows `0..n` sent; with the proxy and the spool directory.
+async fn send_through(
     db: &TestDb,
     fault: Fault,
     n: u64,
     tune: impl FnOnce(&mut Config),
-) -> (Stats, Vec<chasync_core::TableGuarantee>) {
+) -> (Ingestor<Ev>, FaultProxy, tempfile::TempDir) {
     let proxy = FaultProxy::start(&common::url(), vec![]).await;
     let dlq = tempfile::tempdir().unwrap();
     let mut c = db.config("t", dlq.path());
@@ -66,7 +66,19 @@ async fn load_through(
     for i in 0..n {
         h.send(ev(i)).await.unwrap();
     }
-    h.flush().await.unwrap();
+    (ing, proxy, dlq)
+}
+
+/// Sends rows `0..n` through the proxy, whose next insert connection meets `fault`; returns
+/// the final stats and what the dispatcher says the table gets.
+async fn load_through(
+    db: &TestDb,
+    fault: Fault,
+    n: u64,
+    tune: impl FnOnce(&mut Config),
+) -> (Stats, Vec<chasync_core::TableGuarantee>) {
+    let (ing, proxy, _dlq) = send_through(db, fault, n, tune).await;
+    ing.handle().flush().await.unwrap();
     let guarantees = ing.dispatcher().guarantees();
     let stats = ing.shutdown().await.unwrap();
     assert_eq!(proxy.remaining(), 0, "the fault was never met");
@@ -373,21 +385,11 @@ async fn a_user_without_access_to_the_query_log_is_warned_once_that_the_table_ge
 /// Rows `0..n` through the proxy, one attempt per batch, the insert's connection meeting
 /// `fault`: the batch is dead-lettered as maybe sent. Returns the spool directory.
 async fn dead_letter_through(db: &TestDb, fault: Fault, n: u64) -> tempfile::TempDir {
-    let proxy = FaultProxy::start(&common::url(), vec![]).await;
-    let dlq = tempfile::tempdir().unwrap();
-    let mut c = db.config("t", dlq.path());
-    c.clickhouse.url = vec![proxy.url()];
-    c.batching.max_rows = n as usize;
-    c.batching.linger = Duration::from_secs(3600);
-    c.delivery.max_attempts = 1;
-    let ing = Ingestor::<Ev>::start(c).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    proxy.push_insert(fault);
-    let h = ing.handle();
-    for i in 0..n {
-        h.send(ev(i)).await.unwrap();
-    }
-    assert!(h.flush().await.is_err(), "the batch is dead-lettered");
+    let (ing, proxy, dlq) = send_through(db, fault, n, |c| c.delivery.max_attempts = 1).await;
+    assert!(
+        ing.handle().flush().await.is_err(),
+        "the batch is dead-lettered"
+    );
     let stats = ing.shutdown().await.unwrap();
     assert_eq!(proxy.remaining(), 0, "the fault was never met");
     assert_eq!(stats.rows_dead_lettered, n, "{stats:?}");

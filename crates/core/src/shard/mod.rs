@@ -362,6 +362,16 @@ impl<R> std::fmt::Display for RouteError<R> {
 
 impl<R> std::error::Error for RouteError<R> {}
 
+/// The rows of a columnar input by shard (indices into the input).
+struct Routed {
+    /// Per shard, its rows.
+    parts: Vec<Vec<usize>>,
+    /// The rows whose shard cannot be computed.
+    bad: Vec<usize>,
+    /// The first of those, with the reason.
+    why: Option<String>,
+}
+
 /// A cloneable handle that sends each row to its shard's pipeline.
 pub struct ShardedHandle<R> {
     plan: Arc<ShardPlan>,
@@ -388,26 +398,32 @@ impl<R: ShardRow + Send + 'static> ShardedHandle<R> {
         self.plan.route(&self.turn, |c| row.column_value(c))
     }
 
+    /// The rows of an input of `n` rows by shard, and those whose shard cannot be computed.
+    fn route_rows(&self, input: &R, n: usize) -> Routed {
+        let mut parts: Vec<Vec<usize>> = vec![Vec::new(); self.handles.len()];
+        let (mut bad, mut why) = (Vec::new(), None);
+        for i in 0..n {
+            match self
+                .plan
+                .route(&self.turn, |c| input.row_value(i, c).map(Cow::Owned))
+            {
+                Ok(s) => parts[s].push(i),
+                Err(w) => {
+                    bad.push(i);
+                    why.get_or_insert(format!("row {i}: {w}"));
+                }
+            }
+        }
+        Routed { parts, bad, why }
+    }
+
     /// Queues a row on its shard's pipeline, waiting while that queue is full. An input of
     /// several rows (columnar) is split: each shard's rows go to it in one input, and the rows
     /// whose shard cannot be computed are handed back together
     /// (`RouteError::Unroutable`, with the first reason) after the others were queued.
     pub async fn send(&self, row: R) -> std::result::Result<(), RouteError<R>> {
         if let Some(n) = row.rows() {
-            let mut parts: Vec<Vec<usize>> = vec![Vec::new(); self.handles.len()];
-            let (mut bad, mut why) = (Vec::new(), None);
-            for i in 0..n {
-                match self
-                    .plan
-                    .route(&self.turn, |c| row.row_value(i, c).map(Cow::Owned))
-                {
-                    Ok(s) => parts[s].push(i),
-                    Err(w) => {
-                        bad.push(i);
-                        why.get_or_insert(format!("row {i}: {w}"));
-                    }
-                }
-            }
+            let Routed { parts, bad, why } = self.route_rows(&row, n);
             for (s, rows) in parts.iter().enumerate() {
                 if rows.is_empty() {
                     continue;

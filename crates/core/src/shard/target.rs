@@ -293,27 +293,14 @@ impl<R: ShardRow + Send + 'static> ShardedHandle<R> {
                     Err(why) => bad.push((input, why)),
                 },
                 Some(n) => {
-                    let mut parts: Vec<Vec<usize>> = vec![Vec::new(); self.handles.len()];
-                    let (mut rows_bad, mut why) = (Vec::new(), None);
-                    for i in 0..n {
-                        match self
-                            .plan
-                            .route(&self.turn, |c| input.row_value(i, c).map(Cow::Owned))
-                        {
-                            Ok(s) => parts[s].push(i),
-                            Err(w) => {
-                                rows_bad.push(i);
-                                why.get_or_insert(format!("row {i}: {w}"));
-                            }
-                        }
-                    }
-                    for (s, rows) in parts.iter().enumerate() {
+                    let routed = self.route_rows(&input, n);
+                    for (s, rows) in routed.parts.iter().enumerate() {
                         if !rows.is_empty() {
                             groups[s].push(input.take(rows));
                         }
                     }
-                    if let Some(w) = why {
-                        bad.push((input.take(&rows_bad), w));
+                    if let Some(w) = routed.why {
+                        bad.push((input.take(&routed.bad), w));
                     }
                 }
             }
