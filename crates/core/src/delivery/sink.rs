@@ -161,9 +161,8 @@ impl Sink {
             return;
         }
         let clients = sink.clients(batch, 0..sink.endpoints.len());
-        let (sink, counters) = (sink.clone(), counters.clone());
         let task = {
-            let sink = sink.clone();
+            let (sink, counters) = (sink.clone(), counters.clone());
             tokio::spawn(async move {
                 sink.resolver.probe_now(&key, &clients, &counters).await;
             })

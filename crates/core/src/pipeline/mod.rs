@@ -107,10 +107,7 @@ impl Pipeline<DynamicRows> {
     /// Reads the table's schema, then starts a dynamic pipeline. A key that names no column
     /// reads the schema again (at most once a second), so columns added later are picked up.
     pub async fn start_dynamic(config: Config, opts: NativeOptions) -> Result<Self> {
-        let fill = config.delivery.fill_insert_id;
-        PipelineBuilder::new(config)
-            .start(|table| DynamicRows::new(Arc::new(table.clone()), opts, fill))
-            .await
+        PipelineBuilder::new(config).start_dynamic(opts).await
     }
 }
 
@@ -225,6 +222,14 @@ impl PipelineBuilder {
             .await?;
         let encoder = make(&table);
         self.start_with_encoder(encoder)
+    }
+
+    /// [`start`](Self::start) with the encoder of rows known at run time (see
+    /// [`DynIngestor::start_dynamic`]).
+    pub async fn start_dynamic(self, opts: NativeOptions) -> Result<DynIngestor> {
+        let fill = self.config.delivery.fill_insert_id;
+        self.start(|table| DynamicRows::new(Arc::new(table.clone()), opts, fill))
+            .await
     }
 
     /// Starts the pipeline with `encoder` on the current tokio runtime, without reading the

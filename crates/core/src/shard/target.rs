@@ -8,8 +8,8 @@ use crate::batch::ack::Ack;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::format::DynInput;
 use crate::format::native::NativeOptions;
-use crate::format::{DynInput, DynamicRows};
 use crate::pipeline::handle::{Handle, SendError, TrySendError};
 use crate::pipeline::{DynIngestor, PipelineBuilder};
 use crate::stats::Stats;
@@ -48,15 +48,12 @@ impl DynTarget {
             Err(e) => return Err(e),
         };
         Ok(match plan {
-            None => {
-                let fill = config.delivery.fill_insert_id;
-                Self::Table(
-                    PipelineBuilder::new(config)
-                        .catalog(catalog)
-                        .start(|table| DynamicRows::new(Arc::new(table.clone()), opts, fill))
-                        .await?,
-                )
-            }
+            None => Self::Table(
+                PipelineBuilder::new(config)
+                    .catalog(catalog)
+                    .start_dynamic(opts)
+                    .await?,
+            ),
             Some(plan) => {
                 Self::Shards(ShardedDynIngestor::start_dynamic(config, plan, opts).await?)
             }
