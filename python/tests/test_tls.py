@@ -122,8 +122,14 @@ async def test_a_wrong_ca_names_the_certificate_problem(db, tmp_path, tls):
 
 async def test_client_certificates(db, tmp_path, mutual_tls):
     table(db)
-    with pytest.raises(chasync.Error) as e:
-        await insert(db, tmp_path, mutual_tls["url"], tls_ca_file=mutual_tls["ca_file"])
+    # With TLS 1.3 the server's refusal comes after the client's side of the handshake: a
+    # connection can close before its first request, and then the client only sees that (a
+    # known gap of the error message). Such a start is tried again, up to three times.
+    for _ in range(3):
+        with pytest.raises(chasync.Error) as e:
+            await insert(db, tmp_path, mutual_tls["url"], tls_ca_file=mutual_tls["ca_file"])
+        if "connection was not ready" not in str(e.value):
+            break
     assert "CertificateRequired" in str(e.value)
     assert "set tls_cert_file and tls_key_file" in str(e.value)
     assert not isinstance(e.value, chasync.ConnectionError), type(e.value)

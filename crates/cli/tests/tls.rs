@@ -126,12 +126,26 @@ async fn client_certificates_for_a_server_that_requires_one() {
     let dir = tempfile::tempdir().unwrap();
     setup(&db, dir.path()).await;
     let ca_file = ca.ca_file().to_str().unwrap();
-    let r = run_cmd(&mut insert(
+    // With TLS 1.3 the server's refusal comes after the client's side of the handshake: a
+    // connection can close before its first request, and then the client only sees that
+    // (a known gap of the error message). Such a run is tried again, up to three times.
+    let mut r = run_cmd(&mut insert(
         dir.path(),
         &db,
         &tls.url(),
         &["--tls-ca-file", ca_file],
     ));
+    for _ in 0..2 {
+        if !r.stderr.contains("connection was not ready") {
+            break;
+        }
+        r = run_cmd(&mut insert(
+            dir.path(),
+            &db,
+            &tls.url(),
+            &["--tls-ca-file", ca_file],
+        ));
+    }
     assert_eq!(r.code, 1, "{r:?}");
     assert!(r.stderr.contains("CertificateRequired"), "{r:?}");
     assert!(
